@@ -1,0 +1,94 @@
+//! The macros of [tidings](https://docs.rs/tidings): `#[domain_event]`, `#[integration_event]`
+//! and `#[handles]`. Use them through the `tidings` crate, which documents them; the code they
+//! emit names `::tidings`.
+//!
+//! Each macro runs parse → validate → expand. On an error the item is still emitted as written,
+//! with every error found, so one mistake gives its own error and no cascade.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use proc_macro::TokenStream;
+use proc_macro2::TokenStream as TokenStream2;
+use quote::quote;
+
+mod errors;
+mod expand;
+mod parse;
+mod validate;
+
+use errors::Errors;
+use parse::{DomainEventArgs, EventItem, Handler, IntegrationEventArgs};
+
+/// Marks a domain event. See `tidings::domain_event`.
+#[proc_macro_attribute]
+pub fn domain_event(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item = TokenStream2::from(item);
+    let mut errors = Errors::default();
+    let args = DomainEventArgs::parse(args.into(), &mut errors);
+    let expansion = match EventItem::parse(item.clone(), "domain_event") {
+        Ok(event) => {
+            validate::domain_event(&event, &args, &mut errors);
+            // Naming mistakes still get the impls, so that uses of the type compile.
+            event
+                .generics
+                .params
+                .is_empty()
+                .then(|| expand::domain_event(&event, &args))
+        }
+        Err(error) => {
+            errors.push(error);
+            None
+        }
+    };
+    output(item, expansion, errors)
+}
+
+/// Marks an integration event. See `tidings::integration_event`.
+#[proc_macro_attribute]
+pub fn integration_event(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item = TokenStream2::from(item);
+    let mut errors = Errors::default();
+    let args = IntegrationEventArgs::parse(args.into(), &mut errors);
+    let expansion = match EventItem::parse(item.clone(), "integration_event") {
+        Ok(event) => {
+            validate::integration_event(&event, &args, &mut errors);
+            event
+                .generics
+                .params
+                .is_empty()
+                .then(|| expand::integration_event(&event, &args))
+        }
+        Err(error) => {
+            errors.push(error);
+            None
+        }
+    };
+    output(item, expansion, errors)
+}
+
+/// Marks a handler. See `tidings::handles`.
+#[proc_macro_attribute]
+pub fn handles(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item = TokenStream2::from(item);
+    let mut errors = Errors::default();
+    parse::handles_args(args.into(), &mut errors);
+    let expansion = match Handler::parse(item.clone(), &mut errors) {
+        Ok(Some(handler)) => {
+            validate::handler(&handler, &mut errors);
+            // A handler with a mistake is not registered: its entry would not compile either.
+            errors.is_empty().then(|| expand::handler(&handler))
+        }
+        Ok(None) => None,
+        Err(error) => {
+            errors.push(error);
+            None
+        }
+    };
+    output(item, expansion, errors)
+}
+
+/// The item as written, then the errors, then the expansion.
+fn output(item: TokenStream2, expansion: Option<TokenStream2>, errors: Errors) -> TokenStream {
+    let errors = errors.into_compile_errors();
+    quote!(#item #errors #expansion).into()
+}

@@ -1,0 +1,530 @@
+//! Parse: turns the attribute's arguments and the annotated item into the model that `validate`
+//! checks and `expand` generates code from. Errors that leave nothing to model are reported here;
+//! the rest are `validate`'s.
+
+use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
+use quote::ToTokens;
+use syn::ext::IdentExt;
+use syn::parse::{ParseStream, Parser};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{
+    Fields, FnArg, GenericArgument, Generics, Ident, Item, ItemFn, LitInt, LitStr, Path,
+    PathArguments, ReturnType, Token, Type,
+};
+
+use crate::errors::Errors;
+
+// ---------------------------------------------------------------------------------------------
+// Arguments
+
+/// One `key` or `key = value` argument, before its value is interpreted.
+struct RawArg {
+    key: Ident,
+    value: Option<TokenStream>,
+}
+
+/// Splits `a = 1, b = [x, y], c` into arguments; each value runs to the next top-level comma.
+fn raw_args(tokens: TokenStream) -> syn::Result<Vec<RawArg>> {
+    let parser = |input: ParseStream| {
+        let mut args = Vec::new();
+        while !input.is_empty() {
+            let key = input.call(Ident::parse_any)?;
+            let value = if input.peek(Token![=]) {
+                let eq: Token![=] = input.parse()?;
+                let mut value = TokenStream::new();
+                while !input.is_empty() && !input.peek(Token![,]) {
+                    value.extend([input.parse::<TokenTree>()?]);
+                }
+                if value.is_empty() {
+                    return Err(syn::Error::new(eq.span, format!("`{key} =` needs a value")));
+                }
+                Some(value)
+            } else {
+                None
+            };
+            args.push(RawArg { key, value });
+            if !input.is_empty() {
+                input.parse::<Token![,]>()?;
+            }
+        }
+        Ok(args)
+    };
+    parser.parse2(tokens)
+}
+
+/// Remembers the first occurrence of an argument and reports the second.
+fn set_once<T>(slot: &mut Option<T>, value: T, key: &Ident, errors: &mut Errors) {
+    if slot.is_some() {
+        errors.spanned(key, format!("duplicate argument `{key}`: give it once"));
+    } else {
+        *slot = Some(value);
+    }
+}
+
+/// `#[domain_event(..)]` arguments.
+#[derive(Default)]
+pub(crate) struct DomainEventArgs {
+    /// `allow_generic_name`: a name such as `ProductUpdated` is wanted.
+    pub(crate) allow_generic_name: Option<Ident>,
+    /// `allow_non_past_tense`: a name with no past-tense word is wanted.
+    pub(crate) allow_non_past_tense: Option<Ident>,
+}
+
+pub(crate) const DOMAIN_EVENT_ARGS: &str =
+    "`#[domain_event]` takes `allow_generic_name` and `allow_non_past_tense`";
+
+impl DomainEventArgs {
+    pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Self {
+        let mut args = DomainEventArgs::default();
+        let raw = match raw_args(tokens) {
+            Ok(raw) => raw,
+            Err(error) => {
+                errors.push(error);
+                return args;
+            }
+        };
+        for RawArg { key, value } in raw {
+            let slot = match key.to_string().as_str() {
+                "allow_generic_name" => &mut args.allow_generic_name,
+                "allow_non_past_tense" => &mut args.allow_non_past_tense,
+                _ => {
+                    errors.spanned(
+                        &key,
+                        format!("unknown argument `{key}`: {DOMAIN_EVENT_ARGS}"),
+                    );
+                    continue;
+                }
+            };
+            if let Some(value) = value {
+                errors.spanned(
+                    value,
+                    format!("`{key}` takes no value: write `#[domain_event({key})]`"),
+                );
+            }
+            set_once(slot, key.clone(), &key, errors);
+        }
+        args
+    }
+}
+
+/// Interprets the value of one argument of `#[integration_event]`.
+type Interpret = fn(&mut IntegrationEventArgs, &Ident, TokenStream, &mut Errors);
+
+/// `#[integration_event(..)]` arguments.
+#[derive(Default)]
+pub(crate) struct IntegrationEventArgs {
+    /// `name = "..."`.
+    pub(crate) name: Option<LitStr>,
+    /// `version = N`.
+    pub(crate) version: Option<LitInt>,
+    /// `from = [A, B]` or `from = A`, with the `from` keyword.
+    pub(crate) from: Option<(Ident, Vec<Path>)>,
+    /// `key = field`.
+    pub(crate) key: Option<Ident>,
+}
+
+impl IntegrationEventArgs {
+    pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Self {
+        let mut args = IntegrationEventArgs::default();
+        let raw = match raw_args(tokens) {
+            Ok(raw) => raw,
+            Err(error) => {
+                errors.push(error);
+                return args;
+            }
+        };
+        for RawArg { key, value } in raw {
+            let name = key.to_string();
+            let (example, interpret): (&str, Interpret) = match name.as_str() {
+                "name" => ("name = \"catalog.product-updated\"", Self::name),
+                "version" => ("version = 2", Self::version),
+                "from" => ("from = [ProductPutOnSale, ProductRestocked]", Self::from),
+                "key" => ("key = product_id", Self::key),
+                _ => {
+                    errors.spanned(
+                            &key,
+                            format!(
+                                "unknown argument `{key}`: `#[integration_event]` takes `name`, `version`, `from` and `key`"
+                            ),
+                        );
+                    continue;
+                }
+            };
+            match value {
+                Some(value) => interpret(&mut args, &key, value, errors),
+                None => errors.spanned(&key, format!("`{key}` needs a value: `{example}`")),
+            }
+        }
+        args
+    }
+
+    fn name(&mut self, key: &Ident, value: TokenStream, errors: &mut Errors) {
+        match syn::parse2::<LitStr>(value.clone()) {
+            Ok(lit) => set_once(&mut self.name, lit, key, errors),
+            Err(_) => errors.spanned(
+                value,
+                "`name` takes a string literal: `name = \"catalog.product-updated\"`",
+            ),
+        }
+    }
+
+    fn version(&mut self, key: &Ident, value: TokenStream, errors: &mut Errors) {
+        match syn::parse2::<LitInt>(value.clone()) {
+            Ok(lit) => set_once(&mut self.version, lit, key, errors),
+            Err(_) => errors.spanned(value, "`version` takes a whole number: `version = 2`"),
+        }
+    }
+
+    fn from(&mut self, key: &Ident, value: TokenStream, errors: &mut Errors) {
+        let paths = Punctuated::<Path, Token![,]>::parse_terminated;
+        let mut tokens = value.clone().into_iter();
+        let parsed = match (tokens.next(), tokens.next()) {
+            (Some(TokenTree::Group(group)), None) if group.delimiter() == Delimiter::Bracket => {
+                paths.parse2(group.stream())
+            }
+            _ => syn::parse2::<Path>(value.clone()).map(|path| [path].into_iter().collect()),
+        };
+        match parsed {
+            Ok(paths) => set_once(&mut self.from, (key.clone(), paths.into_iter().collect()), key, errors),
+            Err(_) => errors.spanned(
+                value,
+                "`from` takes a domain event or a list of them: `from = ProductPutOnSale` or `from = [ProductPutOnSale, ProductRestocked]`",
+            ),
+        }
+    }
+
+    fn key(&mut self, key: &Ident, value: TokenStream, errors: &mut Errors) {
+        match syn::parse2::<Ident>(value.clone()) {
+            Ok(field) => set_once(&mut self.key, field, key, errors),
+            Err(_) => errors.spanned(
+                value,
+                "`key` takes the name of a field of this struct: `key = product_id`",
+            ),
+        }
+    }
+}
+
+/// No arguments for `#[handles]`.
+pub(crate) fn handles_args(tokens: TokenStream, errors: &mut Errors) {
+    if !tokens.is_empty() {
+        errors.spanned(
+            tokens,
+            "`#[handles]` takes no arguments: write `#[handles]`",
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event items
+
+/// A struct or an enum under an event macro.
+pub(crate) struct EventItem {
+    pub(crate) ident: Ident,
+    pub(crate) generics: Generics,
+    pub(crate) body: EventBody,
+}
+
+/// The part of an event item that the rules look at.
+pub(crate) enum EventBody {
+    /// A struct and its fields.
+    Struct(Fields),
+    /// An enum and its variants' names.
+    Enum(Vec<Ident>),
+}
+
+impl EventItem {
+    /// Parses the item under `#[macro_name]`; anything but a struct or an enum is an error.
+    pub(crate) fn parse(item: TokenStream, macro_name: &str) -> syn::Result<EventItem> {
+        let item: Item = syn::parse2(item)?;
+        let (ident, generics, body) = match item {
+            Item::Struct(s) => (s.ident, s.generics, EventBody::Struct(s.fields)),
+            Item::Enum(e) => {
+                let variants = e.variants.into_iter().map(|v| v.ident).collect();
+                (e.ident, e.generics, EventBody::Enum(variants))
+            }
+            other => {
+                let (what, span) = item_kind(&other);
+                return Err(syn::Error::new(
+                    span,
+                    format!(
+                        "`#[{macro_name}]` goes on a struct or an enum, not on {what}: an event is data that is recorded and sent"
+                    ),
+                ));
+            }
+        };
+        Ok(EventItem {
+            ident,
+            generics,
+            body,
+        })
+    }
+}
+
+/// What an item is, in words, and the span of its keyword.
+fn item_kind(item: &Item) -> (&'static str, Span) {
+    match item {
+        Item::Union(u) => ("a union", u.union_token.span),
+        Item::Trait(t) => ("a trait", t.trait_token.span),
+        Item::Fn(f) => ("a function", f.sig.fn_token.span),
+        Item::Type(t) => ("a type alias", t.type_token.span),
+        Item::Impl(i) => ("an impl block", i.impl_token.span),
+        Item::Mod(m) => ("a module", m.mod_token.span),
+        Item::Const(c) => ("a constant", c.const_token.span),
+        Item::Static(s) => ("a static", s.static_token.span),
+        Item::Struct(s) => ("a struct", s.struct_token.span),
+        Item::Enum(e) => ("an enum", e.enum_token.span),
+        other => ("this item", other.span()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handler items
+
+/// A `#[handles]` function.
+pub(crate) struct Handler {
+    /// The function, as written.
+    pub(crate) func: ItemFn,
+    /// `E` of the first parameter `&E`.
+    pub(crate) event: Type,
+    /// The parameters after the event.
+    pub(crate) params: Vec<Param>,
+    /// What it returns.
+    pub(crate) output: Output,
+}
+
+/// A parameter after the event.
+pub(crate) enum Param {
+    /// `Dep<T>`, with `T`.
+    Dep(Box<Type>),
+    /// `EventMeta` (cloned) or `&EventMeta`.
+    Meta { by_ref: bool },
+}
+
+/// A handler's return type.
+pub(crate) struct Output {
+    /// `E` of `Result<_, E>`.
+    pub(crate) error: Option<Type>,
+    /// The integration events it produces.
+    pub(crate) produces: Produces,
+}
+
+/// The successful part of a handler's return type.
+pub(crate) enum Produces {
+    /// `()`.
+    Nothing,
+    /// `I`.
+    One(Type),
+    /// `Option<I>`.
+    Option(Type),
+    /// `Vec<I>`.
+    Vec(Type),
+}
+
+impl Produces {
+    /// The integration event type `I`, if any.
+    pub(crate) fn event(&self) -> Option<&Type> {
+        match self {
+            Produces::Nothing => None,
+            Produces::One(ty) | Produces::Option(ty) | Produces::Vec(ty) => Some(ty),
+        }
+    }
+}
+
+pub(crate) const RETURN_FORMS: &str = "`()`, `Result<(), E>`, an integration event `I`, `Option<I>`, `Vec<I>`, or one of those in `Result<_, E>`";
+
+impl Handler {
+    /// Parses the function under `#[handles]`. Returns `None`, with the errors recorded, when the
+    /// signature has a part that cannot be modeled.
+    pub(crate) fn parse(item: TokenStream, errors: &mut Errors) -> syn::Result<Option<Handler>> {
+        let item: Item = syn::parse2(item)?;
+        let func = match item {
+            Item::Fn(func) => func,
+            other => {
+                let (what, span) = item_kind(&other);
+                return Err(syn::Error::new(
+                    span,
+                    format!("`#[handles]` goes on a free `fn` or `async fn`, not on {what}"),
+                ));
+            }
+        };
+        let mut inputs = func.sig.inputs.iter();
+        let first = inputs.next();
+        let event = match first {
+            None => {
+                errors.spanned(
+                    &func.sig.ident,
+                    format!(
+                        "`{}` takes no parameter: a `#[handles]` function takes the event it handles as its first parameter, `event: &MyEvent`",
+                        func.sig.ident
+                    ),
+                );
+                None
+            }
+            Some(FnArg::Receiver(receiver)) => {
+                errors.spanned(
+                    receiver.self_token,
+                    format!(
+                        "`#[handles]` goes on a free function, not on a method: move `{}` out of the `impl` block, without `self` (it can call the method)",
+                        func.sig.ident
+                    ),
+                );
+                None
+            }
+            Some(FnArg::Typed(first)) => event_param(&first.ty, errors),
+        };
+        // After a `self`, the parameters are a method's: no use reporting them too.
+        let is_method = matches!(first, Some(FnArg::Receiver(_)));
+        let params: Vec<Param> = inputs
+            .take_while(|_| !is_method)
+            .filter_map(|input| match input {
+                FnArg::Typed(param) => extra_param(&param.ty, errors),
+                FnArg::Receiver(_) => None,
+            })
+            .collect();
+        let output = output(&func.sig.output, errors);
+        let (Some(event), Some(output)) = (event, output) else {
+            return Ok(None);
+        };
+        if !errors.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Handler {
+            func,
+            event,
+            params,
+            output,
+        }))
+    }
+}
+
+/// `E` from the first parameter `&E`.
+fn event_param(ty: &Type, errors: &mut Errors) -> Option<Type> {
+    match ty {
+        Type::Reference(r) if r.mutability.is_none() => Some((*r.elem).clone()),
+        Type::Reference(r) => {
+            errors.spanned(
+                r.mutability,
+                "a handler takes the event by shared reference, `&E`: several handlers read the same event, none may change it",
+            );
+            None
+        }
+        _ => {
+            errors.spanned(
+                ty,
+                "the first parameter of a `#[handles]` function is the event it handles, by reference: `event: &MyEvent`",
+            );
+            None
+        }
+    }
+}
+
+/// The last segment of a type path, if `ty` is a path.
+fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last(),
+        _ => None,
+    }
+}
+
+/// The type arguments of `segment` (`<A, B>`), lifetimes left out.
+fn type_args(segment: &syn::PathSegment) -> Vec<&Type> {
+    match &segment.arguments {
+        PathArguments::AngleBracketed(args) => args
+            .args
+            .iter()
+            .filter_map(|arg| match arg {
+                GenericArgument::Type(ty) => Some(ty),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A parameter after the event: `Dep<T>`, `EventMeta` or `&EventMeta`.
+fn extra_param(ty: &Type, errors: &mut Errors) -> Option<Param> {
+    let (by_ref, inner) = match ty {
+        Type::Reference(r) if r.mutability.is_none() => (true, &*r.elem),
+        _ => (false, ty),
+    };
+    if let Some(segment) = last_segment(inner) {
+        let args = type_args(segment);
+        match (segment.ident.to_string().as_str(), by_ref, args.as_slice()) {
+            ("EventMeta", _, []) => return Some(Param::Meta { by_ref }),
+            ("Dep", false, [dep]) => return Some(Param::Dep(Box::new((*dep).clone()))),
+            _ => {}
+        }
+    }
+    let hint = match ty {
+        Type::Reference(r) => format!(
+            "; to use a `{}`, take `Dep<{}>` and provide the value to the app",
+            r.elem.to_token_stream(),
+            r.elem.to_token_stream()
+        ),
+        _ => String::new(),
+    };
+    errors.spanned(
+        ty,
+        format!(
+            "unsupported parameter: after the event, a `#[handles]` function takes `Dep<T>` (a provided dependency), `EventMeta` or `&EventMeta`{hint}"
+        ),
+    );
+    None
+}
+
+/// The model of a return type.
+fn output(ret: &ReturnType, errors: &mut Errors) -> Option<Output> {
+    let ty = match ret {
+        ReturnType::Default => {
+            return Some(Output {
+                error: None,
+                produces: Produces::Nothing,
+            });
+        }
+        ReturnType::Type(_, ty) => &**ty,
+    };
+    let unsupported = |errors: &mut Errors, at: &Type| {
+        errors.spanned(
+            at,
+            format!("unsupported return type: a `#[handles]` function returns {RETURN_FORMS}"),
+        );
+    };
+    let (ok, error) = match last_segment(ty) {
+        Some(segment) if segment.ident == "Result" => match type_args(segment).as_slice() {
+            [ok, error] => (*ok, Some((*error).clone())),
+            _ => {
+                errors.spanned(
+                    ty,
+                    "write the error type of `Result` out, `Result<T, E>`: tidings checks that `E` implements `std::error::Error`",
+                );
+                return None;
+            }
+        },
+        _ => (ty, None),
+    };
+    let produces = match ok {
+        Type::Tuple(t) if t.elems.is_empty() => Produces::Nothing,
+        Type::Path(_) => {
+            let segment = last_segment(ok);
+            let args = segment.map(type_args).unwrap_or_default();
+            match (
+                segment.map(|s| s.ident.to_string()).as_deref(),
+                args.as_slice(),
+            ) {
+                (Some("Option"), [event]) => Produces::Option((*event).clone()),
+                (Some("Vec"), [event]) => Produces::Vec((*event).clone()),
+                (Some("Result"), _) => {
+                    unsupported(errors, ok);
+                    return None;
+                }
+                _ => Produces::One(ok.clone()),
+            }
+        }
+        _ => {
+            unsupported(errors, ok);
+            return None;
+        }
+    };
+    Some(Output { error, produces })
+}

@@ -1,0 +1,212 @@
+//! What a `#[handles]` function receives and returns, once its types are erased.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::ops::Deref;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::event::DynIntegrationEvent;
+use crate::meta::EventMeta;
+
+/// A dependency of a handler: a value provided once to the app and shared by every handler that
+/// asks for it. Cheap to clone; derefs to `T`.
+///
+/// ```
+/// use tidings::prelude::*;
+///
+/// #[derive(Default)]
+/// struct Recommendations { /* a client, a pool, ... */ }
+///
+/// #[domain_event]
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// pub struct ProductPutOnSale { pub product_id: String }
+///
+/// #[handles]
+/// async fn recalculate_recommendations(event: &ProductPutOnSale, recs: Dep<Recommendations>) {
+///     let _recs: &Recommendations = &recs;
+/// }
+/// ```
+pub struct Dep<T>(Arc<T>);
+
+impl<T> Dep<T> {
+    /// Wraps a value.
+    pub fn new(value: T) -> Self {
+        Dep(Arc::new(value))
+    }
+
+    /// The shared pointer behind the dependency.
+    pub fn into_arc(self) -> Arc<T> {
+        self.0
+    }
+}
+
+impl<T> From<Arc<T>> for Dep<T> {
+    fn from(value: Arc<T>) -> Self {
+        Dep(value)
+    }
+}
+
+impl<T> Clone for Dep<T> {
+    fn clone(&self) -> Self {
+        Dep(Arc::clone(&self.0))
+    }
+}
+
+impl<T> Deref for Dep<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> AsRef<T> for Dep<T> {
+    fn as_ref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Dep<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+/// The provided dependencies, by type: what `Dep<T>` parameters are filled from.
+///
+/// ```
+/// use tidings::Deps;
+///
+/// let mut deps = Deps::new();
+/// deps.insert(String::from("catalog-db"));
+/// assert_eq!(&*deps.get::<String>().unwrap(), "catalog-db");
+/// assert!(deps.get::<u32>().is_none());
+/// ```
+#[derive(Default, Clone)]
+pub struct Deps {
+    values: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+}
+
+impl Deps {
+    /// No dependencies.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Provides `value` to every `Dep<T>` parameter; replaces an earlier value of the same type.
+    pub fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
+        self.insert_arc(Arc::new(value));
+    }
+
+    /// Provides a value that is already shared.
+    pub fn insert_arc<T: Send + Sync + 'static>(&mut self, value: Arc<T>) {
+        self.values.insert(TypeId::of::<T>(), value);
+    }
+
+    /// The value provided for `T`, if any.
+    pub fn get<T: Send + Sync + 'static>(&self) -> Option<Dep<T>> {
+        let value = self.values.get(&TypeId::of::<T>())?;
+        Arc::clone(value).downcast::<T>().ok().map(Dep)
+    }
+
+    /// Whether a value of the type with this id was provided.
+    pub fn contains(&self, type_id: TypeId) -> bool {
+        self.values.contains_key(&type_id)
+    }
+}
+
+impl fmt::Debug for Deps {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Deps")
+            .field("count", &self.values.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one handler call gets besides the event: the dependencies and the event's envelope.
+///
+/// Two references, so it is `Copy` and costs nothing to build per call.
+#[derive(Debug, Clone, Copy)]
+pub struct HandlerContext<'a> {
+    deps: &'a Deps,
+    meta: &'a EventMeta,
+}
+
+impl<'a> HandlerContext<'a> {
+    /// The context of a call to handle the event described by `meta`.
+    pub fn new(deps: &'a Deps, meta: &'a EventMeta) -> Self {
+        HandlerContext { deps, meta }
+    }
+
+    /// The dependency of type `T`, for a `Dep<T>` parameter.
+    pub fn dep<T: Send + Sync + 'static>(&self) -> Result<Dep<T>, HandlerError> {
+        self.deps
+            .get::<T>()
+            .ok_or_else(|| HandlerError::MissingDependency {
+                type_name: std::any::type_name::<T>(),
+            })
+    }
+
+    /// The envelope of the event being handled.
+    pub fn meta(&self) -> &'a EventMeta {
+        self.meta
+    }
+}
+
+/// Why a handler call did not complete.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandlerError {
+    /// The handler returned an error.
+    #[error(transparent)]
+    Failed(Box<dyn StdError + Send + Sync + 'static>),
+    /// A `Dep<T>` parameter had no provided value.
+    #[error(
+        "no dependency of type `{type_name}` was provided: add `.provide(value)` with a `{type_name}` to the app's builder"
+    )]
+    MissingDependency {
+        /// The type that was asked for.
+        type_name: &'static str,
+    },
+    /// The handler was called with an event of another type than the one it handles.
+    #[error("handler `{handler}` handles `{expected}` and was called with another event type")]
+    WrongEvent {
+        /// The handler's name.
+        handler: &'static str,
+        /// The event type it handles.
+        expected: &'static str,
+    },
+}
+
+/// The integration events a handler call produced (empty for a handler that returns `()`).
+pub type Emitted = Vec<Box<dyn DynIntegrationEvent>>;
+
+/// The result of one handler call.
+pub type HandlerResult = Result<Emitted, HandlerError>;
+
+/// The future of one call of an `async fn` handler.
+pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = HandlerResult> + Send + 'a>>;
+
+/// A `#[handles]` function with its types erased: takes the event as `Any` and a context.
+///
+/// A plain `fn` handler is called directly, with no future and no allocation; an `async fn`
+/// handler returns a boxed future. [`HandlerInfo::call`](crate::HandlerInfo::call) runs either.
+#[derive(Clone, Copy)]
+pub enum HandlerFn {
+    /// A plain `fn` handler.
+    Sync(for<'a> fn(&'a (dyn Any + Send + Sync), HandlerContext<'a>) -> HandlerResult),
+    /// An `async fn` handler.
+    Async(for<'a> fn(&'a (dyn Any + Send + Sync), HandlerContext<'a>) -> HandlerFuture<'a>),
+}
+
+impl fmt::Debug for HandlerFn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HandlerFn::Sync(_) => "HandlerFn::Sync",
+            HandlerFn::Async(_) => "HandlerFn::Async",
+        })
+    }
+}

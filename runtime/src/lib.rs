@@ -1,0 +1,175 @@
+//! # tidings
+//!
+//! Domain events and integration events, kept apart and wired by themselves.
+//!
+//! - A **domain event** (`#[domain_event]`) is a fact in the language of one bounded context,
+//!   such as `ProductPutOnSale`. Use cases publish domain events only; they are handled
+//!   in-process.
+//! - An **integration event** (`#[integration_event(..)]`) is a stable, versioned contract that the
+//!   context publishes to other contexts through a broker, such as
+//!   `ProductUpdatedIntegrationEvent`. It is published as the *reaction* to domain events: a
+//!   translation handler returns it, or a `From<&DomainEvent>` impl makes it.
+//! - A **handler** (`#[handles]`) is a free `fn` or `async fn` whose first parameter is the event
+//!   it handles.
+//!
+//! The macros register every event, contract, translation and handler at compile time; the
+//! [`registry()`] collects them. Mistakes the compiler can see are compile errors that say the
+//! rule and the fix: publishing an integration event from a use case, a translation of a domain
+//! event that the contract does not list in `from`, an integration event re-published from
+//! another, names that break the conventions, and more (see the README's table).
+//!
+//! ```
+//! use tidings::prelude::*;
+//!
+//! #[domain_event]
+//! #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+//! pub struct ProductPutOnSale { pub product_id: String, pub price_cents: i64 }
+//!
+//! #[integration_event(name = "catalog.product-updated", version = 1, from = ProductPutOnSale, key = product_id)]
+//! #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+//! pub struct ProductUpdatedIntegrationEvent { pub product_id: String, pub price_cents: i64 }
+//!
+//! // A translation handler: the integration event is the reaction to the domain event.
+//! #[handles]
+//! fn publish_product_updated(event: &ProductPutOnSale) -> ProductUpdatedIntegrationEvent {
+//!     ProductUpdatedIntegrationEvent { product_id: event.product_id.clone(), price_cents: event.price_cents }
+//! }
+//!
+//! let registry = tidings::registry();
+//! let translation = registry.handlers_of::<ProductPutOnSale>().next().unwrap();
+//! assert!(translation.produces().unwrap().is::<ProductUpdatedIntegrationEvent>());
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate self as tidings;
+
+mod event;
+mod handler;
+mod meta;
+mod registry;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use event::{DomainEvent, DynIntegrationEvent, Event, EventData, EventKind, IntegrationEvent};
+pub use handler::{
+    Dep, Deps, Emitted, HandlerContext, HandlerError, HandlerFn, HandlerFuture, HandlerResult,
+};
+pub use meta::EventMeta;
+pub use registry::{
+    DomainEventInfo, FromTranslation, HandlerInfo, IntegrationEventInfo, Origin, Registry,
+    RegistryError, TranslationSource, TypeRef, registry,
+};
+
+/// Marks a domain event: a fact in the language of one bounded context.
+///
+/// Goes on a struct or an enum with no generic parameters that derives `serde::Serialize` and
+/// `serde::Deserialize`. Implements [`DomainEvent`] and registers the type.
+///
+/// Naming rules (compile errors, each with an opt-out):
+/// - the name is in the past tense: a word ending in `-ed` or a common irregular participle
+///   (`Put`, `Sent`, `Paid`, `Sold`, ...); opt out with `#[domain_event(allow_non_past_tense)]`;
+/// - the name is specific: not `…Updated`, `…Changed`, `…Modified`, `…Saved`; opt out with
+///   `#[domain_event(allow_generic_name)]`;
+/// - the name does not end in `IntegrationEvent` (no opt-out).
+///
+/// On an enum, the rules apply to each variant's name instead of the enum's.
+///
+/// ```
+/// use tidings::prelude::*;
+///
+/// #[domain_event]
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// pub struct ProductPutOnSale { pub product_id: String }
+///
+/// #[domain_event]
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// pub enum OrderEvent { Placed { order_id: u64 }, Cancelled { order_id: u64 } }
+///
+/// #[domain_event(allow_generic_name)]
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// pub struct SettingsChanged { pub key: String }
+/// ```
+pub use tidings_macros::domain_event;
+
+/// Marks an integration event: a versioned contract published to other contexts.
+///
+/// Arguments, all optional:
+/// - `name = "catalog.product-updated"`: the contract's name on the wire. Default: the type's
+///   name without the `IntegrationEvent` suffix, in kebab-case (`product-updated`). Letters,
+///   digits, `.`, `-` and `_`.
+/// - `version = 2`: the contract's version, from 1 (the default).
+/// - `from = [ProductPutOnSale, ProductRestocked]` or `from = ProductPutOnSale`: the domain
+///   events this contract is a reaction to. Each needs exactly one translation: a `#[handles]`
+///   function of that domain event returning this type, or `impl From<&DomainEvent> for ThisType`.
+///   Omit `from` for a contract this program only consumes.
+/// - `key = product_id`: the field whose value orders publication (events with the same key are
+///   published in order). Its type implements `Display`.
+///
+/// The name ends in `IntegrationEvent`.
+///
+/// ```
+/// use tidings::prelude::*;
+///
+/// #[domain_event]
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// pub struct OrderConfirmed { pub order_id: u64 }
+///
+/// #[integration_event(name = "sales.order-confirmed", from = OrderConfirmed, key = order_id)]
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// pub struct OrderConfirmedIntegrationEvent { pub order_id: u64 }
+///
+/// impl From<&OrderConfirmed> for OrderConfirmedIntegrationEvent {
+///     fn from(event: &OrderConfirmed) -> Self { Self { order_id: event.order_id } }
+/// }
+///
+/// let contract = tidings::registry().integration_event::<OrderConfirmedIntegrationEvent>().unwrap();
+/// assert!(contract.sources()[0].has_from_impl());
+/// ```
+pub use tidings_macros::integration_event;
+
+/// Marks a handler: a free `fn` or `async fn` that reacts to an event.
+///
+/// - First parameter: `&E`, where `E` is a domain event (the handler runs in-process) or an
+///   integration event (the handler consumes it from the broker).
+/// - Further parameters, in any order: `Dep<T>` (a provided dependency), `EventMeta` or
+///   `&EventMeta` (the event's envelope).
+/// - Returns `()`, `Result<(), E>`, an integration event `I`, `Option<I>`, `Vec<I>`, or one of
+///   those in `Result<_, E>`, where `E: std::error::Error + Send + Sync + 'static`. A handler that
+///   returns an integration event is a *translation*: it handles a domain event that `I` lists in
+///   `from`. A handler of an integration event returns no integration event.
+///
+/// ```
+/// use tidings::prelude::*;
+///
+/// #[domain_event]
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// pub struct ProductPutOnSale { pub product_id: String }
+///
+/// #[derive(Default)]
+/// pub struct Recommendations;
+///
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("recommendations are unavailable")]
+/// pub struct RecsError;
+///
+/// #[handles]
+/// async fn recalculate_recommendations(
+///     event: &ProductPutOnSale,
+///     recs: Dep<Recommendations>,
+///     meta: &EventMeta,
+/// ) -> Result<(), RecsError> {
+///     Ok(())
+/// }
+/// ```
+pub use tidings_macros::handles;
+
+/// Everything a user of tidings names: `use tidings::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        Dep, DomainEvent, Event, EventKind, EventMeta, IntegrationEvent, domain_event, handles,
+        integration_event,
+    };
+}

@@ -1,0 +1,291 @@
+//! What the macros' expansions call. Not a public API: names and signatures change freely.
+//!
+//! The traits here exist for their compile errors: each one is the bound that one rule of the
+//! macros turns into, and carries the message that teaches that rule. Blanket impls are marked
+//! `#[diagnostic::do_not_recommend]` so that the compiler reports our message instead of the
+//! bound behind it.
+
+use std::any::Any;
+use std::error::Error as StdError;
+use std::fmt;
+use std::marker::PhantomData;
+
+pub use inventory;
+
+pub use crate::event::{DomainEvent, DynIntegrationEvent, Event, EventKind, IntegrationEvent};
+pub use crate::handler::{HandlerContext, HandlerError, HandlerFn, HandlerFuture, HandlerResult};
+pub use crate::registry::{
+    DomainEventInfo, FromTranslation, HandlerInfo, IntegrationEventInfo, Origin, TranslationSource,
+    TypeRef,
+};
+
+/// Checks that an event type is serde-serializable, `Send`, `Sync` and `'static`.
+pub const fn check_event_data<T: crate::EventData>() {}
+
+/// The kind of the event a handler handles; its bound is the check that the first parameter is
+/// an event.
+pub const fn event_kind<E: Event>() -> EventKind {
+    E::KIND
+}
+
+/// The event behind `event`, which the dispatcher guarantees to be of type `E`.
+pub fn downcast<'a, E: 'static>(
+    event: &'a (dyn Any + Send + Sync),
+    handler: &'static str,
+    expected: &'static str,
+) -> Result<&'a E, HandlerError> {
+    event
+        .downcast_ref::<E>()
+        .ok_or(HandlerError::WrongEvent { handler, expected })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Return values
+
+/// An integration event, as a handler's return value.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an integration event, so a `#[handles]` function cannot return it",
+    label = "unsupported return type",
+    note = "a `#[handles]` function returns `()`, `Result<(), E>`, an integration event `I`, `Option<I>`, `Vec<I>`, or one of those in `Result<_, E>`"
+)]
+pub trait Returnable {
+    /// The event, boxed for the outbox.
+    fn boxed(self) -> Box<dyn DynIntegrationEvent>;
+}
+
+#[diagnostic::do_not_recommend]
+impl<I: IntegrationEvent> Returnable for I {
+    fn boxed(self) -> Box<dyn DynIntegrationEvent> {
+        Box::new(self)
+    }
+}
+
+/// A handler that returns nothing produced nothing.
+pub fn emit_nothing(_: ()) -> HandlerResult {
+    Ok(Vec::new())
+}
+
+/// A handler that returns `I` produced one event.
+pub fn emit_one<I: Returnable>(event: I) -> HandlerResult {
+    Ok(vec![event.boxed()])
+}
+
+/// A handler that returns `Option<I>` produced zero or one event.
+pub fn emit_option<I: Returnable>(event: Option<I>) -> HandlerResult {
+    Ok(event.into_iter().map(Returnable::boxed).collect())
+}
+
+/// A handler that returns `Vec<I>` produced these events.
+pub fn emit_vec<I: Returnable>(events: Vec<I>) -> HandlerResult {
+    Ok(events.into_iter().map(Returnable::boxed).collect())
+}
+
+/// The error type of a handler.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the error type of a `#[handles]` function",
+    label = "not a `std::error::Error + Send + Sync + 'static`",
+    note = "the runtime records a handler's error and retries the handler, so the error type implements `std::error::Error + Send + Sync + 'static`",
+    note = "use an error enum of yours (`#[derive(thiserror::Error)]` writes the impl), or wrap this error in one"
+)]
+pub trait HandlerErrorType {
+    /// The error, boxed for the runtime.
+    fn into_handler_error(self) -> HandlerError;
+}
+
+#[diagnostic::do_not_recommend]
+impl<E: StdError + Send + Sync + 'static> HandlerErrorType for E {
+    fn into_handler_error(self) -> HandlerError {
+        HandlerError::Failed(Box::new(self))
+    }
+}
+
+/// The error a handler returned.
+pub fn failed<E: HandlerErrorType>(error: E) -> HandlerError {
+    error.into_handler_error()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Translations
+
+/// A `from = [..]` source: must be a domain event.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a domain event, so it cannot be listed in `from`",
+    label = "not a `#[domain_event]`",
+    note = "an integration event is the reaction to domain events of its own context: list those, marked `#[domain_event]`, in `from = [..]`",
+    note = "to react to another context's integration event, handle it with `#[handles]`, run a use case of this context, and translate the domain event that use case publishes"
+)]
+pub trait TranslationSourceEvent {}
+
+#[diagnostic::do_not_recommend]
+impl<T: DomainEvent> TranslationSourceEvent for T {}
+
+/// Checks that `T` can be listed in `from`.
+pub const fn check_from_source<T: TranslationSourceEvent>() {}
+
+/// Implemented by `#[integration_event(from = [E, ..])]` for each `E` it lists.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not declare `from = {E}`, so a handler of `{E}` cannot return it",
+    label = "`{Self}` does not list `{E}` in `from`",
+    note = "an integration event names every domain event it is a reaction to: add `{E}` to its `#[integration_event(from = [..])]`, or return another integration event here"
+)]
+pub trait DeclaresFrom<E> {}
+
+/// The kind of a type, as a type: see [`KindProbe`].
+pub struct DomainKind;
+/// See [`DomainKind`].
+pub struct IntegrationKind;
+/// See [`DomainKind`]: the type is no event.
+pub struct OtherKind;
+
+/// Finds the kind of a concrete type without requiring it to be an event, by method resolution:
+/// `(&&&KindProbe::<T>::new()).kind()` is `DomainKind`, `IntegrationKind` or `OtherKind`.
+///
+/// The checks use it so that a type that is no event at all gets one error (from the check made
+/// for that), not one more from every rule that looks at its kind.
+pub struct KindProbe<T>(PhantomData<fn() -> T>);
+
+impl<T> KindProbe<T> {
+    /// A probe for `T`.
+    pub const fn new() -> Self {
+        KindProbe(PhantomData)
+    }
+}
+
+impl<T> Default for KindProbe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// See [`KindProbe`].
+pub trait ProbeDomainKind {
+    /// The kind.
+    fn kind(&self) -> DomainKind {
+        DomainKind
+    }
+}
+impl<T: DomainEvent> ProbeDomainKind for &&KindProbe<T> {}
+
+/// See [`KindProbe`].
+pub trait ProbeIntegrationKind {
+    /// The kind.
+    fn kind(&self) -> IntegrationKind {
+        IntegrationKind
+    }
+}
+impl<T: IntegrationEvent> ProbeIntegrationKind for &KindProbe<T> {}
+
+/// See [`KindProbe`].
+pub trait ProbeOtherKind {
+    /// The kind.
+    fn kind(&self) -> OtherKind {
+        OtherKind
+    }
+}
+impl<T> ProbeOtherKind for KindProbe<T> {}
+
+/// What a handler of `E` may return as integration event `I`, by the kinds of `E` and `I`:
+/// implemented for `(kind of E, kind of I)`. Not implemented for an integration event returned
+/// by a handler of an integration event, which is the error below.
+#[diagnostic::on_unimplemented(
+    message = "a handler of integration event `{E}` cannot return integration event `{I}`",
+    label = "integration events are not re-published from integration events",
+    note = "a context publishes integration events only as the reaction to its own domain events",
+    note = "return `()` or `Result<(), E>` here; to pass the news on, run a use case of this context and translate the domain event it publishes into `{I}`"
+)]
+pub trait TranslationRule<E, I> {}
+// Recommended, so that a missing `from = E` is reported by `DeclaresFrom`, with its message.
+impl<E, I: DeclaresFrom<E>> TranslationRule<E, I> for (DomainKind, IntegrationKind) {}
+// A returned type that is no integration event, or a handled type that is no event, is
+// reported by its own check. `do_not_recommend` keeps these impls out of the error's help.
+#[diagnostic::do_not_recommend]
+impl<E, I> TranslationRule<E, I> for (DomainKind, DomainKind) {}
+#[diagnostic::do_not_recommend]
+impl<E, I> TranslationRule<E, I> for (DomainKind, OtherKind) {}
+#[diagnostic::do_not_recommend]
+impl<E, I> TranslationRule<E, I> for (IntegrationKind, DomainKind) {}
+#[diagnostic::do_not_recommend]
+impl<E, I> TranslationRule<E, I> for (IntegrationKind, OtherKind) {}
+#[diagnostic::do_not_recommend]
+impl<E, I, K> TranslationRule<E, I> for (OtherKind, K) {}
+
+/// Checks that a handler of `E` may return `I`; `kinds` comes from two [`KindProbe`]s.
+pub fn check_translation<E, I, K: TranslationRule<E, I>>(kinds: K) {
+    let _ = kinds;
+}
+
+/// Finds whether `I: From<&A>`, without requiring it: `(&&FromProbe::<I, A>::new()).translation()`.
+pub struct FromProbe<I, A>(PhantomData<fn() -> (I, A)>);
+
+impl<I, A> FromProbe<I, A> {
+    /// A probe for `I: From<&A>`.
+    pub const fn new() -> Self {
+        FromProbe(PhantomData)
+    }
+}
+
+impl<I, A> Default for FromProbe<I, A> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// See [`FromProbe`].
+pub trait ProbeFromImpl {
+    /// The translation.
+    fn translation(&self) -> Option<FromTranslation>;
+}
+
+impl<I, A> ProbeFromImpl for &FromProbe<I, A>
+where
+    I: IntegrationEvent + for<'a> From<&'a A>,
+    A: DomainEvent,
+{
+    fn translation(&self) -> Option<FromTranslation> {
+        Some(FromTranslation::new(translate_via_from::<I, A>))
+    }
+}
+
+/// See [`FromProbe`].
+pub trait ProbeNoFromImpl {
+    /// No translation.
+    fn translation(&self) -> Option<FromTranslation> {
+        None
+    }
+}
+impl<I, A> ProbeNoFromImpl for FromProbe<I, A> {}
+
+fn translate_via_from<I, A>(event: &(dyn Any + Send + Sync)) -> Option<Box<dyn DynIntegrationEvent>>
+where
+    I: IntegrationEvent + for<'a> From<&'a A>,
+    A: 'static,
+{
+    let event = event.downcast_ref::<A>()?;
+    Some(Box::new(I::from(event)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ordering keys
+
+/// The type of a `key = field`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an ordering key: the `key` field must implement `std::fmt::Display`",
+    label = "this field's type does not implement `Display`",
+    note = "choose a field such as a `String`, an integer or a `Uuid`, or implement `Display` for its type"
+)]
+pub trait KeyField {
+    /// The key as text.
+    fn key_string(&self) -> String;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: fmt::Display + ?Sized> KeyField for T {
+    fn key_string(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// The ordering key of an event whose key field is `value`.
+pub fn key_string<T: KeyField + ?Sized>(value: &T) -> String {
+    value.key_string()
+}

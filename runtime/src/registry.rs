@@ -1,0 +1,535 @@
+//! The registry: every event, contract, translation and handler of the program, as the macros
+//! described them at compile time.
+//!
+//! The macros submit a static description of each item through [`inventory`]; [`registry()`]
+//! collects them once. The runtime wires itself from it, the catalog renders it, and tests can
+//! assert on it.
+//!
+//! # Items in other crates
+//!
+//! The linker keeps a crate's registrations only if the program names something of that crate.
+//! A crate that holds handlers and nothing the binary uses is dropped silently by the linker, so
+//! name it once, in `main.rs` and in each `tests/*.rs` that needs it:
+//!
+//! ```ignore
+//! use billing as _; // link billing's events and handlers into this program
+//! ```
+//!
+//! [`Registry::expect_crates`] turns a forgotten line into an error that says which line to add.
+
+use std::any::{Any, TypeId};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::LazyLock;
+
+use crate::event::{DynIntegrationEvent, EventKind};
+use crate::handler::{HandlerContext, HandlerFn, HandlerResult};
+
+/// Where an item is declared: its module and its place in the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Origin {
+    module_path: &'static str,
+    file: &'static str,
+    line: u32,
+    column: u32,
+}
+
+impl Origin {
+    #[doc(hidden)]
+    pub const fn new(
+        module_path: &'static str,
+        file: &'static str,
+        line: u32,
+        column: u32,
+    ) -> Self {
+        Origin {
+            module_path,
+            file,
+            line,
+            column,
+        }
+    }
+
+    /// The module that declares the item, such as `shop::catalog`.
+    pub fn module_path(&self) -> &'static str {
+        self.module_path
+    }
+
+    /// The crate that declares the item (the first segment of the module path).
+    pub fn crate_name(&self) -> &'static str {
+        self.module_path
+            .split_once("::")
+            .map_or(self.module_path, |(krate, _)| krate)
+    }
+
+    /// The source file, relative to the workspace, as `file!()` gives it.
+    pub fn file(&self) -> &'static str {
+        self.file
+    }
+
+    /// The line of the macro attribute.
+    pub fn line(&self) -> u32 {
+        self.line
+    }
+
+    /// The column of the macro attribute.
+    pub fn column(&self) -> u32 {
+        self.column
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// A type the registry refers to: its `TypeId` and its name as written in the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TypeRef {
+    type_id: TypeId,
+    name: &'static str,
+}
+
+impl TypeRef {
+    #[doc(hidden)]
+    pub const fn new(type_id: TypeId, name: &'static str) -> Self {
+        TypeRef { type_id, name }
+    }
+
+    /// The type's id.
+    pub fn type_id(&self) -> TypeId {
+        self.type_id
+    }
+
+    /// The type as written where it was referred to, such as `ProductPutOnSale` or
+    /// `events::ProductPutOnSale`.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Whether this is the type `T`.
+    pub fn is<T: 'static>(&self) -> bool {
+        self.type_id == TypeId::of::<T>()
+    }
+}
+
+/// A `#[domain_event]` type.
+#[derive(Debug)]
+pub struct DomainEventInfo {
+    event: TypeRef,
+    origin: Origin,
+}
+
+impl DomainEventInfo {
+    #[doc(hidden)]
+    pub const fn new(event: TypeRef, origin: Origin) -> Self {
+        DomainEventInfo { event, origin }
+    }
+
+    /// The event type.
+    pub fn event(&self) -> TypeRef {
+        self.event
+    }
+
+    /// The type's name.
+    pub fn name(&self) -> &'static str {
+        self.event.name
+    }
+
+    /// Where the type is declared.
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+}
+
+/// An `#[integration_event(..)]` type: a contract.
+#[derive(Debug)]
+pub struct IntegrationEventInfo {
+    event: TypeRef,
+    contract: &'static str,
+    version: u32,
+    key: Option<&'static str>,
+    sources: &'static [TranslationSource],
+    origin: Origin,
+}
+
+impl IntegrationEventInfo {
+    #[doc(hidden)]
+    pub const fn new(
+        event: TypeRef,
+        contract: &'static str,
+        version: u32,
+        key: Option<&'static str>,
+        sources: &'static [TranslationSource],
+        origin: Origin,
+    ) -> Self {
+        IntegrationEventInfo {
+            event,
+            contract,
+            version,
+            key,
+            sources,
+            origin,
+        }
+    }
+
+    /// The event type.
+    pub fn event(&self) -> TypeRef {
+        self.event
+    }
+
+    /// The type's name.
+    pub fn name(&self) -> &'static str {
+        self.event.name
+    }
+
+    /// The contract's name on the wire.
+    pub fn contract(&self) -> &'static str {
+        self.contract
+    }
+
+    /// The contract's version.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The field that is the ordering key, if the contract declares one.
+    pub fn key(&self) -> Option<&'static str> {
+        self.key
+    }
+
+    /// The domain events this contract is a reaction to (`from = [..]`), in declaration order.
+    /// Empty for a contract this program only consumes.
+    pub fn sources(&self) -> &'static [TranslationSource] {
+        self.sources
+    }
+
+    /// Where the type is declared.
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+}
+
+/// One entry of an integration event's `from = [..]` list.
+#[derive(Debug)]
+pub struct TranslationSource {
+    event: TypeRef,
+    from_impl: fn() -> Option<FromTranslation>,
+}
+
+impl TranslationSource {
+    #[doc(hidden)]
+    pub const fn new(event: TypeRef, from_impl: fn() -> Option<FromTranslation>) -> Self {
+        TranslationSource { event, from_impl }
+    }
+
+    /// The domain event.
+    pub fn event(&self) -> TypeRef {
+        self.event
+    }
+
+    /// The `From<&DomainEvent>` translation, if the integration event implements one.
+    pub fn from_impl(&self) -> Option<FromTranslation> {
+        (self.from_impl)()
+    }
+
+    /// Whether the integration event implements `From<&DomainEvent>` for this source.
+    pub fn has_from_impl(&self) -> bool {
+        self.from_impl().is_some()
+    }
+}
+
+/// A translation by `impl From<&DomainEvent> for IntegrationEvent`, with its types erased.
+#[derive(Clone, Copy)]
+pub struct FromTranslation {
+    translate: fn(&(dyn Any + Send + Sync)) -> Option<Box<dyn DynIntegrationEvent>>,
+}
+
+impl FromTranslation {
+    #[doc(hidden)]
+    pub const fn new(
+        translate: fn(&(dyn Any + Send + Sync)) -> Option<Box<dyn DynIntegrationEvent>>,
+    ) -> Self {
+        FromTranslation { translate }
+    }
+
+    /// Translates `event`; `None` if it is not of the source type.
+    pub fn translate(
+        &self,
+        event: &(dyn Any + Send + Sync),
+    ) -> Option<Box<dyn DynIntegrationEvent>> {
+        (self.translate)(event)
+    }
+}
+
+impl fmt::Debug for FromTranslation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FromTranslation")
+    }
+}
+
+/// A `#[handles]` function.
+#[derive(Debug)]
+pub struct HandlerInfo {
+    name: &'static str,
+    event: TypeRef,
+    event_kind: EventKind,
+    deps: &'static [TypeRef],
+    produces: Option<TypeRef>,
+    invoke: HandlerFn,
+    origin: Origin,
+}
+
+impl HandlerInfo {
+    #[doc(hidden)]
+    pub const fn new(
+        name: &'static str,
+        event: TypeRef,
+        event_kind: EventKind,
+        deps: &'static [TypeRef],
+        produces: Option<TypeRef>,
+        invoke: HandlerFn,
+        origin: Origin,
+    ) -> Self {
+        HandlerInfo {
+            name,
+            event,
+            event_kind,
+            deps,
+            produces,
+            invoke,
+            origin,
+        }
+    }
+
+    /// The function's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The function's path, such as `shop::catalog::recalculate_recommendations`.
+    pub fn path(&self) -> String {
+        format!("{}::{}", self.origin.module_path, self.name)
+    }
+
+    /// The event it handles.
+    pub fn event(&self) -> TypeRef {
+        self.event
+    }
+
+    /// Whether it handles a domain event (in-process) or an integration event (from the broker).
+    pub fn event_kind(&self) -> EventKind {
+        self.event_kind
+    }
+
+    /// The types of its `Dep<T>` parameters, in order.
+    pub fn deps(&self) -> &'static [TypeRef] {
+        self.deps
+    }
+
+    /// The integration event it returns, if it is a translation handler.
+    pub fn produces(&self) -> Option<TypeRef> {
+        self.produces
+    }
+
+    /// The function with its types erased.
+    pub fn invoke(&self) -> HandlerFn {
+        self.invoke
+    }
+
+    /// Where the function is declared.
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    /// Calls the handler with `event`, which must be of the type it handles.
+    ///
+    /// A plain `fn` handler runs at once, with no allocation; an `async fn` handler is awaited.
+    pub async fn call(
+        &self,
+        event: &(dyn Any + Send + Sync),
+        ctx: HandlerContext<'_>,
+    ) -> HandlerResult {
+        match self.invoke {
+            HandlerFn::Sync(f) => f(event, ctx),
+            HandlerFn::Async(f) => f(event, ctx).await,
+        }
+    }
+}
+
+inventory::collect!(DomainEventInfo);
+inventory::collect!(IntegrationEventInfo);
+inventory::collect!(HandlerInfo);
+
+/// Every event, contract, translation and handler linked into this program.
+///
+/// Items are sorted by module path, then name, so the order is the same on every run.
+#[derive(Debug)]
+pub struct Registry {
+    domain_events: Vec<&'static DomainEventInfo>,
+    integration_events: Vec<&'static IntegrationEventInfo>,
+    handlers: Vec<&'static HandlerInfo>,
+}
+
+static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::collect);
+
+/// The registry of this program, collected once.
+///
+/// ```
+/// use tidings::prelude::*;
+///
+/// #[domain_event]
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// pub struct ProductPutOnSale { pub product_id: String }
+///
+/// #[handles]
+/// fn project_product(event: &ProductPutOnSale) {}
+///
+/// let registry = tidings::registry();
+/// let handler = registry.handlers_of::<ProductPutOnSale>().next().unwrap();
+/// assert_eq!(handler.name(), "project_product");
+/// let event = registry.domain_event::<ProductPutOnSale>().unwrap();
+/// assert_eq!(event.name(), "ProductPutOnSale");
+/// assert_eq!(event.origin().module_path(), module_path!());
+/// ```
+pub fn registry() -> &'static Registry {
+    &REGISTRY
+}
+
+impl Registry {
+    fn collect() -> Registry {
+        let mut domain_events: Vec<_> = inventory::iter::<DomainEventInfo>.into_iter().collect();
+        let mut integration_events: Vec<_> = inventory::iter::<IntegrationEventInfo>
+            .into_iter()
+            .collect();
+        let mut handlers: Vec<_> = inventory::iter::<HandlerInfo>.into_iter().collect();
+        domain_events.sort_by_key(|e| (e.origin.module_path, e.event.name, e.origin));
+        integration_events.sort_by_key(|e| (e.origin.module_path, e.event.name, e.origin));
+        handlers.sort_by_key(|h| (h.origin.module_path, h.name, h.origin));
+        Registry {
+            domain_events,
+            integration_events,
+            handlers,
+        }
+    }
+
+    /// The `#[domain_event]` types.
+    pub fn domain_events(&self) -> &[&'static DomainEventInfo] {
+        &self.domain_events
+    }
+
+    /// The `#[integration_event]` types.
+    pub fn integration_events(&self) -> &[&'static IntegrationEventInfo] {
+        &self.integration_events
+    }
+
+    /// The `#[handles]` functions.
+    pub fn handlers(&self) -> &[&'static HandlerInfo] {
+        &self.handlers
+    }
+
+    /// The description of domain event `E`, if it is linked into this program.
+    pub fn domain_event<E: 'static>(&self) -> Option<&'static DomainEventInfo> {
+        let id = TypeId::of::<E>();
+        self.domain_events
+            .iter()
+            .copied()
+            .find(|e| e.event.type_id == id)
+    }
+
+    /// The description of integration event `E`, if it is linked into this program.
+    pub fn integration_event<E: 'static>(&self) -> Option<&'static IntegrationEventInfo> {
+        let id = TypeId::of::<E>();
+        self.integration_events
+            .iter()
+            .copied()
+            .find(|e| e.event.type_id == id)
+    }
+
+    /// The handlers of event `E`.
+    pub fn handlers_of<E: 'static>(&self) -> impl Iterator<Item = &'static HandlerInfo> + '_ {
+        let id = TypeId::of::<E>();
+        self.handlers
+            .iter()
+            .copied()
+            .filter(move |h| h.event.type_id == id)
+    }
+
+    /// The handlers that translate `source` into the integration event `integration`.
+    pub fn translation_handlers(
+        &self,
+        integration: TypeId,
+        source: TypeId,
+    ) -> impl Iterator<Item = &'static HandlerInfo> + '_ {
+        self.handlers.iter().copied().filter(move |h| {
+            h.event.type_id == source && h.produces.is_some_and(|p| p.type_id == integration)
+        })
+    }
+
+    /// The crates that contributed at least one item, by name (`my_crate`, with underscores).
+    pub fn crates(&self) -> BTreeSet<&'static str> {
+        let events = self.domain_events.iter().map(|e| e.origin);
+        let contracts = self.integration_events.iter().map(|e| e.origin);
+        let handlers = self.handlers.iter().map(|h| h.origin);
+        events
+            .chain(contracts)
+            .chain(handlers)
+            .map(|o| o.crate_name())
+            .collect()
+    }
+
+    /// Whether no item at all is linked into this program.
+    pub fn is_empty(&self) -> bool {
+        self.domain_events.is_empty()
+            && self.integration_events.is_empty()
+            && self.handlers.is_empty()
+    }
+
+    /// Checks that every crate named in `crates` contributed items to the registry, so that a
+    /// crate the linker dropped is an error instead of handlers that silently never run.
+    ///
+    /// Names may be given as in `Cargo.toml` (`my-handlers`) or as in Rust (`my_handlers`).
+    ///
+    /// ```
+    /// let missing = tidings::registry().expect_crates(&["billing-handlers"]).unwrap_err();
+    /// assert!(missing.to_string().contains("use billing_handlers as _;"));
+    /// ```
+    pub fn expect_crates(&self, crates: &[&str]) -> Result<(), RegistryError> {
+        let linked = self.crates();
+        let missing: Vec<String> = crates
+            .iter()
+            .map(|name| name.replace('-', "_"))
+            .filter(|name| !linked.contains(name.as_str()))
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(RegistryError::MissingCrates { missing })
+        }
+    }
+}
+
+/// A registry that lacks what the program expects.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// Crates expected to contribute events or handlers contributed nothing.
+    #[error("{}", missing_crates_message(.missing))]
+    MissingCrates {
+        /// The crates, with underscores.
+        missing: Vec<String>,
+    },
+}
+
+fn missing_crates_message(missing: &[String]) -> String {
+    let names = missing.join("`, `");
+    let lines: String = missing
+        .iter()
+        .map(|name| format!("\n    use {name} as _;"))
+        .collect();
+    format!(
+        "no event or handler of `{names}` is linked into this program: the linker drops a crate \
+         that the program never names. Add to main.rs (and to each tests/*.rs that needs it):{lines}"
+    )
+}

@@ -1,0 +1,6 @@
+use tidings::prelude::*;
+
+#[integration_event]
+pub trait ProductUpdatedIntegrationEvent {}
+
+fn main() {}

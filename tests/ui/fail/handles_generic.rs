@@ -1,0 +1,12 @@
+use tidings::prelude::*;
+
+#[domain_event]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ProductPutOnSale {
+    pub product_id: String,
+}
+
+#[handles]
+fn project_product<E: DomainEvent>(_event: &ProductPutOnSale) {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use tidings::prelude::*;
+
+#[handles]
+pub struct ProjectProduct;
+
+fn main() {}

@@ -1,0 +1,12 @@
+use tidings::prelude::*;
+
+#[domain_event]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ProductPutOnSale {
+    pub product_id: String,
+}
+
+#[handles(retries = 3)]
+fn project_product(_event: &ProductPutOnSale) {}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use tidings::prelude::*;
+
+#[integration_event(nmae = "catalog.product-updated")]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ProductUpdatedIntegrationEvent {
+    pub product_id: String,
+}
+
+fn main() {}
