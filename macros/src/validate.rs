@@ -466,7 +466,15 @@ mod tests {
 
     #[test]
     fn recognizes_past_participles() {
-        for word in ["placed", "put", "sold", "withdrawn", "reset", "agreed", "shipped"] {
+        for word in [
+            "placed",
+            "put",
+            "sold",
+            "withdrawn",
+            "reset",
+            "agreed",
+            "shipped",
+        ] {
             assert!(is_past_tense(word), "{word}");
         }
         for word in ["place", "need", "feed", "red", "sale", "ed"] {

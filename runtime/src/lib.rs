@@ -173,3 +173,8 @@ pub mod prelude {
         integration_event,
     };
 }
+
+/// The README's examples, compiled and run as doc tests so that they stay true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
