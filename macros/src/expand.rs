@@ -50,10 +50,23 @@ fn event_impl(ident: &Ident, kind: &str) -> TokenStream {
     }
 }
 
+/// The registry's decoder of an event type: a probe, so that a type that is not
+/// deserializable gets one error, from `check_event_data`.
+fn decoder(ident: &Ident) -> TokenStream {
+    quote! {
+        fn __tidings_decoder() -> ::core::option::Option<::tidings::__private::Decode> {
+            #[allow(unused_imports)]
+            use ::tidings::__private::{ProbeDecode as _, ProbeNoDecode as _};
+            (&&::tidings::__private::DecodeProbe::<#ident>::new()).decoder()
+        }
+    }
+}
+
 /// `#[domain_event]`: the traits and the registration.
 pub(crate) fn domain_event(item: &EventItem, _args: &DomainEventArgs) -> TokenStream {
     let ident = &item.ident;
     let event_impl = event_impl(ident, "Domain");
+    let decoder = decoder(ident);
     let event = type_ref(ident, &ident.to_string());
     let origin = origin();
     quote! {
@@ -62,8 +75,9 @@ pub(crate) fn domain_event(item: &EventItem, _args: &DomainEventArgs) -> TokenSt
             #event_impl
             #[automatically_derived]
             impl ::tidings::DomainEvent for #ident where for<'__tidings> #ident: ::tidings::EventData {}
+            #decoder
             ::tidings::__private::inventory::submit! {
-                ::tidings::__private::DomainEventInfo::new(#event, #origin)
+                ::tidings::__private::DomainEventInfo::new(#event, __tidings_decoder, #origin)
             }
         };
     }
@@ -74,6 +88,7 @@ pub(crate) fn domain_event(item: &EventItem, _args: &DomainEventArgs) -> TokenSt
 pub(crate) fn integration_event(item: &EventItem, args: &IntegrationEventArgs) -> TokenStream {
     let ident = &item.ident;
     let event_impl = event_impl(ident, "Integration");
+    let decoder = decoder(ident);
     let contract = args
         .name
         .as_ref()
@@ -149,9 +164,10 @@ pub(crate) fn integration_event(item: &EventItem, args: &IntegrationEventArgs) -
                 }
             }
             #(#items)*
+            #decoder
             ::tidings::__private::inventory::submit! {
                 ::tidings::__private::IntegrationEventInfo::new(
-                    #event, #contract, #version, #key_name, &[#(#entries),*], #origin,
+                    #event, #contract, #version, #key_name, &[#(#entries),*], __tidings_decoder, #origin,
                 )
             }
         };
@@ -181,6 +197,7 @@ pub(crate) fn handler(handler: &Handler) -> TokenStream {
             Param::Meta { by_ref: false } => {
                 quote!(let #arg = ::core::clone::Clone::clone(__tidings_ctx.meta());)
             }
+            Param::Publisher => quote!(let #arg = __tidings_ctx.domain_events()?;),
         });
         args.push(arg);
     }
@@ -203,11 +220,16 @@ pub(crate) fn handler(handler: &Handler) -> TokenStream {
         Some(error) => {
             let ok = emit(quote!(value));
             let failed =
-                quote_spanned!(error.span()=> ::tidings::__private::failed::<#error>(error));
+                quote_spanned!(error.span()=> ::tidings::__private::failed::<#error>(error, retryable));
             quote! {
                 match __tidings_output {
                     ::core::result::Result::Ok(value) => #ok,
-                    ::core::result::Result::Err(error) => ::core::result::Result::Err(#failed),
+                    ::core::result::Result::Err(error) => {
+                        #[allow(unused_imports)]
+                        use ::tidings::__private::{ProbeNotRetryable as _, ProbeRetryable as _};
+                        let retryable = (&&::tidings::__private::RetryProbe(&error)).retryable();
+                        ::core::result::Result::Err(#failed)
+                    }
                 }
             }
         }

@@ -299,6 +299,8 @@ pub(crate) enum Param {
     Dep(Box<Type>),
     /// `EventMeta` (cloned) or `&EventMeta`.
     Meta { by_ref: bool },
+    /// `DomainEvents`: the publisher of the handler's context.
+    Publisher,
 }
 
 /// A handler's return type.
@@ -453,6 +455,7 @@ fn extra_param(ty: &Type, errors: &mut Errors) -> Option<Param> {
         match (segment.ident.to_string().as_str(), by_ref, args.as_slice()) {
             ("EventMeta", _, []) => return Some(Param::Meta { by_ref }),
             ("Dep", false, [dep]) => return Some(Param::Dep(Box::new((*dep).clone()))),
+            ("DomainEvents", false, []) => return Some(Param::Publisher),
             _ => {}
         }
     }
@@ -467,7 +470,7 @@ fn extra_param(ty: &Type, errors: &mut Errors) -> Option<Param> {
     errors.spanned(
         ty,
         format!(
-            "unsupported parameter: after the event, a `#[handles]` function takes `Dep<T>` (a provided dependency), `EventMeta` or `&EventMeta`{hint}"
+            "unsupported parameter: after the event, a `#[handles]` function takes `Dep<T>` (a provided dependency), `EventMeta`, `&EventMeta` or `DomainEvents`{hint}"
         ),
     );
     None

@@ -9,6 +9,7 @@ use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::app::DomainEvents;
 use crate::event::DynIntegrationEvent;
 use crate::meta::EventMeta;
 
@@ -133,12 +134,33 @@ impl fmt::Debug for Deps {
 pub struct HandlerContext<'a> {
     deps: &'a Deps,
     meta: &'a EventMeta,
+    publisher: Option<&'a DomainEvents>,
 }
 
 impl<'a> HandlerContext<'a> {
-    /// The context of a call to handle the event described by `meta`.
+    /// The context of a call to handle the event described by `meta`, with no publisher (a
+    /// `DomainEvents` parameter then fails with [`HandlerError::NoPublisher`]).
     pub fn new(deps: &'a Deps, meta: &'a EventMeta) -> Self {
-        HandlerContext { deps, meta }
+        HandlerContext {
+            deps,
+            meta,
+            publisher: None,
+        }
+    }
+
+    /// The same context, with the publisher of the handler's bounded context.
+    pub fn with_publisher(self, publisher: &'a DomainEvents) -> Self {
+        HandlerContext {
+            publisher: Some(publisher),
+            ..self
+        }
+    }
+
+    /// The publisher for a `DomainEvents` parameter: what it publishes is caused by the event
+    /// being handled and keeps its correlation id.
+    pub fn domain_events(&self) -> Result<DomainEvents, HandlerError> {
+        let publisher = self.publisher.ok_or(HandlerError::NoPublisher)?;
+        Ok(publisher.caused_by(self.meta))
     }
 
     /// The dependency of type `T`, for a `Dep<T>` parameter.
@@ -161,8 +183,14 @@ impl<'a> HandlerContext<'a> {
 #[non_exhaustive]
 pub enum HandlerError {
     /// The handler returned an error.
-    #[error(transparent)]
-    Failed(Box<dyn StdError + Send + Sync + 'static>),
+    #[error("{error}")]
+    Failed {
+        /// The handler's error.
+        #[source]
+        error: Box<dyn StdError + Send + Sync + 'static>,
+        /// Whether retrying may succeed: the error's [`Retryable`] answer, `true` by default.
+        retryable: bool,
+    },
     /// A `Dep<T>` parameter had no provided value.
     #[error(
         "no dependency of type `{type_name}` was provided: add `.provide(value)` with a `{type_name}` to the app's builder"
@@ -171,6 +199,11 @@ pub enum HandlerError {
         /// The type that was asked for.
         type_name: &'static str,
     },
+    /// A `DomainEvents` parameter, in a call made without a publisher.
+    #[error(
+        "the handler takes `DomainEvents`, and was called without a publisher: call it through a running app"
+    )]
+    NoPublisher,
     /// The handler was called with an event of another type than the one it handles.
     #[error("handler `{handler}` handles `{expected}` and was called with another event type")]
     WrongEvent {
@@ -179,6 +212,40 @@ pub enum HandlerError {
         /// The event type it handles.
         expected: &'static str,
     },
+}
+
+impl HandlerError {
+    /// Whether running the handler again may succeed. Only a handler's own error may be worth
+    /// it, and only if the error does not say otherwise through [`Retryable`].
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, HandlerError::Failed { retryable: true, .. })
+    }
+}
+
+/// Lets a handler's error type say whether it is worth retrying. Without an impl, every error is
+/// retried (with backoff, up to the app's maximum number of attempts).
+///
+/// ```
+/// use tidings::Retryable;
+///
+/// #[derive(Debug, thiserror::Error)]
+/// pub enum IndexError {
+///     #[error("the index is unreachable")]
+///     Unreachable,
+///     #[error("the document is malformed")]
+///     Malformed,
+/// }
+///
+/// impl Retryable for IndexError {
+///     fn is_retryable(&self) -> bool {
+///         matches!(self, IndexError::Unreachable)
+///     }
+/// }
+/// ```
+pub trait Retryable {
+    /// `false` for an error that will fail again however often the handler runs: the delivery
+    /// goes to the dead letters at once.
+    fn is_retryable(&self) -> bool;
 }
 
 /// The integration events a handler call produced (empty for a handler that returns `()`).

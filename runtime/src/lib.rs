@@ -44,24 +44,78 @@
 
 extern crate self as tidings;
 
+mod activity;
+mod app;
 mod event;
 mod handler;
 mod meta;
 mod registry;
+mod retry;
+mod store;
+mod transport;
+mod wiring;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
+#[doc(hidden)]
+pub use activity::Activity;
+pub use app::{DomainEvents, Error, Running, Tidings, TidingsBuilder};
 pub use event::{DomainEvent, DynIntegrationEvent, Event, EventData, EventKind, IntegrationEvent};
 pub use handler::{
     Dep, Deps, Emitted, HandlerContext, HandlerError, HandlerFn, HandlerFuture, HandlerResult,
+    Retryable,
 };
 pub use meta::EventMeta;
 pub use registry::{
-    DomainEventInfo, FromTranslation, HandlerInfo, IntegrationEventInfo, Origin, Registry,
-    RegistryError, TranslationSource, TypeRef, registry,
+    ContextDecl, Decode, DomainEventInfo, FromTranslation, HandlerInfo, IntegrationEventInfo,
+    Origin, Registry, RegistryError, TranslationSource, TypeRef, registry,
 };
+pub use retry::RetryPolicy;
+pub use store::{
+    BoxFuture, DeadLetter, Delivery, DeliveryId, InMemoryStore, IntegrationRow, NewEvent,
+    NewIntegrationRow, Outcome, RowId, Store, StoreError, StoredEvent,
+};
+pub use transport::{
+    Inbound, InMemoryTransport, Message, Received, Subscription, Transport, TransportError,
+};
+pub use wiring::BuildError;
+
+/// Declares the bounded context of this module and the modules below it: their events,
+/// contracts and handlers belong to the app built with `Tidings::builder(name)`.
+///
+/// A program with one context needs no declaration. In a modular monolith, declare each
+/// context at the root module of its code; a handler declared under no context is then a
+/// `build()` error.
+///
+/// ```standalone_crate
+/// mod catalog {
+///     tidings::context!("catalog");
+///     // the catalog's events and handlers
+/// }
+///
+/// mod search {
+///     tidings::context!("search");
+///     // the search context's events and handlers
+/// }
+///
+/// let registry = tidings::registry();
+/// assert_eq!(registry.context_of(&format!("{}::catalog::projections", module_path!())), Some("catalog"));
+/// ```
+#[macro_export]
+macro_rules! context {
+    ($name:literal) => {
+        $crate::__private::inventory::submit! {
+            $crate::__private::ContextDecl::new(
+                $name,
+                $crate::__private::Origin::new(
+                    ::core::module_path!(), ::core::file!(), ::core::line!(), ::core::column!(),
+                ),
+            )
+        }
+    };
+}
 
 /// Marks a domain event: a fact in the language of one bounded context.
 ///
@@ -169,7 +223,8 @@ pub use tidings_macros::handles;
 /// Everything a user of tidings names: `use tidings::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Dep, DomainEvent, Event, EventKind, EventMeta, IntegrationEvent, domain_event, handles,
+        Dep, DomainEvent, DomainEvents, Event, EventKind, EventMeta, InMemoryStore,
+        InMemoryTransport, IntegrationEvent, Retryable, Tidings, domain_event, handles,
         integration_event,
     };
 }

@@ -15,12 +15,56 @@ pub use inventory;
 pub use crate::event::{DomainEvent, DynIntegrationEvent, Event, EventKind, IntegrationEvent};
 pub use crate::handler::{HandlerContext, HandlerError, HandlerFn, HandlerFuture, HandlerResult};
 pub use crate::registry::{
-    DomainEventInfo, FromTranslation, HandlerInfo, IntegrationEventInfo, Origin, TranslationSource,
-    TypeRef,
+    ContextDecl, Decode, DomainEventInfo, FromTranslation, HandlerInfo, IntegrationEventInfo,
+    Origin, TranslationSource, TypeRef,
 };
 
 /// Checks that an event type is serde-serializable, `Send`, `Sync` and `'static`.
 pub const fn check_event_data<T: crate::EventData>() {}
+
+/// Decodes an event of type `T` from JSON, without requiring `T` to be deserializable (a type
+/// that is not gets its error from [`check_event_data`]):
+/// `(&&DecodeProbe::<T>::new()).decoder()`.
+pub struct DecodeProbe<T>(PhantomData<fn() -> T>);
+
+impl<T> DecodeProbe<T> {
+    /// A probe for `T`.
+    pub const fn new() -> Self {
+        DecodeProbe(PhantomData)
+    }
+}
+
+impl<T> Default for DecodeProbe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// See [`DecodeProbe`].
+pub trait ProbeDecode {
+    /// The decoder.
+    fn decoder(&self) -> Option<Decode>;
+}
+impl<T: crate::EventData> ProbeDecode for &DecodeProbe<T> {
+    fn decoder(&self) -> Option<Decode> {
+        Some(Decode::new(decode::<T>))
+    }
+}
+
+/// See [`DecodeProbe`].
+pub trait ProbeNoDecode {
+    /// No decoder.
+    fn decoder(&self) -> Option<Decode> {
+        None
+    }
+}
+impl<T> ProbeNoDecode for DecodeProbe<T> {}
+
+fn decode<T: crate::EventData>(
+    json: &serde_json::Value,
+) -> Result<std::sync::Arc<dyn Any + Send + Sync>, serde_json::Error> {
+    Ok(std::sync::Arc::new(<T as serde::Deserialize>::deserialize(json)?))
+}
 
 /// The kind of the event a handler handles; its bound is the check that the first parameter is
 /// an event.
@@ -89,20 +133,49 @@ pub fn emit_vec<I: Returnable>(events: Vec<I>) -> HandlerResult {
 )]
 pub trait HandlerErrorType {
     /// The error, boxed for the runtime.
-    fn into_handler_error(self) -> HandlerError;
+    fn into_handler_error(self, retryable: bool) -> HandlerError;
 }
 
 #[diagnostic::do_not_recommend]
 impl<E: StdError + Send + Sync + 'static> HandlerErrorType for E {
-    fn into_handler_error(self) -> HandlerError {
-        HandlerError::Failed(Box::new(self))
+    fn into_handler_error(self, retryable: bool) -> HandlerError {
+        HandlerError::Failed {
+            error: Box::new(self),
+            retryable,
+        }
     }
 }
 
-/// The error a handler returned.
-pub fn failed<E: HandlerErrorType>(error: E) -> HandlerError {
-    error.into_handler_error()
+/// The error a handler returned; `retryable` comes from a [`RetryProbe`].
+pub fn failed<E: HandlerErrorType>(error: E, retryable: bool) -> HandlerError {
+    error.into_handler_error(retryable)
 }
+
+/// Asks an error whether it is worth retrying: its [`Retryable`](crate::Retryable) answer if its
+/// type implements that trait, `true` otherwise. `(&&RetryProbe(&error)).retryable()` resolves by
+/// method lookup on the concrete type, so it is called from the macro's expansion, where the
+/// error type is concrete.
+pub struct RetryProbe<'a, E>(pub &'a E);
+
+/// See [`RetryProbe`].
+pub trait ProbeRetryable {
+    /// The error's own answer.
+    fn retryable(&self) -> bool;
+}
+impl<E: crate::Retryable> ProbeRetryable for &RetryProbe<'_, E> {
+    fn retryable(&self) -> bool {
+        self.0.is_retryable()
+    }
+}
+
+/// See [`RetryProbe`].
+pub trait ProbeNotRetryable {
+    /// The default: retry.
+    fn retryable(&self) -> bool {
+        true
+    }
+}
+impl<E> ProbeNotRetryable for RetryProbe<'_, E> {}
 
 // ---------------------------------------------------------------------------------------------
 // Translations

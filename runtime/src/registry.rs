@@ -20,7 +20,7 @@
 use std::any::{Any, TypeId};
 use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use crate::event::{DynIntegrationEvent, EventKind};
 use crate::handler::{HandlerContext, HandlerFn, HandlerResult};
@@ -114,17 +114,54 @@ impl TypeRef {
     }
 }
 
+/// Decodes an event from its JSON form, as recorded in the outbox or received from a broker.
+#[derive(Clone, Copy)]
+pub struct Decode {
+    decode: fn(&serde_json::Value) -> Result<Arc<dyn Any + Send + Sync>, serde_json::Error>,
+}
+
+impl Decode {
+    #[doc(hidden)]
+    pub const fn new(
+        decode: fn(&serde_json::Value) -> Result<Arc<dyn Any + Send + Sync>, serde_json::Error>,
+    ) -> Self {
+        Decode { decode }
+    }
+
+    /// The event that `json` holds.
+    pub fn decode(&self, json: &serde_json::Value) -> Result<Arc<dyn Any + Send + Sync>, serde_json::Error> {
+        (self.decode)(json)
+    }
+}
+
+impl fmt::Debug for Decode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Decode")
+    }
+}
+
 /// A `#[domain_event]` type.
 #[derive(Debug)]
 pub struct DomainEventInfo {
     event: TypeRef,
+    decode: fn() -> Option<Decode>,
     origin: Origin,
 }
 
 impl DomainEventInfo {
     #[doc(hidden)]
-    pub const fn new(event: TypeRef, origin: Origin) -> Self {
-        DomainEventInfo { event, origin }
+    pub const fn new(event: TypeRef, decode: fn() -> Option<Decode>, origin: Origin) -> Self {
+        DomainEventInfo {
+            event,
+            decode,
+            origin,
+        }
+    }
+
+    /// Decodes the event from its JSON form (`None` only for a type that does not compile as an
+    /// event).
+    pub fn decoder(&self) -> Option<Decode> {
+        (self.decode)()
     }
 
     /// The event type.
@@ -151,17 +188,20 @@ pub struct IntegrationEventInfo {
     version: u32,
     key: Option<&'static str>,
     sources: &'static [TranslationSource],
+    decode: fn() -> Option<Decode>,
     origin: Origin,
 }
 
 impl IntegrationEventInfo {
     #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
     pub const fn new(
         event: TypeRef,
         contract: &'static str,
         version: u32,
         key: Option<&'static str>,
         sources: &'static [TranslationSource],
+        decode: fn() -> Option<Decode>,
         origin: Origin,
     ) -> Self {
         IntegrationEventInfo {
@@ -170,8 +210,15 @@ impl IntegrationEventInfo {
             version,
             key,
             sources,
+            decode,
             origin,
         }
+    }
+
+    /// Decodes the contract from its JSON form (`None` only for a type that does not compile as
+    /// an event).
+    pub fn decoder(&self) -> Option<Decode> {
+        (self.decode)()
     }
 
     /// The event type.
@@ -358,6 +405,41 @@ impl HandlerInfo {
     }
 }
 
+/// A `tidings::context!("name")` declaration: the items of its module and of the modules below
+/// belong to bounded context `name`.
+#[derive(Debug)]
+pub struct ContextDecl {
+    name: &'static str,
+    origin: Origin,
+}
+
+impl ContextDecl {
+    #[doc(hidden)]
+    pub const fn new(name: &'static str, origin: Origin) -> Self {
+        ContextDecl { name, origin }
+    }
+
+    /// The context's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Where it is declared; its module is the root of the context.
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    /// Whether an item of `module_path` is in this declaration's module or below it.
+    fn covers(&self, module_path: &str) -> bool {
+        let root = self.origin.module_path;
+        module_path == root
+            || module_path
+                .strip_prefix(root)
+                .is_some_and(|rest| rest.starts_with("::"))
+    }
+}
+
+inventory::collect!(ContextDecl);
 inventory::collect!(DomainEventInfo);
 inventory::collect!(IntegrationEventInfo);
 inventory::collect!(HandlerInfo);
@@ -367,6 +449,7 @@ inventory::collect!(HandlerInfo);
 /// Items are sorted by module path, then name, so the order is the same on every run.
 #[derive(Debug)]
 pub struct Registry {
+    contexts: Vec<&'static ContextDecl>,
     domain_events: Vec<&'static DomainEventInfo>,
     integration_events: Vec<&'static IntegrationEventInfo>,
     handlers: Vec<&'static HandlerInfo>,
@@ -404,14 +487,32 @@ impl Registry {
             .into_iter()
             .collect();
         let mut handlers: Vec<_> = inventory::iter::<HandlerInfo>.into_iter().collect();
+        let mut contexts: Vec<_> = inventory::iter::<ContextDecl>.into_iter().collect();
+        contexts.sort_by_key(|c| (c.origin.module_path, c.name, c.origin));
         domain_events.sort_by_key(|e| (e.origin.module_path, e.event.name, e.origin));
         integration_events.sort_by_key(|e| (e.origin.module_path, e.event.name, e.origin));
         handlers.sort_by_key(|h| (h.origin.module_path, h.name, h.origin));
         Registry {
+            contexts,
             domain_events,
             integration_events,
             handlers,
         }
+    }
+
+    /// The `tidings::context!` declarations.
+    pub fn contexts(&self) -> &[&'static ContextDecl] {
+        &self.contexts
+    }
+
+    /// The bounded context an item declared in `module_path` belongs to: the declaration of the
+    /// nearest enclosing module. `None` when no declaration covers it.
+    pub fn context_of(&self, module_path: &str) -> Option<&'static str> {
+        self.contexts
+            .iter()
+            .filter(|c| c.covers(module_path))
+            .max_by_key(|c| c.origin.module_path.len())
+            .map(|c| c.name)
     }
 
     /// The `#[domain_event]` types.

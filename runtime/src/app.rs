@@ -1,0 +1,848 @@
+//! The app of one bounded context: its builder, its domain publisher, and the running
+//! dispatcher, relay and consumers.
+
+use std::any::{Any, TypeId};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tracing::{Instrument, info_span};
+use uuid::Uuid;
+
+use crate::activity::Activity;
+use crate::event::{DomainEvent, EventKind};
+use crate::handler::{Dep, Deps, HandlerContext, HandlerError};
+use crate::meta::EventMeta;
+use crate::registry::registry;
+use crate::retry::RetryPolicy;
+use crate::store::{
+    DeadLetter, Delivery, InMemoryStore, IntegrationRow, NewEvent, NewIntegrationRow, Store,
+    StoreError, StoredEvent,
+};
+use crate::transport::{InMemoryTransport, Message, Received, Subscription, Transport, TransportError};
+use crate::wiring::{BuildError, Target, Wiring, wire};
+
+/// What can go wrong with an app.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The wiring is wrong; the error lists every problem.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The transport failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// An event could not be turned into JSON.
+    #[error("event `{event}` could not be encoded as JSON: {source}")]
+    Encode {
+        /// The event's name.
+        event: &'static str,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// `start()` was called on an app that is already running.
+    #[error("the `{0}` app is already started: `start()` runs it once")]
+    AlreadyStarted(String),
+    /// A background task of the app panicked.
+    #[error("a task of the `{context}` app panicked: {message}")]
+    TaskPanicked {
+        /// The app's context.
+        context: String,
+        /// What the panic said.
+        message: String,
+    },
+}
+
+/// The builder of an app: [`Tidings::builder`].
+pub struct TidingsBuilder {
+    context: String,
+    store: Option<Arc<dyn Store>>,
+    transport: Option<Arc<dyn Transport>>,
+    deps: Deps,
+    retry: RetryPolicy,
+    poll_interval: Duration,
+    batch_size: usize,
+}
+
+impl fmt::Debug for TidingsBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TidingsBuilder")
+            .field("context", &self.context)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TidingsBuilder {
+    /// Where the app keeps events, deliveries and its outbox. Default: an [`InMemoryStore`].
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// How the app's integration events reach other contexts, and theirs reach it. Default: an
+    /// [`InMemoryTransport`] of its own.
+    pub fn transport(mut self, transport: impl Transport) -> Self {
+        self.transport = Some(Arc::new(transport));
+        self
+    }
+
+    /// Provides `value` to every `Dep<T>` parameter of type `T`.
+    pub fn provide<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.deps.insert(value);
+        self
+    }
+
+    /// How failed handlers and publications are retried. Default: [`RetryPolicy::default`].
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// How often the dispatcher and the relay look for work nobody woke them for (work recorded
+    /// by another process). Default: 1 s. In-process work wakes them at once.
+    pub fn poll_interval(mut self, poll_interval: Duration) -> Self {
+        self.poll_interval = poll_interval;
+        self
+    }
+
+    /// Checks the wiring exactly as [`build`](Self::build) does, without building: for a
+    /// one-line test in a user's suite.
+    ///
+    /// ```standalone_crate
+    /// use tidings::prelude::*;
+    ///
+    /// #[domain_event]
+    /// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    /// pub struct ProductPutOnSale { pub product_id: String }
+    ///
+    /// pub struct Recommendations;
+    ///
+    /// #[handles]
+    /// fn recalculate(event: &ProductPutOnSale, recs: Dep<Recommendations>) {}
+    ///
+    /// let error = Tidings::builder("catalog").validate().unwrap_err();
+    /// assert!(error.to_string().contains("takes `Dep<Recommendations>`"));
+    /// ```
+    pub fn validate(&self) -> Result<(), BuildError> {
+        wire(&self.context, registry(), &self.deps).map(drop)
+    }
+
+    /// Builds the app, checking its wiring: every problem is listed in one error.
+    pub fn build(self) -> Result<Tidings, Error> {
+        let wiring = wire(&self.context, registry(), &self.deps)?;
+        let inner = AppInner {
+            context: self.context,
+            store: self.store.unwrap_or_else(|| Arc::new(InMemoryStore::default())),
+            transport: self
+                .transport
+                .unwrap_or_else(|| Arc::new(InMemoryTransport::default())),
+            deps: self.deps,
+            retry: self.retry,
+            poll_interval: self.poll_interval,
+            batch_size: self.batch_size,
+            wiring,
+            activity: Arc::new(Activity::default()),
+            dispatch_wake: Notify::new(),
+            relay_wake: Notify::new(),
+            started: Mutex::new(false),
+        };
+        Ok(Tidings {
+            inner: Arc::new(inner),
+        })
+    }
+}
+
+struct AppInner {
+    context: String,
+    store: Arc<dyn Store>,
+    transport: Arc<dyn Transport>,
+    deps: Deps,
+    retry: RetryPolicy,
+    poll_interval: Duration,
+    batch_size: usize,
+    wiring: Wiring,
+    activity: Arc<Activity>,
+    dispatch_wake: Notify,
+    relay_wake: Notify,
+    started: Mutex<bool>,
+}
+
+/// The app of one bounded context: publish its domain events with
+/// [`domain_events`](Self::domain_events), run its handlers with [`start`](Self::start).
+///
+/// ```standalone_crate
+/// use tidings::prelude::*;
+///
+/// #[domain_event]
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// pub struct OrderConfirmed { pub order_id: u64 }
+///
+/// #[handles]
+/// fn send_confirmation_mail(event: &OrderConfirmed) {}
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tidings::Error> {
+/// let app = Tidings::builder("sales").build()?;
+/// let running = app.start().await?;
+/// app.domain_events().publish(OrderConfirmed { order_id: 7 }).await?;
+/// running.settle().await;
+/// running.shutdown().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Tidings {
+    inner: Arc<AppInner>,
+}
+
+impl fmt::Debug for Tidings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tidings")
+            .field("context", &self.inner.context)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tidings {
+    /// The builder of the app of bounded context `context`, the `source` of its integration
+    /// events.
+    pub fn builder(context: impl Into<String>) -> TidingsBuilder {
+        TidingsBuilder {
+            context: context.into(),
+            store: None,
+            transport: None,
+            deps: Deps::new(),
+            retry: RetryPolicy::default(),
+            poll_interval: Duration::from_secs(1),
+            batch_size: 64,
+        }
+    }
+
+    /// The bounded context.
+    pub fn context(&self) -> &str {
+        &self.inner.context
+    }
+
+    /// The provided dependency of type `T`, as handlers receive it.
+    pub fn dependency<T: Send + Sync + 'static>(&self) -> Option<Dep<T>> {
+        self.inner.deps.get::<T>()
+    }
+
+    /// The publisher of this context's domain events.
+    pub fn domain_events(&self) -> DomainEvents {
+        DomainEvents {
+            app: Arc::clone(&self.inner),
+            cause: None,
+        }
+    }
+
+    /// The dead letters: deliveries that kept failing, and messages that could not be decoded.
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, Error> {
+        Ok(self.inner.store.dead_letters().await?)
+    }
+
+    /// Starts the dispatcher, the relay and one consumer per consumed contract.
+    pub async fn start(&self) -> Result<Running, Error> {
+        {
+            let mut started = self
+                .inner
+                .started
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if *started {
+                return Err(Error::AlreadyStarted(self.inner.context.clone()));
+            }
+            *started = true;
+        }
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        for (&(contract, version), routes) in &self.inner.wiring.consumed {
+            let subscription = Subscription {
+                contract: contract.to_owned(),
+                version,
+                context: self.inner.context.clone(),
+            };
+            let inbound = self.inner.transport.subscribe(subscription).await?;
+            let app = Arc::clone(&self.inner);
+            let routes = routes.clone();
+            tasks.push(tokio::spawn(consume(app, inbound, routes, stopped.clone())));
+        }
+        tasks.push(tokio::spawn(dispatch(Arc::clone(&self.inner), stopped.clone())));
+        tasks.push(tokio::spawn(relay(Arc::clone(&self.inner), stopped)));
+        Ok(Running {
+            app: Arc::clone(&self.inner),
+            stop,
+            tasks,
+        })
+    }
+}
+
+/// A started app: [`shutdown`](Self::shutdown) stops it, [`settle`](Self::settle) waits for it.
+pub struct Running {
+    app: Arc<AppInner>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Running {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Running")
+            .field("context", &self.app.context)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Running {
+    /// Stops the app gracefully: the dispatcher, the relay and the consumers finish the work
+    /// they hold, then stop. What is not done yet stays in the store.
+    pub async fn shutdown(self) -> Result<(), Error> {
+        self.stop.send_replace(true);
+        for task in self.tasks {
+            if let Err(error) = task.await
+                && error.is_panic()
+            {
+                return Err(Error::TaskPanicked {
+                    context: self.app.context.clone(),
+                    message: panic_message(error.into_panic()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves once the app is idle: every delivery completed or dead-lettered, every
+    /// integration row published, and (on a transport that can tell) every message it sent
+    /// received. For tests: no sleeps, no polling.
+    pub async fn settle(&self) {
+        Running::settle_all(&[self]).await;
+    }
+
+    /// Resolves once every app in `apps` is idle at the same moment: for apps that talk to each
+    /// other, such as two contexts on one [`InMemoryTransport`].
+    pub async fn settle_all(apps: &[&Running]) {
+        let transports: Vec<Arc<Activity>> = apps
+            .iter()
+            .filter_map(|running| running.app.transport.activity())
+            .collect();
+        let mut all: Vec<&Activity> = apps.iter().map(|running| &*running.app.activity).collect();
+        all.extend(transports.iter().map(|a| &**a));
+        Activity::settle(&all).await;
+    }
+}
+
+fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with no message".to_owned())
+}
+
+/// What a publication carries from the event being handled, if any.
+#[derive(Clone)]
+struct Cause {
+    correlation_id: Uuid,
+    causation_id: Uuid,
+    traceparent: Option<String>,
+}
+
+/// The publisher of one bounded context's domain events. Cheap to clone.
+///
+/// Use cases publish domain events only: [`publish`](Self::publish) does not accept an
+/// integration event (those are published as the reaction to domain events). Taken as a
+/// `#[handles]` parameter, it publishes events caused by the handled event, with its correlation
+/// id.
+#[derive(Clone)]
+pub struct DomainEvents {
+    app: Arc<AppInner>,
+    cause: Option<Cause>,
+}
+
+impl fmt::Debug for DomainEvents {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DomainEvents")
+            .field("context", &self.app.context)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DomainEvents {
+    /// This publisher, for events caused by the event described by `meta`.
+    pub(crate) fn caused_by(&self, meta: &EventMeta) -> DomainEvents {
+        DomainEvents {
+            app: Arc::clone(&self.app),
+            cause: Some(Cause {
+                correlation_id: meta.correlation_id,
+                causation_id: meta.id,
+                traceparent: meta.traceparent.clone(),
+            }),
+        }
+    }
+
+    /// Records `event` and wakes the dispatcher, which runs each of its handlers; returns the
+    /// event's envelope.
+    pub async fn publish<E: DomainEvent>(&self, event: E) -> Result<EventMeta, Error> {
+        let app = &self.app;
+        let mut meta = EventMeta::new(app.context.clone());
+        match &self.cause {
+            Some(cause) => {
+                meta.correlation_id = cause.correlation_id;
+                meta.causation_id = Some(cause.causation_id);
+                meta.traceparent = cause.traceparent.clone();
+            }
+            None => meta.traceparent = Some(new_traceparent()),
+        }
+        let span = info_span!(
+            "tidings.publish",
+            event = E::NAME,
+            event_id = %meta.id,
+            correlation_id = %meta.correlation_id,
+            context = %app.context,
+        );
+        async {
+            let handlers: Vec<String> = app
+                .wiring
+                .routes_of(TypeId::of::<E>())
+                .map(|route| route.name.clone())
+                .collect();
+            if handlers.is_empty() {
+                tracing::debug!("no handler in this context");
+                return Ok(meta);
+            }
+            let payload = serde_json::to_value(&event).map_err(|source| Error::Encode {
+                event: E::NAME,
+                source,
+            })?;
+            let stored = StoredEvent {
+                meta: meta.clone(),
+                kind: EventKind::Domain,
+                name: E::NAME.to_owned(),
+                version: 1,
+                payload: Arc::new(payload),
+                typed: Some(Arc::new(event)),
+            };
+            app.record(vec![NewEvent {
+                event: stored,
+                handlers,
+            }])
+            .await?;
+            Ok(meta)
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// A W3C `traceparent` for a trace that starts here.
+fn new_traceparent() -> String {
+    format!(
+        "00-{:032x}-{:016x}-01",
+        Uuid::now_v7().as_u128(),
+        fastrand::u64(1..)
+    )
+}
+
+impl AppInner {
+    /// Records events with their deliveries, counting the deliveries as work in progress, and
+    /// wakes the dispatcher.
+    async fn record(&self, events: Vec<NewEvent>) -> Result<(), StoreError> {
+        let expected: usize = events.iter().map(|e| e.handlers.len()).sum();
+        // Counted before the store has them, so that `settle` cannot see a gap.
+        self.activity.start(expected);
+        match self.store.record(events).await {
+            Ok(created) => {
+                self.activity.finish(expected.saturating_sub(created));
+                self.dispatch_wake.notify_one();
+                Ok(())
+            }
+            Err(error) => {
+                self.activity.finish(expected);
+                Err(error)
+            }
+        }
+    }
+
+    /// How long to wait for work that nobody announced: until the next scheduled item, at most
+    /// the poll interval.
+    fn wait_for(&self, next_due: Result<Option<chrono::DateTime<Utc>>, StoreError>) -> Duration {
+        match next_due {
+            Ok(Some(due)) => (due - Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(self.poll_interval),
+            Ok(None) => self.poll_interval,
+            Err(error) => {
+                tracing::warn!(%error, "could not read the next due time");
+                self.poll_interval
+            }
+        }
+    }
+
+    /// The typed event of a delivery: as recorded in this process, or decoded from its JSON.
+    fn typed(&self, event: &StoredEvent) -> Result<Arc<dyn Any + Send + Sync>, String> {
+        if let Some(typed) = &event.typed {
+            return Ok(Arc::clone(typed));
+        }
+        let decoder = match event.kind {
+            EventKind::Domain => self.wiring.domain_event(&event.name).and_then(|e| e.decoder()),
+            EventKind::Integration => self
+                .wiring
+                .contract(&event.name, event.version)
+                .and_then(|c| c.decoder()),
+        };
+        let decoder = decoder.ok_or_else(|| format!("no {} named `{}` in this program", event.kind, event.name))?;
+        decoder
+            .decode(&event.payload)
+            .map_err(|error| format!("`{}` could not be decoded: {error}", event.name))
+    }
+
+    /// Runs one delivery and records how it went.
+    async fn deliver(self: &Arc<Self>, delivery: Delivery) {
+        let Delivery {
+            id,
+            event,
+            handler,
+            attempt,
+        } = delivery;
+        let span = info_span!(
+            "tidings.dispatch",
+            handler,
+            event = %event.name,
+            event_id = %event.meta.id,
+            correlation_id = %event.meta.correlation_id,
+            attempt,
+        );
+        async {
+            let stored = match self.run(&event, &handler, attempt).await {
+                Ok(produced) => {
+                    let count = produced.len();
+                    self.activity.start(count);
+                    let stored = self.store.complete_delivery(id, produced).await;
+                    if stored.is_err() {
+                        self.activity.finish(count);
+                    } else if count > 0 {
+                        self.relay_wake.notify_one();
+                    }
+                    self.activity.finish(1);
+                    stored
+                }
+                Err(failure) if failure.retryable && !self.retry.gives_up_after(attempt) => {
+                    let delay = self.retry.delay(attempt);
+                    tracing::warn!(error = %failure.message, ?delay, "handler failed; will retry");
+                    let at = Utc::now() + delay;
+                    self.store.retry_delivery(id, failure.message, at).await
+                }
+                Err(failure) => {
+                    tracing::error!(error = %failure.message, "handler failed; dead-lettered");
+                    let stored = self.store.dead_letter_delivery(id, failure.message).await;
+                    self.activity.finish(1);
+                    stored
+                }
+            };
+            if let Err(error) = stored {
+                tracing::error!(%error, "could not record a delivery's outcome");
+            }
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// Runs the handler of one delivery; returns the integration rows it produced.
+    async fn run(
+        self: &Arc<Self>,
+        event: &StoredEvent,
+        handler: &str,
+        attempt: u32,
+    ) -> Result<Vec<NewIntegrationRow>, Failure> {
+        let route = self.wiring.route(handler).ok_or_else(|| Failure::fatal(format!(
+            "no handler named `{handler}` in the `{}` app",
+            self.context
+        )))?;
+        let typed = self.typed(event).map_err(Failure::fatal)?;
+        let publisher = DomainEvents {
+            app: Arc::clone(self),
+            cause: None,
+        };
+        let span_name = match route.target {
+            Target::Handler(h) if h.produces().is_none() => "handler",
+            _ => "translation",
+        };
+        let span = if span_name == "handler" {
+            info_span!("tidings.handler", handler, event = %event.name, event_id = %event.meta.id, correlation_id = %event.meta.correlation_id, attempt)
+        } else {
+            info_span!("tidings.translation", handler, event = %event.name, event_id = %event.meta.id, correlation_id = %event.meta.correlation_id, attempt)
+        };
+        let emitted = async {
+            match route.target {
+                Target::Handler(info) => {
+                    let ctx = HandlerContext::new(&self.deps, &event.meta).with_publisher(&publisher);
+                    info.call(&*typed, ctx).await
+                }
+                Target::From { translation, contract } => translation
+                    .translate(&*typed)
+                    .map(|e| vec![e])
+                    .ok_or(HandlerError::WrongEvent {
+                        handler: contract.name(),
+                        expected: contract.name(),
+                    }),
+            }
+        }
+        .instrument(span)
+        .await
+        .map_err(|error| Failure {
+            retryable: error.is_retryable(),
+            message: error.to_string(),
+        })?;
+        emitted
+            .into_iter()
+            .map(|produced| {
+                let payload = produced.to_json().map_err(|error| {
+                    Failure::fatal(format!("`{}` could not be encoded as JSON: {error}", produced.contract()))
+                })?;
+                let meta = event.meta.caused(self.context.clone());
+                Ok(NewIntegrationRow {
+                    key: produced.key(),
+                    event: StoredEvent {
+                        meta,
+                        kind: EventKind::Integration,
+                        name: produced.contract().to_owned(),
+                        version: produced.version(),
+                        payload: Arc::new(payload),
+                        typed: None,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// Publishes one integration row, and records the outcome.
+    async fn publish_row(&self, row: IntegrationRow) {
+        let IntegrationRow {
+            id,
+            event,
+            key,
+            attempt,
+        } = row;
+        let span = info_span!(
+            "tidings.relay",
+            contract = %event.name,
+            event_id = %event.meta.id,
+            correlation_id = %event.meta.correlation_id,
+            attempt,
+        );
+        let message = Message {
+            id: event.meta.id,
+            source: event.meta.source.clone(),
+            contract: event.name.clone(),
+            version: event.version,
+            key,
+            time: event.meta.occurred_at,
+            correlation_id: event.meta.correlation_id,
+            causation_id: event.meta.causation_id,
+            traceparent: event.meta.traceparent.clone(),
+            data: (*event.payload).clone(),
+        };
+        async {
+            let outcome = match self.transport.publish(message).await {
+                Ok(()) => {
+                    let marked = self.store.row_published(id).await;
+                    if marked.is_ok() {
+                        self.activity.finish(1);
+                    }
+                    marked
+                }
+                Err(error) => {
+                    let delay = self.retry.delay(attempt);
+                    tracing::warn!(%error, attempt, ?delay, "publication failed; will retry");
+                    self.store
+                        .retry_row(id, error.to_string(), Utc::now() + delay)
+                        .await
+                }
+            };
+            if let Err(error) = outcome {
+                tracing::error!(%error, "could not record a publication's outcome");
+            }
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// Records one received message for this context's inbound handlers, then acknowledges it.
+    async fn receive(&self, received: Received, routes: &[usize]) {
+        let message = &received.message;
+        let span = info_span!(
+            "tidings.consume",
+            contract = %message.contract,
+            event_id = %message.id,
+            correlation_id = %message.correlation_id,
+            context = %self.context,
+        );
+        async {
+            let recorded = self.record_received(&received.message, routes).await;
+            match recorded {
+                Ok(()) => {
+                    if let Err(error) = received.ack().await {
+                        tracing::warn!(%error, "could not acknowledge a message; it will come again");
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "could not record a message; it will come again");
+                }
+            }
+        }
+        .instrument(span)
+        .await;
+    }
+
+    async fn record_received(&self, message: &Message, routes: &[usize]) -> Result<(), StoreError> {
+        let meta = EventMeta {
+            id: message.id,
+            occurred_at: message.time,
+            correlation_id: message.correlation_id,
+            causation_id: message.causation_id,
+            traceparent: message.traceparent.clone(),
+            source: message.source.clone(),
+        };
+        let decoded = self
+            .wiring
+            .contract(&message.contract, message.version)
+            .and_then(|c| c.decoder())
+            .ok_or_else(|| format!("no contract `{}` version {} in this program", message.contract, message.version))
+            .and_then(|decoder| {
+                decoder
+                    .decode(&message.data)
+                    .map_err(|error| format!("`{}` could not be decoded: {error}", message.contract))
+            });
+        let typed = match decoded {
+            Ok(typed) => typed,
+            Err(error) => {
+                tracing::error!(%error, "undecodable message; dead-lettered");
+                return self
+                    .store
+                    .dead_letter(DeadLetter {
+                        event_id: message.id,
+                        event_name: message.contract.clone(),
+                        handler: None,
+                        attempts: 0,
+                        error,
+                        at: Utc::now(),
+                    })
+                    .await;
+            }
+        };
+        let handlers = routes
+            .iter()
+            .map(|&i| self.wiring.route_at(i).name.clone())
+            .collect();
+        let event = StoredEvent {
+            meta,
+            kind: EventKind::Integration,
+            name: message.contract.clone(),
+            version: message.version,
+            payload: Arc::new(message.data.clone()),
+            typed: Some(typed),
+        };
+        self.record(vec![NewEvent { event, handlers }]).await
+    }
+}
+
+/// Why a delivery failed, and whether to try again.
+struct Failure {
+    retryable: bool,
+    message: String,
+}
+
+impl Failure {
+    fn fatal(message: String) -> Self {
+        Failure {
+            retryable: false,
+            message,
+        }
+    }
+}
+
+/// The dispatcher: runs due deliveries until told to stop.
+async fn dispatch(app: Arc<AppInner>, mut stop: watch::Receiver<bool>) {
+    loop {
+        loop {
+            let batch = match app.store.claim_deliveries(Utc::now(), app.batch_size).await {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::error!(%error, "could not claim deliveries");
+                    break;
+                }
+            };
+            if batch.is_empty() {
+                break;
+            }
+            futures_util::future::join_all(batch.into_iter().map(|d| app.deliver(d))).await;
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let wait = app.wait_for(app.store.next_delivery_due().await);
+        tokio::select! {
+            () = app.dispatch_wake.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// The relay: publishes due integration rows, in order per key, until told to stop.
+async fn relay(app: Arc<AppInner>, mut stop: watch::Receiver<bool>) {
+    loop {
+        loop {
+            let batch = match app.store.claim_rows(Utc::now(), app.batch_size).await {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::error!(%error, "could not claim integration rows");
+                    break;
+                }
+            };
+            if batch.is_empty() {
+                break;
+            }
+            futures_util::future::join_all(batch.into_iter().map(|row| app.publish_row(row))).await;
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let wait = app.wait_for(app.store.next_row_due().await);
+        tokio::select! {
+            () = app.relay_wake.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// A consumer: records the messages of one subscription until told to stop.
+async fn consume(
+    app: Arc<AppInner>,
+    mut inbound: Box<dyn crate::transport::Inbound>,
+    routes: Vec<usize>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        tokio::select! {
+            next = inbound.next() => match next {
+                Some(Ok(received)) => app.receive(received, &routes).await,
+                Some(Err(error)) => tracing::warn!(%error, "could not receive a message"),
+                None => return,
+            },
+            _ = stop.changed() => {}
+        }
+    }
+}

@@ -1,0 +1,545 @@
+//! The store seam: where events, per-handler deliveries, integration rows, the inbox and dead
+//! letters are kept. [`InMemoryStore`] is the implementation for tests and the default when an
+//! app names none.
+
+use std::any::Any;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::event::EventKind;
+use crate::meta::EventMeta;
+
+/// A boxed future, the return type of the seams' methods.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+#[error("store: {message}")]
+pub struct StoreError {
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StoreError {
+    /// An error described by `message`, caused by `source`.
+    pub fn new(
+        message: impl Into<String>,
+        source: impl Into<Option<Box<dyn std::error::Error + Send + Sync>>>,
+    ) -> Self {
+        StoreError {
+            message: message.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// An event as recorded: its envelope, its name and its JSON form, plus the typed value when it
+/// was recorded in this process (so the dispatcher need not decode it).
+#[derive(Clone)]
+pub struct StoredEvent {
+    /// The envelope.
+    pub meta: EventMeta,
+    /// Domain or integration event.
+    pub kind: EventKind,
+    /// The type's name for a domain event; the contract's name for an integration event.
+    pub name: String,
+    /// The contract's version (1 for a domain event).
+    pub version: u32,
+    /// The JSON form.
+    pub payload: Arc<serde_json::Value>,
+    /// The typed event, if this process recorded it.
+    pub typed: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl fmt::Debug for StoredEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredEvent")
+            .field("id", &self.meta.id)
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An event to record, with the handlers that must each handle it once.
+#[derive(Debug)]
+pub struct NewEvent {
+    /// The event.
+    pub event: StoredEvent,
+    /// The handlers, by route name. For an integration event received from a broker, a handler
+    /// that already has a delivery of this event id is skipped: that is the inbox.
+    pub handlers: Vec<String>,
+}
+
+/// The identity of one delivery: one event for one handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeliveryId(pub u64);
+
+/// One event for one handler, claimed for a run.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Its identity.
+    pub id: DeliveryId,
+    /// The event.
+    pub event: StoredEvent,
+    /// The handler's route name.
+    pub handler: String,
+    /// This run's number, from 1.
+    pub attempt: u32,
+}
+
+/// An integration event to put in the outbox, for the relay.
+#[derive(Debug, Clone)]
+pub struct NewIntegrationRow {
+    /// The event, `kind` Integration and `name` the contract.
+    pub event: StoredEvent,
+    /// The ordering key.
+    pub key: Option<String>,
+}
+
+/// The identity of one integration row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RowId(pub u64);
+
+/// An integration row claimed by the relay.
+#[derive(Debug, Clone)]
+pub struct IntegrationRow {
+    /// Its identity.
+    pub id: RowId,
+    /// The event.
+    pub event: StoredEvent,
+    /// The ordering key.
+    pub key: Option<String>,
+    /// This publication attempt's number, from 1.
+    pub attempt: u32,
+}
+
+/// What ended up in the dead letters: a delivery that kept failing, or a message that could not
+/// be decoded.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The event's id.
+    pub event_id: Uuid,
+    /// The event's name (type or contract).
+    pub event_name: String,
+    /// The handler's route name, or `None` for a message that reached no handler.
+    pub handler: Option<String>,
+    /// How many runs were made.
+    pub attempts: u32,
+    /// The last error.
+    pub error: String,
+    /// When it was dead-lettered.
+    pub at: DateTime<Utc>,
+}
+
+/// Where tidings keeps its state. Every method is one atomic step: an implementation on a
+/// database runs each in one transaction.
+pub trait Store: Send + Sync + 'static {
+    /// Records events and one delivery per listed handler. For an integration event, a handler
+    /// that already has a delivery of the same event id gets none (the inbox). Returns how many
+    /// deliveries were created.
+    fn record(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<usize, StoreError>>;
+
+    /// Claims up to `limit` deliveries due at `now`; a claimed delivery is not returned again
+    /// until it is completed, rescheduled or dead-lettered.
+    fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Delivery>, StoreError>>;
+
+    /// Completes a delivery and records the integration events it produced, in one step.
+    fn complete_delivery(
+        &self,
+        id: DeliveryId,
+        produced: Vec<NewIntegrationRow>,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Reschedules a failed delivery for `at`, keeping its error.
+    fn retry_delivery(
+        &self,
+        id: DeliveryId,
+        error: String,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Moves a failed delivery to the dead letters.
+    fn dead_letter_delivery(&self, id: DeliveryId, error: String) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Records a dead letter with no delivery, such as a message that could not be decoded.
+    fn dead_letter(&self, letter: DeadLetter) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// When the earliest scheduled delivery is due, if any is waiting.
+    fn next_delivery_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>>;
+
+    /// Claims up to `limit` integration rows due at `now`, at most one per key (the oldest
+    /// unpublished one), so that each key is published in order.
+    fn claim_rows(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<IntegrationRow>, StoreError>>;
+
+    /// Marks a row published (the broker acknowledged it): it leaves the outbox.
+    fn row_published(&self, id: RowId) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Reschedules a row that could not be published; its key waits until `at`.
+    fn retry_row(&self, id: RowId, error: String, at: DateTime<Utc>) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// When the earliest scheduled row is due, if any is waiting.
+    fn next_row_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>>;
+
+    /// The dead letters, oldest first.
+    fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, StoreError>>;
+}
+
+/// How one delivery ended, as [`InMemoryStore::outcomes`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The handler completed, at this attempt.
+    Completed {
+        /// The handler's route name.
+        handler: String,
+        /// The event's id.
+        event_id: Uuid,
+        /// The attempt that succeeded.
+        attempt: u32,
+    },
+    /// The handler failed and will run again.
+    Retrying {
+        /// The handler's route name.
+        handler: String,
+        /// The event's id.
+        event_id: Uuid,
+        /// The attempt that failed.
+        attempt: u32,
+        /// Its error.
+        error: String,
+    },
+    /// The handler failed for the last time.
+    DeadLettered {
+        /// The handler's route name.
+        handler: String,
+        /// The event's id.
+        event_id: Uuid,
+        /// The attempt that failed.
+        attempt: u32,
+        /// Its error.
+        error: String,
+    },
+}
+
+/// The in-memory store: for tests, and the default when an app names no store. Nothing survives
+/// the process. Clones share the same state, so a test can keep one to inspect.
+///
+/// ```
+/// use tidings::InMemoryStore;
+///
+/// let store = InMemoryStore::default();
+/// let inspect = store.clone(); // pass `store` to the builder, keep `inspect`
+/// assert!(inspect.outcomes().is_empty());
+/// ```
+#[derive(Clone, Default)]
+pub struct InMemoryStore {
+    state: Arc<Mutex<MemoryState>>,
+}
+
+#[derive(Default)]
+struct MemoryState {
+    next_id: u64,
+    deliveries: BTreeMap<DeliveryId, MemoryDelivery>,
+    inbox: HashSet<(String, Uuid)>,
+    rows: BTreeMap<RowId, MemoryRow>,
+    /// Rows by key, in order; rows with no key are in no queue.
+    keys: BTreeMap<String, VecDeque<RowId>>,
+    dead: Vec<DeadLetter>,
+    outcomes: Vec<Outcome>,
+}
+
+struct MemoryDelivery {
+    event: StoredEvent,
+    handler: String,
+    attempts: u32,
+    due: DateTime<Utc>,
+    claimed: bool,
+}
+
+struct MemoryRow {
+    event: StoredEvent,
+    key: Option<String>,
+    attempts: u32,
+    due: DateTime<Utc>,
+    claimed: bool,
+}
+
+impl fmt::Debug for InMemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.lock();
+        f.debug_struct("InMemoryStore")
+            .field("deliveries", &state.deliveries.len())
+            .field("rows", &state.rows.len())
+            .field("dead_letters", &state.dead.len())
+            .finish()
+    }
+}
+
+impl InMemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, MemoryState> {
+        // A panic while holding the lock cannot leave the state half-changed: every method
+        // changes it in one statement block, so the state is still consistent.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How every delivery went so far, in order.
+    pub fn outcomes(&self) -> Vec<Outcome> {
+        self.lock().outcomes.clone()
+    }
+
+    /// How many deliveries and integration rows are still waiting.
+    pub fn pending(&self) -> (usize, usize) {
+        let state = self.lock();
+        (state.deliveries.len(), state.rows.len())
+    }
+
+    fn ready<T: Send + 'static>(value: T) -> BoxFuture<'static, T> {
+        Box::pin(std::future::ready(value))
+    }
+}
+
+impl MemoryState {
+    fn next(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn take_delivery(&mut self, id: DeliveryId) -> Result<MemoryDelivery, StoreError> {
+        self.deliveries
+            .remove(&id)
+            .ok_or_else(|| StoreError::new(format!("no delivery {}", id.0), None))
+    }
+}
+
+impl Store for InMemoryStore {
+    fn record(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<usize, StoreError>> {
+        let mut state = self.lock();
+        let now = Utc::now();
+        let mut created = 0;
+        for NewEvent { event, handlers } in events {
+            for handler in handlers {
+                if event.kind == EventKind::Integration
+                    && !state.inbox.insert((handler.clone(), event.meta.id))
+                {
+                    continue;
+                }
+                let id = DeliveryId(state.next());
+                let delivery = MemoryDelivery {
+                    event: event.clone(),
+                    handler,
+                    attempts: 0,
+                    due: now,
+                    claimed: false,
+                };
+                state.deliveries.insert(id, delivery);
+                created += 1;
+            }
+        }
+        Self::ready(Ok(created))
+    }
+
+    fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Delivery>, StoreError>> {
+        let mut state = self.lock();
+        let claimed = state
+            .deliveries
+            .iter_mut()
+            .filter(|(_, d)| !d.claimed && d.due <= now)
+            .take(limit)
+            .map(|(id, d)| {
+                d.claimed = true;
+                d.attempts += 1;
+                Delivery {
+                    id: *id,
+                    event: d.event.clone(),
+                    handler: d.handler.clone(),
+                    attempt: d.attempts,
+                }
+            })
+            .collect();
+        Self::ready(Ok(claimed))
+    }
+
+    fn complete_delivery(
+        &self,
+        id: DeliveryId,
+        produced: Vec<NewIntegrationRow>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        let mut state = self.lock();
+        let result = state.take_delivery(id).map(|delivery| {
+            state.outcomes.push(Outcome::Completed {
+                handler: delivery.handler,
+                event_id: delivery.event.meta.id,
+                attempt: delivery.attempts,
+            });
+            let now = Utc::now();
+            for NewIntegrationRow { event, key } in produced {
+                let id = RowId(state.next());
+                if let Some(key) = &key {
+                    state.keys.entry(key.clone()).or_default().push_back(id);
+                }
+                let row = MemoryRow {
+                    event,
+                    key,
+                    attempts: 0,
+                    due: now,
+                    claimed: false,
+                };
+                state.rows.insert(id, row);
+            }
+        });
+        Self::ready(result)
+    }
+
+    fn retry_delivery(
+        &self,
+        id: DeliveryId,
+        error: String,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let result = match state.deliveries.get_mut(&id) {
+            Some(delivery) => {
+                delivery.claimed = false;
+                delivery.due = at;
+                state.outcomes.push(Outcome::Retrying {
+                    handler: delivery.handler.clone(),
+                    event_id: delivery.event.meta.id,
+                    attempt: delivery.attempts,
+                    error,
+                });
+                Ok(())
+            }
+            None => Err(StoreError::new(format!("no delivery {}", id.0), None)),
+        };
+        Self::ready(result)
+    }
+
+    fn dead_letter_delivery(&self, id: DeliveryId, error: String) -> BoxFuture<'_, Result<(), StoreError>> {
+        let mut state = self.lock();
+        let result = state.take_delivery(id).map(|delivery| {
+            state.outcomes.push(Outcome::DeadLettered {
+                handler: delivery.handler.clone(),
+                event_id: delivery.event.meta.id,
+                attempt: delivery.attempts,
+                error: error.clone(),
+            });
+            state.dead.push(DeadLetter {
+                event_id: delivery.event.meta.id,
+                event_name: delivery.event.name,
+                handler: Some(delivery.handler),
+                attempts: delivery.attempts,
+                error,
+                at: Utc::now(),
+            });
+        });
+        Self::ready(result)
+    }
+
+    fn dead_letter(&self, letter: DeadLetter) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.lock().dead.push(letter);
+        Self::ready(Ok(()))
+    }
+
+    fn next_delivery_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
+        let state = self.lock();
+        let due = state.deliveries.values().filter(|d| !d.claimed).map(|d| d.due).min();
+        Self::ready(Ok(due))
+    }
+
+    fn claim_rows(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<IntegrationRow>, StoreError>> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let heads: HashSet<RowId> = state.keys.values().filter_map(|q| q.front().copied()).collect();
+        let claimed = state
+            .rows
+            .iter_mut()
+            .filter(|(id, row)| {
+                !row.claimed && row.due <= now && (row.key.is_none() || heads.contains(id))
+            })
+            .take(limit)
+            .map(|(id, row)| {
+                row.claimed = true;
+                row.attempts += 1;
+                IntegrationRow {
+                    id: *id,
+                    event: row.event.clone(),
+                    key: row.key.clone(),
+                    attempt: row.attempts,
+                }
+            })
+            .collect();
+        Self::ready(Ok(claimed))
+    }
+
+    fn row_published(&self, id: RowId) -> BoxFuture<'_, Result<(), StoreError>> {
+        let mut state = self.lock();
+        let result = match state.rows.remove(&id) {
+            Some(row) => {
+                if let Some(key) = row.key {
+                    let emptied = state.keys.get_mut(&key).is_some_and(|queue| {
+                        queue.retain(|queued| *queued != id);
+                        queue.is_empty()
+                    });
+                    if emptied {
+                        state.keys.remove(&key);
+                    }
+                }
+                Ok(())
+            }
+            None => Err(StoreError::new(format!("no integration row {}", id.0), None)),
+        };
+        Self::ready(result)
+    }
+
+    fn retry_row(&self, id: RowId, _error: String, at: DateTime<Utc>) -> BoxFuture<'_, Result<(), StoreError>> {
+        let mut state = self.lock();
+        let result = match state.rows.get_mut(&id) {
+            Some(row) => {
+                row.claimed = false;
+                row.due = at;
+                Ok(())
+            }
+            None => Err(StoreError::new(format!("no integration row {}", id.0), None)),
+        };
+        Self::ready(result)
+    }
+
+    fn next_row_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
+        let state = self.lock();
+        let due = state.rows.values().filter(|r| !r.claimed).map(|r| r.due).min();
+        Self::ready(Ok(due))
+    }
+
+    fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, StoreError>> {
+        Self::ready(Ok(self.lock().dead.clone()))
+    }
+}
