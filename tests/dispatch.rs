@@ -49,7 +49,11 @@ fn send_confirmation_mail(event: &OrderConfirmed, runs: Dep<Runs>) {
 #[handles]
 async fn book_revenue(_event: &OrderConfirmed, runs: Dep<Runs>) -> Result<(), LedgerError> {
     let run = runs.flaky.fetch_add(1, Ordering::SeqCst) + 1;
-    if run <= 2 { Err(LedgerError::Busy(run)) } else { Ok(()) }
+    if run <= 2 {
+        Err(LedgerError::Busy(run))
+    } else {
+        Ok(())
+    }
 }
 
 /// Always fails with a retryable error.
@@ -91,10 +95,22 @@ async fn each_handler_is_retried_alone_then_dead_lettered() {
     running.settle().await;
 
     let runs = store_runs(&app);
-    assert_eq!(runs.mail.load(Ordering::SeqCst), 1, "a succeeding handler runs once");
-    assert_eq!(runs.flaky.load(Ordering::SeqCst), 3, "fails twice, then succeeds");
+    assert_eq!(
+        runs.mail.load(Ordering::SeqCst),
+        1,
+        "a succeeding handler runs once"
+    );
+    assert_eq!(
+        runs.flaky.load(Ordering::SeqCst),
+        3,
+        "fails twice, then succeeds"
+    );
     assert_eq!(runs.broken.load(Ordering::SeqCst), 4, "up to max_attempts");
-    assert_eq!(runs.refused.load(Ordering::SeqCst), 1, "not retried: the error says so");
+    assert_eq!(
+        runs.refused.load(Ordering::SeqCst),
+        1,
+        "not retried: the error says so"
+    );
     assert_eq!(*runs.seen.lock().unwrap(), [7]);
 
     let mut dead = app.dead_letters().await.unwrap();
@@ -103,10 +119,19 @@ async fn each_handler_is_retried_alone_then_dead_lettered() {
     assert_eq!(dead[0].handler.as_deref(), Some("dispatch::archive_order"));
     assert_eq!(dead[0].attempts, 1);
     assert_eq!(dead[0].error, "the ledger rejects order 7");
-    assert_eq!(dead[1].handler.as_deref(), Some("dispatch::notify_warehouse"));
+    assert_eq!(
+        dead[1].handler.as_deref(),
+        Some("dispatch::notify_warehouse")
+    );
     assert_eq!(dead[1].attempts, 4);
-    assert_eq!(dead[1].error, "the ledger is busy (run 4)", "the last error is kept");
-    assert!(dead.iter().all(|d| d.event_id == meta.id && d.event_name == "OrderConfirmed"));
+    assert_eq!(
+        dead[1].error, "the ledger is busy (run 4)",
+        "the last error is kept"
+    );
+    assert!(
+        dead.iter()
+            .all(|d| d.event_id == meta.id && d.event_name == "OrderConfirmed")
+    );
 
     let outcomes = store.outcomes();
     let of = |handler: &str| -> Vec<&Outcome> {

@@ -245,7 +245,13 @@ async fn a_handler_error_is_returned_with_its_message() {
 
     assert!(reserve.call(&stock(1), ctx).await.unwrap().is_empty());
     let error = reserve.call(&stock(-1), ctx).await.unwrap_err();
-    assert!(matches!(error, HandlerError::Failed { retryable: true, .. }));
+    assert!(matches!(
+        error,
+        HandlerError::Failed {
+            retryable: true,
+            ..
+        }
+    ));
     assert_eq!(error.to_string(), "the warehouse is unreachable");
 }
 

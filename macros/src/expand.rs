@@ -219,8 +219,7 @@ pub(crate) fn handler(handler: &Handler) -> TokenStream {
         None => emit(quote!(__tidings_output)),
         Some(error) => {
             let ok = emit(quote!(value));
-            let failed =
-                quote_spanned!(error.span()=> ::tidings::__private::failed::<#error>(error, retryable));
+            let failed = quote_spanned!(error.span()=> ::tidings::__private::failed::<#error>(error, retryable));
             quote! {
                 match __tidings_output {
                     ::core::result::Result::Ok(value) => #ok,

@@ -22,7 +22,9 @@ use crate::store::{
     DeadLetter, Delivery, InMemoryStore, IntegrationRow, NewEvent, NewIntegrationRow, Store,
     StoreError, StoredEvent,
 };
-use crate::transport::{InMemoryTransport, Message, Received, Subscription, Transport, TransportError};
+use crate::transport::{
+    InMemoryTransport, Message, Received, Subscription, Transport, TransportError,
+};
 use crate::wiring::{BuildError, Target, Wiring, wire};
 
 /// What can go wrong with an app.
@@ -100,6 +102,13 @@ impl TidingsBuilder {
         self
     }
 
+    /// Provides a dependency that is already shared, such as one that several apps of one
+    /// process use.
+    pub fn provide_dep<T: Send + Sync + 'static>(mut self, value: Dep<T>) -> Self {
+        self.deps.insert_arc(value.into_arc());
+        self
+    }
+
     /// How failed handlers and publications are retried. Default: [`RetryPolicy::default`].
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
@@ -140,7 +149,9 @@ impl TidingsBuilder {
         let wiring = wire(&self.context, registry(), &self.deps)?;
         let inner = AppInner {
             context: self.context,
-            store: self.store.unwrap_or_else(|| Arc::new(InMemoryStore::default())),
+            store: self
+                .store
+                .unwrap_or_else(|| Arc::new(InMemoryStore::default())),
             transport: self
                 .transport
                 .unwrap_or_else(|| Arc::new(InMemoryTransport::default())),
@@ -275,7 +286,10 @@ impl Tidings {
             let routes = routes.clone();
             tasks.push(tokio::spawn(consume(app, inbound, routes, stopped.clone())));
         }
-        tasks.push(tokio::spawn(dispatch(Arc::clone(&self.inner), stopped.clone())));
+        tasks.push(tokio::spawn(dispatch(
+            Arc::clone(&self.inner),
+            stopped.clone(),
+        )));
         tasks.push(tokio::spawn(relay(Arc::clone(&self.inner), stopped)));
         Ok(Running {
             app: Arc::clone(&self.inner),
@@ -492,13 +506,17 @@ impl AppInner {
             return Ok(Arc::clone(typed));
         }
         let decoder = match event.kind {
-            EventKind::Domain => self.wiring.domain_event(&event.name).and_then(|e| e.decoder()),
+            EventKind::Domain => self
+                .wiring
+                .domain_event(&event.name)
+                .and_then(|e| e.decoder()),
             EventKind::Integration => self
                 .wiring
                 .contract(&event.name, event.version)
                 .and_then(|c| c.decoder()),
         };
-        let decoder = decoder.ok_or_else(|| format!("no {} named `{}` in this program", event.kind, event.name))?;
+        let decoder = decoder
+            .ok_or_else(|| format!("no {} named `{}` in this program", event.kind, event.name))?;
         decoder
             .decode(&event.payload)
             .map_err(|error| format!("`{}` could not be decoded: {error}", event.name))
@@ -562,10 +580,12 @@ impl AppInner {
         handler: &str,
         attempt: u32,
     ) -> Result<Vec<NewIntegrationRow>, Failure> {
-        let route = self.wiring.route(handler).ok_or_else(|| Failure::fatal(format!(
-            "no handler named `{handler}` in the `{}` app",
-            self.context
-        )))?;
+        let route = self.wiring.route(handler).ok_or_else(|| {
+            Failure::fatal(format!(
+                "no handler named `{handler}` in the `{}` app",
+                self.context
+            ))
+        })?;
         let typed = self.typed(event).map_err(Failure::fatal)?;
         let publisher = DomainEvents {
             app: Arc::clone(self),
@@ -583,16 +603,19 @@ impl AppInner {
         let emitted = async {
             match route.target {
                 Target::Handler(info) => {
-                    let ctx = HandlerContext::new(&self.deps, &event.meta).with_publisher(&publisher);
+                    let ctx =
+                        HandlerContext::new(&self.deps, &event.meta).with_publisher(&publisher);
                     info.call(&*typed, ctx).await
                 }
-                Target::From { translation, contract } => translation
-                    .translate(&*typed)
-                    .map(|e| vec![e])
-                    .ok_or(HandlerError::WrongEvent {
+                Target::From {
+                    translation,
+                    contract,
+                } => translation.translate(&*typed).map(|e| vec![e]).ok_or(
+                    HandlerError::WrongEvent {
                         handler: contract.name(),
                         expected: contract.name(),
-                    }),
+                    },
+                ),
             }
         }
         .instrument(span)
@@ -605,7 +628,10 @@ impl AppInner {
             .into_iter()
             .map(|produced| {
                 let payload = produced.to_json().map_err(|error| {
-                    Failure::fatal(format!("`{}` could not be encoded as JSON: {error}", produced.contract()))
+                    Failure::fatal(format!(
+                        "`{}` could not be encoded as JSON: {error}",
+                        produced.contract()
+                    ))
                 })?;
                 let meta = event.meta.caused(self.context.clone());
                 Ok(NewIntegrationRow {
@@ -715,11 +741,16 @@ impl AppInner {
             .wiring
             .contract(&message.contract, message.version)
             .and_then(|c| c.decoder())
-            .ok_or_else(|| format!("no contract `{}` version {} in this program", message.contract, message.version))
+            .ok_or_else(|| {
+                format!(
+                    "no contract `{}` version {} in this program",
+                    message.contract, message.version
+                )
+            })
             .and_then(|decoder| {
-                decoder
-                    .decode(&message.data)
-                    .map_err(|error| format!("`{}` could not be decoded: {error}", message.contract))
+                decoder.decode(&message.data).map_err(|error| {
+                    format!("`{}` could not be decoded: {error}", message.contract)
+                })
             });
         let typed = match decoded {
             Ok(typed) => typed,
@@ -783,7 +814,24 @@ async fn dispatch(app: Arc<AppInner>, mut stop: watch::Receiver<bool>) {
             if batch.is_empty() {
                 break;
             }
-            futures_util::future::join_all(batch.into_iter().map(|d| app.deliver(d))).await;
+            // Handlers run concurrently; each one's deliveries run one at a time, in the order
+            // the events were recorded, so a handler sees the events in that order.
+            let mut by_handler: Vec<Vec<Delivery>> = Vec::new();
+            for delivery in batch {
+                match by_handler
+                    .iter_mut()
+                    .find(|g| g[0].handler == delivery.handler)
+                {
+                    Some(group) => group.push(delivery),
+                    None => by_handler.push(vec![delivery]),
+                }
+            }
+            let runs = by_handler.into_iter().map(|group| async {
+                for delivery in group {
+                    app.deliver(delivery).await;
+                }
+            });
+            futures_util::future::join_all(runs).await;
         }
         if *stop.borrow() {
             return;

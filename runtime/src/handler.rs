@@ -218,7 +218,13 @@ impl HandlerError {
     /// Whether running the handler again may succeed. Only a handler's own error may be worth
     /// it, and only if the error does not say otherwise through [`Retryable`].
     pub fn is_retryable(&self) -> bool {
-        matches!(self, HandlerError::Failed { retryable: true, .. })
+        matches!(
+            self,
+            HandlerError::Failed {
+                retryable: true,
+                ..
+            }
+        )
     }
 }
 

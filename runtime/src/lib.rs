@@ -78,7 +78,7 @@ pub use store::{
     NewIntegrationRow, Outcome, RowId, Store, StoreError, StoredEvent,
 };
 pub use transport::{
-    Inbound, InMemoryTransport, Message, Received, Subscription, Transport, TransportError,
+    InMemoryTransport, Inbound, Message, Received, Subscription, Transport, TransportError,
 };
 pub use wiring::BuildError;
 

@@ -63,7 +63,9 @@ impl<T> ProbeNoDecode for DecodeProbe<T> {}
 fn decode<T: crate::EventData>(
     json: &serde_json::Value,
 ) -> Result<std::sync::Arc<dyn Any + Send + Sync>, serde_json::Error> {
-    Ok(std::sync::Arc::new(<T as serde::Deserialize>::deserialize(json)?))
+    Ok(std::sync::Arc::new(<T as serde::Deserialize>::deserialize(
+        json,
+    )?))
 }
 
 /// The kind of the event a handler handles; its bound is the check that the first parameter is

@@ -129,7 +129,10 @@ impl Decode {
     }
 
     /// The event that `json` holds.
-    pub fn decode(&self, json: &serde_json::Value) -> Result<Arc<dyn Any + Send + Sync>, serde_json::Error> {
+    pub fn decode(
+        &self,
+        json: &serde_json::Value,
+    ) -> Result<Arc<dyn Any + Send + Sync>, serde_json::Error> {
         (self.decode)(json)
     }
 }

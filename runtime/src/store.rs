@@ -171,7 +171,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// Moves a failed delivery to the dead letters.
-    fn dead_letter_delivery(&self, id: DeliveryId, error: String) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn dead_letter_delivery(
+        &self,
+        id: DeliveryId,
+        error: String,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// Records a dead letter with no delivery, such as a message that could not be decoded.
     fn dead_letter(&self, letter: DeadLetter) -> BoxFuture<'_, Result<(), StoreError>>;
@@ -191,7 +195,12 @@ pub trait Store: Send + Sync + 'static {
     fn row_published(&self, id: RowId) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// Reschedules a row that could not be published; its key waits until `at`.
-    fn retry_row(&self, id: RowId, error: String, at: DateTime<Utc>) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn retry_row(
+        &self,
+        id: RowId,
+        error: String,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// When the earliest scheduled row is due, if any is waiting.
     fn next_row_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>>;
@@ -299,7 +308,9 @@ impl InMemoryStore {
     fn lock(&self) -> MutexGuard<'_, MemoryState> {
         // A panic while holding the lock cannot leave the state half-changed: every method
         // changes it in one statement block, so the state is still consistent.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// How every delivery went so far, in order.
@@ -439,7 +450,11 @@ impl Store for InMemoryStore {
         Self::ready(result)
     }
 
-    fn dead_letter_delivery(&self, id: DeliveryId, error: String) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn dead_letter_delivery(
+        &self,
+        id: DeliveryId,
+        error: String,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
         let mut state = self.lock();
         let result = state.take_delivery(id).map(|delivery| {
             state.outcomes.push(Outcome::DeadLettered {
@@ -467,7 +482,12 @@ impl Store for InMemoryStore {
 
     fn next_delivery_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
         let state = self.lock();
-        let due = state.deliveries.values().filter(|d| !d.claimed).map(|d| d.due).min();
+        let due = state
+            .deliveries
+            .values()
+            .filter(|d| !d.claimed)
+            .map(|d| d.due)
+            .min();
         Self::ready(Ok(due))
     }
 
@@ -478,7 +498,11 @@ impl Store for InMemoryStore {
     ) -> BoxFuture<'_, Result<Vec<IntegrationRow>, StoreError>> {
         let mut state = self.lock();
         let state = &mut *state;
-        let heads: HashSet<RowId> = state.keys.values().filter_map(|q| q.front().copied()).collect();
+        let heads: HashSet<RowId> = state
+            .keys
+            .values()
+            .filter_map(|q| q.front().copied())
+            .collect();
         let claimed = state
             .rows
             .iter_mut()
@@ -515,12 +539,20 @@ impl Store for InMemoryStore {
                 }
                 Ok(())
             }
-            None => Err(StoreError::new(format!("no integration row {}", id.0), None)),
+            None => Err(StoreError::new(
+                format!("no integration row {}", id.0),
+                None,
+            )),
         };
         Self::ready(result)
     }
 
-    fn retry_row(&self, id: RowId, _error: String, at: DateTime<Utc>) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn retry_row(
+        &self,
+        id: RowId,
+        _error: String,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
         let mut state = self.lock();
         let result = match state.rows.get_mut(&id) {
             Some(row) => {
@@ -528,14 +560,22 @@ impl Store for InMemoryStore {
                 row.due = at;
                 Ok(())
             }
-            None => Err(StoreError::new(format!("no integration row {}", id.0), None)),
+            None => Err(StoreError::new(
+                format!("no integration row {}", id.0),
+                None,
+            )),
         };
         Self::ready(result)
     }
 
     fn next_row_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
         let state = self.lock();
-        let due = state.rows.values().filter(|r| !r.claimed).map(|r| r.due).min();
+        let due = state
+            .rows
+            .values()
+            .filter(|r| !r.claimed)
+            .map(|r| r.due)
+            .min();
         Self::ready(Ok(due))
     }
 

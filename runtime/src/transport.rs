@@ -164,7 +164,9 @@ struct HubState {
 
 impl Hub {
     fn lock(&self) -> MutexGuard<'_, HubState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -249,7 +251,9 @@ impl Transport for InMemoryTransport {
             receiver,
             activity: Arc::clone(&self.hub.activity),
         };
-        Box::pin(std::future::ready(Ok(Box::new(inbound) as Box<dyn Inbound>)))
+        Box::pin(std::future::ready(
+            Ok(Box::new(inbound) as Box<dyn Inbound>),
+        ))
     }
 
     fn activity(&self) -> Option<Arc<Activity>> {

@@ -70,7 +70,11 @@ impl Wiring {
     }
 
     /// The contract `name` at `version`.
-    pub(crate) fn contract(&self, name: &str, version: u32) -> Option<&'static IntegrationEventInfo> {
+    pub(crate) fn contract(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> Option<&'static IntegrationEventInfo> {
         self.contracts
             .get(name)?
             .iter()
@@ -109,7 +113,11 @@ impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let count = self.problems.len();
         let s = if count == 1 { "" } else { "s" };
-        write!(f, "the `{}` app is not wired right ({count} problem{s}):", self.context)?;
+        write!(
+            f,
+            "the `{}` app is not wired right ({count} problem{s}):",
+            self.context
+        )?;
         for (i, problem) in self.problems.iter().enumerate() {
             write!(f, "\n  {}. {problem}", i + 1)?;
         }
@@ -144,17 +152,22 @@ pub(crate) fn wire(context: &str, registry: &Registry, deps: &Deps) -> Result<Wi
     // Scope: with no `tidings::context!` declaration, everything belongs to every app.
     let declared = !registry.contexts().is_empty();
     let names: Vec<&str> = registry.contexts().iter().map(|c| c.name()).collect();
-    if declared && !names.contains(&context) {
+    let known = !declared || names.contains(&context);
+    if !known {
         problems.push(format!(
             "no `tidings::context!(\"{context}\")` is declared (declared: {}): declare it in the \
              module of the `{context}` context, or build the app with one of those names",
             names.join(", ")
         ));
     }
-    let in_scope = |origin: Origin| !declared || registry.context_of(origin.module_path()) == Some(context);
+    let in_scope =
+        |origin: Origin| !declared || registry.context_of(origin.module_path()) == Some(context);
     if declared {
         for handler in registry.handlers() {
-            if registry.context_of(handler.origin().module_path()).is_none() {
+            if registry
+                .context_of(handler.origin().module_path())
+                .is_none()
+            {
                 problems.push(format!(
                     "handler `{}` ({}) belongs to no bounded context: add `tidings::context!(\"..\")` \
                      to its module or a module above it",
@@ -193,7 +206,11 @@ pub(crate) fn wire(context: &str, registry: &Registry, deps: &Deps) -> Result<Wi
     }
 
     // Domain events of this context, by name.
-    for event in registry.domain_events().iter().filter(|e| in_scope(e.origin())) {
+    for event in registry
+        .domain_events()
+        .iter()
+        .filter(|e| in_scope(e.origin()))
+    {
         if let Some(other) = wiring.domain_events.insert(event.name(), event) {
             problems.push(format!(
                 "two domain events of this context are named `{}` ({} and {}): the outbox records \
@@ -315,7 +332,8 @@ pub(crate) fn wire(context: &str, registry: &Registry, deps: &Deps) -> Result<Wi
         }
     }
 
-    if wiring.routes.is_empty() && !registry.is_empty() {
+    // An undeclared context has no handler either: that problem is already reported.
+    if wiring.routes.is_empty() && !registry.is_empty() && known {
         problems.push(format!(
             "the `{context}` context has no handler and no translation: its handlers are in a \
              crate that is not linked (add `use that_crate as _;`), or under another context"

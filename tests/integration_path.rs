@@ -1,0 +1,231 @@
+//! The integration path on in-process parts: translations put integration events in the outbox,
+//! the relay publishes them in order per key, and inbound handlers receive each once.
+
+use std::sync::Mutex;
+
+use tidings::prelude::*;
+use tidings::{Message, Transport};
+use uuid::Uuid;
+
+#[domain_event]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PriceReduced {
+    pub sku: String,
+    pub step: u32,
+}
+
+#[domain_event]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ProductDiscontinued {
+    pub sku: String,
+}
+
+#[integration_event(name = "catalog.price-changed", version = 2, from = PriceReduced, key = sku)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PriceChangedIntegrationEvent {
+    pub sku: String,
+    pub step: u32,
+}
+
+#[integration_event(name = "catalog.product-discontinued", from = ProductDiscontinued, key = sku)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ProductDiscontinuedIntegrationEvent {
+    pub sku: String,
+}
+
+impl From<&ProductDiscontinued> for ProductDiscontinuedIntegrationEvent {
+    fn from(event: &ProductDiscontinued) -> Self {
+        ProductDiscontinuedIntegrationEvent {
+            sku: event.sku.clone(),
+        }
+    }
+}
+
+#[handles]
+fn publish_price_changed(event: &PriceReduced) -> PriceChangedIntegrationEvent {
+    PriceChangedIntegrationEvent {
+        sku: event.sku.clone(),
+        step: event.step,
+    }
+}
+
+/// What the inbound handlers saw: (sku, step, envelope).
+#[derive(Default)]
+pub struct Received(Mutex<Vec<(String, u32, EventMeta)>>);
+
+#[handles]
+async fn reprice_listing(
+    event: &PriceChangedIntegrationEvent,
+    seen: Dep<Received>,
+    meta: &EventMeta,
+) {
+    // Yield, so that a relay that published out of order would be caught.
+    tokio::task::yield_now().await;
+    seen.0
+        .lock()
+        .unwrap()
+        .push((event.sku.clone(), event.step, meta.clone()));
+}
+
+#[handles]
+fn delist(event: &ProductDiscontinuedIntegrationEvent, seen: Dep<Received>, meta: EventMeta) {
+    seen.0.lock().unwrap().push((event.sku.clone(), 0, meta));
+}
+
+async fn app() -> (Tidings, tidings::Running, InMemoryTransport) {
+    let transport = InMemoryTransport::default();
+    let app = Tidings::builder("catalog")
+        .transport(transport.clone())
+        .provide(Received::default())
+        .build()
+        .unwrap();
+    let running = app.start().await.unwrap();
+    (app, running, transport)
+}
+
+#[tokio::test]
+async fn translations_reach_inbound_handlers_in_order_per_key() {
+    let (app, running, transport) = app().await;
+    let events = app.domain_events();
+    for step in 0..30 {
+        for sku in ["a", "b", "c"] {
+            events
+                .publish(PriceReduced {
+                    sku: sku.into(),
+                    step,
+                })
+                .await
+                .unwrap();
+        }
+    }
+    running.settle().await;
+
+    let seen = app.dependency::<Received>().unwrap();
+    let seen = seen.0.lock().unwrap();
+    assert_eq!(seen.len(), 90);
+    for sku in ["a", "b", "c"] {
+        let steps: Vec<u32> = seen.iter().filter(|s| s.0 == sku).map(|s| s.1).collect();
+        assert_eq!(steps, (0..30).collect::<Vec<_>>(), "order of key {sku}");
+    }
+    let published = transport.published_of::<PriceChangedIntegrationEvent>();
+    assert_eq!(published.len(), 90);
+    let messages = transport.published();
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.contract == "catalog.price-changed" && m.version == 2)
+    );
+    assert!(messages.iter().all(|m| m.source == "catalog"));
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn correlation_flows_from_the_use_case_to_the_remote_handler() {
+    let (app, running, transport) = app().await;
+    let published = app
+        .domain_events()
+        .publish(ProductDiscontinued { sku: "z".into() })
+        .await
+        .unwrap();
+    running.settle().await;
+
+    let [message] = transport.published().try_into().unwrap();
+    assert_eq!(message.correlation_id, published.correlation_id);
+    assert_eq!(
+        message.causation_id,
+        Some(published.id),
+        "caused by the domain event"
+    );
+    assert_ne!(
+        message.id, published.id,
+        "the integration event has its own id"
+    );
+    assert_eq!(message.key.as_deref(), Some("z"));
+    assert!(
+        message
+            .traceparent
+            .as_deref()
+            .is_some_and(|t| t.starts_with("00-"))
+    );
+    assert_eq!(
+        message.traceparent, published.traceparent,
+        "one trace across the broker"
+    );
+
+    let seen = app.dependency::<Received>().unwrap();
+    let seen = seen.0.lock().unwrap();
+    let (_, _, meta) = &seen[0];
+    assert_eq!(meta.id, message.id);
+    assert_eq!(meta.correlation_id, published.correlation_id);
+    assert_eq!(meta.causation_id, Some(published.id));
+    assert_eq!(meta.source, "catalog");
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_message_delivered_twice_is_handled_once() {
+    let (app, running, transport) = app().await;
+    let message = Message {
+        id: Uuid::now_v7(),
+        source: "catalog".into(),
+        contract: "catalog.product-discontinued".into(),
+        version: 1,
+        key: Some("y".into()),
+        time: chrono::Utc::now(),
+        correlation_id: Uuid::now_v7(),
+        causation_id: None,
+        traceparent: None,
+        data: serde_json::json!({ "sku": "y" }),
+    };
+    transport.publish(message.clone()).await.unwrap();
+    transport.publish(message.clone()).await.unwrap();
+    running.settle().await;
+
+    let seen = app.dependency::<Received>().unwrap();
+    assert_eq!(
+        seen.0.lock().unwrap().len(),
+        1,
+        "the inbox absorbed the duplicate"
+    );
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_undecodable_message_is_dead_lettered_and_the_next_one_flows() {
+    let (app, running, transport) = app().await;
+    let broken = Message {
+        id: Uuid::now_v7(),
+        source: "elsewhere".into(),
+        contract: "catalog.product-discontinued".into(),
+        version: 1,
+        key: None,
+        time: chrono::Utc::now(),
+        correlation_id: Uuid::now_v7(),
+        causation_id: None,
+        traceparent: None,
+        data: serde_json::json!({ "sku": 42 }),
+    };
+    transport.publish(broken.clone()).await.unwrap();
+    app.domain_events()
+        .publish(ProductDiscontinued { sku: "x".into() })
+        .await
+        .unwrap();
+    running.settle().await;
+
+    let dead = app.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].event_id, broken.id);
+    assert_eq!(dead[0].handler, None);
+    assert!(
+        dead[0].error.contains("could not be decoded"),
+        "{}",
+        dead[0].error
+    );
+    let seen = app.dependency::<Received>().unwrap();
+    assert_eq!(
+        seen.0.lock().unwrap().len(),
+        1,
+        "the good message was handled"
+    );
+    running.shutdown().await.unwrap();
+}
