@@ -3,7 +3,10 @@
 
 use std::any::{Any, TypeId};
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -403,7 +406,10 @@ impl DomainEvents {
 
     /// Records `event` and wakes the dispatcher, which runs each of its handlers; returns the
     /// event's envelope.
-    pub async fn publish<E: DomainEvent>(&self, event: E) -> Result<EventMeta, Error> {
+    ///
+    /// Returns a [`Publishing`] future rather than being an `async fn`, so that passing anything
+    /// but a domain event is one compile error, not three.
+    pub fn publish<E: DomainEvent>(&self, event: E) -> Publishing<'_> {
         let app = &self.app;
         let mut meta = EventMeta::new(app.context.clone());
         match &self.cause {
@@ -421,37 +427,57 @@ impl DomainEvents {
             correlation_id = %meta.correlation_id,
             context = %app.context,
         );
-        async {
-            let handlers: Vec<String> = app
-                .wiring
-                .routes_of(TypeId::of::<E>())
-                .map(|route| route.name.clone())
-                .collect();
-            if handlers.is_empty() {
-                tracing::debug!("no handler in this context");
-                return Ok(meta);
-            }
+        let handlers: Vec<String> = app
+            .wiring
+            .routes_of(TypeId::of::<E>())
+            .map(|route| route.name.clone())
+            .collect();
+        let recorded = if handlers.is_empty() {
+            None
+        } else {
             let payload = serde_json::to_value(&event).map_err(|source| Error::Encode {
                 event: E::NAME,
                 source,
-            })?;
-            let stored = StoredEvent {
-                meta: meta.clone(),
-                kind: EventKind::Domain,
-                name: E::NAME.to_owned(),
-                version: 1,
-                payload: Arc::new(payload),
-                typed: Some(Arc::new(event)),
-            };
-            app.record(vec![NewEvent {
-                event: stored,
+            });
+            Some(payload.map(|payload| NewEvent {
+                event: StoredEvent {
+                    meta: meta.clone(),
+                    kind: EventKind::Domain,
+                    name: E::NAME.to_owned(),
+                    version: 1,
+                    payload: Arc::new(payload),
+                    typed: Some(Arc::new(event)),
+                },
                 handlers,
-            }])
-            .await?;
+            }))
+        };
+        let recording = async move {
+            match recorded {
+                None => tracing::debug!("no handler in this context"),
+                Some(new_event) => app.record(vec![new_event?]).await?,
+            }
             Ok(meta)
-        }
-        .instrument(span)
-        .await
+        };
+        Publishing(Box::pin(recording.instrument(span)))
+    }
+}
+
+/// The future of [`DomainEvents::publish`]: resolves to the event's envelope once the event is
+/// recorded.
+#[must_use = "the event is recorded only when the future is awaited"]
+pub struct Publishing<'a>(Pin<Box<dyn Future<Output = Result<EventMeta, Error>> + Send + 'a>>);
+
+impl Future for Publishing<'_> {
+    type Output = Result<EventMeta, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl fmt::Debug for Publishing<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Publishing")
     }
 }
 

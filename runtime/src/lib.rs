@@ -61,7 +61,7 @@ pub mod __private;
 
 #[doc(hidden)]
 pub use activity::Activity;
-pub use app::{DomainEvents, Error, Running, Tidings, TidingsBuilder};
+pub use app::{DomainEvents, Error, Publishing, Running, Tidings, TidingsBuilder};
 pub use event::{DomainEvent, DynIntegrationEvent, Event, EventData, EventKind, IntegrationEvent};
 pub use handler::{
     Dep, Deps, Emitted, HandlerContext, HandlerError, HandlerFn, HandlerFuture, HandlerResult,
