@@ -152,7 +152,7 @@ async fn each_context_runs_only_its_own_handlers() {
     );
     assert_eq!(messages[0].source, "catalog");
 
-    let entries = journal.0.lock().unwrap();
+    let entries = journal.0.lock().unwrap().clone();
     let meta_of = |handler: &str| &entries.iter().find(|(_, h, _)| *h == handler).unwrap().2;
     let indexed = meta_of("index_product");
     let warmed = meta_of("warm_cache");
@@ -167,7 +167,6 @@ async fn each_context_runs_only_its_own_handlers() {
         "one correlation end to end"
     );
     assert_eq!(warmed.source, "search");
-    drop(entries);
 
     catalog_running.shutdown().await.unwrap();
     search_running.shutdown().await.unwrap();

@@ -72,6 +72,16 @@ fn delist(event: &ProductDiscontinuedIntegrationEvent, seen: Dep<Received>, meta
     seen.0.lock().unwrap().push((event.sku.clone(), 0, meta));
 }
 
+/// A copy of what the inbound handlers saw.
+fn received(app: &Tidings) -> Vec<(String, u32, EventMeta)> {
+    app.dependency::<Received>()
+        .unwrap()
+        .0
+        .lock()
+        .unwrap()
+        .clone()
+}
+
 async fn app() -> (Tidings, tidings::Running, InMemoryTransport) {
     let transport = InMemoryTransport::default();
     let app = Tidings::builder("catalog")
@@ -100,8 +110,7 @@ async fn translations_reach_inbound_handlers_in_order_per_key() {
     }
     running.settle().await;
 
-    let seen = app.dependency::<Received>().unwrap();
-    let seen = seen.0.lock().unwrap();
+    let seen = received(&app);
     assert_eq!(seen.len(), 90);
     for sku in ["a", "b", "c"] {
         let steps: Vec<u32> = seen.iter().filter(|s| s.0 == sku).map(|s| s.1).collect();
@@ -152,8 +161,7 @@ async fn correlation_flows_from_the_use_case_to_the_remote_handler() {
         "one trace across the broker"
     );
 
-    let seen = app.dependency::<Received>().unwrap();
-    let seen = seen.0.lock().unwrap();
+    let seen = received(&app);
     let (_, _, meta) = &seen[0];
     assert_eq!(meta.id, message.id);
     assert_eq!(meta.correlation_id, published.correlation_id);
@@ -181,12 +189,7 @@ async fn a_message_delivered_twice_is_handled_once() {
     transport.publish(message.clone()).await.unwrap();
     running.settle().await;
 
-    let seen = app.dependency::<Received>().unwrap();
-    assert_eq!(
-        seen.0.lock().unwrap().len(),
-        1,
-        "the inbox absorbed the duplicate"
-    );
+    assert_eq!(received(&app).len(), 1, "the inbox absorbed the duplicate");
     running.shutdown().await.unwrap();
 }
 
@@ -221,11 +224,6 @@ async fn an_undecodable_message_is_dead_lettered_and_the_next_one_flows() {
         "{}",
         dead[0].error
     );
-    let seen = app.dependency::<Received>().unwrap();
-    assert_eq!(
-        seen.0.lock().unwrap().len(),
-        1,
-        "the good message was handled"
-    );
+    assert_eq!(received(&app).len(), 1, "the good message was handled");
     running.shutdown().await.unwrap();
 }
