@@ -1,192 +1,389 @@
-//! The e-commerce example: a catalog context whose use cases publish domain events, handlers that
-//! react in-process, and translations into the integration events other contexts consume.
-//!
-//! Run it with `cargo run --example shop`. It prints what the macros registered: every event,
-//! contract, translation and handler, with where it is declared.
+//! The e-commerce example: two bounded contexts in one process, talking through one broker.
+//! `catalog` publishes domain events, reacts to them in-process, and translates some into
+//! integration events (its public contracts); `search` consumes one of them to keep an index.
+//! `cargo run --example shop` prints what happens, step by step, with short ids.
+
+use std::fmt::Display;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use tidings::prelude::*;
-use tidings::{HandlerInfo, registry};
+use tidings::{RetryPolicy, Running};
 
-// ---- Domain events: the catalog's own language ----------------------------------------------
+/// The catalog context: products, prices, stock and orders.
+mod catalog {
+    tidings::context!("catalog");
 
-/// A product was put on sale at a price.
-#[domain_event]
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ProductPutOnSale {
-    pub product_id: String,
-    pub price_cents: i64,
-}
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Stock arrived for a product.
-#[domain_event]
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ProductRestocked {
-    pub product_id: String,
-    pub quantity: u32,
-}
+    use super::{dollars, ids, locked};
+    use tidings::prelude::*;
 
-/// An order was confirmed.
-#[domain_event]
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct OrderConfirmed {
-    pub order_id: String,
-    pub total_cents: i64,
-}
+    /// A product was put on sale at a new price.
+    #[domain_event]
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    pub struct ProductPutOnSale {
+        pub product_id: String,
+        pub price_cents: i64,
+    }
 
-// ---- Integration events: the catalog's public, versioned contracts --------------------------
+    /// A customer's order was confirmed.
+    #[domain_event]
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    pub struct OrderConfirmed {
+        pub order_id: String,
+        pub product_id: String,
+        pub quantity: u32,
+    }
 
-/// Other contexts learn that a product changed.
-#[integration_event(name = "catalog.product-updated", version = 1, from = [ProductPutOnSale, ProductRestocked], key = product_id)]
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ProductUpdatedIntegrationEvent {
-    pub product_id: String,
-    pub name: String,
-    pub price_cents: i64,
-}
+    /// The stock of a product was recalculated after a reservation.
+    #[domain_event]
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    pub struct StockRecalculated {
+        pub product_id: String,
+        pub available: u32,
+    }
 
-/// Other contexts learn that an order was confirmed.
-#[integration_event(name = "sales.order-confirmed", version = 1, from = OrderConfirmed, key = order_id)]
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct OrderConfirmedIntegrationEvent {
-    pub order_id: String,
-    pub total_cents: i64,
-}
+    /// Contract: a product's public details changed.
+    #[integration_event(name = "catalog.product-updated", version = 1, from = ProductPutOnSale, key = product_id)]
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    pub struct ProductUpdatedIntegrationEvent {
+        pub product_id: String,
+        pub name: String,
+        pub price_cents: i64,
+    }
 
-/// A plain mapping is enough: `From` is the translation.
-impl From<&OrderConfirmed> for OrderConfirmedIntegrationEvent {
-    fn from(event: &OrderConfirmed) -> Self {
-        OrderConfirmedIntegrationEvent {
-            order_id: event.order_id.clone(),
-            total_cents: event.total_cents,
+    /// Contract: an order was confirmed.
+    #[integration_event(name = "catalog.order-confirmed", version = 1, from = OrderConfirmed, key = order_id)]
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    pub struct OrderConfirmedIntegrationEvent {
+        pub order_id: String,
+        pub product_id: String,
+        pub quantity: u32,
+    }
+
+    /// A plain mapping is enough here: `From` is the translation, and the runtime calls it.
+    impl From<&OrderConfirmed> for OrderConfirmedIntegrationEvent {
+        fn from(event: &OrderConfirmed) -> Self {
+            Self {
+                order_id: event.order_id.clone(),
+                product_id: event.product_id.clone(),
+                quantity: event.quantity,
+            }
         }
     }
-}
 
-// ---- Dependencies ---------------------------------------------------------------------------
-
-/// The catalog's read side: what a translation queries for data the domain event lacks.
-#[derive(Default)]
-pub struct Catalog;
-
-impl Catalog {
-    fn name_of(&self, product_id: &str) -> String {
-        format!("Product {product_id}")
+    /// Contract: how many units of a product are available changed.
+    #[integration_event(name = "catalog.inventory-modified", version = 1, from = StockRecalculated, key = product_id)]
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    pub struct InventoryModifiedIntegrationEvent {
+        pub product_id: String,
+        pub available: u32,
     }
-}
 
-/// The recommendation engine.
-#[derive(Default)]
-pub struct Recommendations;
+    /// The catalog's products: name and price, by id.
+    #[derive(Debug, Default)]
+    pub struct Catalog(pub Mutex<BTreeMap<String, (String, i64)>>);
 
-#[derive(Debug, thiserror::Error)]
-#[error("the recommendation engine is unavailable")]
-pub struct RecsError;
+    /// The products on sale and their prices: a projection that `project_product` maintains.
+    #[derive(Debug, Default)]
+    pub struct ProductsOnSale(Mutex<BTreeMap<String, i64>>);
 
-// ---- Handlers -------------------------------------------------------------------------------
+    /// The products featured on the home page.
+    #[derive(Debug, Default)]
+    pub struct Recommendations(Mutex<Vec<String>>);
 
-/// Reacts inside the catalog.
-#[handles]
-async fn recalculate_recommendations(
-    event: &ProductPutOnSale,
-    recs: Dep<Recommendations>,
-) -> Result<(), RecsError> {
-    let _ = (event, recs);
-    Ok(())
-}
+    /// Units in stock, by product.
+    #[derive(Debug, Default)]
+    pub struct Stock(pub Mutex<BTreeMap<String, u32>>);
 
-/// Translates the domain event into the contract, querying the catalog for the name.
-#[handles]
-fn publish_product_updated(
-    event: &ProductPutOnSale,
-    catalog: Dep<Catalog>,
-) -> ProductUpdatedIntegrationEvent {
-    ProductUpdatedIntegrationEvent {
-        product_id: event.product_id.clone(),
-        name: catalog.name_of(&event.product_id),
-        price_cents: event.price_cents,
-    }
-}
+    /// The ERP's client; it counts the runs of `sync_price_to_erp`, which fails the first two.
+    #[derive(Debug, Default)]
+    pub struct Erp(AtomicU32);
 
-/// Translates a restock: the price is unchanged, so the catalog provides it.
-#[handles]
-fn publish_restock(
-    event: &ProductRestocked,
-    catalog: Dep<Catalog>,
-) -> ProductUpdatedIntegrationEvent {
-    ProductUpdatedIntegrationEvent {
-        product_id: event.product_id.clone(),
-        name: catalog.name_of(&event.product_id),
-        price_cents: 0,
-    }
-}
+    /// The ERP did not answer in time: worth retrying.
+    #[derive(Debug, thiserror::Error)]
+    #[error("the ERP timed out")]
+    pub struct ErpTimeout;
 
-/// Another context's inbound handler: consumes the contract from the broker.
-#[handles]
-async fn index_product(event: &ProductUpdatedIntegrationEvent, meta: &EventMeta) {
-    let _ = (event, meta);
-}
+    /// A translation asked for a product the catalog does not know.
+    #[derive(Debug, thiserror::Error)]
+    #[error("product {0} is not in the catalog")]
+    pub struct UnknownProduct(String);
 
-fn describe(handler: &HandlerInfo) -> String {
-    let kind = match (handler.event_kind(), handler.produces()) {
-        (EventKind::Domain, Some(produced)) => format!("translates into {}", produced.name()),
-        (EventKind::Domain, None) => "reacts in-process".to_owned(),
-        (EventKind::Integration, _) => "consumes from the broker".to_owned(),
-    };
-    let deps: Vec<_> = handler
-        .deps()
-        .iter()
-        .map(|d| format!("Dep<{}>", d.name()))
-        .collect();
-    let deps = if deps.is_empty() {
-        String::new()
-    } else {
-        format!(", needs {}", deps.join(", "))
-    };
-    format!("{} {kind}{deps}", handler.name())
-}
+    /// The order has no shipping address.
+    #[derive(Debug, thiserror::Error)]
+    #[error("order {0} has no shipping address")]
+    pub struct MissingAddress(String);
 
-fn main() {
-    let registry = registry();
-    println!("Domain events (published by use cases, handled in-process):");
-    for event in registry.domain_events() {
-        println!("  {}  ({})", event.name(), event.origin());
-        for handler in registry
-            .handlers()
-            .iter()
-            .filter(|h| h.event() == event.event())
-        {
-            println!("    -> {}", describe(handler));
+    /// Running the handler again cannot make an address appear: dead-letter it at once.
+    impl Retryable for MissingAddress {
+        fn is_retryable(&self) -> bool {
+            false
         }
     }
-    println!();
-    println!("Integration events (contracts published to other contexts):");
-    for contract in registry.integration_events() {
+
+    /// The use case: changes the price (the aggregate), then publishes a domain event, only.
+    pub async fn put_product_on_sale(
+        events: &DomainEvents,
+        catalog: &Catalog,
+        product_id: &str,
+        price_cents: i64,
+    ) -> Result<EventMeta, tidings::Error> {
+        if let Some((_, price)) = locked(&catalog.0).get_mut(product_id) {
+            *price = price_cents;
+        }
+        let product_id = product_id.to_owned();
+        let put_on_sale = ProductPutOnSale {
+            product_id,
+            price_cents,
+        };
+        events.publish(put_on_sale).await
+    }
+
+    /// Keeps the projection of the products on sale up to date.
+    #[handles]
+    fn project_product(event: &ProductPutOnSale, on_sale: Dep<ProductsOnSale>, meta: &EventMeta) {
+        let (id, price) = (&event.product_id, dollars(event.price_cents));
+        locked(&on_sale.0).insert(id.clone(), event.price_cents);
+        let ids = ids(meta);
+        println!("[catalog] project_product: {id} listed on sale at {price} {ids}");
+    }
+
+    /// Features the product on the home page.
+    #[handles]
+    async fn recalculate_recommendations(
+        event: &ProductPutOnSale,
+        recommendations: Dep<Recommendations>,
+        meta: EventMeta,
+    ) {
+        let (id, ids) = (&event.product_id, ids(&meta));
+        locked(&recommendations.0).push(id.clone());
+        println!("[catalog] recalculate_recommendations: {id} is on sale, featured now {ids}");
+    }
+
+    /// Sends the new price to the ERP, which times out on the first two runs.
+    #[handles]
+    async fn sync_price_to_erp(
+        event: &ProductPutOnSale,
+        erp: Dep<Erp>,
+        meta: &EventMeta,
+    ) -> Result<(), ErpTimeout> {
+        let (run, ids) = (erp.0.fetch_add(1, Ordering::SeqCst) + 1, ids(meta));
+        if run <= 2 {
+            println!("[catalog] sync_price_to_erp: run {run} failed, the ERP timed out {ids}");
+            return Err(ErpTimeout);
+        }
+        let (id, price) = (&event.product_id, dollars(event.price_cents));
+        println!("[catalog] sync_price_to_erp: run {run} sent {id} at {price} to the ERP {ids}");
+        Ok(())
+    }
+
+    /// Translation: the contract carries the product's name, so it asks the catalog for it.
+    #[handles]
+    fn publish_product_updated(
+        event: &ProductPutOnSale,
+        catalog: Dep<Catalog>,
+        meta: &EventMeta,
+    ) -> Result<ProductUpdatedIntegrationEvent, UnknownProduct> {
+        let product_id = event.product_id.clone();
+        let details = locked(&catalog.0).get(&product_id).cloned();
+        let (name, price_cents) = details.ok_or_else(|| UnknownProduct(product_id.clone()))?;
+        let (contract, ids) = (ProductUpdatedIntegrationEvent::CONTRACT, ids(meta));
+        println!("[catalog] publish_product_updated: {product_id} \"{name}\" → {contract} {ids}");
+        Ok(ProductUpdatedIntegrationEvent {
+            product_id,
+            name,
+            price_cents,
+        })
+    }
+
+    /// Reserves the ordered units, then publishes the new stock: caused by the order, it keeps
+    /// the order's correlation id.
+    #[handles]
+    async fn reserve_stock(
+        event: &OrderConfirmed,
+        stock: Dep<Stock>,
+        events: DomainEvents,
+        meta: &EventMeta,
+    ) -> Result<(), tidings::Error> {
+        let available = {
+            let mut stock = locked(&stock.0);
+            let units = stock.entry(event.product_id.clone()).or_default();
+            *units = units.saturating_sub(event.quantity);
+            *units
+        };
+        let (order, id, quantity) = (&event.order_id, &event.product_id, event.quantity);
+        let ids = ids(meta);
         println!(
-            "  {} = {} v{}, ordered by {}",
-            contract.name(),
-            contract.contract(),
-            contract.version(),
-            contract.key().unwrap_or("nothing")
+            "[catalog] reserve_stock: {order} takes {quantity} × {id}, {available} left {ids}"
         );
-        for source in contract.sources() {
-            let by_handler: Vec<_> = registry
-                .translation_handlers(contract.event().type_id(), source.event().type_id())
-                .map(|h| format!("#[handles] {}", h.name()))
-                .collect();
-            let by_from = source.has_from_impl().then(|| "From impl".to_owned());
-            let how: Vec<_> = by_handler.into_iter().chain(by_from).collect();
-            println!(
-                "    <- reaction to {} by {}",
-                source.event().name(),
-                how.join(" and ")
-            );
-        }
-        for handler in registry
-            .handlers()
-            .iter()
-            .filter(|h| h.event() == contract.event())
-        {
-            println!("    -> {}", describe(handler));
+        let recalculated = StockRecalculated {
+            product_id: id.clone(),
+            available,
+        };
+        events.publish(recalculated).await?;
+        Ok(())
+    }
+
+    /// Prints the shipping label; the demo's order has no address, so it fails for good.
+    #[handles]
+    fn print_shipping_label(
+        event: &OrderConfirmed,
+        meta: &EventMeta,
+    ) -> Result<(), MissingAddress> {
+        let (order, ids) = (&event.order_id, ids(meta));
+        println!("[catalog] print_shipping_label: {order} has no address, no use retrying {ids}");
+        Err(MissingAddress(order.clone()))
+    }
+
+    /// Translation: the new stock becomes the public inventory contract.
+    #[handles]
+    fn publish_inventory_modified(
+        event: &StockRecalculated,
+        meta: &EventMeta,
+    ) -> InventoryModifiedIntegrationEvent {
+        let (product_id, available) = (event.product_id.clone(), event.available);
+        let (contract, ids) = (InventoryModifiedIntegrationEvent::CONTRACT, ids(meta));
+        println!(
+            "[catalog] publish_inventory_modified: {product_id}, {available} left → {contract} {ids}"
+        );
+        InventoryModifiedIntegrationEvent {
+            product_id,
+            available,
         }
     }
+}
+
+/// The search context: an index of the products, fed by the catalog's contract only.
+mod search {
+    tidings::context!("search");
+
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use super::catalog::ProductUpdatedIntegrationEvent;
+    use super::{dollars, ids, locked};
+    use tidings::prelude::*;
+
+    /// The search index: a line of text by product id.
+    #[derive(Debug, Default)]
+    pub struct SearchIndex(pub Mutex<BTreeMap<String, String>>);
+
+    /// Inbound handler: consumes the catalog's contract from the broker.
+    #[handles]
+    fn index_product(
+        event: &ProductUpdatedIntegrationEvent,
+        index: Dep<SearchIndex>,
+        meta: &EventMeta,
+    ) {
+        let (id, ids) = (&event.product_id, ids(meta));
+        let entry = format!("{}, {}", event.name, dollars(event.price_cents));
+        println!("[search] index_product: {id} indexed as \"{entry}\" {ids}");
+        locked(&index.0).insert(id.clone(), entry);
+    }
+}
+
+/// The last 8 hex digits of an id. (A UUIDv7 starts with its timestamp: the first digits are
+/// the same for every event of this run.)
+fn short(id: impl Display) -> String {
+    let id = id.to_string();
+    id[id.len().saturating_sub(8)..].to_owned()
+}
+
+/// `(event …, correlation …)`, the end of a handler's line.
+fn ids(meta: &EventMeta) -> String {
+    let (id, correlation) = (short(meta.id), short(meta.correlation_id));
+    format!("(event {id}, correlation {correlation})")
+}
+
+/// Cents as dollars.
+fn dollars(cents: i64) -> String {
+    format!("${}.{:02}", cents / 100, cents % 100)
+}
+
+/// Locks a mutex, also after a handler panicked while holding it: every change here is whole.
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs both contexts, drives two use cases through them, and reports what happened.
+#[tokio::main]
+async fn main() -> Result<(), tidings::Error> {
+    use catalog::{Catalog, Erp, ProductsOnSale, Recommendations, Stock};
+    use search::SearchIndex;
+
+    println!("0. Two bounded contexts, catalog and search, share one in-memory broker.");
+    println!("   Each handler's line ends with the id of the event it handled, and its");
+    println!("   correlation id: the id of the use case's event that started it all.");
+    let transport = InMemoryTransport::default();
+    let catalog = Dep::new(Catalog::default());
+    let espresso_machine = ("Espresso machine".to_owned(), 24_900);
+    locked(&catalog.0).insert("p-1".into(), espresso_machine);
+    let stock = Stock::default();
+    locked(&stock.0).insert("p-1".into(), 10);
+    let catalog_app = Tidings::builder("catalog")
+        .transport(transport.clone())
+        .provide_dep(catalog.clone())
+        .provide(ProductsOnSale::default())
+        .provide(Recommendations::default())
+        .provide(Erp::default())
+        .provide(stock)
+        .retry(
+            RetryPolicy::default()
+                .max_attempts(3)
+                .initial_delay(Duration::from_millis(20)),
+        )
+        .build()?;
+    let index = Dep::new(SearchIndex::default());
+    let search_app = Tidings::builder("search")
+        .transport(transport.clone())
+        .provide_dep(index.clone())
+        .build()?;
+    let catalog_running = catalog_app.start().await?;
+    let search_running = search_app.start().await?;
+    let both = [&catalog_running, &search_running];
+
+    println!("\n1. A use case puts product p-1 (Espresso machine, $249.00) on sale at $199.00");
+    let events = catalog_app.domain_events();
+    catalog::put_product_on_sale(&events, &catalog, "p-1", 19_900).await?;
+    Running::settle_all(&both).await;
+
+    println!("\n2. A use case confirms order o-1 for 2 × p-1");
+    // The use case, inline: like every use case, it publishes a domain event, never a contract.
+    let confirmed = catalog::OrderConfirmed {
+        order_id: "o-1".into(),
+        product_id: "p-1".into(),
+        quantity: 2,
+    };
+    events.publish(confirmed).await?;
+    Running::settle_all(&both).await;
+
+    println!("\n3. Everything has settled. The integration events on the broker:");
+    for message in transport.published() {
+        let contract = format!("{} v{}", message.contract, message.version);
+        let key = message.key.unwrap_or_default();
+        let (id, correlation) = (short(message.id), short(message.correlation_id));
+        println!(
+            "   {contract:<30} key {key:<4} id {id}  source {}  correlation {correlation}",
+            message.source
+        );
+    }
+    println!("   The search index:");
+    for (product_id, entry) in locked(&index.0).iter() {
+        println!("   {product_id}: {entry}");
+    }
+    println!("   The dead letters:");
+    for letter in catalog_app.dead_letters().await? {
+        let handler = letter.handler.unwrap_or_default();
+        let (attempts, error) = (letter.attempts, letter.error);
+        println!("   {handler}, after {attempts} attempt(s): {error}");
+    }
+
+    catalog_running.shutdown().await?;
+    search_running.shutdown().await?;
+    println!("\n4. Both apps shut down: work in flight finished first");
+    Ok(())
 }
