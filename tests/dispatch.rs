@@ -163,3 +163,53 @@ async fn each_handler_is_retried_alone_then_dead_lettered() {
 fn store_runs(app: &Tidings) -> Dep<Runs> {
     app.dependency::<Runs>().expect("provided")
 }
+
+#[domain_event]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct InvoiceRequested {
+    pub invoice_id: u64,
+}
+
+#[handles]
+fn render_invoice(event: &InvoiceRequested) {
+    if event.invoice_id == 0 {
+        panic!("invoice 0 does not exist");
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_handler_fails_its_delivery_and_the_dispatcher_goes_on() {
+    let app = Tidings::builder("sales")
+        .provide(Runs::default())
+        .retry(fast_retries().max_attempts(2))
+        .build()
+        .unwrap();
+    let running = app.start().await.unwrap();
+    let events = app.domain_events();
+    events
+        .publish(InvoiceRequested { invoice_id: 0 })
+        .await
+        .unwrap();
+    events
+        .publish(OrderConfirmed { order_id: 8 })
+        .await
+        .unwrap();
+    running.settle().await;
+
+    let dead = app.dead_letters().await.unwrap();
+    let panicked = dead
+        .iter()
+        .find(|d| d.handler.as_deref() == Some("dispatch::render_invoice"))
+        .expect("the panicking handler is dead-lettered");
+    assert_eq!(panicked.attempts, 2);
+    assert_eq!(
+        panicked.error,
+        "the handler panicked: invoice 0 does not exist"
+    );
+    assert_eq!(
+        store_runs(&app).mail.load(Ordering::SeqCst),
+        1,
+        "the dispatcher kept dispatching"
+    );
+    running.shutdown().await.unwrap();
+}

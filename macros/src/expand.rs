@@ -6,13 +6,14 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Ident, Path, Type};
 
 use crate::parse::{
     DomainEventArgs, EventBody, EventItem, Handler, IntegrationEventArgs, Param, Produces,
 };
-use crate::validate::{default_contract_name, path_name};
+use crate::validate::{default_contract_name, path_name, tokens_name};
 
 /// Where an item is declared, for the registry.
 fn origin() -> TokenStream {
@@ -30,15 +31,15 @@ fn type_ref(ty: impl ToTokens, name: &str) -> TokenStream {
     }
 }
 
-/// A type as the user wrote it, without spaces.
+/// A type as the user wrote it.
 fn type_name(ty: &Type) -> String {
-    ty.to_token_stream().to_string().replace(' ', "")
+    tokens_name(ty)
 }
 
 /// The `Event` impl of an event type. Spanned on its name: a type that is not serde-serializable
 /// gets the error there.
 fn event_impl(ident: &Ident, kind: &str) -> TokenStream {
-    let name = ident.to_string();
+    let name = ident.unraw().to_string();
     let kind = Ident::new(kind, Span::call_site());
     quote_spanned! {ident.span()=>
         #[automatically_derived]
@@ -46,12 +47,13 @@ fn event_impl(ident: &Ident, kind: &str) -> TokenStream {
             const NAME: &'static str = #name;
             const KIND: ::tidings::EventKind = ::tidings::EventKind::#kind;
         }
-        const _: () = ::tidings::__private::check_event_data::<#ident>();
+        const _: () = ::tidings::__private::check_event_serde::<#ident>();
+        const _: () = ::tidings::__private::check_event_threads::<#ident>();
     }
 }
 
 /// The registry's decoder of an event type: a probe, so that a type that is not
-/// deserializable gets one error, from `check_event_data`.
+/// deserializable gets one error, from `check_event_serde`.
 fn decoder(ident: &Ident) -> TokenStream {
     quote! {
         fn __tidings_decoder() -> ::core::option::Option<::tidings::__private::Decode> {
@@ -67,7 +69,7 @@ pub(crate) fn domain_event(item: &EventItem, _args: &DomainEventArgs) -> TokenSt
     let ident = &item.ident;
     let event_impl = event_impl(ident, "Domain");
     let decoder = decoder(ident);
-    let event = type_ref(ident, &ident.to_string());
+    let event = type_ref(ident, &ident.unraw().to_string());
     let origin = origin();
     quote! {
         #[doc(hidden)]
@@ -107,14 +109,18 @@ pub(crate) fn integration_event(item: &EventItem, args: &IntegrationEventArgs) -
     });
     let key_fn = match key_field {
         Some(field) => {
-            let key = quote_spanned!(field.span()=> ::tidings::__private::key_string(&self.#field));
+            // Located at the field, so a key type without `Display` is reported there; resolved
+            // at the call site, so that `self` is the method's even when a `macro_rules!` wrote
+            // the field's name.
+            let span = Span::call_site().located_at(field.span());
+            let key = quote_spanned!(span=> ::tidings::__private::key_string(&self.#field));
             quote!(::core::option::Option::Some(#key))
         }
         _ => quote!(::core::option::Option::None),
     };
     let key_name = match key_field {
         Some(field) => {
-            let field = field.to_string();
+            let field = field.unraw().to_string();
             quote!(::core::option::Option::Some(#field))
         }
         None => quote!(::core::option::Option::None),
@@ -146,7 +152,7 @@ pub(crate) fn integration_event(item: &EventItem, args: &IntegrationEventArgs) -
         (quote!(#declares #probe_fn), entry)
     });
     let (items, entries): (Vec<_>, Vec<_>) = per_source.unzip();
-    let event = type_ref(ident, &ident.to_string());
+    let event = type_ref(ident, &ident.unraw().to_string());
     let origin = origin();
     quote! {
         #[doc(hidden)]
@@ -177,7 +183,10 @@ pub(crate) fn integration_event(item: &EventItem, args: &IntegrationEventArgs) -
 /// `#[handles]`: the type-erased entry, the checks and the registration.
 pub(crate) fn handler(handler: &Handler) -> TokenStream {
     let func = &handler.func.sig.ident;
-    let name = func.to_string();
+    let name = func.unraw().to_string();
+    // Named after the handler, so that they can never be the handler's own name.
+    let run = format_ident!("__tidings_run_{}", name);
+    let invoke = format_ident!("__tidings_invoke_{}", name);
     let is_async = handler.func.sig.asyncness.is_some();
     let event = &handler.event;
     let event_name = type_name(event);
@@ -190,8 +199,8 @@ pub(crate) fn handler(handler: &Handler) -> TokenStream {
         bindings.push(match param {
             Param::Dep(ty) => {
                 deps.push(type_ref(ty, &type_name(ty)));
-                let dep = quote_spanned!(ty.span()=> __tidings_ctx.dep::<#ty>());
-                quote!(let #arg = #dep?;)
+                let dep = quote_spanned!(ty.span()=> ::tidings::__private::dep::<#ty>);
+                quote!(let #arg = #dep(&__tidings_ctx)?;)
             }
             Param::Meta { by_ref: true } => quote!(let #arg = __tidings_ctx.meta();),
             Param::Meta { by_ref: false } => {
@@ -218,16 +227,17 @@ pub(crate) fn handler(handler: &Handler) -> TokenStream {
     let convert = match &handler.output.error {
         None => emit(quote!(__tidings_output)),
         Some(error) => {
-            let ok = emit(quote!(value));
-            let failed = quote_spanned!(error.span()=> ::tidings::__private::failed::<#error>(error, retryable));
+            let ok = emit(quote!(__tidings_value));
+            let failed = quote_spanned!(error.span()=> ::tidings::__private::failed::<#error>);
             quote! {
                 match __tidings_output {
-                    ::core::result::Result::Ok(value) => #ok,
-                    ::core::result::Result::Err(error) => {
+                    ::core::result::Result::Ok(__tidings_value) => #ok,
+                    ::core::result::Result::Err(__tidings_error) => {
                         #[allow(unused_imports)]
                         use ::tidings::__private::{ProbeNotRetryable as _, ProbeRetryable as _};
-                        let retryable = (&&::tidings::__private::RetryProbe(&error)).retryable();
-                        ::core::result::Result::Err(#failed)
+                        let __tidings_retryable =
+                            (&&::tidings::__private::RetryProbe(&__tidings_error)).retryable();
+                        ::core::result::Result::Err(#failed(__tidings_error, __tidings_retryable))
                     }
                 }
             }
@@ -241,21 +251,21 @@ pub(crate) fn handler(handler: &Handler) -> TokenStream {
         #convert
     };
     let async_ = is_async.then(|| quote!(async));
-    let (invoke, variant) = if is_async {
-        let invoke = quote! {
-            fn __tidings_invoke<'a>(
+    let (invoke_fn, variant) = if is_async {
+        let invoke_fn = quote! {
+            fn #invoke<'a>(
                 event: &'a (dyn ::core::any::Any + ::core::marker::Send + ::core::marker::Sync),
                 ctx: ::tidings::__private::HandlerContext<'a>,
             ) -> ::tidings::__private::HandlerFuture<'a> {
-                ::std::boxed::Box::pin(__tidings_run(event, ctx))
+                ::std::boxed::Box::pin(#run(event, ctx))
             }
         };
-        (invoke, quote!(Async(__tidings_invoke)))
+        (invoke_fn, quote!(Async(#invoke)))
     } else {
-        (TokenStream::new(), quote!(Sync(__tidings_run)))
+        (TokenStream::new(), quote!(Sync(#run)))
     };
-    let run = quote! {
-        #async_ fn __tidings_run<'a>(
+    let run_fn = quote! {
+        #async_ fn #run<'a>(
             __tidings_event: &'a (dyn ::core::any::Any + ::core::marker::Send + ::core::marker::Sync),
             __tidings_ctx: ::tidings::__private::HandlerContext<'a>,
         ) -> ::tidings::__private::HandlerResult {
@@ -290,8 +300,8 @@ pub(crate) fn handler(handler: &Handler) -> TokenStream {
     quote! {
         #[doc(hidden)]
         const _: () = {
-            #run
-            #invoke
+            #run_fn
+            #invoke_fn
             #translation_check
             ::tidings::__private::inventory::submit! {
                 ::tidings::__private::HandlerInfo::new(

@@ -3,7 +3,6 @@
 //! the rest are `validate`'s.
 
 use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
-use quote::ToTokens;
 use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
 use syn::punctuated::Punctuated;
@@ -118,8 +117,8 @@ pub(crate) struct IntegrationEventArgs {
     pub(crate) name: Option<LitStr>,
     /// `version = N`.
     pub(crate) version: Option<LitInt>,
-    /// `from = [A, B]` or `from = A`, with the `from` keyword.
-    pub(crate) from: Option<(Ident, Vec<Path>)>,
+    /// `from = [A, B]` or `from = A`, with the value's tokens.
+    pub(crate) from: Option<(TokenStream, Vec<Path>)>,
     /// `key = field`.
     pub(crate) key: Option<Ident>,
 }
@@ -186,7 +185,10 @@ impl IntegrationEventArgs {
             _ => syn::parse2::<Path>(value.clone()).map(|path| [path].into_iter().collect()),
         };
         match parsed {
-            Ok(paths) => set_once(&mut self.from, (key.clone(), paths.into_iter().collect()), key, errors),
+            Ok(paths) => {
+                let from = (value.clone(), paths.into_iter().collect());
+                set_once(&mut self.from, from, key, errors);
+            }
             Err(_) => errors.spanned(
                 value,
                 "`from` takes a domain event or a list of them: `from = ProductPutOnSale` or `from = [ProductPutOnSale, ProductRestocked]`",
@@ -367,7 +369,7 @@ impl Handler {
                 errors.spanned(
                     receiver.self_token,
                     format!(
-                        "`#[handles]` goes on a free function, not on a method: move `{}` out of the `impl` block, without `self` (it can call the method)",
+                        "`#[handles]` goes on a free function, not on a method: write a free function `{}(event: &MyEvent, ..)` outside the `impl` block, and call the method from it",
                         func.sig.ident
                     ),
                 );
@@ -400,9 +402,20 @@ impl Handler {
     }
 }
 
+/// `ty` without the invisible groups of a `$t:ty` macro fragment and without parentheses.
+fn bare(mut ty: &Type) -> &Type {
+    loop {
+        match ty {
+            Type::Group(group) => ty = &group.elem,
+            Type::Paren(paren) => ty = &paren.elem,
+            _ => return ty,
+        }
+    }
+}
+
 /// `E` from the first parameter `&E`.
 fn event_param(ty: &Type, errors: &mut Errors) -> Option<Type> {
-    match ty {
+    match bare(ty) {
         Type::Reference(r) if r.mutability.is_none() => Some((*r.elem).clone()),
         Type::Reference(r) => {
             errors.spanned(
@@ -423,7 +436,7 @@ fn event_param(ty: &Type, errors: &mut Errors) -> Option<Type> {
 
 /// The last segment of a type path, if `ty` is a path.
 fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
-    match ty {
+    match bare(ty) {
         Type::Path(p) if p.qself.is_none() => p.path.segments.last(),
         _ => None,
     }
@@ -446,6 +459,7 @@ fn type_args(segment: &syn::PathSegment) -> Vec<&Type> {
 
 /// A parameter after the event: `Dep<T>`, `EventMeta` or `&EventMeta`.
 fn extra_param(ty: &Type, errors: &mut Errors) -> Option<Param> {
+    let ty = bare(ty);
     let (by_ref, inner) = match ty {
         Type::Reference(r) if r.mutability.is_none() => (true, &*r.elem),
         _ => (false, ty),
@@ -459,12 +473,15 @@ fn extra_param(ty: &Type, errors: &mut Errors) -> Option<Param> {
             _ => {}
         }
     }
+    let known = |name: &str| last_segment(ty).is_some_and(|s| s.ident == name);
     let hint = match ty {
-        Type::Reference(r) => format!(
-            "; to use a `{}`, take `Dep<{}>` and provide the value to the app",
-            r.elem.to_token_stream(),
-            r.elem.to_token_stream()
-        ),
+        Type::Reference(_) if known("Dep") || known("DomainEvents") => {
+            "; take it by value, without `&`".to_owned()
+        }
+        Type::Reference(r) if r.mutability.is_none() => {
+            let inner = crate::validate::tokens_name(&r.elem);
+            format!("; to use a `{inner}`, take `Dep<{inner}>` and provide the value to the app")
+        }
         _ => String::new(),
     };
     errors.spanned(
@@ -485,7 +502,7 @@ fn output(ret: &ReturnType, errors: &mut Errors) -> Option<Output> {
                 produces: Produces::Nothing,
             });
         }
-        ReturnType::Type(_, ty) => &**ty,
+        ReturnType::Type(_, ty) => bare(ty),
     };
     let unsupported = |errors: &mut Errors, at: &Type| {
         errors.spanned(
@@ -506,6 +523,7 @@ fn output(ret: &ReturnType, errors: &mut Errors) -> Option<Output> {
         },
         _ => (ty, None),
     };
+    let ok = bare(ok);
     let produces = match ok {
         Type::Tuple(t) if t.elems.is_empty() => Produces::Nothing,
         Type::Path(_) => {

@@ -7,6 +7,7 @@
 
 use proc_macro2::Span;
 use quote::ToTokens;
+use syn::ext::IdentExt;
 use syn::{Fields, GenericParam, Generics, Ident, Path, Safety};
 
 use crate::errors::Errors;
@@ -214,7 +215,7 @@ fn is_past_tense(word: &str) -> bool {
 
 /// The default contract name: the type's name without the suffix, in kebab-case.
 pub(crate) fn default_contract_name(ident: &Ident) -> String {
-    let name = ident.to_string();
+    let name = ident.unraw().to_string();
     let stem = name.strip_suffix(INTEGRATION_SUFFIX).unwrap_or(&name);
     words(stem).join("-")
 }
@@ -275,14 +276,14 @@ fn check_domain_name(ident: &Ident, args: &DomainEventArgs, errors: &mut Errors)
         errors.spanned(
             ident,
             format!(
-                "`{ident}` does not say what happened: name a domain event in the past tense, in the domain's language, such as `OrderPlaced` or `ProductPutOnSale`; if `{ident}` is right as it is, write `#[domain_event(allow_non_past_tense)]`"
+                "`{ident}` does not say what happened: name a domain event in the past tense, such as `OrderPlaced` or `ProductPutOnSale`; or write `#[domain_event(allow_non_past_tense)]`"
             ),
         );
     } else if let Some(word) = generic.filter(|_| !specific && args.allow_generic_name.is_none()) {
         errors.spanned(
             ident,
             format!(
-                "`{ident}` is a generic name: a domain event says what happened in the domain's language, such as `ProductPutOnSale` or `PriceReduced`, not that something was {word}; generic names suit integration events (`{ident}IntegrationEvent`); if `{ident}` is right as it is, write `#[domain_event(allow_generic_name)]`"
+                "`{ident}` is a generic name: say what happened in the domain's language, such as `PriceReduced`, not that something was {word} (that suits an integration event); or write `#[domain_event(allow_generic_name)]`"
             ),
         );
     }
@@ -362,7 +363,7 @@ fn check_version(version: &syn::LitInt, errors: &mut Errors) {
 }
 
 /// `from` lists at least one domain event, each once.
-fn check_sources(from: &Ident, sources: &[Path], errors: &mut Errors) {
+fn check_sources(from: &proc_macro2::TokenStream, sources: &[Path], errors: &mut Errors) {
     if sources.is_empty() {
         errors.spanned(
             from,
@@ -421,9 +422,33 @@ fn check_key(key: &Ident, item: &EventItem, errors: &mut Errors) {
     }
 }
 
-/// A path as the user wrote it, without spaces: `events::ProductPutOnSale`.
+/// A path as the user wrote it: `events::ProductPutOnSale`.
 pub(crate) fn path_name(path: &Path) -> String {
-    path.to_token_stream().to_string().replace(' ', "")
+    tokens_name(path)
+}
+
+/// Tokens as a user would write them: `Box<dyn Mailer>`, `events::ProductPutOnSale`, not the
+/// spaced-out `Box < dyn Mailer >` that printing tokens gives.
+pub(crate) fn tokens_name(tokens: &impl ToTokens) -> String {
+    let spaced = tokens.to_token_stream().to_string();
+    let mut name = String::with_capacity(spaced.len());
+    let chars: Vec<char> = spaced.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        if c == ' ' {
+            let before = i.checked_sub(1).map(|p| chars[p]);
+            let after = chars.get(i + 1).copied();
+            let tight = |c: Option<char>| {
+                matches!(c, Some(':' | '<' | '>' | '&' | ',' | '(' | ')' | '[' | ']'))
+            };
+            // Keep the space after a comma and between words (`dyn Mailer`, `&'a str`).
+            let keep = before == Some(',') || (!tight(before) && !tight(after));
+            if !keep {
+                continue;
+            }
+        }
+        name.push(c);
+    }
+    name
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -487,6 +512,15 @@ mod tests {
         let name = |s: &str| default_contract_name(&Ident::new(s, Span::call_site()));
         assert_eq!(name("ProductUpdatedIntegrationEvent"), "product-updated");
         assert_eq!(name("HTTPRequestSentIntegrationEvent"), "http-request-sent");
+    }
+
+    #[test]
+    fn names_types_as_users_write_them() {
+        let name = |s: &str| tokens_name(&syn::parse_str::<syn::Type>(s).unwrap());
+        assert_eq!(name("Box<dyn Mailer>"), "Box<dyn Mailer>");
+        assert_eq!(name("&'static str"), "&'static str");
+        assert_eq!(name("crate::events::X"), "crate::events::X");
+        assert_eq!(name("HashMap<String, Vec<u8>>"), "HashMap<String, Vec<u8>>");
     }
 
     #[test]

@@ -4,12 +4,14 @@
 use std::any::{Any, TypeId};
 use std::fmt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use chrono::Utc;
+use futures_util::FutureExt;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info_span};
@@ -276,17 +278,30 @@ impl Tidings {
             }
             *started = true;
         }
-        let (stop, stopped) = watch::channel(false);
-        let mut tasks = Vec::new();
+        // Every subscription first: if one fails, nothing runs and `start` may be called again.
+        let mut inbounds = Vec::new();
         for (&(contract, version), routes) in &self.inner.wiring.consumed {
             let subscription = Subscription {
                 contract: contract.to_owned(),
                 version,
                 context: self.inner.context.clone(),
             };
-            let inbound = self.inner.transport.subscribe(subscription).await?;
+            match self.inner.transport.subscribe(subscription).await {
+                Ok(inbound) => inbounds.push((inbound, routes.clone())),
+                Err(error) => {
+                    *self
+                        .inner
+                        .started
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner()) = false;
+                    return Err(error.into());
+                }
+            }
+        }
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        for (inbound, routes) in inbounds {
             let app = Arc::clone(&self.inner);
-            let routes = routes.clone();
             tasks.push(tokio::spawn(consume(app, inbound, routes, stopped.clone())));
         }
         tasks.push(tokio::spawn(dispatch(
@@ -322,17 +337,21 @@ impl Running {
     /// they hold, then stop. What is not done yet stays in the store.
     pub async fn shutdown(self) -> Result<(), Error> {
         self.stop.send_replace(true);
+        let mut panicked = None;
         for task in self.tasks {
             if let Err(error) = task.await
                 && error.is_panic()
             {
-                return Err(Error::TaskPanicked {
-                    context: self.app.context.clone(),
-                    message: panic_message(error.into_panic()),
-                });
+                panicked.get_or_insert(panic_message(error.into_panic()));
             }
         }
-        Ok(())
+        match panicked {
+            None => Ok(()),
+            Some(message) => Err(Error::TaskPanicked {
+                context: self.app.context.clone(),
+                message,
+            }),
+        }
     }
 
     /// Resolves once the app is idle: every delivery completed or dead-lettered, every
@@ -631,7 +650,11 @@ impl AppInner {
                 Target::Handler(info) => {
                     let ctx =
                         HandlerContext::new(&self.deps, &event.meta).with_publisher(&publisher);
-                    info.call(&*typed, ctx).await
+                    // A panicking handler fails its delivery; it does not stop the dispatcher.
+                    AssertUnwindSafe(info.call(&*typed, ctx))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|panic| Err(HandlerError::Panicked(panic_message(panic))))
                 }
                 Target::From {
                     translation,
@@ -841,7 +864,8 @@ async fn dispatch(app: Arc<AppInner>, mut stop: watch::Receiver<bool>) {
                 break;
             }
             // Handlers run concurrently; each one's deliveries run one at a time, in the order
-            // the events were recorded, so a handler sees the events in that order.
+            // the events were recorded, so a handler sees the events in that order (a delivery
+            // that failed and waits for its retry is overtaken by later ones).
             let mut by_handler: Vec<Vec<Delivery>> = Vec::new();
             for delivery in batch {
                 match by_handler
@@ -906,14 +930,26 @@ async fn consume(
     routes: Vec<usize>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut failures = 0;
     loop {
         if *stop.borrow() {
             return;
         }
         tokio::select! {
             next = inbound.next() => match next {
-                Some(Ok(received)) => app.receive(received, &routes).await,
-                Some(Err(error)) => tracing::warn!(%error, "could not receive a message"),
+                Some(Ok(received)) => {
+                    failures = 0;
+                    app.receive(received, &routes).await;
+                }
+                Some(Err(error)) => {
+                    failures += 1;
+                    let delay = app.retry.delay(failures);
+                    tracing::warn!(%error, ?delay, "could not receive a message");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
                 None => return,
             },
             _ = stop.changed() => {}

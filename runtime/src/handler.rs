@@ -185,8 +185,7 @@ pub enum HandlerError {
     /// The handler returned an error.
     #[error("{error}")]
     Failed {
-        /// The handler's error.
-        #[source]
+        /// The handler's error (its message is this error's message, so it is no `source`).
         error: Box<dyn StdError + Send + Sync + 'static>,
         /// Whether retrying may succeed: the error's [`Retryable`] answer, `true` by default.
         retryable: bool,
@@ -199,6 +198,9 @@ pub enum HandlerError {
         /// The type that was asked for.
         type_name: &'static str,
     },
+    /// The handler panicked; the message is the panic's.
+    #[error("the handler panicked: {0}")]
+    Panicked(String),
     /// A `DomainEvents` parameter, in a call made without a publisher.
     #[error(
         "the handler takes `DomainEvents`, and was called without a publisher: call it through a running app"
@@ -215,15 +217,15 @@ pub enum HandlerError {
 }
 
 impl HandlerError {
-    /// Whether running the handler again may succeed. Only a handler's own error may be worth
-    /// it, and only if the error does not say otherwise through [`Retryable`].
+    /// Whether running the handler again may succeed: a handler's own error is, unless it says
+    /// otherwise through [`Retryable`]; so is a panic.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
             HandlerError::Failed {
                 retryable: true,
                 ..
-            }
+            } | HandlerError::Panicked(_)
         )
     }
 }

@@ -224,8 +224,8 @@ pub use tidings_macros::handles;
 pub mod prelude {
     pub use crate::{
         Dep, DomainEvent, DomainEvents, Event, EventKind, EventMeta, InMemoryStore,
-        InMemoryTransport, IntegrationEvent, Retryable, Tidings, domain_event, handles,
-        integration_event,
+        InMemoryTransport, IntegrationEvent, RetryPolicy, Retryable, Running, Tidings,
+        domain_event, handles, integration_event,
     };
 }
 

@@ -19,11 +19,43 @@ pub use crate::registry::{
     Origin, TranslationSource, TypeRef,
 };
 
-/// Checks that an event type is serde-serializable, `Send`, `Sync` and `'static`.
-pub const fn check_event_data<T: crate::EventData>() {}
+/// What `EventData` asks of serde, with its own message.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an event: events implement `serde::Serialize` and `serde::Deserialize`",
+    label = "events are recorded in the outbox as JSON",
+    note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to `{Self}`"
+)]
+pub trait EventSerde {}
+
+#[diagnostic::do_not_recommend]
+impl<T: serde::Serialize + serde::de::DeserializeOwned> EventSerde for T {}
+
+/// What `EventData` asks of threads, with its own message.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an event: events are `Send + Sync + 'static`",
+    label = "events are shared by the handlers that run at the same time",
+    note = "a field such as `Rc`, `Cell` or `RefCell` disqualifies it: use `Arc`, atomics or plain data"
+)]
+pub trait EventThreads {}
+
+#[diagnostic::do_not_recommend]
+impl<T: Send + Sync + 'static> EventThreads for T {}
+
+/// Checks that an event type is serde-serializable.
+pub const fn check_event_serde<T: EventSerde>() {}
+
+/// Checks that an event type is `Send + Sync + 'static`.
+pub const fn check_event_threads<T: EventThreads>() {}
+
+/// The dependency of a `Dep<T>` parameter.
+pub fn dep<T: Send + Sync + 'static>(
+    ctx: &HandlerContext<'_>,
+) -> Result<crate::Dep<T>, HandlerError> {
+    ctx.dep::<T>()
+}
 
 /// Decodes an event of type `T` from JSON, without requiring `T` to be deserializable (a type
-/// that is not gets its error from [`check_event_data`]):
+/// that is not gets its error from [`check_event_serde`]):
 /// `(&&DecodeProbe::<T>::new()).decoder()`.
 pub struct DecodeProbe<T>(PhantomData<fn() -> T>);
 
@@ -92,7 +124,8 @@ pub fn downcast<'a, E: 'static>(
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an integration event, so a `#[handles]` function cannot return it",
     label = "unsupported return type",
-    note = "a `#[handles]` function returns `()`, `Result<(), E>`, an integration event `I`, `Option<I>`, `Vec<I>`, or one of those in `Result<_, E>`"
+    note = "a `#[handles]` function returns `()`, `Result<(), E>`, an integration event `I`, `Option<I>`, `Vec<I>`, or one of those in `Result<_, E>`",
+    note = "to publish a domain event from a handler, take a `DomainEvents` parameter and publish it"
 )]
 pub trait Returnable {
     /// The event, boxed for the outbox.

@@ -82,11 +82,16 @@ impl Wiring {
             .find(|c| c.version() == version)
     }
 
-    fn add(&mut self, event: TypeId, route: Route) {
+    /// Adds a route; returns `false`, adding nothing, if its name is taken.
+    #[must_use]
+    fn add(&mut self, event: TypeId, route: Route) -> bool {
         let index = self.routes.len();
-        self.by_name.insert(route.name.clone(), index);
+        if self.by_name.insert(route.name.clone(), index).is_some() {
+            return false;
+        }
         self.by_event.entry(event).or_default().push(index);
         self.routes.push(route);
+        true
     }
 }
 
@@ -240,7 +245,14 @@ pub(crate) fn wire(context: &str, registry: &Registry, deps: &Deps) -> Result<Wi
             name: handler.path(),
             target: Target::Handler(handler),
         };
-        wiring.add(handler.event().type_id(), route);
+        if !wiring.add(handler.event().type_id(), route) {
+            problems.push(format!(
+                "two handlers are named `{}` ({}): deliveries are recorded by handler path, so \
+                 rename one (handlers declared inside functions share their module's path)",
+                handler.path(),
+                at(handler.origin())
+            ));
+        }
     }
 
     // Translations: each `from` source of this context has exactly one.
@@ -291,7 +303,8 @@ pub(crate) fn wire(context: &str, registry: &Registry, deps: &Deps) -> Result<Wi
                             contract,
                         },
                     };
-                    wiring.add(source.event().type_id(), route);
+                    // A From route's name holds two type names: it cannot clash.
+                    let _ = wiring.add(source.event().type_id(), route);
                 }
                 (1, None) => {}
                 _ => problems.push(format!(
