@@ -4,14 +4,12 @@
 use std::any::{Any, TypeId};
 use std::fmt;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use chrono::Utc;
-use futures_util::FutureExt;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info_span};
@@ -19,7 +17,7 @@ use uuid::Uuid;
 
 use crate::activity::Activity;
 use crate::event::{DomainEvent, EventKind};
-use crate::handler::{Dep, Deps, HandlerContext, HandlerError};
+use crate::handler::{Dep, Deps, HandlerContext, HandlerError, panic_message};
 use crate::meta::EventMeta;
 use crate::registry::registry;
 use crate::retry::RetryPolicy;
@@ -374,14 +372,6 @@ impl Running {
     }
 }
 
-fn panic_message(payload: Box<dyn Any + Send>) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic with no message".to_owned())
-}
-
 /// What a publication carries from the event being handled, if any.
 #[derive(Clone)]
 struct Cause {
@@ -650,11 +640,8 @@ impl AppInner {
                 Target::Handler(info) => {
                     let ctx =
                         HandlerContext::new(&self.deps, &event.meta).with_publisher(&publisher);
-                    // A panicking handler fails its delivery; it does not stop the dispatcher.
-                    AssertUnwindSafe(info.call(&*typed, ctx))
-                        .catch_unwind()
-                        .await
-                        .unwrap_or_else(|panic| Err(HandlerError::Panicked(panic_message(panic))))
+                    // A panicking handler fails its delivery (`call` catches the panic).
+                    info.call(&*typed, ctx).await
                 }
                 Target::From {
                     translation,

@@ -217,6 +217,11 @@ pub enum HandlerError {
 }
 
 impl HandlerError {
+    /// The error of a handler that panicked with `payload`.
+    pub(crate) fn panicked(payload: Box<dyn std::any::Any + Send>) -> Self {
+        HandlerError::Panicked(panic_message(payload))
+    }
+
     /// Whether running the handler again may succeed: a handler's own error is, unless it says
     /// otherwise through [`Retryable`]; so is a panic.
     pub fn is_retryable(&self) -> bool {
@@ -284,4 +289,13 @@ impl fmt::Debug for HandlerFn {
             HandlerFn::Async(_) => "HandlerFn::Async",
         })
     }
+}
+
+/// What a panic said, if it said something.
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with no message".to_owned())
 }

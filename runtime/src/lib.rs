@@ -69,8 +69,8 @@ pub use handler::{
 };
 pub use meta::EventMeta;
 pub use registry::{
-    ContextDecl, Decode, DomainEventInfo, FromTranslation, HandlerInfo, IntegrationEventInfo,
-    Origin, Registry, RegistryError, TranslationSource, TypeRef, registry,
+    ContextDecl, Decode, DomainEventInfo, FromTranslation, HandlerCall, HandlerInfo,
+    IntegrationEventInfo, Origin, Registry, RegistryError, TranslationSource, TypeRef, registry,
 };
 pub use retry::RetryPolicy;
 pub use store::{

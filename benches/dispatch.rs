@@ -1,0 +1,350 @@
+//! What tidings adds to a handler call, and what one event costs end to end.
+//!
+//! - `B1 sync handlers`: one event to N plain `fn` handlers through the type-erased entry the
+//!   dispatcher uses ([`HandlerInfo::call`]), against a `Vec<Box<dyn Fn(&E)>>` of the same
+//!   functions. A third arm, `entry`, calls each handler's type-erased `fn` directly
+//!   ([`HandlerInfo::invoke`]), without the panic isolation and the future of `call`: it shows
+//!   what the generated entry itself costs.
+//! - `B2 async handlers`: the same with `async fn` handlers, against awaiting the same functions
+//!   directly, on a current-thread tokio runtime.
+//! - `B1-e2e`: publish one event and settle a running app (store, dispatcher, activity
+//!   tracking): end to end, not comparable to the hand-written loop.
+//!
+//! Registrations are global per binary, so each N has its own event type; every handler here
+//! needs nothing but its event, so the end-to-end app of this binary builds.
+//!
+//! Run: `cargo bench -p tidings-benches -- --warm-up-time 1 --measurement-time 3`.
+#![allow(missing_docs)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use tidings::prelude::*;
+use tidings::{Deps, HandlerContext, HandlerFn, HandlerInfo};
+
+// ---------------------------------------------------------------------------------------------
+// Allocation counting.
+
+/// The system allocator, counting allocations.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded as is.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded as is.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded as is.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded as is.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+/// Calls measured to count allocations per call.
+const COUNTED_CALLS: u64 = 10_000;
+
+// ---------------------------------------------------------------------------------------------
+// Events and handlers.
+
+macro_rules! event {
+    ($name:ident) => {
+        #[domain_event]
+        #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+        pub struct $name {
+            pub value: u64,
+        }
+    };
+}
+
+/// Plain `fn` handlers of `$event`, and `$boxed()`: the same functions as boxed closures.
+macro_rules! sync_handlers {
+    ($event:ident, $boxed:ident: $($name:ident),+) => {
+        event!($event);
+        $(
+            #[handles]
+            fn $name(event: &$event) {
+                black_box(event.value);
+            }
+        )+
+        fn $boxed() -> Vec<Box<dyn Fn(&$event)>> {
+            vec![$(Box::new($name)),+]
+        }
+    };
+}
+
+/// `async fn` handlers of `$event`, and `$direct(event)`: awaits each of them in turn.
+macro_rules! async_handlers {
+    ($event:ident, $direct:ident: $($name:ident),+) => {
+        event!($event);
+        $(
+            #[handles]
+            async fn $name(event: &$event) {
+                black_box(event.value);
+            }
+        )+
+        async fn $direct(event: &$event) {
+            $($name(event).await;)+
+        }
+    };
+}
+
+sync_handlers!(OnePinged, boxed_one: one_a);
+sync_handlers!(TwoPinged, boxed_two: two_a, two_b);
+sync_handlers!(EightPinged, boxed_eight: eight_a, eight_b, eight_c, eight_d, eight_e, eight_f, eight_g, eight_h);
+
+async_handlers!(OneAsyncPinged, direct_one: one_async_a);
+async_handlers!(TwoAsyncPinged, direct_two: two_async_a, two_async_b);
+async_handlers!(EightAsyncPinged, direct_eight: eight_async_a, eight_async_b, eight_async_c, eight_async_d, eight_async_e, eight_async_f, eight_async_g, eight_async_h);
+
+event!(EndToEndPinged);
+
+#[handles]
+fn end_to_end(event: &EndToEndPinged) {
+    black_box(event.value);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Harness.
+
+/// Runs a future that completes at its first poll, as `HandlerInfo::call` of a plain `fn`
+/// handler does: the smallest executor there is.
+fn ready<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("the future was not ready at its first poll"),
+    }
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime")
+}
+
+/// The registered handlers of `E`, resolved once as the dispatcher does at build time.
+fn handlers<E: 'static>(expected: usize) -> Vec<&'static HandlerInfo> {
+    let handlers: Vec<_> = tidings::registry().handlers_of::<E>().collect();
+    assert_eq!(
+        handlers.len(),
+        expected,
+        "handlers of {}",
+        std::any::type_name::<E>()
+    );
+    handlers
+}
+
+/// Calls each handler once with `event`, as the dispatcher does (without the store).
+fn call_sync<E: Send + Sync + 'static>(
+    handlers: &[&'static HandlerInfo],
+    event: &E,
+    deps: &Deps,
+    meta: &EventMeta,
+) {
+    for handler in handlers {
+        let ctx = HandlerContext::new(deps, meta);
+        let result = ready(handler.call(event, ctx));
+        assert!(result.is_ok());
+    }
+}
+
+/// Calls each handler's type-erased `fn` (`HandlerInfo::invoke`) directly: the cost of the
+/// entry the macro generates (downcast, arguments, result), without `call`'s panic isolation and
+/// future.
+fn invoke_sync<E: Send + Sync + 'static>(
+    handlers: &[&'static HandlerInfo],
+    event: &E,
+    deps: &Deps,
+    meta: &EventMeta,
+) {
+    for handler in handlers {
+        let HandlerFn::Sync(invoke) = handler.invoke() else {
+            panic!("`{}` is not a plain `fn` handler", handler.name());
+        };
+        assert!(invoke(event, HandlerContext::new(deps, meta)).is_ok());
+    }
+}
+
+async fn call_async<E: Send + Sync + 'static>(
+    handlers: &[&'static HandlerInfo],
+    event: &E,
+    deps: &Deps,
+    meta: &EventMeta,
+) {
+    for handler in handlers {
+        let ctx = HandlerContext::new(deps, meta);
+        let result = handler.call(event, ctx).await;
+        assert!(result.is_ok());
+    }
+}
+
+/// Allocations per handler call of each arm, counted outside criterion's timing.
+fn count_allocations() {
+    let deps = Deps::new();
+    let meta = EventMeta::new("bench");
+    let event = OnePinged { value: 1 };
+    let registered = handlers::<OnePinged>(1);
+    let boxed = boxed_one();
+
+    let before = allocations();
+    for _ in 0..COUNTED_CALLS {
+        call_sync(&registered, black_box(&event), &deps, &meta);
+    }
+    let tidings_sync = allocations() - before;
+    let before = allocations();
+    for _ in 0..COUNTED_CALLS {
+        for handler in &boxed {
+            handler(black_box(&event));
+        }
+    }
+    let loop_sync = allocations() - before;
+
+    let runtime = current_thread();
+    let event = OneAsyncPinged { value: 1 };
+    let registered = handlers::<OneAsyncPinged>(1);
+    let (tidings_async, direct_async) = runtime.block_on(async {
+        let before = allocations();
+        for _ in 0..COUNTED_CALLS {
+            call_async(&registered, black_box(&event), &deps, &meta).await;
+        }
+        let tidings = allocations() - before;
+        let before = allocations();
+        for _ in 0..COUNTED_CALLS {
+            direct_one(black_box(&event)).await;
+        }
+        (tidings, allocations() - before)
+    });
+
+    let per_call = |count: u64| count as f64 / COUNTED_CALLS as f64;
+    eprintln!(
+        "allocs per handler call (sync fn): tidings {}, loop {}",
+        per_call(tidings_sync),
+        per_call(loop_sync)
+    );
+    eprintln!(
+        "allocs per handler call (async fn): tidings {}, direct {}",
+        per_call(tidings_async),
+        per_call(direct_async)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Benchmarks.
+
+fn sync_handlers(c: &mut Criterion) {
+    count_allocations();
+
+    let deps = Deps::new();
+    let meta = EventMeta::new("bench");
+    let mut group = c.benchmark_group("B1 sync handlers");
+
+    macro_rules! arms {
+        ($n:literal, $event:ident, $boxed:ident) => {{
+            let event = $event { value: 1 };
+            let registered = handlers::<$event>($n);
+            group.bench_with_input(BenchmarkId::new("tidings", $n), &event, |b, event| {
+                b.iter(|| call_sync(&registered, black_box(event), &deps, &meta))
+            });
+            group.bench_with_input(BenchmarkId::new("entry", $n), &event, |b, event| {
+                b.iter(|| invoke_sync(&registered, black_box(event), &deps, &meta))
+            });
+            let boxed = $boxed();
+            group.bench_with_input(BenchmarkId::new("loop", $n), &event, |b, event| {
+                b.iter(|| {
+                    for handler in &boxed {
+                        handler(black_box(event));
+                    }
+                })
+            });
+        }};
+    }
+    arms!(1, OnePinged, boxed_one);
+    arms!(2, TwoPinged, boxed_two);
+    arms!(8, EightPinged, boxed_eight);
+    group.finish();
+}
+
+fn async_handlers(c: &mut Criterion) {
+    let deps = Deps::new();
+    let meta = EventMeta::new("bench");
+    let runtime = current_thread();
+    let mut group = c.benchmark_group("B2 async handlers");
+
+    macro_rules! arms {
+        ($n:literal, $event:ident, $direct:ident) => {{
+            let event = $event { value: 1 };
+            let registered = handlers::<$event>($n);
+            group.bench_with_input(BenchmarkId::new("tidings", $n), &event, |b, event| {
+                b.to_async(&runtime)
+                    .iter(|| call_async(&registered, black_box(event), &deps, &meta))
+            });
+            group.bench_with_input(BenchmarkId::new("direct", $n), &event, |b, event| {
+                b.to_async(&runtime).iter(|| $direct(black_box(event)))
+            });
+        }};
+    }
+    arms!(1, OneAsyncPinged, direct_one);
+    arms!(2, TwoAsyncPinged, direct_two);
+    arms!(8, EightAsyncPinged, direct_eight);
+    group.finish();
+}
+
+fn end_to_end_publish(c: &mut Criterion) {
+    let runtime = current_thread();
+    let app = Tidings::builder("bench")
+        .build()
+        .expect("every handler of the bench binary is wired");
+    let running = runtime.block_on(app.start()).expect("the app starts");
+    let publisher = app.domain_events();
+
+    let mut group = c.benchmark_group("B1-e2e publish+settle (end to end, not comparable)");
+    group.bench_function("1 sync handler, per event", |b| {
+        b.to_async(&runtime).iter(|| async {
+            publisher
+                .publish(EndToEndPinged { value: 1 })
+                .await
+                .expect("the event is recorded");
+            running.settle().await;
+        })
+    });
+    group.finish();
+
+    runtime
+        .block_on(running.shutdown())
+        .expect("the app shuts down");
+}
+
+criterion_group!(benches, sync_handlers, async_handlers, end_to_end_publish);
+criterion_main!(benches);
