@@ -189,11 +189,15 @@ pub use tidings_macros::integration_event;
 /// - First parameter: `&E`, where `E` is a domain event (the handler runs in-process) or an
 ///   integration event (the handler consumes it from the broker).
 /// - Further parameters, in any order: `Dep<T>` (a provided dependency), `EventMeta` or
-///   `&EventMeta` (the event's envelope).
+///   `&EventMeta` (the event's envelope), `DomainEvents` (the publisher of the handler's context:
+///   what it publishes is caused by the handled event).
 /// - Returns `()`, `Result<(), E>`, an integration event `I`, `Option<I>`, `Vec<I>`, or one of
 ///   those in `Result<_, E>`, where `E: std::error::Error + Send + Sync + 'static`. A handler that
 ///   returns an integration event is a *translation*: it handles a domain event that `I` lists in
 ///   `from`. A handler of an integration event returns no integration event.
+///
+/// A plain `fn` handler runs on the dispatcher's task, at once: keep it quick, and put blocking
+/// work in an `async fn` handler (with `tokio::task::spawn_blocking`).
 ///
 /// ```
 /// use tidings::prelude::*;
