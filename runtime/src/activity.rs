@@ -29,6 +29,13 @@ impl Activity {
         }
     }
 
+    /// `n` units of work are in progress, whatever was counted before: for an app that starts on
+    /// a store holding work from an earlier run.
+    pub fn reset(&self, n: usize) {
+        self.busy.store(n, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
     /// Whether no work is in progress.
     pub fn is_idle(&self) -> bool {
         self.busy.load(Ordering::SeqCst) == 0

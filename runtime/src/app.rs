@@ -276,26 +276,18 @@ impl Tidings {
             }
             *started = true;
         }
-        // Every subscription first: if one fails, nothing runs and `start` may be called again.
-        let mut inbounds = Vec::new();
-        for (&(contract, version), routes) in &self.inner.wiring.consumed {
-            let subscription = Subscription {
-                contract: contract.to_owned(),
-                version,
-                context: self.inner.context.clone(),
-            };
-            match self.inner.transport.subscribe(subscription).await {
-                Ok(inbound) => inbounds.push((inbound, routes.clone())),
-                Err(error) => {
-                    *self
-                        .inner
-                        .started
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner()) = false;
-                    return Err(error.into());
-                }
+        let inbounds = match self.prepare().await {
+            Ok(inbounds) => inbounds,
+            Err(error) => {
+                // Nothing runs yet: `start` may be called again.
+                *self
+                    .inner
+                    .started
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = false;
+                return Err(error);
             }
-        }
+        };
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         for (inbound, routes) in inbounds {
@@ -312,6 +304,30 @@ impl Tidings {
             stop,
             tasks,
         })
+    }
+}
+
+impl Tidings {
+    /// What `start` needs before it spawns anything: the count of the work waiting in the store,
+    /// and every subscription.
+    async fn prepare(
+        &self,
+    ) -> Result<Vec<(Box<dyn crate::transport::Inbound>, Vec<usize>)>, Error> {
+        // The work waiting in the store, from this app or an earlier run, is what `settle`
+        // waits for; nothing has been done with it yet.
+        let (deliveries, rows) = self.inner.store.count_pending().await?;
+        self.inner.activity.reset(deliveries + rows);
+        let mut inbounds = Vec::new();
+        for (&(contract, version), routes) in &self.inner.wiring.consumed {
+            let subscription = Subscription {
+                contract: contract.to_owned(),
+                version,
+                context: self.inner.context.clone(),
+            };
+            let inbound = self.inner.transport.subscribe(subscription).await?;
+            inbounds.push((inbound, routes.clone()));
+        }
+        Ok(inbounds)
     }
 }
 

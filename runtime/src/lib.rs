@@ -51,6 +51,8 @@ mod handler;
 mod meta;
 mod registry;
 mod retry;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 mod store;
 mod transport;
 mod wiring;
@@ -73,6 +75,8 @@ pub use registry::{
     IntegrationEventInfo, Origin, Registry, RegistryError, TranslationSource, TypeRef, registry,
 };
 pub use retry::RetryPolicy;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
 pub use store::{
     BoxFuture, DeadLetter, Delivery, DeliveryId, InMemoryStore, IntegrationRow, NewEvent,
     NewIntegrationRow, Outcome, RowId, Store, StoreError, StoredEvent,

@@ -207,6 +207,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The dead letters, oldest first.
     fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, StoreError>>;
+
+    /// How many deliveries and integration rows are waiting, claimed or not.
+    fn count_pending(&self) -> BoxFuture<'_, Result<(usize, usize), StoreError>>;
 }
 
 /// How one delivery ended, as [`InMemoryStore::outcomes`] reports it.
@@ -581,5 +584,9 @@ impl Store for InMemoryStore {
 
     fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, StoreError>> {
         Self::ready(Ok(self.lock().dead.clone()))
+    }
+
+    fn count_pending(&self) -> BoxFuture<'_, Result<(usize, usize), StoreError>> {
+        Self::ready(Ok(self.pending()))
     }
 }

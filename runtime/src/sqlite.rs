@@ -1,0 +1,534 @@
+//! [`SqliteStore`]: the embedded default, a SQLite file that survives the process.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use uuid::Uuid;
+
+use crate::event::EventKind;
+use crate::meta::EventMeta;
+use crate::store::{
+    BoxFuture, DeadLetter, Delivery, DeliveryId, IntegrationRow, NewEvent, NewIntegrationRow,
+    RowId, Store, StoreError, StoredEvent,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// How long a claimed delivery or row is reserved for the process that claimed it. If that
+/// process dies, the claim expires and the work is done again (at least once).
+const LEASE: Duration = Duration::from_secs(60);
+
+/// A store in a SQLite file (WAL mode): deliveries, the integration outbox, the inbox and dead
+/// letters survive a crash or a restart. The crate's migrations are applied when it opens.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tidings::StoreError> {
+/// let dir = std::env::temp_dir().join(format!("tidings-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let store = tidings::SqliteStore::open(dir.join("catalog.db")).await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn error(message: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
+    move |source| StoreError::new(message, Some(Box::new(source) as _))
+}
+
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+impl SqliteStore {
+    /// Opens (creating it if needed) the SQLite file at `path` and applies the migrations.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        Self::connect(options).await
+    }
+
+    /// Opens a SQLite database by URL, such as `sqlite://catalog.db?mode=rwc`.
+    pub async fn connect_url(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(error("invalid SQLite URL"))?
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(10));
+        Self::connect(options).await
+    }
+
+    async fn connect(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        // One connection: SQLite has one writer at a time, and every step here writes.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(error("could not open the SQLite database"))?;
+        MIGRATOR.run(&pool).await.map_err(|source| {
+            StoreError::new(
+                "could not apply the migrations",
+                Some(Box::new(source) as _),
+            )
+        })?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+/// Reads the event columns shared by the deliveries and the outbox.
+fn stored_event(row: &SqliteRow, kind: EventKind) -> Result<StoredEvent, StoreError> {
+    let text = |column: &str| -> Result<String, StoreError> {
+        row.try_get::<String, _>(column)
+            .map_err(error("could not read a stored event"))
+    };
+    let uuid = |value: String| {
+        Uuid::parse_str(&value).map_err(|source| {
+            StoreError::new(
+                "a stored event id is not a UUID",
+                Some(Box::new(source) as _),
+            )
+        })
+    };
+    let occurred_at = DateTime::parse_from_rfc3339(&text("occurred_at")?)
+        .map_err(|source| {
+            StoreError::new("a stored time is not RFC 3339", Some(Box::new(source) as _))
+        })?
+        .with_timezone(&Utc);
+    let causation_id: Option<String> = row
+        .try_get("causation_id")
+        .map_err(error("could not read a stored event"))?;
+    let payload: serde_json::Value = serde_json::from_str(&text("payload")?).map_err(|source| {
+        StoreError::new("a stored payload is not JSON", Some(Box::new(source) as _))
+    })?;
+    let version: i64 = row
+        .try_get("version")
+        .map_err(error("could not read a stored event"))?;
+    Ok(StoredEvent {
+        meta: EventMeta {
+            id: uuid(text("event_id")?)?,
+            occurred_at,
+            correlation_id: uuid(text("correlation_id")?)?,
+            causation_id: causation_id.map(uuid).transpose()?,
+            traceparent: row
+                .try_get("traceparent")
+                .map_err(error("could not read a stored event"))?,
+            source: text("source")?,
+        },
+        kind,
+        name: text("name")?,
+        version: u32::try_from(version).unwrap_or(u32::MAX),
+        payload: Arc::new(payload),
+        typed: None,
+    })
+}
+
+fn kind_name(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Domain => "domain",
+        EventKind::Integration => "integration",
+    }
+}
+
+async fn insert_rows(
+    tx: &mut Transaction<'static, Sqlite>,
+    rows: Vec<NewIntegrationRow>,
+    now: i64,
+) -> Result<(), StoreError> {
+    for NewIntegrationRow { event, key } in rows {
+        sqlx::query(
+            "INSERT INTO tidings_outbox (event_id, name, version, occurred_at, correlation_id, \
+             causation_id, traceparent, source, payload, ordering_key, due_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(event.meta.id.to_string())
+        .bind(&event.name)
+        .bind(i64::from(event.version))
+        .bind(event.meta.occurred_at.to_rfc3339())
+        .bind(event.meta.correlation_id.to_string())
+        .bind(event.meta.causation_id.map(|id| id.to_string()))
+        .bind(&event.meta.traceparent)
+        .bind(&event.meta.source)
+        .bind(event.payload.to_string())
+        .bind(key)
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(error("could not record an integration event"))?;
+    }
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn record(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<usize, StoreError>> {
+        Box::pin(async move {
+            let now = micros(Utc::now());
+            let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
+            let mut created = 0;
+            for NewEvent { event, handlers } in events {
+                for handler in handlers {
+                    if event.kind == EventKind::Integration {
+                        let inserted = sqlx::query(
+                            "INSERT OR IGNORE INTO tidings_inbox (handler, event_id, received_at) \
+                             VALUES (?, ?, ?)",
+                        )
+                        .bind(&handler)
+                        .bind(event.meta.id.to_string())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(error("could not record in the inbox"))?;
+                        if inserted.rows_affected() == 0 {
+                            continue;
+                        }
+                    }
+                    sqlx::query(
+                        "INSERT INTO tidings_deliveries (event_id, kind, name, version, occurred_at, \
+                         correlation_id, causation_id, traceparent, source, payload, handler, due_at) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(event.meta.id.to_string())
+                    .bind(kind_name(event.kind))
+                    .bind(&event.name)
+                    .bind(i64::from(event.version))
+                    .bind(event.meta.occurred_at.to_rfc3339())
+                    .bind(event.meta.correlation_id.to_string())
+                    .bind(event.meta.causation_id.map(|id| id.to_string()))
+                    .bind(&event.meta.traceparent)
+                    .bind(&event.meta.source)
+                    .bind(event.payload.to_string())
+                    .bind(&handler)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(error("could not record a delivery"))?;
+                    created += 1;
+                }
+            }
+            tx.commit().await.map_err(error("could not commit"))?;
+            Ok(created)
+        })
+    }
+
+    fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Delivery>, StoreError>> {
+        Box::pin(async move {
+            let now = micros(now);
+            let lease = now + i64::try_from(LEASE.as_micros()).unwrap_or(i64::MAX);
+            let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
+            let rows = sqlx::query(
+                "UPDATE tidings_deliveries SET claimed_until = ?, attempts = attempts + 1 \
+                 WHERE id IN (SELECT id FROM tidings_deliveries WHERE due_at <= ? \
+                 AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY id LIMIT ?) \
+                 RETURNING *",
+            )
+            .bind(lease)
+            .bind(now)
+            .bind(now)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(error("could not claim deliveries"))?;
+            tx.commit().await.map_err(error("could not commit"))?;
+            let mut deliveries = rows
+                .iter()
+                .map(|row| {
+                    let kind: String = row
+                        .try_get("kind")
+                        .map_err(error("could not read a delivery"))?;
+                    let kind = if kind == "integration" {
+                        EventKind::Integration
+                    } else {
+                        EventKind::Domain
+                    };
+                    let attempts: i64 = row
+                        .try_get("attempts")
+                        .map_err(error("could not read a delivery"))?;
+                    Ok(Delivery {
+                        id: DeliveryId(
+                            row.try_get::<i64, _>("id")
+                                .map_err(error("could not read a delivery"))?
+                                as u64,
+                        ),
+                        event: stored_event(row, kind)?,
+                        handler: row
+                            .try_get("handler")
+                            .map_err(error("could not read a delivery"))?,
+                        attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            deliveries.sort_by_key(|d| d.id);
+            Ok(deliveries)
+        })
+    }
+
+    fn complete_delivery(
+        &self,
+        id: DeliveryId,
+        produced: Vec<NewIntegrationRow>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
+            insert_rows(&mut tx, produced, micros(Utc::now())).await?;
+            sqlx::query("DELETE FROM tidings_deliveries WHERE id = ?")
+                .bind(id.0 as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(error("could not complete a delivery"))?;
+            tx.commit().await.map_err(error("could not commit"))
+        })
+    }
+
+    fn retry_delivery(
+        &self,
+        id: DeliveryId,
+        error_text: String,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query(
+                "UPDATE tidings_deliveries SET claimed_until = NULL, due_at = ?, last_error = ? WHERE id = ?",
+            )
+            .bind(micros(at))
+            .bind(error_text)
+            .bind(id.0 as i64)
+            .execute(&self.pool)
+            .await
+            .map_err(error("could not reschedule a delivery"))?;
+            Ok(())
+        })
+    }
+
+    fn dead_letter_delivery(
+        &self,
+        id: DeliveryId,
+        error_text: String,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
+            sqlx::query(
+                "INSERT INTO tidings_dead_letters (event_id, event_name, handler, attempts, error, at) \
+                 SELECT event_id, name, handler, attempts, ?, ? FROM tidings_deliveries WHERE id = ?",
+            )
+            .bind(error_text)
+            .bind(Utc::now().to_rfc3339())
+            .bind(id.0 as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(error("could not dead-letter a delivery"))?;
+            sqlx::query("DELETE FROM tidings_deliveries WHERE id = ?")
+                .bind(id.0 as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(error("could not dead-letter a delivery"))?;
+            tx.commit().await.map_err(error("could not commit"))
+        })
+    }
+
+    fn dead_letter(&self, letter: DeadLetter) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO tidings_dead_letters (event_id, event_name, handler, attempts, error, at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(letter.event_id.to_string())
+            .bind(letter.event_name)
+            .bind(letter.handler)
+            .bind(i64::from(letter.attempts))
+            .bind(letter.error)
+            .bind(letter.at.to_rfc3339())
+            .execute(&self.pool)
+            .await
+            .map_err(error("could not record a dead letter"))?;
+            Ok(())
+        })
+    }
+
+    fn next_delivery_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
+        Box::pin(async move {
+            let due: Option<i64> = sqlx::query_scalar(
+                "SELECT MIN(due_at) FROM tidings_deliveries WHERE claimed_until IS NULL",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(error("could not read the next due delivery"))?;
+            Ok(due.and_then(DateTime::from_timestamp_micros))
+        })
+    }
+
+    fn claim_rows(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<IntegrationRow>, StoreError>> {
+        Box::pin(async move {
+            let now = micros(now);
+            let lease = now + i64::try_from(LEASE.as_micros()).unwrap_or(i64::MAX);
+            let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
+            // The oldest row of each key, and every row with no key.
+            let rows = sqlx::query(
+                "UPDATE tidings_outbox SET claimed_until = ?, attempts = attempts + 1 \
+                 WHERE id IN (SELECT o.id FROM tidings_outbox o WHERE o.due_at <= ? \
+                 AND (o.claimed_until IS NULL OR o.claimed_until < ?) \
+                 AND (o.ordering_key IS NULL OR o.id = (SELECT MIN(h.id) FROM tidings_outbox h \
+                 WHERE h.ordering_key = o.ordering_key)) ORDER BY o.id LIMIT ?) \
+                 RETURNING *",
+            )
+            .bind(lease)
+            .bind(now)
+            .bind(now)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(error("could not claim integration rows"))?;
+            tx.commit().await.map_err(error("could not commit"))?;
+            let mut claimed = rows
+                .iter()
+                .map(|row| {
+                    let attempts: i64 = row
+                        .try_get("attempts")
+                        .map_err(error("could not read a row"))?;
+                    Ok(IntegrationRow {
+                        id: RowId(
+                            row.try_get::<i64, _>("id")
+                                .map_err(error("could not read a row"))?
+                                as u64,
+                        ),
+                        event: stored_event(row, EventKind::Integration)?,
+                        key: row
+                            .try_get("ordering_key")
+                            .map_err(error("could not read a row"))?,
+                        attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            claimed.sort_by_key(|r| r.id);
+            Ok(claimed)
+        })
+    }
+
+    fn row_published(&self, id: RowId) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query("DELETE FROM tidings_outbox WHERE id = ?")
+                .bind(id.0 as i64)
+                .execute(&self.pool)
+                .await
+                .map_err(error("could not mark a row published"))?;
+            Ok(())
+        })
+    }
+
+    fn retry_row(
+        &self,
+        id: RowId,
+        error_text: String,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query(
+                "UPDATE tidings_outbox SET claimed_until = NULL, due_at = ?, last_error = ? WHERE id = ?",
+            )
+            .bind(micros(at))
+            .bind(error_text)
+            .bind(id.0 as i64)
+            .execute(&self.pool)
+            .await
+            .map_err(error("could not reschedule a row"))?;
+            Ok(())
+        })
+    }
+
+    fn next_row_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
+        Box::pin(async move {
+            let due: Option<i64> = sqlx::query_scalar(
+                "SELECT MIN(due_at) FROM tidings_outbox WHERE claimed_until IS NULL",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(error("could not read the next due row"))?;
+            Ok(due.and_then(DateTime::from_timestamp_micros))
+        })
+    }
+
+    fn count_pending(&self) -> BoxFuture<'_, Result<(usize, usize), StoreError>> {
+        Box::pin(async move {
+            let (deliveries, rows): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM tidings_deliveries), (SELECT COUNT(*) FROM tidings_outbox)",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(error("could not count the pending work"))?;
+            let count = |n: i64| usize::try_from(n).unwrap_or(0);
+            Ok((count(deliveries), count(rows)))
+        })
+    }
+
+    fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT * FROM tidings_dead_letters ORDER BY id")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(error("could not read the dead letters"))?;
+            rows.iter()
+                .map(|row| {
+                    let read = error("could not read a dead letter");
+                    let event_id: String = row.try_get("event_id").map_err(read)?;
+                    let at: String = row
+                        .try_get("at")
+                        .map_err(error("could not read a dead letter"))?;
+                    let attempts: i64 = row
+                        .try_get("attempts")
+                        .map_err(error("could not read a dead letter"))?;
+                    Ok(DeadLetter {
+                        event_id: Uuid::parse_str(&event_id).map_err(|source| {
+                            StoreError::new(
+                                "a dead letter's event id is not a UUID",
+                                Some(Box::new(source) as _),
+                            )
+                        })?,
+                        event_name: row
+                            .try_get("event_name")
+                            .map_err(error("could not read a dead letter"))?,
+                        handler: row
+                            .try_get("handler")
+                            .map_err(error("could not read a dead letter"))?,
+                        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                        error: row
+                            .try_get("error")
+                            .map_err(error("could not read a dead letter"))?,
+                        at: DateTime::parse_from_rfc3339(&at)
+                            .map(|at| at.with_timezone(&Utc))
+                            .map_err(|source| {
+                                StoreError::new(
+                                    "a dead letter's time is not RFC 3339",
+                                    Some(Box::new(source) as _),
+                                )
+                            })?,
+                    })
+                })
+                .collect()
+        })
+    }
+}

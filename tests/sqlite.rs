@@ -1,0 +1,209 @@
+//! The SQLite store: the same behaviour as in memory, and state that survives a restart.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tidings::prelude::*;
+use tidings::{Message, SqliteStore, Transport};
+use uuid::Uuid;
+
+#[domain_event]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PriceReduced {
+    pub sku: String,
+    pub step: u32,
+}
+
+#[integration_event(name = "catalog.price-changed", from = PriceReduced, key = sku)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PriceChangedIntegrationEvent {
+    pub sku: String,
+    pub step: u32,
+}
+
+impl From<&PriceReduced> for PriceChangedIntegrationEvent {
+    fn from(event: &PriceReduced) -> Self {
+        PriceChangedIntegrationEvent {
+            sku: event.sku.clone(),
+            step: event.step,
+        }
+    }
+}
+
+/// What the handlers saw.
+#[derive(Default)]
+pub struct Seen {
+    repriced: Mutex<Vec<(String, u32)>>,
+    audits: Mutex<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the audit log is full")]
+pub struct AuditFull;
+
+#[handles]
+async fn reprice_listing(event: &PriceChangedIntegrationEvent, seen: Dep<Seen>) {
+    tokio::task::yield_now().await;
+    seen.repriced
+        .lock()
+        .unwrap()
+        .push((event.sku.clone(), event.step));
+}
+
+/// Fails for step 13, always.
+#[handles]
+fn audit_price(event: &PriceReduced, seen: Dep<Seen>) -> Result<(), AuditFull> {
+    *seen.audits.lock().unwrap() += 1;
+    if event.step == 13 {
+        Err(AuditFull)
+    } else {
+        Ok(())
+    }
+}
+
+/// A database file of its own, removed when the test ends.
+struct TempDb(PathBuf);
+
+impl TempDb {
+    fn new() -> Self {
+        TempDb(std::env::temp_dir().join(format!("tidings-test-{}.db", Uuid::now_v7())))
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
+        }
+    }
+}
+
+async fn app(db: &TempDb, transport: &InMemoryTransport) -> Tidings {
+    Tidings::builder("catalog")
+        .store(SqliteStore::open(&db.0).await.unwrap())
+        .transport(transport.clone())
+        .provide(Seen::default())
+        .retry(
+            RetryPolicy::default()
+                .max_attempts(3)
+                .initial_delay(Duration::from_millis(1))
+                .max_delay(Duration::from_millis(5)),
+        )
+        .build()
+        .unwrap()
+}
+
+fn repriced(app: &Tidings) -> Vec<(String, u32)> {
+    app.dependency::<Seen>()
+        .unwrap()
+        .repriced
+        .lock()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn events_recorded_before_a_restart_are_handled_after_it() {
+    let db = TempDb::new();
+    let transport = InMemoryTransport::default();
+    {
+        let first = app(&db, &transport).await;
+        first
+            .domain_events()
+            .publish(PriceReduced {
+                sku: "a".into(),
+                step: 1,
+            })
+            .await
+            .unwrap();
+        // The process stops here without ever starting its dispatcher.
+    }
+    let second = app(&db, &transport).await;
+    let running = second.start().await.unwrap();
+    running.settle().await;
+    assert_eq!(repriced(&second), [("a".to_owned(), 1)]);
+    assert_eq!(
+        *second.dependency::<Seen>().unwrap().audits.lock().unwrap(),
+        1
+    );
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn order_per_key_retries_and_dead_letters_hold_on_sqlite() {
+    let db = TempDb::new();
+    let transport = InMemoryTransport::default();
+    let app = app(&db, &transport).await;
+    let running = app.start().await.unwrap();
+    let events = app.domain_events();
+    for step in 0..15 {
+        for sku in ["a", "b"] {
+            events
+                .publish(PriceReduced {
+                    sku: sku.into(),
+                    step,
+                })
+                .await
+                .unwrap();
+        }
+    }
+    running.settle().await;
+
+    let seen = repriced(&app);
+    for sku in ["a", "b"] {
+        let steps: Vec<u32> = seen.iter().filter(|s| s.0 == sku).map(|s| s.1).collect();
+        assert_eq!(steps, (0..15).collect::<Vec<_>>(), "order of key {sku}");
+    }
+    let dead = app.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 2, "step 13 of each key");
+    assert!(
+        dead.iter()
+            .all(|d| d.attempts == 3 && d.error == "the audit log is full")
+    );
+    assert_eq!(dead[0].handler.as_deref(), Some("sqlite::audit_price"));
+    running.shutdown().await.unwrap();
+
+    // The dead letters are in the file.
+    let reopened = SqliteStore::open(&db.0).await.unwrap();
+    let store: &dyn tidings::Store = &reopened;
+    assert_eq!(store.dead_letters().await.unwrap().len(), 2);
+    assert_eq!(store.count_pending().await.unwrap(), (0, 0));
+}
+
+#[tokio::test]
+async fn the_inbox_absorbs_a_duplicate_on_sqlite() {
+    let db = TempDb::new();
+    let transport = InMemoryTransport::default();
+    let app = app(&db, &transport).await;
+    let running = app.start().await.unwrap();
+    let message = Message {
+        id: Uuid::now_v7(),
+        source: "catalog".into(),
+        contract: "catalog.price-changed".into(),
+        version: 1,
+        key: Some("z".into()),
+        time: chrono::Utc::now(),
+        correlation_id: Uuid::now_v7(),
+        causation_id: None,
+        traceparent: None,
+        data: serde_json::json!({ "sku": "z", "step": 9 }),
+    };
+    transport.publish(message.clone()).await.unwrap();
+    transport.publish(message).await.unwrap();
+    running.settle().await;
+    assert_eq!(repriced(&app), [("z".to_owned(), 9)]);
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn migrations_apply_once_however_often_the_file_is_opened() {
+    let db = TempDb::new();
+    let first = SqliteStore::open(&db.0).await.unwrap();
+    let second = SqliteStore::open(&db.0).await.unwrap();
+    let (a, b) = tokio::join!(
+        tidings::Store::count_pending(&first),
+        tidings::Store::count_pending(&second)
+    );
+    assert_eq!((a.unwrap(), b.unwrap()), ((0, 0), (0, 0)));
+}
