@@ -4,11 +4,12 @@
 //! `cargo run --example shop` prints what happens, step by step, with short ids.
 
 use std::fmt::Display;
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tidings::prelude::*;
-use tidings::{RetryPolicy, Running};
+use tidings::{SqliteStore, Store};
 
 /// The catalog context: products, prices, stock and orders.
 mod catalog {
@@ -311,13 +312,23 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Runs both contexts, drives two use cases through them, and reports what happened.
 #[tokio::main]
-async fn main() -> Result<(), tidings::Error> {
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     use catalog::{Catalog, Erp, ProductsOnSale, Recommendations, Stock};
     use search::SearchIndex;
 
     println!("0. Two bounded contexts, catalog and search, share one in-memory broker.");
     println!("   Each handler's line ends with the id of the event it handled, and its");
     println!("   correlation id: the id of the use case's event that started it all.");
+    // The embedded default: each context keeps its outbox in a SQLite file of its own.
+    let data = PathBuf::from(std::env::var("SHOP_DATA").unwrap_or_else(|_| "shop-data".into()));
+    std::fs::create_dir_all(&data)?;
+    let catalog_store = SqliteStore::open(data.join("catalog.db")).await?;
+    let search_store = SqliteStore::open(data.join("search.db")).await?;
+    let earlier = Store::dead_letters(&catalog_store).await?.len();
+    println!(
+        "   Their outboxes are SQLite files in {}/: {earlier} dead letter(s) of earlier runs are kept there.",
+        data.display()
+    );
     let transport = InMemoryTransport::default();
     let catalog = Dep::new(Catalog::default());
     let espresso_machine = ("Espresso machine".to_owned(), 24_900);
@@ -325,6 +336,7 @@ async fn main() -> Result<(), tidings::Error> {
     let stock = Stock::default();
     locked(&stock.0).insert("p-1".into(), 10);
     let catalog_app = Tidings::builder("catalog")
+        .store(catalog_store)
         .transport(transport.clone())
         .provide_dep(catalog.clone())
         .provide(ProductsOnSale::default())
@@ -339,6 +351,7 @@ async fn main() -> Result<(), tidings::Error> {
         .build()?;
     let index = Dep::new(SearchIndex::default());
     let search_app = Tidings::builder("search")
+        .store(search_store)
         .transport(transport.clone())
         .provide_dep(index.clone())
         .build()?;
@@ -375,11 +388,12 @@ async fn main() -> Result<(), tidings::Error> {
     for (product_id, entry) in locked(&index.0).iter() {
         println!("   {product_id}: {entry}");
     }
-    println!("   The dead letters:");
+    println!("   The dead letters, this run's and those kept from earlier runs:");
     for letter in catalog_app.dead_letters().await? {
         let handler = letter.handler.unwrap_or_default();
         let (attempts, error) = (letter.attempts, letter.error);
-        println!("   {handler}, after {attempts} attempt(s): {error}");
+        let at = letter.at.format("%Y-%m-%d %H:%M:%S");
+        println!("   {at}  {handler}, after {attempts} attempt(s): {error}");
     }
 
     catalog_running.shutdown().await?;
