@@ -370,7 +370,8 @@ impl Running {
 
     /// Resolves once the app is idle: every delivery completed or dead-lettered, every
     /// integration row published, and (on a transport that can tell) every message it sent
-    /// received. For tests: no sleeps, no polling.
+    /// received. For tests: no sleeps, no polling. It counts the work of this process (and what
+    /// the store held when the app started), so it is meant for one app instance per store.
     pub async fn settle(&self) {
         Running::settle_all(&[self]).await;
     }
@@ -661,11 +662,11 @@ impl AppInner {
                 }
                 Target::From {
                     translation,
-                    contract,
+                    source,
                 } => translation.translate(&*typed).map(|e| vec![e]).ok_or(
                     HandlerError::WrongEvent {
-                        handler: contract.name(),
-                        expected: contract.name(),
+                        handler: "From translation",
+                        expected: source,
                     },
                 ),
             }

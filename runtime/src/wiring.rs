@@ -19,7 +19,7 @@ pub(crate) enum Target {
     /// `impl From<&A> for I`.
     From {
         translation: FromTranslation,
-        contract: &'static IntegrationEventInfo,
+        source: &'static str,
     },
 }
 
@@ -300,7 +300,7 @@ pub(crate) fn wire(context: &str, registry: &Registry, deps: &Deps) -> Result<Wi
                         name: from_route_name(source.event().name(), contract),
                         target: Target::From {
                             translation,
-                            contract,
+                            source: source.event().name(),
                         },
                     };
                     // A From route's name holds two type names: it cannot clash.
