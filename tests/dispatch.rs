@@ -83,6 +83,7 @@ async fn each_handler_is_retried_alone_then_dead_lettered() {
     let app = Tidings::builder("sales")
         .store(store.clone())
         .provide(Runs::default())
+        .provide(PaymentProvider::default())
         .retry(fast_retries())
         .build()
         .unwrap();
@@ -181,6 +182,7 @@ fn render_invoice(event: &InvoiceRequested) {
 async fn a_panicking_handler_fails_its_delivery_and_the_dispatcher_goes_on() {
     let app = Tidings::builder("sales")
         .provide(Runs::default())
+        .provide(PaymentProvider::default())
         .retry(fast_retries().max_attempts(2))
         .build()
         .unwrap();
@@ -210,6 +212,78 @@ async fn a_panicking_handler_fails_its_delivery_and_the_dispatcher_goes_on() {
         store_runs(&app).mail.load(Ordering::SeqCst),
         1,
         "the dispatcher kept dispatching"
+    );
+    running.shutdown().await.unwrap();
+}
+
+#[domain_event]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RefundRequested {
+    pub order_id: u64,
+}
+
+/// Off until the test repairs the payment provider.
+#[derive(Default)]
+pub struct PaymentProvider {
+    repaired: std::sync::atomic::AtomicBool,
+    refunded: Mutex<Vec<u64>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the payment provider is down")]
+pub struct ProviderDown;
+
+#[handles]
+fn issue_refund(
+    event: &RefundRequested,
+    provider: Dep<PaymentProvider>,
+) -> Result<(), ProviderDown> {
+    if !provider.repaired.load(Ordering::SeqCst) {
+        return Err(ProviderDown);
+    }
+    provider.refunded.lock().unwrap().push(event.order_id);
+    Ok(())
+}
+
+#[tokio::test]
+async fn dead_letters_are_replayed_or_discarded() {
+    let app = Tidings::builder("sales")
+        .provide(Runs::default())
+        .provide(PaymentProvider::default())
+        .retry(fast_retries().max_attempts(2))
+        .build()
+        .unwrap();
+    let running = app.start().await.unwrap();
+    let events = app.domain_events();
+    let first = events
+        .publish(RefundRequested { order_id: 1 })
+        .await
+        .unwrap();
+    let second = events
+        .publish(RefundRequested { order_id: 2 })
+        .await
+        .unwrap();
+    running.settle().await;
+    let dead = app.dead_letters().await.unwrap();
+    let letter_of = |event_id| dead.iter().find(|d| d.event_id == event_id).unwrap().id;
+    let (first, second) = (letter_of(first.id), letter_of(second.id));
+
+    let provider = app.dependency::<PaymentProvider>().unwrap();
+    provider.repaired.store(true, Ordering::SeqCst);
+    assert!(app.replay_dead_letter(first).await.unwrap());
+    assert!(app.discard_dead_letter(second).await.unwrap());
+    running.settle().await;
+
+    assert_eq!(
+        *provider.refunded.lock().unwrap(),
+        [1],
+        "the replayed delivery ran, once"
+    );
+    assert!(app.dead_letters().await.unwrap().is_empty());
+    assert!(!app.replay_dead_letter(first).await.unwrap(), "it is gone");
+    assert!(
+        !app.discard_dead_letter(second).await.unwrap(),
+        "it is gone"
     );
     running.shutdown().await.unwrap();
 }

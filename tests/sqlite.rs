@@ -164,11 +164,24 @@ async fn order_per_key_retries_and_dead_letters_hold_on_sqlite() {
     assert_eq!(dead[0].handler.as_deref(), Some("sqlite::audit_price"));
     running.shutdown().await.unwrap();
 
-    // The dead letters are in the file.
+    // The dead letters are in the file, and can be replayed from it by the next process.
     let reopened = SqliteStore::open(&db.0).await.unwrap();
     let store: &dyn tidings::Store = &reopened;
-    assert_eq!(store.dead_letters().await.unwrap().len(), 2);
+    let dead = store.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 2);
     assert_eq!(store.count_pending().await.unwrap(), (0, 0));
+    assert!(store.replay_dead_letter(dead[0].id).await.unwrap());
+    assert!(store.discard_dead_letter(dead[1].id).await.unwrap());
+    assert!(store.dead_letters().await.unwrap().is_empty());
+    let claimed = store
+        .claim_deliveries(chrono::Utc::now(), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].handler, "sqlite::audit_price");
+    assert_eq!(claimed[0].attempt, 1, "attempts count from zero again");
+    assert_eq!(claimed[0].event.meta.id, dead[0].event_id);
+    assert_eq!(claimed[0].event.payload["step"], 13);
 }
 
 #[tokio::test]

@@ -22,8 +22,8 @@ use crate::meta::EventMeta;
 use crate::registry::registry;
 use crate::retry::RetryPolicy;
 use crate::store::{
-    DeadLetter, Delivery, InMemoryStore, IntegrationRow, NewEvent, NewIntegrationRow, Store,
-    StoreError, StoredEvent,
+    DeadLetter, DeadLetterId, Delivery, InMemoryStore, IntegrationRow, NewEvent, NewIntegrationRow,
+    Store, StoreError, StoredEvent,
 };
 use crate::transport::{
     InMemoryTransport, Message, Received, Subscription, Transport, TransportError,
@@ -261,6 +261,23 @@ impl Tidings {
     /// The dead letters: deliveries that kept failing, and messages that could not be decoded.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, Error> {
         Ok(self.inner.store.dead_letters().await?)
+    }
+
+    /// Runs a dead letter's handler again, from its first attempt: for a handler whose cause of
+    /// failure was fixed. Returns `false` if there is no such dead letter, or it has no handler
+    /// (a message that could not be decoded); discard those.
+    pub async fn replay_dead_letter(&self, id: DeadLetterId) -> Result<bool, Error> {
+        let replayed = self.inner.store.replay_dead_letter(id).await?;
+        if replayed {
+            self.inner.activity.start(1);
+            self.inner.dispatch_wake.notify_one();
+        }
+        Ok(replayed)
+    }
+
+    /// Deletes a dead letter; returns `false` if there is no such dead letter.
+    pub async fn discard_dead_letter(&self, id: DeadLetterId) -> Result<bool, Error> {
+        Ok(self.inner.store.discard_dead_letter(id).await?)
     }
 
     /// Starts the dispatcher, the relay and one consumer per consumed contract.
@@ -809,17 +826,15 @@ impl AppInner {
             Ok(typed) => typed,
             Err(error) => {
                 tracing::error!(%error, "undecodable message; dead-lettered");
-                return self
-                    .store
-                    .dead_letter(DeadLetter {
-                        event_id: message.id,
-                        event_name: message.contract.clone(),
-                        handler: None,
-                        attempts: 0,
-                        error,
-                        at: Utc::now(),
-                    })
-                    .await;
+                let event = StoredEvent {
+                    meta,
+                    kind: EventKind::Integration,
+                    name: message.contract.clone(),
+                    version: message.version,
+                    payload: Arc::new(message.data.clone()),
+                    typed: None,
+                };
+                return self.store.dead_letter_message(event, error).await;
             }
         };
         let handlers = routes

@@ -78,8 +78,8 @@ pub use retry::RetryPolicy;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{
-    BoxFuture, DeadLetter, Delivery, DeliveryId, InMemoryStore, IntegrationRow, NewEvent,
-    NewIntegrationRow, Outcome, RowId, Store, StoreError, StoredEvent,
+    BoxFuture, DeadLetter, DeadLetterId, Delivery, DeliveryId, InMemoryStore, IntegrationRow,
+    NewEvent, NewIntegrationRow, Outcome, RowId, Store, StoreError, StoredEvent,
 };
 pub use transport::{
     InMemoryTransport, Inbound, Message, Received, Subscription, Transport, TransportError,

@@ -16,8 +16,8 @@ use uuid::Uuid;
 use crate::event::EventKind;
 use crate::meta::EventMeta;
 use crate::store::{
-    BoxFuture, DeadLetter, Delivery, DeliveryId, IntegrationRow, NewEvent, NewIntegrationRow,
-    RowId, Store, StoreError, StoredEvent,
+    BoxFuture, DeadLetter, DeadLetterId, Delivery, DeliveryId, IntegrationRow, NewEvent,
+    NewIntegrationRow, RowId, Store, StoreError, StoredEvent,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -329,8 +329,11 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
             sqlx::query(
-                "INSERT INTO tidings_dead_letters (event_id, event_name, handler, attempts, error, at) \
-                 SELECT event_id, name, handler, attempts, ?, ? FROM tidings_deliveries WHERE id = ?",
+                "INSERT INTO tidings_dead_letters (event_id, event_name, handler, attempts, error, at, \
+                 kind, version, occurred_at, correlation_id, causation_id, traceparent, source, payload) \
+                 SELECT event_id, name, handler, attempts, ?, ?, kind, version, occurred_at, \
+                 correlation_id, causation_id, traceparent, source, payload \
+                 FROM tidings_deliveries WHERE id = ?",
             )
             .bind(error_text)
             .bind(Utc::now().to_rfc3339())
@@ -347,22 +350,72 @@ impl Store for SqliteStore {
         })
     }
 
-    fn dead_letter(&self, letter: DeadLetter) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn dead_letter_message(
+        &self,
+        event: StoredEvent,
+        error_text: String,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             sqlx::query(
-                "INSERT INTO tidings_dead_letters (event_id, event_name, handler, attempts, error, at) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO tidings_dead_letters (event_id, event_name, handler, attempts, error, at, \
+                 kind, version, occurred_at, correlation_id, causation_id, traceparent, source, payload) \
+                 VALUES (?, ?, NULL, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
-            .bind(letter.event_id.to_string())
-            .bind(letter.event_name)
-            .bind(letter.handler)
-            .bind(i64::from(letter.attempts))
-            .bind(letter.error)
-            .bind(letter.at.to_rfc3339())
+            .bind(event.meta.id.to_string())
+            .bind(&event.name)
+            .bind(error_text)
+            .bind(Utc::now().to_rfc3339())
+            .bind(kind_name(event.kind))
+            .bind(i64::from(event.version))
+            .bind(event.meta.occurred_at.to_rfc3339())
+            .bind(event.meta.correlation_id.to_string())
+            .bind(event.meta.causation_id.map(|id| id.to_string()))
+            .bind(&event.meta.traceparent)
+            .bind(&event.meta.source)
+            .bind(event.payload.to_string())
             .execute(&self.pool)
             .await
             .map_err(error("could not record a dead letter"))?;
             Ok(())
+        })
+    }
+
+    fn replay_dead_letter(&self, id: DeadLetterId) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
+            let inserted = sqlx::query(
+                "INSERT INTO tidings_deliveries (event_id, kind, name, version, occurred_at, \
+                 correlation_id, causation_id, traceparent, source, payload, handler, due_at) \
+                 SELECT event_id, kind, event_name, version, occurred_at, correlation_id, \
+                 causation_id, traceparent, source, payload, handler, ? \
+                 FROM tidings_dead_letters WHERE id = ? AND handler IS NOT NULL AND payload IS NOT NULL",
+            )
+            .bind(micros(Utc::now()))
+            .bind(id.0 as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(error("could not replay a dead letter"))?;
+            if inserted.rows_affected() == 0 {
+                return Ok(false);
+            }
+            sqlx::query("DELETE FROM tidings_dead_letters WHERE id = ?")
+                .bind(id.0 as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(error("could not replay a dead letter"))?;
+            tx.commit().await.map_err(error("could not commit"))?;
+            Ok(true)
+        })
+    }
+
+    fn discard_dead_letter(&self, id: DeadLetterId) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let deleted = sqlx::query("DELETE FROM tidings_dead_letters WHERE id = ?")
+                .bind(id.0 as i64)
+                .execute(&self.pool)
+                .await
+                .map_err(error("could not discard a dead letter"))?;
+            Ok(deleted.rows_affected() > 0)
         })
     }
 
@@ -502,6 +555,11 @@ impl Store for SqliteStore {
                         .try_get("attempts")
                         .map_err(error("could not read a dead letter"))?;
                     Ok(DeadLetter {
+                        id: DeadLetterId(
+                            row.try_get::<i64, _>("id")
+                                .map_err(error("could not read a dead letter"))?
+                                as u64,
+                        ),
                         event_id: Uuid::parse_str(&event_id).map_err(|source| {
                             StoreError::new(
                                 "a dead letter's event id is not a UUID",

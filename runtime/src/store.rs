@@ -121,10 +121,16 @@ pub struct IntegrationRow {
     pub attempt: u32,
 }
 
+/// The identity of one dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeadLetterId(pub u64);
+
 /// What ended up in the dead letters: a delivery that kept failing, or a message that could not
 /// be decoded.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
+    /// Its identity, to replay or discard it.
+    pub id: DeadLetterId,
     /// The event's id.
     pub event_id: Uuid,
     /// The event's name (type or contract).
@@ -177,8 +183,21 @@ pub trait Store: Send + Sync + 'static {
         error: String,
     ) -> BoxFuture<'_, Result<(), StoreError>>;
 
-    /// Records a dead letter with no delivery, such as a message that could not be decoded.
-    fn dead_letter(&self, letter: DeadLetter) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Records a message that reached no handler, such as one that could not be decoded, as a
+    /// dead letter.
+    fn dead_letter_message(
+        &self,
+        event: StoredEvent,
+        error: String,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Turns a dead letter back into a delivery due now, with its attempts counted from zero.
+    /// Returns `false`, changing nothing, if there is no such dead letter or it has no handler
+    /// to run again (a message that could not be decoded).
+    fn replay_dead_letter(&self, id: DeadLetterId) -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// Deletes a dead letter; returns `false` if there is no such dead letter.
+    fn discard_dead_letter(&self, id: DeadLetterId) -> BoxFuture<'_, Result<bool, StoreError>>;
 
     /// When the earliest scheduled delivery is due, if any is waiting.
     fn next_delivery_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>>;
@@ -271,7 +290,8 @@ struct MemoryState {
     rows: BTreeMap<RowId, MemoryRow>,
     /// Rows by key, in order; rows with no key are in no queue.
     keys: BTreeMap<String, VecDeque<RowId>>,
-    dead: Vec<DeadLetter>,
+    /// Dead letters with the events they hold.
+    dead: Vec<(DeadLetter, StoredEvent)>,
     outcomes: Vec<Outcome>,
 }
 
@@ -466,21 +486,67 @@ impl Store for InMemoryStore {
                 attempt: delivery.attempts,
                 error: error.clone(),
             });
-            state.dead.push(DeadLetter {
+            let letter = DeadLetter {
+                id: DeadLetterId(state.next()),
                 event_id: delivery.event.meta.id,
-                event_name: delivery.event.name,
+                event_name: delivery.event.name.clone(),
                 handler: Some(delivery.handler),
                 attempts: delivery.attempts,
                 error,
                 at: Utc::now(),
-            });
+            };
+            state.dead.push((letter, delivery.event));
         });
         Self::ready(result)
     }
 
-    fn dead_letter(&self, letter: DeadLetter) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.lock().dead.push(letter);
+    fn dead_letter_message(
+        &self,
+        event: StoredEvent,
+        error: String,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        let mut state = self.lock();
+        let letter = DeadLetter {
+            id: DeadLetterId(state.next()),
+            event_id: event.meta.id,
+            event_name: event.name.clone(),
+            handler: None,
+            attempts: 0,
+            error,
+            at: Utc::now(),
+        };
+        state.dead.push((letter, event));
         Self::ready(Ok(()))
+    }
+
+    fn replay_dead_letter(&self, id: DeadLetterId) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let mut state = self.lock();
+        let position = state
+            .dead
+            .iter()
+            .position(|(letter, _)| letter.id == id && letter.handler.is_some());
+        let replayed = position.is_some_and(|position| {
+            let (letter, event) = state.dead.remove(position);
+            let delivery = MemoryDelivery {
+                event,
+                handler: letter.handler.unwrap_or_default(),
+                attempts: 0,
+                due: Utc::now(),
+                claimed: false,
+            };
+            let id = DeliveryId(state.next());
+            state.deliveries.insert(id, delivery);
+            true
+        });
+        Self::ready(Ok(replayed))
+    }
+
+    fn discard_dead_letter(&self, id: DeadLetterId) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let mut state = self.lock();
+        let before = state.dead.len();
+        state.dead.retain(|(letter, _)| letter.id != id);
+        let discarded = state.dead.len() < before;
+        Self::ready(Ok(discarded))
     }
 
     fn next_delivery_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
@@ -583,7 +649,13 @@ impl Store for InMemoryStore {
     }
 
     fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, StoreError>> {
-        Self::ready(Ok(self.lock().dead.clone()))
+        let letters = self
+            .lock()
+            .dead
+            .iter()
+            .map(|(letter, _)| letter.clone())
+            .collect();
+        Self::ready(Ok(letters))
     }
 
     fn count_pending(&self) -> BoxFuture<'_, Result<(usize, usize), StoreError>> {

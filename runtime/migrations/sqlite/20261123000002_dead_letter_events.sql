@@ -1,0 +1,9 @@
+-- Dead letters keep their event, so that they can be replayed.
+ALTER TABLE tidings_dead_letters ADD COLUMN kind TEXT;
+ALTER TABLE tidings_dead_letters ADD COLUMN version INTEGER;
+ALTER TABLE tidings_dead_letters ADD COLUMN occurred_at TEXT;
+ALTER TABLE tidings_dead_letters ADD COLUMN correlation_id TEXT;
+ALTER TABLE tidings_dead_letters ADD COLUMN causation_id TEXT;
+ALTER TABLE tidings_dead_letters ADD COLUMN traceparent TEXT;
+ALTER TABLE tidings_dead_letters ADD COLUMN source TEXT;
+ALTER TABLE tidings_dead_letters ADD COLUMN payload TEXT;
