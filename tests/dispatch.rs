@@ -70,6 +70,17 @@ fn archive_order(event: &OrderConfirmed, runs: Dep<Runs>) -> Result<(), LedgerEr
     Err(LedgerError::Rejected(event.order_id))
 }
 
+/// The app of this file: every handler's dependency provided.
+fn app(store: InMemoryStore, retry: RetryPolicy) -> Tidings {
+    Tidings::builder("sales")
+        .store(store)
+        .provide(Runs::default())
+        .provide(PaymentProvider::default())
+        .retry(retry)
+        .build()
+        .unwrap()
+}
+
 fn fast_retries() -> RetryPolicy {
     RetryPolicy::default()
         .max_attempts(4)
@@ -80,13 +91,7 @@ fn fast_retries() -> RetryPolicy {
 #[tokio::test]
 async fn each_handler_is_retried_alone_then_dead_lettered() {
     let store = InMemoryStore::default();
-    let app = Tidings::builder("sales")
-        .store(store.clone())
-        .provide(Runs::default())
-        .provide(PaymentProvider::default())
-        .retry(fast_retries())
-        .build()
-        .unwrap();
+    let app = app(store.clone(), fast_retries());
     let running = app.start().await.unwrap();
     let meta = app
         .domain_events()
@@ -180,12 +185,7 @@ fn render_invoice(event: &InvoiceRequested) {
 
 #[tokio::test]
 async fn a_panicking_handler_fails_its_delivery_and_the_dispatcher_goes_on() {
-    let app = Tidings::builder("sales")
-        .provide(Runs::default())
-        .provide(PaymentProvider::default())
-        .retry(fast_retries().max_attempts(2))
-        .build()
-        .unwrap();
+    let app = app(InMemoryStore::default(), fast_retries().max_attempts(2));
     let running = app.start().await.unwrap();
     let events = app.domain_events();
     events
@@ -247,12 +247,7 @@ fn issue_refund(
 
 #[tokio::test]
 async fn dead_letters_are_replayed_or_discarded() {
-    let app = Tidings::builder("sales")
-        .provide(Runs::default())
-        .provide(PaymentProvider::default())
-        .retry(fast_retries().max_attempts(2))
-        .build()
-        .unwrap();
+    let app = app(InMemoryStore::default(), fast_retries().max_attempts(2));
     let running = app.start().await.unwrap();
     let events = app.domain_events();
     let first = events

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sqlx::query::Query;
+use sqlx::sqlite::SqliteArguments;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -49,6 +51,35 @@ fn error(message: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
 
 fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
+}
+
+/// Until when a claim made at `now` (in microseconds) holds.
+fn lease_until(now: i64) -> i64 {
+    now.saturating_add(i64::try_from(LEASE.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// The columns in which every table holds an event, in the order [`bind_event`] binds them.
+macro_rules! event_columns {
+    () => {
+        "event_id, name, version, occurred_at, correlation_id, causation_id, traceparent, source, payload"
+    };
+}
+
+/// Binds an event's columns, in the order of `event_columns!`.
+fn bind_event<'q>(
+    query: Query<'q, Sqlite, SqliteArguments>,
+    event: &StoredEvent,
+) -> Query<'q, Sqlite, SqliteArguments> {
+    query
+        .bind(event.meta.id.to_string())
+        .bind(event.name.clone())
+        .bind(i64::from(event.version))
+        .bind(event.meta.occurred_at.to_rfc3339())
+        .bind(event.meta.correlation_id.to_string())
+        .bind(event.meta.causation_id.map(|id| id.to_string()))
+        .bind(event.meta.traceparent.clone())
+        .bind(event.meta.source.clone())
+        .bind(event.payload.to_string())
 }
 
 impl SqliteStore {
@@ -154,25 +185,17 @@ async fn insert_rows(
     now: i64,
 ) -> Result<(), StoreError> {
     for NewIntegrationRow { event, key } in rows {
-        sqlx::query(
-            "INSERT INTO tidings_outbox (event_id, name, version, occurred_at, correlation_id, \
-             causation_id, traceparent, source, payload, ordering_key, due_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(event.meta.id.to_string())
-        .bind(&event.name)
-        .bind(i64::from(event.version))
-        .bind(event.meta.occurred_at.to_rfc3339())
-        .bind(event.meta.correlation_id.to_string())
-        .bind(event.meta.causation_id.map(|id| id.to_string()))
-        .bind(&event.meta.traceparent)
-        .bind(&event.meta.source)
-        .bind(event.payload.to_string())
+        let query = sqlx::query(concat!(
+            "INSERT INTO tidings_outbox (ordering_key, due_at, ",
+            event_columns!(),
+            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
         .bind(key)
-        .bind(now)
-        .execute(&mut **tx)
-        .await
-        .map_err(error("could not record an integration event"))?;
+        .bind(now);
+        bind_event(query, &event)
+            .execute(&mut **tx)
+            .await
+            .map_err(error("could not record an integration event"))?;
     }
     Ok(())
 }
@@ -200,26 +223,18 @@ impl Store for SqliteStore {
                             continue;
                         }
                     }
-                    sqlx::query(
-                        "INSERT INTO tidings_deliveries (event_id, kind, name, version, occurred_at, \
-                         correlation_id, causation_id, traceparent, source, payload, handler, due_at) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    )
-                    .bind(event.meta.id.to_string())
+                    let query = sqlx::query(concat!(
+                        "INSERT INTO tidings_deliveries (kind, handler, due_at, ",
+                        event_columns!(),
+                        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    ))
                     .bind(kind_name(event.kind))
-                    .bind(&event.name)
-                    .bind(i64::from(event.version))
-                    .bind(event.meta.occurred_at.to_rfc3339())
-                    .bind(event.meta.correlation_id.to_string())
-                    .bind(event.meta.causation_id.map(|id| id.to_string()))
-                    .bind(&event.meta.traceparent)
-                    .bind(&event.meta.source)
-                    .bind(event.payload.to_string())
                     .bind(&handler)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(error("could not record a delivery"))?;
+                    .bind(now);
+                    bind_event(query, &event)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(error("could not record a delivery"))?;
                     created += 1;
                 }
             }
@@ -235,7 +250,7 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, Result<Vec<Delivery>, StoreError>> {
         Box::pin(async move {
             let now = micros(now);
-            let lease = now + i64::try_from(LEASE.as_micros()).unwrap_or(i64::MAX);
+            let lease = lease_until(now);
             let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
             let rows = sqlx::query(
                 "UPDATE tidings_deliveries SET claimed_until = ?, attempts = attempts + 1 \
@@ -328,13 +343,13 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
-            sqlx::query(
-                "INSERT INTO tidings_dead_letters (event_id, event_name, handler, attempts, error, at, \
-                 kind, version, occurred_at, correlation_id, causation_id, traceparent, source, payload) \
-                 SELECT event_id, name, handler, attempts, ?, ?, kind, version, occurred_at, \
-                 correlation_id, causation_id, traceparent, source, payload \
-                 FROM tidings_deliveries WHERE id = ?",
-            )
+            sqlx::query(concat!(
+                "INSERT INTO tidings_dead_letters (handler, attempts, error, at, kind, ",
+                event_columns!(),
+                ") SELECT handler, attempts, ?, ?, kind, ",
+                event_columns!(),
+                " FROM tidings_deliveries WHERE id = ?"
+            ))
             .bind(error_text)
             .bind(Utc::now().to_rfc3339())
             .bind(id.0 as i64)
@@ -356,26 +371,18 @@ impl Store for SqliteStore {
         error_text: String,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            sqlx::query(
-                "INSERT INTO tidings_dead_letters (event_id, event_name, handler, attempts, error, at, \
-                 kind, version, occurred_at, correlation_id, causation_id, traceparent, source, payload) \
-                 VALUES (?, ?, NULL, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(event.meta.id.to_string())
-            .bind(&event.name)
+            let query = sqlx::query(concat!(
+                "INSERT INTO tidings_dead_letters (handler, attempts, error, at, kind, ",
+                event_columns!(),
+                ") VALUES (NULL, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ))
             .bind(error_text)
             .bind(Utc::now().to_rfc3339())
-            .bind(kind_name(event.kind))
-            .bind(i64::from(event.version))
-            .bind(event.meta.occurred_at.to_rfc3339())
-            .bind(event.meta.correlation_id.to_string())
-            .bind(event.meta.causation_id.map(|id| id.to_string()))
-            .bind(&event.meta.traceparent)
-            .bind(&event.meta.source)
-            .bind(event.payload.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(error("could not record a dead letter"))?;
+            .bind(kind_name(event.kind));
+            bind_event(query, &event)
+                .execute(&self.pool)
+                .await
+                .map_err(error("could not record a dead letter"))?;
             Ok(())
         })
     }
@@ -383,13 +390,13 @@ impl Store for SqliteStore {
     fn replay_dead_letter(&self, id: DeadLetterId) -> BoxFuture<'_, Result<bool, StoreError>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
-            let inserted = sqlx::query(
-                "INSERT INTO tidings_deliveries (event_id, kind, name, version, occurred_at, \
-                 correlation_id, causation_id, traceparent, source, payload, handler, due_at) \
-                 SELECT event_id, kind, event_name, version, occurred_at, correlation_id, \
-                 causation_id, traceparent, source, payload, handler, ? \
-                 FROM tidings_dead_letters WHERE id = ? AND handler IS NOT NULL AND payload IS NOT NULL",
-            )
+            let inserted = sqlx::query(concat!(
+                "INSERT INTO tidings_deliveries (kind, handler, due_at, ",
+                event_columns!(),
+                ") SELECT kind, handler, ?, ",
+                event_columns!(),
+                " FROM tidings_dead_letters WHERE id = ? AND handler IS NOT NULL AND payload IS NOT NULL"
+            ))
             .bind(micros(Utc::now()))
             .bind(id.0 as i64)
             .execute(&mut *tx)
@@ -438,7 +445,7 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, Result<Vec<IntegrationRow>, StoreError>> {
         Box::pin(async move {
             let now = micros(now);
-            let lease = now + i64::try_from(LEASE.as_micros()).unwrap_or(i64::MAX);
+            let lease = lease_until(now);
             let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
             // The oldest row of each key, and every row with no key.
             let rows = sqlx::query(
@@ -567,7 +574,7 @@ impl Store for SqliteStore {
                             )
                         })?,
                         event_name: row
-                            .try_get("event_name")
+                            .try_get("name")
                             .map_err(error("could not read a dead letter"))?,
                         handler: row
                             .try_get("handler")

@@ -7,3 +7,5 @@ ALTER TABLE tidings_dead_letters ADD COLUMN causation_id TEXT;
 ALTER TABLE tidings_dead_letters ADD COLUMN traceparent TEXT;
 ALTER TABLE tidings_dead_letters ADD COLUMN source TEXT;
 ALTER TABLE tidings_dead_letters ADD COLUMN payload TEXT;
+-- The same name as in the other tables, so every table holds an event in the same columns.
+ALTER TABLE tidings_dead_letters RENAME COLUMN event_name TO name;
