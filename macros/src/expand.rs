@@ -194,21 +194,39 @@ pub(crate) fn handler(handler: &Handler) -> TokenStream {
     let mut args = Vec::new();
     let mut bindings = Vec::new();
     let mut deps = Vec::new();
+    let mut transaction = None;
+    // The transaction is taken out of the context for the call, and given back after it.
+    let mut give_back = TokenStream::new();
     for (i, param) in handler.params.iter().enumerate() {
         let arg = format_ident!("__tidings_arg{}", i);
-        bindings.push(match param {
+        let (binding, passed) = match param {
             Param::Dep(ty) => {
                 deps.push(type_ref(ty, &type_name(ty)));
                 let dep = quote_spanned!(ty.span()=> ::tidings::__private::dep::<#ty>);
-                quote!(let #arg = #dep(&__tidings_ctx)?;)
+                (quote!(let #arg = #dep(&__tidings_ctx)?;), quote!(#arg))
             }
-            Param::Meta { by_ref: true } => quote!(let #arg = __tidings_ctx.meta();),
-            Param::Meta { by_ref: false } => {
-                quote!(let #arg = ::core::clone::Clone::clone(__tidings_ctx.meta());)
+            Param::Meta { by_ref: true } => {
+                (quote!(let #arg = __tidings_ctx.meta();), quote!(#arg))
             }
-            Param::Publisher => quote!(let #arg = __tidings_ctx.domain_events()?;),
-        });
-        args.push(arg);
+            Param::Meta { by_ref: false } => (
+                quote!(let #arg = ::core::clone::Clone::clone(__tidings_ctx.meta());),
+                quote!(#arg),
+            ),
+            Param::Publisher => (
+                quote!(let #arg = __tidings_ctx.domain_events()?;),
+                quote!(#arg),
+            ),
+            Param::Transaction { db, .. } => {
+                transaction = Some(type_ref(db, &type_name(db)));
+                give_back = quote!(__tidings_ctx.give_back_transaction(#arg););
+                (
+                    quote!(let mut #arg = __tidings_ctx.take_transaction()?;),
+                    quote!(&mut *#arg),
+                )
+            }
+        };
+        bindings.push(binding);
+        args.push(passed);
     }
 
     let await_ = is_async.then(|| quote!(.await));
@@ -248,6 +266,7 @@ pub(crate) fn handler(handler: &Handler) -> TokenStream {
             ::tidings::__private::downcast::<#event>(__tidings_event, #name, #event_name)?;
         #(#bindings)*
         let __tidings_output = #func(__tidings_event #(, #args)*) #await_;
+        #give_back
         #convert
     };
     let async_ = is_async.then(|| quote!(async));
@@ -294,6 +313,10 @@ pub(crate) fn handler(handler: &Handler) -> TokenStream {
         }
         None => quote!(::core::option::Option::None),
     };
+    let transaction = match transaction {
+        Some(db) => quote!(::core::option::Option::Some(#db)),
+        None => quote!(::core::option::Option::None),
+    };
     let event_ref = type_ref(event, &event_name);
     let event_kind = quote_spanned!(event.span()=> ::tidings::__private::event_kind::<#event>());
     let origin = origin();
@@ -310,6 +333,7 @@ pub(crate) fn handler(handler: &Handler) -> TokenStream {
                     #event_kind,
                     &[#(#deps),*],
                     #produces,
+                    #transaction,
                     ::tidings::__private::HandlerFn::#variant,
                     #origin,
                 )

@@ -303,6 +303,9 @@ pub(crate) enum Param {
     Meta { by_ref: bool },
     /// `DomainEvents`: the publisher of the handler's context.
     Publisher,
+    /// `&mut Transaction<'_, DB>`: the store's transaction, with `DB` and the parameter's type
+    /// as written.
+    Transaction { db: Box<Type>, written: Box<Type> },
 }
 
 /// A handler's return type.
@@ -457,9 +460,21 @@ fn type_args(segment: &syn::PathSegment) -> Vec<&Type> {
     }
 }
 
-/// A parameter after the event: `Dep<T>`, `EventMeta` or `&EventMeta`.
+/// A parameter after the event: `Dep<T>`, `EventMeta`, `&EventMeta`, `DomainEvents` or
+/// `&mut Transaction<'_, DB>`.
 fn extra_param(ty: &Type, errors: &mut Errors) -> Option<Param> {
     let ty = bare(ty);
+    if let Type::Reference(r) = ty
+        && r.mutability.is_some()
+        && let Some(segment) = last_segment(bare(&r.elem))
+        && segment.ident == "Transaction"
+        && let [db] = type_args(segment).as_slice()
+    {
+        return Some(Param::Transaction {
+            db: Box::new((*db).clone()),
+            written: Box::new(ty.clone()),
+        });
+    }
     let (by_ref, inner) = match ty {
         Type::Reference(r) if r.mutability.is_none() => (true, &*r.elem),
         _ => (false, ty),
@@ -487,7 +502,7 @@ fn extra_param(ty: &Type, errors: &mut Errors) -> Option<Param> {
     errors.spanned(
         ty,
         format!(
-            "unsupported parameter: after the event, a `#[handles]` function takes `Dep<T>` (a provided dependency), `EventMeta`, `&EventMeta` or `DomainEvents`{hint}"
+            "unsupported parameter: after the event, a `#[handles]` function takes `Dep<T>` (a provided dependency), `EventMeta`, `&EventMeta`, `DomainEvents` or `&mut Transaction<'_, DB>` (the store's transaction){hint}"
         ),
     );
     None

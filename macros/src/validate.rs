@@ -8,10 +8,10 @@
 use proc_macro2::Span;
 use quote::ToTokens;
 use syn::ext::IdentExt;
-use syn::{Fields, GenericParam, Generics, Ident, Path, Safety};
+use syn::{Fields, GenericParam, Generics, Ident, Path, Safety, Type};
 
 use crate::errors::Errors;
-use crate::parse::{DomainEventArgs, EventBody, EventItem, Handler, IntegrationEventArgs};
+use crate::parse::{DomainEventArgs, EventBody, EventItem, Handler, IntegrationEventArgs, Param};
 
 /// The suffix of every integration event's name.
 pub(crate) const INTEGRATION_SUFFIX: &str = "IntegrationEvent";
@@ -467,6 +467,28 @@ pub(crate) fn handler(handler: &Handler, errors: &mut Errors) {
         errors.spanned(
             &sig.generics,
             "`#[handles]` functions cannot be generic: the registry holds one concrete function per event type; write one handler per event",
+        );
+    }
+    let transactions: Vec<&Type> = handler
+        .params
+        .iter()
+        .filter_map(|param| match param {
+            Param::Transaction { written, .. } => Some(&**written),
+            _ => None,
+        })
+        .collect();
+    if let Some(first) = transactions.first()
+        && sig.asyncness.is_none()
+    {
+        errors.spanned(
+            first,
+            "a handler that takes the store's transaction is an `async fn`: its database work is awaited inside the transaction; write `async fn`",
+        );
+    }
+    for extra in transactions.iter().skip(1) {
+        errors.spanned(
+            extra,
+            "a handler takes the store's transaction once: its effect, its completion and the integration events it produces commit in that one transaction; remove this parameter",
         );
     }
     if let Safety::Unsafe(token) = &sig.safety {

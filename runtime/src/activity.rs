@@ -3,9 +3,11 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::future::Future;
+
 use tokio::sync::Notify;
 
-/// Work in progress: deliveries, integration rows and messages not yet done.
+/// Work in flight: claimed deliveries and integration rows, and messages not yet received.
 #[derive(Debug, Default)]
 pub struct Activity {
     busy: AtomicUsize,
@@ -29,27 +31,25 @@ impl Activity {
         }
     }
 
-    /// `n` units of work are in progress, whatever was counted before: for an app that starts on
-    /// a store holding work from an earlier run.
-    pub fn reset(&self, n: usize) {
-        self.busy.store(n, Ordering::SeqCst);
-        self.changed.notify_waiters();
-    }
-
     /// Whether no work is in progress.
     pub fn is_idle(&self) -> bool {
         self.busy.load(Ordering::SeqCst) == 0
     }
 
-    /// Waits until every activity in `all` is idle at the same moment.
-    pub async fn settle(all: &[&Activity]) {
+    /// Waits until every activity in `all` is idle and, at that moment, `quiet` says nothing
+    /// else waits (such as work recorded in a store and not yet claimed). `quiet` is asked again
+    /// after each change of an activity.
+    pub async fn settle<F, Q>(all: &[&Activity], mut quiet: Q)
+    where
+        Q: FnMut() -> F,
+        F: Future<Output = bool>,
+    {
         loop {
-            let waits: Vec<_> = all.iter().map(|a| Box::pin(a.changed.notified())).collect();
-            let mut waits = waits;
+            let mut waits: Vec<_> = all.iter().map(|a| Box::pin(a.changed.notified())).collect();
             for wait in &mut waits {
                 wait.as_mut().enable();
             }
-            if all.iter().all(|a| a.is_idle()) {
+            if all.iter().all(|a| a.is_idle()) && quiet().await {
                 return;
             }
             futures_util::future::select_all(waits).await;

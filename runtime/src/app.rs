@@ -17,13 +17,14 @@ use uuid::Uuid;
 
 use crate::activity::Activity;
 use crate::event::{DomainEvent, EventKind};
-use crate::handler::{Dep, Deps, HandlerContext, HandlerError, panic_message};
+use crate::handler::{Dep, Deps, HandlerContext, HandlerError, TransactionSlot, panic_message};
 use crate::meta::EventMeta;
 use crate::registry::registry;
+use crate::retention::Retention;
 use crate::retry::RetryPolicy;
 use crate::store::{
     DeadLetter, DeadLetterId, Delivery, InMemoryStore, IntegrationRow, NewEvent, NewIntegrationRow,
-    Store, StoreError, StoredEvent,
+    Store, StoreError, StoreListener, StoredEvent, Wake,
 };
 use crate::transport::{
     InMemoryTransport, Message, Received, Subscription, Transport, TransportError,
@@ -72,6 +73,7 @@ pub struct TidingsBuilder {
     transport: Option<Arc<dyn Transport>>,
     deps: Deps,
     retry: RetryPolicy,
+    retention: Retention,
     poll_interval: Duration,
     batch_size: usize,
 }
@@ -118,8 +120,15 @@ impl TidingsBuilder {
         self
     }
 
-    /// How often the dispatcher and the relay look for work nobody woke them for (work recorded
-    /// by another process). Default: 1 s. In-process work wakes them at once.
+    /// How long published rows and inbox entries are kept. Default: [`Retention::default`].
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// How often the dispatcher and the relay look for work nobody woke them for. Default: 1 s.
+    /// Work recorded in this process wakes them at once, and so does work recorded by another
+    /// process on a store that can tell (PostgreSQL's `LISTEN/NOTIFY`): polling is the fallback.
     pub fn poll_interval(mut self, poll_interval: Duration) -> Self {
         self.poll_interval = poll_interval;
         self
@@ -144,12 +153,17 @@ impl TidingsBuilder {
     /// assert!(error.to_string().contains("takes `Dep<Recommendations>`"));
     /// ```
     pub fn validate(&self) -> Result<(), BuildError> {
-        wire(&self.context, registry(), &self.deps).map(drop)
+        wire(&self.context, registry(), &self.deps, self.transactions()).map(drop)
+    }
+
+    /// The database in whose transactions the store works, if any.
+    fn transactions(&self) -> Option<TypeId> {
+        self.store.as_ref().and_then(|s| s.transaction_database())
     }
 
     /// Builds the app, checking its wiring: every problem is listed in one error.
     pub fn build(self) -> Result<Tidings, Error> {
-        let wiring = wire(&self.context, registry(), &self.deps)?;
+        let wiring = wire(&self.context, registry(), &self.deps, self.transactions())?;
         let inner = AppInner {
             context: self.context,
             store: self
@@ -160,6 +174,7 @@ impl TidingsBuilder {
                 .unwrap_or_else(|| Arc::new(InMemoryTransport::default())),
             deps: self.deps,
             retry: self.retry,
+            retention: self.retention,
             poll_interval: self.poll_interval,
             batch_size: self.batch_size,
             wiring,
@@ -180,6 +195,7 @@ struct AppInner {
     transport: Arc<dyn Transport>,
     deps: Deps,
     retry: RetryPolicy,
+    retention: Retention,
     poll_interval: Duration,
     batch_size: usize,
     wiring: Wiring,
@@ -235,6 +251,7 @@ impl Tidings {
             transport: None,
             deps: Deps::new(),
             retry: RetryPolicy::default(),
+            retention: Retention::default(),
             poll_interval: Duration::from_secs(1),
             batch_size: 64,
         }
@@ -269,7 +286,6 @@ impl Tidings {
     pub async fn replay_dead_letter(&self, id: DeadLetterId) -> Result<bool, Error> {
         let replayed = self.inner.store.replay_dead_letter(id).await?;
         if replayed {
-            self.inner.activity.start(1);
             self.inner.dispatch_wake.notify_one();
         }
         Ok(replayed)
@@ -280,7 +296,8 @@ impl Tidings {
         Ok(self.inner.store.discard_dead_letter(id).await?)
     }
 
-    /// Starts the dispatcher, the relay and one consumer per consumed contract.
+    /// Starts the dispatcher, the relay, one consumer per consumed contract, the store's
+    /// listener (if it has one) and the retention sweep.
     pub async fn start(&self) -> Result<Running, Error> {
         {
             let mut started = self
@@ -293,8 +310,8 @@ impl Tidings {
             }
             *started = true;
         }
-        let inbounds = match self.prepare().await {
-            Ok(inbounds) => inbounds,
+        let (inbounds, listener) = match self.prepare().await {
+            Ok(prepared) => prepared,
             Err(error) => {
                 // Nothing runs yet: `start` may be called again.
                 *self
@@ -315,6 +332,14 @@ impl Tidings {
             Arc::clone(&self.inner),
             stopped.clone(),
         )));
+        if let Some(listener) = listener {
+            let app = Arc::clone(&self.inner);
+            tasks.push(tokio::spawn(listen(app, listener, stopped.clone())));
+        }
+        tasks.push(tokio::spawn(sweep(
+            Arc::clone(&self.inner),
+            stopped.clone(),
+        )));
         tasks.push(tokio::spawn(relay(Arc::clone(&self.inner), stopped)));
         Ok(Running {
             app: Arc::clone(&self.inner),
@@ -324,16 +349,14 @@ impl Tidings {
     }
 }
 
+/// The subscriptions of an app, each with the routes of its contract.
+type Inbounds = Vec<(Box<dyn crate::transport::Inbound>, Vec<usize>)>;
+
 impl Tidings {
-    /// What `start` needs before it spawns anything: the count of the work waiting in the store,
-    /// and every subscription.
-    async fn prepare(
-        &self,
-    ) -> Result<Vec<(Box<dyn crate::transport::Inbound>, Vec<usize>)>, Error> {
-        // The work waiting in the store, from this app or an earlier run, is what `settle`
-        // waits for; nothing has been done with it yet.
-        let (deliveries, rows) = self.inner.store.count_pending().await?;
-        self.inner.activity.reset(deliveries + rows);
+    /// What `start` needs before it spawns anything: every subscription, and the store's
+    /// listener.
+    async fn prepare(&self) -> Result<(Inbounds, Option<Box<dyn StoreListener>>), Error> {
+        let listener = self.inner.store.listen().await?;
         let mut inbounds = Vec::new();
         for (&(contract, version), routes) in &self.inner.wiring.consumed {
             let subscription = Subscription {
@@ -344,7 +367,7 @@ impl Tidings {
             let inbound = self.inner.transport.subscribe(subscription).await?;
             inbounds.push((inbound, routes.clone()));
         }
-        Ok(inbounds)
+        Ok((inbounds, listener))
     }
 }
 
@@ -385,10 +408,10 @@ impl Running {
         }
     }
 
-    /// Resolves once the app is idle: every delivery completed or dead-lettered, every
-    /// integration row published, and (on a transport that can tell) every message it sent
-    /// received. For tests: no sleeps, no polling. It counts the work of this process (and what
-    /// the store held when the app started), so it is meant for one app instance per store.
+    /// Resolves once the app is idle: nothing in flight, every delivery in its store completed
+    /// or dead-lettered, every integration row published, and (on a transport that can tell)
+    /// every message it sent received. For tests: it sleeps and polls nothing, asking the
+    /// store how much work waits each time the app's work in flight drops to none.
     pub async fn settle(&self) {
         Running::settle_all(&[self]).await;
     }
@@ -402,7 +425,20 @@ impl Running {
             .collect();
         let mut all: Vec<&Activity> = apps.iter().map(|running| &*running.app.activity).collect();
         all.extend(transports.iter().map(|a| &**a));
-        Activity::settle(&all).await;
+        let stores_empty = || async {
+            for running in apps {
+                match running.app.store.count_pending().await {
+                    Ok((0, 0)) => {}
+                    Ok(_) => return false,
+                    Err(error) => {
+                        tracing::warn!(%error, "could not count the work waiting in the store");
+                        return false;
+                    }
+                }
+            }
+            true
+        };
+        Activity::settle(&all, stores_empty).await;
     }
 }
 
@@ -453,6 +489,99 @@ impl DomainEvents {
     /// Returns a [`Publishing`] future rather than being an `async fn`, so that passing anything
     /// but a domain event is one compile error, not three.
     pub fn publish<E: DomainEvent>(&self, event: E) -> Publishing<'_> {
+        let (meta, span, recorded) = self.prepare(event);
+        let app = &self.app;
+        let recording = async move {
+            match recorded {
+                None => tracing::debug!("no handler in this context"),
+                Some(new_event) => app.record(vec![new_event?]).await?,
+            }
+            Ok(meta)
+        };
+        Publishing(Box::pin(recording.instrument(span)))
+    }
+
+    /// Records `event` in `transaction`, the caller's own database transaction, with the
+    /// aggregate change it describes: if the transaction commits, each of the event's handlers
+    /// runs; if it rolls back, nothing happens. Returns the event's envelope.
+    ///
+    /// The transaction is on the app's store's database: a `sqlx::Transaction<'_, Sqlite>` on
+    /// the [`SqliteStore`](crate::SqliteStore)'s file, or a `sqlx::Transaction<'_, Postgres>` on
+    /// the [`PostgresStore`](crate::PostgresStore)'s database. The dispatcher starts on the
+    /// commit: in this process at once, in others through the store's wake-up (`LISTEN/NOTIFY`
+    /// on PostgreSQL) or the poll interval.
+    ///
+    /// ```standalone_crate
+    /// use tidings::prelude::*;
+    ///
+    /// #[domain_event]
+    /// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    /// pub struct ProductPutOnSale { pub product_id: String, pub price_cents: i64 }
+    ///
+    /// #[handles]
+    /// fn announce(event: &ProductPutOnSale) {}
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = std::env::temp_dir().join(format!("tidings-publish-in-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// let store = tidings::SqliteStore::open(dir.join("catalog.db")).await?;
+    /// let pool = store.pool().clone();
+    /// let app = Tidings::builder("catalog").store(store).build()?;
+    /// let running = app.start().await?;
+    /// # sqlx::query("CREATE TABLE IF NOT EXISTS products (id TEXT PRIMARY KEY, price_cents INTEGER)").execute(&pool).await?;
+    ///
+    /// let mut tx = pool.begin().await?;
+    /// sqlx::query("INSERT INTO products (id, price_cents) VALUES (?, ?)")
+    ///     .bind("p-1")
+    ///     .bind(1_999)
+    ///     .execute(&mut *tx)
+    ///     .await?;
+    /// app.domain_events()
+    ///     .publish_in(&mut tx, ProductPutOnSale { product_id: "p-1".into(), price_cents: 1_999 })
+    ///     .await?;
+    /// tx.commit().await?; // now `announce` runs
+    ///
+    /// running.settle().await;
+    /// running.shutdown().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub fn publish_in<'t, E, DB>(
+        &'t self,
+        transaction: &'t mut sqlx::Transaction<'_, DB>,
+        event: E,
+    ) -> Publishing<'t>
+    where
+        E: DomainEvent,
+        DB: sqlx::Database,
+        DB::Connection: Any,
+    {
+        let (meta, span, recorded) = self.prepare(event);
+        let app = &self.app;
+        let connection: &'t mut DB::Connection = transaction;
+        let recording = async move {
+            match recorded {
+                None => tracing::debug!("no handler in this context"),
+                Some(new_event) => {
+                    app.store.record_in(connection, vec![new_event?]).await?;
+                    // On SQLite the dispatcher's claim waits for the commit; on PostgreSQL the
+                    // commit's notification wakes it again.
+                    app.dispatch_wake.notify_one();
+                }
+            }
+            Ok(meta)
+        };
+        Publishing(Box::pin(recording.instrument(span)))
+    }
+
+    /// The envelope, the span and the record of a publication of `event`: `None` when no
+    /// handler of this context handles it.
+    fn prepare<E: DomainEvent>(
+        &self,
+        event: E,
+    ) -> (EventMeta, tracing::Span, Option<Result<NewEvent, Error>>) {
         let app = &self.app;
         let mut meta = EventMeta::new(app.context.clone());
         match &self.cause {
@@ -475,33 +604,25 @@ impl DomainEvents {
             .routes_of(TypeId::of::<E>())
             .map(|route| route.name.clone())
             .collect();
-        let recorded = if handlers.is_empty() {
-            None
-        } else {
-            let payload = serde_json::to_value(&event).map_err(|source| Error::Encode {
-                event: E::NAME,
-                source,
-            });
-            Some(payload.map(|payload| NewEvent {
-                event: StoredEvent {
-                    meta: meta.clone(),
-                    kind: EventKind::Domain,
-                    name: E::NAME.to_owned(),
-                    version: 1,
-                    payload: Arc::new(payload),
-                    typed: Some(Arc::new(event)),
-                },
-                handlers,
-            }))
-        };
-        let recording = async move {
-            match recorded {
-                None => tracing::debug!("no handler in this context"),
-                Some(new_event) => app.record(vec![new_event?]).await?,
-            }
-            Ok(meta)
-        };
-        Publishing(Box::pin(recording.instrument(span)))
+        if handlers.is_empty() {
+            return (meta, span, None);
+        }
+        let payload = serde_json::to_value(&event).map_err(|source| Error::Encode {
+            event: E::NAME,
+            source,
+        });
+        let recorded = payload.map(|payload| NewEvent {
+            event: StoredEvent {
+                meta: meta.clone(),
+                kind: EventKind::Domain,
+                name: E::NAME.to_owned(),
+                version: 1,
+                payload: Arc::new(payload),
+                typed: Some(Arc::new(event)),
+            },
+            handlers,
+        });
+        (meta, span, Some(recorded))
     }
 }
 
@@ -534,23 +655,11 @@ fn new_traceparent() -> String {
 }
 
 impl AppInner {
-    /// Records events with their deliveries, counting the deliveries as work in progress, and
-    /// wakes the dispatcher.
+    /// Records events with their deliveries, and wakes the dispatcher.
     async fn record(&self, events: Vec<NewEvent>) -> Result<(), StoreError> {
-        let expected: usize = events.iter().map(|e| e.handlers.len()).sum();
-        // Counted before the store has them, so that `settle` cannot see a gap.
-        self.activity.start(expected);
-        match self.store.record(events).await {
-            Ok(created) => {
-                self.activity.finish(expected.saturating_sub(created));
-                self.dispatch_wake.notify_one();
-                Ok(())
-            }
-            Err(error) => {
-                self.activity.finish(expected);
-                Err(error)
-            }
-        }
+        self.store.record(events).await?;
+        self.dispatch_wake.notify_one();
+        Ok(())
     }
 
     /// How long to wait for work that nobody announced: until the next scheduled item, at most
@@ -591,7 +700,7 @@ impl AppInner {
             .map_err(|error| format!("`{}` could not be decoded: {error}", event.name))
     }
 
-    /// Runs one delivery and records how it went.
+    /// Runs one delivery and records how it went. The delivery is in flight until then.
     async fn deliver(self: &Arc<Self>, delivery: Delivery) {
         let Delivery {
             id,
@@ -608,30 +717,50 @@ impl AppInner {
             attempt,
         );
         async {
-            let stored = match self.run(&event, &handler, attempt).await {
+            let slot = match self.begin(&handler, id, attempt).await {
+                Ok(Some(slot)) => Ok(slot),
+                Ok(None) => {
+                    tracing::info!("the delivery's lease passed to another process; skipped");
+                    return;
+                }
+                Err(failure) => Err(failure),
+            };
+            let outcome = match &slot {
+                Ok(slot) => self.run(&event, &handler, attempt, slot.as_ref()).await,
+                Err(failure) => Err(failure.clone()),
+            };
+            let stored = match outcome {
                 Ok(produced) => {
                     let count = produced.len();
-                    self.activity.start(count);
-                    let stored = self.store.complete_delivery(id, produced).await;
-                    if stored.is_err() {
-                        self.activity.finish(count);
-                    } else if count > 0 {
+                    let stored = match slot.ok().flatten().map(TransactionSlot::into_inner) {
+                        None => self.store.complete_delivery(id, produced).await,
+                        Some(Some(transaction)) => {
+                            self.store.complete_in(transaction, id, produced).await
+                        }
+                        // The handler's entry always gives the transaction back when it
+                        // returns: without it, its effect is gone, so the delivery stays due.
+                        Some(None) => Err(StoreError::new(
+                            "the handler did not give its transaction back",
+                            None,
+                        )),
+                    };
+                    if stored.is_ok() && count > 0 {
                         self.relay_wake.notify_one();
                     }
-                    self.activity.finish(1);
                     stored
-                }
-                Err(failure) if failure.retryable && !self.retry.gives_up_after(attempt) => {
-                    let delay = self.retry.delay(attempt);
-                    tracing::warn!(error = %failure.message, ?delay, "handler failed; will retry");
-                    let at = Utc::now() + delay;
-                    self.store.retry_delivery(id, failure.message, at).await
                 }
                 Err(failure) => {
-                    tracing::error!(error = %failure.message, "handler failed; dead-lettered");
-                    let stored = self.store.dead_letter_delivery(id, failure.message).await;
-                    self.activity.finish(1);
-                    stored
+                    // The handler's transaction rolls back before the failure is recorded.
+                    drop(slot);
+                    if failure.retryable && !self.retry.gives_up_after(attempt) {
+                        let delay = self.retry.delay(attempt);
+                        tracing::warn!(error = %failure.message, ?delay, "handler failed; will retry");
+                        let at = Utc::now() + delay;
+                        self.store.retry_delivery(id, failure.message, at).await
+                    } else {
+                        tracing::error!(error = %failure.message, "handler failed; dead-lettered");
+                        self.store.dead_letter_delivery(id, failure.message).await
+                    }
                 }
             };
             if let Err(error) = stored {
@@ -640,14 +769,42 @@ impl AppInner {
         }
         .instrument(span)
         .await;
+        self.activity.finish(1);
     }
 
-    /// Runs the handler of one delivery; returns the integration rows it produced.
+    /// The store's transaction for a handler that takes one, holding the delivery: `Ok(None)`
+    /// if the delivery is no longer this claim's, `Ok(Some(None))` for a handler that takes
+    /// none.
+    async fn begin(
+        &self,
+        handler: &str,
+        id: crate::store::DeliveryId,
+        attempt: u32,
+    ) -> Result<Option<Option<TransactionSlot>>, Failure> {
+        let takes_transaction = self.wiring.route(handler).is_some_and(
+            |route| matches!(route.target, Target::Handler(info) if info.transaction().is_some()),
+        );
+        if !takes_transaction {
+            return Ok(Some(None));
+        }
+        match self.store.begin(id, attempt).await {
+            Ok(Some(transaction)) => Ok(Some(Some(TransactionSlot::new(transaction)))),
+            Ok(None) => Ok(None),
+            Err(error) => Err(Failure {
+                retryable: true,
+                message: format!("could not begin the handler's transaction: {error}"),
+            }),
+        }
+    }
+
+    /// Runs the handler of one delivery, in the store's transaction `slot` if it takes it;
+    /// returns the integration rows it produced.
     async fn run(
         self: &Arc<Self>,
         event: &StoredEvent,
         handler: &str,
         attempt: u32,
+        slot: Option<&TransactionSlot>,
     ) -> Result<Vec<NewIntegrationRow>, Failure> {
         let route = self.wiring.route(handler).ok_or_else(|| {
             Failure::fatal(format!(
@@ -672,8 +829,11 @@ impl AppInner {
         let emitted = async {
             match route.target {
                 Target::Handler(info) => {
-                    let ctx =
+                    let mut ctx =
                         HandlerContext::new(&self.deps, &event.meta).with_publisher(&publisher);
+                    if let Some(slot) = slot {
+                        ctx = ctx.with_transaction(slot);
+                    }
                     // A panicking handler fails its delivery (`call` catches the panic).
                     info.call(&*typed, ctx).await
                 }
@@ -739,7 +899,7 @@ impl AppInner {
             source: event.meta.source.clone(),
             contract: event.name.clone(),
             version: event.version,
-            key,
+            key: key.clone(),
             time: event.meta.occurred_at,
             correlation_id: event.meta.correlation_id,
             causation_id: event.meta.causation_id,
@@ -749,15 +909,18 @@ impl AppInner {
         async {
             let outcome = match self.transport.publish(message).await {
                 Ok(()) => {
-                    let marked = self.store.row_published(id).await;
-                    if marked.is_ok() {
-                        self.activity.finish(1);
-                    }
-                    marked
+                    let archive = self.retention.archive_window().is_some();
+                    self.store.row_published(id, archive).await
                 }
                 Err(error) => {
                     let delay = self.retry.delay(attempt);
-                    tracing::warn!(%error, attempt, ?delay, "publication failed; will retry");
+                    if self.retry.gives_up_after(attempt) {
+                        // Order per key forbids skipping the head: the key is parked, retried at
+                        // the policy's longest delays, while the other keys flow.
+                        tracing::error!(%error, attempt, ?delay, key = ?key, "publication keeps failing; its key is parked");
+                    } else {
+                        tracing::warn!(%error, attempt, ?delay, "publication failed; will retry");
+                    }
                     self.store
                         .retry_row(id, error.to_string(), Utc::now() + delay)
                         .await
@@ -769,6 +932,7 @@ impl AppInner {
         }
         .instrument(span)
         .await;
+        self.activity.finish(1);
     }
 
     /// Records one received message for this context's inbound handlers, then acknowledges it.
@@ -854,6 +1018,7 @@ impl AppInner {
 }
 
 /// Why a delivery failed, and whether to try again.
+#[derive(Clone)]
 struct Failure {
     retryable: bool,
     message: String,
@@ -882,6 +1047,7 @@ async fn dispatch(app: Arc<AppInner>, mut stop: watch::Receiver<bool>) {
             if batch.is_empty() {
                 break;
             }
+            app.activity.start(batch.len());
             // Handlers run concurrently; each one's deliveries run one at a time, in the order
             // the events were recorded, so a handler sees the events in that order (a delivery
             // that failed and waits for its retry is overtaken by later ones).
@@ -928,6 +1094,7 @@ async fn relay(app: Arc<AppInner>, mut stop: watch::Receiver<bool>) {
             if batch.is_empty() {
                 break;
             }
+            app.activity.start(batch.len());
             futures_util::future::join_all(batch.into_iter().map(|row| app.publish_row(row))).await;
         }
         if *stop.borrow() {
@@ -972,6 +1139,78 @@ async fn consume(
                 None => return,
             },
             _ = stop.changed() => {}
+        }
+    }
+}
+
+/// The store's listener: wakes the dispatcher and the relay for work other processes commit.
+async fn listen(
+    app: Arc<AppInner>,
+    mut listener: Box<dyn StoreListener>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut failures = 0;
+    loop {
+        tokio::select! {
+            heard = listener.next() => match heard {
+                Ok(wake) => {
+                    failures = 0;
+                    if matches!(wake, Wake::Deliveries | Wake::All) {
+                        app.dispatch_wake.notify_one();
+                    }
+                    if matches!(wake, Wake::Rows | Wake::All) {
+                        app.relay_wake.notify_one();
+                    }
+                }
+                Err(error) => {
+                    // Polling covers the gap; whatever was missed is found then.
+                    failures += 1;
+                    let delay = app.retry.delay(failures);
+                    tracing::warn!(%error, ?delay, "the store's listener failed");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+            },
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// The retention sweep: deletes expired inbox entries and archived rows, in bounded batches.
+async fn sweep(app: Arc<AppInner>, mut stop: watch::Receiver<bool>) {
+    let retention = app.retention;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(retention.sweep_interval()) => {}
+            _ = stop.changed() => return,
+        }
+        let now = Utc::now();
+        let before = |window: Duration| {
+            chrono::Duration::from_std(window)
+                .ok()
+                .and_then(|window| now.checked_sub_signed(window))
+                .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC)
+        };
+        let inbox_before = before(retention.inbox_window());
+        let archive_before = before(retention.archive_window().unwrap_or_default());
+        loop {
+            match app
+                .store
+                .prune(inbox_before, archive_before, retention.batch_size())
+                .await
+            {
+                Ok(deleted) if deleted >= retention.batch_size() && !*stop.borrow() => {}
+                Ok(deleted) => {
+                    tracing::debug!(deleted, "retention sweep done");
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the retention sweep failed");
+                    break;
+                }
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ use std::fmt;
 use std::future::Future;
 use std::ops::Deref;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::app::DomainEvents;
 use crate::event::DynIntegrationEvent;
@@ -127,14 +127,47 @@ impl fmt::Debug for Deps {
     }
 }
 
-/// What one handler call gets besides the event: the dependencies and the event's envelope.
+/// What one handler call gets besides the event: the dependencies, the event's envelope, the
+/// publisher and, for a handler that takes it, the store's transaction.
 ///
-/// Two references, so it is `Copy` and costs nothing to build per call.
+/// References only, so it is `Copy` and costs nothing to build per call.
 #[derive(Debug, Clone, Copy)]
 pub struct HandlerContext<'a> {
     deps: &'a Deps,
     meta: &'a EventMeta,
     publisher: Option<&'a DomainEvents>,
+    transaction: Option<&'a TransactionSlot>,
+}
+
+/// Holds the store's transaction for a handler that takes it: the handler's entry takes it out
+/// for the call and gives it back after, so that the dispatcher can commit it.
+#[derive(Default)]
+pub struct TransactionSlot(Mutex<Option<Box<dyn Any + Send>>>);
+
+impl TransactionSlot {
+    /// A slot holding `transaction`, a `sqlx::Transaction<'static, DB>`.
+    pub fn new(transaction: Box<dyn Any + Send>) -> Self {
+        TransactionSlot(Mutex::new(Some(transaction)))
+    }
+
+    /// The transaction, if the handler gave it back.
+    pub fn into_inner(self) -> Option<Box<dyn Any + Send>> {
+        self.0
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Box<dyn Any + Send>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl fmt::Debug for TransactionSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TransactionSlot")
+    }
 }
 
 impl<'a> HandlerContext<'a> {
@@ -145,6 +178,35 @@ impl<'a> HandlerContext<'a> {
             deps,
             meta,
             publisher: None,
+            transaction: None,
+        }
+    }
+
+    /// The same context, with the store's transaction for a handler that takes it.
+    pub fn with_transaction(self, transaction: &'a TransactionSlot) -> Self {
+        HandlerContext {
+            transaction: Some(transaction),
+            ..self
+        }
+    }
+
+    /// Takes the store's transaction out for a `&mut Transaction<'_, DB>` parameter.
+    pub fn take_transaction<T: Any + Send>(&self) -> Result<Box<T>, HandlerError> {
+        let taken = self.transaction.and_then(|slot| slot.lock().take());
+        let transaction = taken.ok_or(HandlerError::NoTransaction {
+            type_name: std::any::type_name::<T>(),
+        })?;
+        transaction
+            .downcast::<T>()
+            .map_err(|_| HandlerError::NoTransaction {
+                type_name: std::any::type_name::<T>(),
+            })
+    }
+
+    /// Gives the transaction back after the handler's call, for the dispatcher to commit.
+    pub fn give_back_transaction<T: Any + Send>(&self, transaction: Box<T>) {
+        if let Some(slot) = self.transaction {
+            *slot.lock() = Some(transaction);
         }
     }
 
@@ -206,6 +268,14 @@ pub enum HandlerError {
         "the handler takes `DomainEvents`, and was called without a publisher: call it through a running app"
     )]
     NoPublisher,
+    /// A `&mut Transaction<'_, DB>` parameter, in a call made with no transaction of that type.
+    #[error(
+        "the handler takes `{type_name}`, and was called without one: a running app whose store works in that database's transactions gives it"
+    )]
+    NoTransaction {
+        /// The transaction type that was asked for.
+        type_name: &'static str,
+    },
     /// The handler was called with an event of another type than the one it handles.
     #[error("handler `{handler}` handles `{expected}` and was called with another event type")]
     WrongEvent {

@@ -49,8 +49,13 @@ mod app;
 mod event;
 mod handler;
 mod meta;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod registry;
+mod retention;
 mod retry;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;
@@ -67,19 +72,23 @@ pub use app::{DomainEvents, Error, Publishing, Running, Tidings, TidingsBuilder}
 pub use event::{DomainEvent, DynIntegrationEvent, Event, EventData, EventKind, IntegrationEvent};
 pub use handler::{
     Dep, Deps, Emitted, HandlerContext, HandlerError, HandlerFn, HandlerFuture, HandlerResult,
-    Retryable,
+    Retryable, TransactionSlot,
 };
 pub use meta::EventMeta;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 pub use registry::{
     ContextDecl, Decode, DomainEventInfo, FromTranslation, HandlerCall, HandlerInfo,
     IntegrationEventInfo, Origin, Registry, RegistryError, TranslationSource, TypeRef, registry,
 };
+pub use retention::Retention;
 pub use retry::RetryPolicy;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{
     BoxFuture, DeadLetter, DeadLetterId, Delivery, DeliveryId, InMemoryStore, IntegrationRow,
-    NewEvent, NewIntegrationRow, Outcome, RowId, Store, StoreError, StoredEvent,
+    NewEvent, NewIntegrationRow, Outcome, RowId, Store, StoreError, StoreListener, StoredEvent,
+    Wake,
 };
 pub use transport::{
     InMemoryTransport, Inbound, Message, Received, Subscription, Transport, TransportError,

@@ -334,18 +334,21 @@ pub struct HandlerInfo {
     event_kind: EventKind,
     deps: &'static [TypeRef],
     produces: Option<TypeRef>,
+    transaction: Option<TypeRef>,
     invoke: HandlerFn,
     origin: Origin,
 }
 
 impl HandlerInfo {
     #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
     pub const fn new(
         name: &'static str,
         event: TypeRef,
         event_kind: EventKind,
         deps: &'static [TypeRef],
         produces: Option<TypeRef>,
+        transaction: Option<TypeRef>,
         invoke: HandlerFn,
         origin: Origin,
     ) -> Self {
@@ -355,9 +358,16 @@ impl HandlerInfo {
             event_kind,
             deps,
             produces,
+            transaction,
             invoke,
             origin,
         }
+    }
+
+    /// The database `DB` of its `&mut Transaction<'_, DB>` parameter, if it takes the store's
+    /// transaction.
+    pub fn transaction(&self) -> Option<TypeRef> {
+        self.transaction
     }
 
     /// The function's name.

@@ -1,5 +1,6 @@
 //! [`SqliteStore`]: the embedded default, a SQLite file that survives the process.
 
+use std::any::{Any, TypeId};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -12,24 +13,28 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 use uuid::Uuid;
 
 use crate::event::EventKind;
 use crate::meta::EventMeta;
+use crate::sql::{DEFAULT_LEASE, error, micros_of, migrator};
 use crate::store::{
     BoxFuture, DeadLetter, DeadLetterId, Delivery, DeliveryId, IntegrationRow, NewEvent,
     NewIntegrationRow, RowId, Store, StoreError, StoredEvent,
 };
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
-/// How long a claimed delivery or row is reserved for the process that claimed it. If that
-/// process dies, the claim expires and the work is done again (at least once).
-const LEASE: Duration = Duration::from_secs(60);
-
-/// A store in a SQLite file (WAL mode): deliveries, the integration outbox, the inbox and dead
-/// letters survive a crash or a restart. The crate's migrations are applied when it opens.
+/// A store in a SQLite file (WAL mode, `synchronous = FULL`): deliveries, the integration
+/// outbox, the inbox and dead letters survive a crash or a restart. The crate's migrations are
+/// applied when it opens (recorded in `_tidings_migrations`, apart from the application's).
+///
+/// Use cases record domain events in their own transaction on the same file with
+/// [`DomainEvents::publish_in`](crate::DomainEvents::publish_in); a handler can take the store's
+/// transaction as a `&mut sqlx::Transaction<'_, Sqlite>` parameter. SQLite has one writer at a
+/// time: the store keeps one connection, and a transaction of the application waits for the
+/// store's (and the other way round) up to the busy timeout of 10 s.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -43,19 +48,11 @@ const LEASE: Duration = Duration::from_secs(60);
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
-}
-
-fn error(message: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
-    move |source| StoreError::new(message, Some(Box::new(source) as _))
+    lease: Duration,
 }
 
 fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
-}
-
-/// Until when a claim made at `now` (in microseconds) holds.
-fn lease_until(now: i64) -> i64 {
-    now.saturating_add(i64::try_from(LEASE.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// The columns in which every table holds an event, in the order [`bind_event`] binds them.
@@ -110,18 +107,41 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(error("could not open the SQLite database"))?;
-        MIGRATOR.run(&pool).await.map_err(|source| {
-            StoreError::new(
-                "could not apply the migrations",
-                Some(Box::new(source) as _),
-            )
-        })?;
-        Ok(SqliteStore { pool })
+        // Another process applying them at the same moment makes this try fail (it recorded
+        // them first): the next try finds them applied.
+        let migrator = migrator(&MIGRATIONS);
+        let mut tried = 1;
+        while let Err(source) = migrator.run(&pool).await {
+            if tried == 5 {
+                return Err(StoreError::new(
+                    "could not apply the migrations",
+                    Some(Box::new(source) as _),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20 * tried)).await;
+            tried += 1;
+        }
+        Ok(SqliteStore {
+            pool,
+            lease: DEFAULT_LEASE,
+        })
     }
 
-    /// The connection pool.
+    /// How long a claim holds before another process may take the work over: 60 s by default.
+    /// Keep it longer than your slowest handler.
+    pub fn lease(self, lease: Duration) -> Self {
+        SqliteStore { lease, ..self }
+    }
+
+    /// The store's connection pool (one connection). Opening a pool of your own on the same file
+    /// for the application's transactions lets reads run beside the store.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// Until when a claim made at `now` (in microseconds) holds.
+    fn lease_until(&self, now: i64) -> i64 {
+        now.saturating_add(micros_of(self.lease))
     }
 }
 
@@ -179,11 +199,56 @@ fn kind_name(kind: EventKind) -> &'static str {
     }
 }
 
-async fn insert_rows(
-    tx: &mut Transaction<'static, Sqlite>,
-    rows: Vec<NewIntegrationRow>,
+/// Records events with one delivery per handler, on `connection`; returns how many deliveries
+/// were created (an integration event's handler that already received it gets none).
+async fn insert_events(
+    connection: &mut SqliteConnection,
+    events: Vec<NewEvent>,
     now: i64,
+) -> Result<usize, StoreError> {
+    let mut created = 0;
+    for NewEvent { event, handlers } in events {
+        for handler in handlers {
+            if event.kind == EventKind::Integration {
+                let inserted = sqlx::query(
+                    "INSERT OR IGNORE INTO tidings_inbox (handler, event_id, received_at) \
+                     VALUES (?, ?, ?)",
+                )
+                .bind(&handler)
+                .bind(event.meta.id.to_string())
+                .bind(now)
+                .execute(&mut *connection)
+                .await
+                .map_err(error("could not record in the inbox"))?;
+                if inserted.rows_affected() == 0 {
+                    continue;
+                }
+            }
+            let query = sqlx::query(concat!(
+                "INSERT INTO tidings_deliveries (kind, handler, due_at, ",
+                event_columns!(),
+                ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ))
+            .bind(kind_name(event.kind))
+            .bind(&handler)
+            .bind(now);
+            bind_event(query, &event)
+                .execute(&mut *connection)
+                .await
+                .map_err(error("could not record a delivery"))?;
+            created += 1;
+        }
+    }
+    Ok(created)
+}
+
+/// Completes delivery `id` and records the integration rows it produced, on `connection`.
+async fn complete(
+    connection: &mut SqliteConnection,
+    id: DeliveryId,
+    rows: Vec<NewIntegrationRow>,
 ) -> Result<(), StoreError> {
+    let now = micros(Utc::now());
     for NewIntegrationRow { event, key } in rows {
         let query = sqlx::query(concat!(
             "INSERT INTO tidings_outbox (ordering_key, due_at, ",
@@ -193,53 +258,86 @@ async fn insert_rows(
         .bind(key)
         .bind(now);
         bind_event(query, &event)
-            .execute(&mut **tx)
+            .execute(&mut *connection)
             .await
             .map_err(error("could not record an integration event"))?;
     }
+    sqlx::query("DELETE FROM tidings_deliveries WHERE id = ?")
+        .bind(id.0 as i64)
+        .execute(&mut *connection)
+        .await
+        .map_err(error("could not complete a delivery"))?;
     Ok(())
 }
 
 impl Store for SqliteStore {
     fn record(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<usize, StoreError>> {
         Box::pin(async move {
-            let now = micros(Utc::now());
             let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
-            let mut created = 0;
-            for NewEvent { event, handlers } in events {
-                for handler in handlers {
-                    if event.kind == EventKind::Integration {
-                        let inserted = sqlx::query(
-                            "INSERT OR IGNORE INTO tidings_inbox (handler, event_id, received_at) \
-                             VALUES (?, ?, ?)",
-                        )
-                        .bind(&handler)
-                        .bind(event.meta.id.to_string())
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(error("could not record in the inbox"))?;
-                        if inserted.rows_affected() == 0 {
-                            continue;
-                        }
-                    }
-                    let query = sqlx::query(concat!(
-                        "INSERT INTO tidings_deliveries (kind, handler, due_at, ",
-                        event_columns!(),
-                        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    ))
-                    .bind(kind_name(event.kind))
-                    .bind(&handler)
-                    .bind(now);
-                    bind_event(query, &event)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(error("could not record a delivery"))?;
-                    created += 1;
-                }
-            }
+            let created = insert_events(&mut tx, events, micros(Utc::now())).await?;
             tx.commit().await.map_err(error("could not commit"))?;
             Ok(created)
+        })
+    }
+
+    fn record_in<'c>(
+        &'c self,
+        connection: &'c mut (dyn Any + Send),
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'c, Result<usize, StoreError>> {
+        Box::pin(async move {
+            let connection = connection
+                .downcast_mut::<SqliteConnection>()
+                .ok_or_else(|| {
+                    StoreError::new(
+                        "the app's store is SQLite: record its events in a `sqlx::Transaction<'_, Sqlite>` on the store's file",
+                        None,
+                    )
+                })?;
+            insert_events(connection, events, micros(Utc::now())).await
+        })
+    }
+
+    fn transaction_database(&self) -> Option<TypeId> {
+        Some(TypeId::of::<Sqlite>())
+    }
+
+    fn begin(
+        &self,
+        id: DeliveryId,
+        attempt: u32,
+    ) -> BoxFuture<'_, Result<Option<Box<dyn Any + Send>>, StoreError>> {
+        Box::pin(async move {
+            // IMMEDIATE: the write lock is taken now, so the delivery stays this claim's.
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(error("could not begin"))?;
+            let held: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM tidings_deliveries WHERE id = ? AND attempts = ?",
+            )
+            .bind(id.0 as i64)
+            .bind(i64::from(attempt))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(error("could not read a delivery"))?;
+            Ok(held.map(|_| Box::new(tx) as Box<dyn Any + Send>))
+        })
+    }
+
+    fn complete_in(
+        &self,
+        transaction: Box<dyn Any + Send>,
+        id: DeliveryId,
+        produced: Vec<NewIntegrationRow>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut tx = transaction
+                .downcast::<Transaction<'static, Sqlite>>()
+                .map_err(|_| StoreError::new("not a transaction of this store", None))?;
+            complete(&mut tx, id, produced).await?;
+            tx.commit().await.map_err(error("could not commit"))
         })
     }
 
@@ -250,16 +348,17 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, Result<Vec<Delivery>, StoreError>> {
         Box::pin(async move {
             let now = micros(now);
-            let lease = lease_until(now);
+            let lease = self.lease_until(now);
             let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
             let rows = sqlx::query(
-                "UPDATE tidings_deliveries SET claimed_until = ?, attempts = attempts + 1 \
-                 WHERE id IN (SELECT id FROM tidings_deliveries WHERE due_at <= ? \
-                 AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY id LIMIT ?) \
-                 RETURNING *",
+                "UPDATE tidings_deliveries SET claimed_until = ?1, attempts = attempts + 1 \
+                 WHERE id IN (SELECT o.id FROM tidings_deliveries o WHERE o.due_at <= ?2 \
+                 AND (o.claimed_until IS NULL OR o.claimed_until < ?2) \
+                 AND NOT EXISTS (SELECT 1 FROM tidings_deliveries c \
+                 WHERE c.handler = o.handler AND c.claimed_until >= ?2) \
+                 ORDER BY o.id LIMIT ?3) RETURNING *",
             )
             .bind(lease)
-            .bind(now)
             .bind(now)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&mut *tx)
@@ -306,12 +405,7 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
-            insert_rows(&mut tx, produced, micros(Utc::now())).await?;
-            sqlx::query("DELETE FROM tidings_deliveries WHERE id = ?")
-                .bind(id.0 as i64)
-                .execute(&mut *tx)
-                .await
-                .map_err(error("could not complete a delivery"))?;
+            complete(&mut tx, id, produced).await?;
             tx.commit().await.map_err(error("could not commit"))
         })
     }
@@ -445,7 +539,7 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, Result<Vec<IntegrationRow>, StoreError>> {
         Box::pin(async move {
             let now = micros(now);
-            let lease = lease_until(now);
+            let lease = self.lease_until(now);
             let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
             // The oldest row of each key, and every row with no key.
             let rows = sqlx::query(
@@ -489,14 +583,63 @@ impl Store for SqliteStore {
         })
     }
 
-    fn row_published(&self, id: RowId) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn row_published(&self, id: RowId, archive: bool) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
+            if archive {
+                sqlx::query(concat!(
+                    "INSERT INTO tidings_outbox_archive (id, ordering_key, published_at, ",
+                    event_columns!(),
+                    ") SELECT id, ordering_key, ?, ",
+                    event_columns!(),
+                    " FROM tidings_outbox WHERE id = ?"
+                ))
+                .bind(micros(Utc::now()))
+                .bind(id.0 as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(error("could not archive a published row"))?;
+            }
             sqlx::query("DELETE FROM tidings_outbox WHERE id = ?")
                 .bind(id.0 as i64)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(error("could not mark a row published"))?;
-            Ok(())
+            tx.commit().await.map_err(error("could not commit"))
+        })
+    }
+
+    fn prune(
+        &self,
+        inbox_before: DateTime<Utc>,
+        archive_before: DateTime<Utc>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<usize, StoreError>> {
+        Box::pin(async move {
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
+            let inbox = sqlx::query(
+                "DELETE FROM tidings_inbox WHERE rowid IN (SELECT rowid FROM tidings_inbox \
+                 WHERE received_at < ? LIMIT ?)",
+            )
+            .bind(micros(inbox_before))
+            .bind(limit)
+            .execute(&mut *tx)
+            .await
+            .map_err(error("could not expire inbox entries"))?
+            .rows_affected();
+            let archive = sqlx::query(
+                "DELETE FROM tidings_outbox_archive WHERE id IN (SELECT id FROM \
+                 tidings_outbox_archive WHERE published_at < ? ORDER BY published_at LIMIT ?)",
+            )
+            .bind(micros(archive_before))
+            .bind(limit)
+            .execute(&mut *tx)
+            .await
+            .map_err(error("could not expire archived rows"))?
+            .rows_affected();
+            tx.commit().await.map_err(error("could not commit"))?;
+            Ok(usize::try_from(inbox + archive).unwrap_or(usize::MAX))
         })
     }
 

@@ -2,8 +2,8 @@
 //! letters are kept. [`InMemoryStore`] is the implementation for tests and the default when an
 //! app names none.
 
-use std::any::Any;
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -210,8 +210,9 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<IntegrationRow>, StoreError>>;
 
-    /// Marks a row published (the broker acknowledged it): it leaves the outbox.
-    fn row_published(&self, id: RowId) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Marks a row published (the broker acknowledged it): it leaves the outbox, deleted or, with
+    /// `archive`, moved to the archive.
+    fn row_published(&self, id: RowId, archive: bool) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// Reschedules a row that could not be published; its key waits until `at`.
     fn retry_row(
@@ -229,6 +230,92 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many deliveries and integration rows are waiting, claimed or not.
     fn count_pending(&self) -> BoxFuture<'_, Result<(usize, usize), StoreError>>;
+
+    /// Deletes expired rows, at most `limit` of each table: inbox entries received before
+    /// `inbox_before` and archived rows published before `archive_before`. Returns how many were
+    /// deleted; a caller repeats while that is `limit` or more.
+    fn prune(
+        &self,
+        inbox_before: DateTime<Utc>,
+        archive_before: DateTime<Utc>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<usize, StoreError>>;
+
+    /// A stream of wake-ups for work recorded by other processes (PostgreSQL's `LISTEN`), if
+    /// the store has one. Default: none; the app then polls.
+    fn listen(&self) -> BoxFuture<'_, Result<Option<Box<dyn StoreListener>>, StoreError>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// Records events as [`record`](Self::record) does, on `connection`: a database connection
+    /// inside the caller's transaction (`sqlx::SqliteConnection`, `sqlx::PgConnection`), so
+    /// that the events commit or roll back with it. Default: an error, for a store with no
+    /// database.
+    fn record_in<'c>(
+        &'c self,
+        connection: &'c mut (dyn Any + Send),
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'c, Result<usize, StoreError>> {
+        let _ = (connection, events);
+        Box::pin(std::future::ready(Err(StoreError::new(
+            "this store keeps no database: record events in a transaction with a SQLite or PostgreSQL store",
+            None,
+        ))))
+    }
+
+    /// The `TypeId` of the `sqlx::Database` whose transactions this store works in, if any:
+    /// what a handler's `&mut Transaction<'_, DB>` parameter needs.
+    fn transaction_database(&self) -> Option<TypeId> {
+        None
+    }
+
+    /// Begins a transaction for a handler that takes one, holding delivery `id` at attempt
+    /// `attempt`: returns the `sqlx::Transaction<'static, DB>`, or `None` if the delivery is no
+    /// longer this claim's (its lease expired and another process claimed it).
+    fn begin(
+        &self,
+        id: DeliveryId,
+        attempt: u32,
+    ) -> BoxFuture<'_, Result<Option<Box<dyn Any + Send>>, StoreError>> {
+        let _ = (id, attempt);
+        Box::pin(std::future::ready(Err(StoreError::new(
+            "this store has no transactions",
+            None,
+        ))))
+    }
+
+    /// Completes delivery `id` and records the integration rows it produced in `transaction`
+    /// (from [`begin`](Self::begin)), then commits: the handler's effect, the completion and the
+    /// rows commit together.
+    fn complete_in(
+        &self,
+        transaction: Box<dyn Any + Send>,
+        id: DeliveryId,
+        produced: Vec<NewIntegrationRow>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        let _ = (transaction, id, produced);
+        Box::pin(std::future::ready(Err(StoreError::new(
+            "this store has no transactions",
+            None,
+        ))))
+    }
+}
+
+/// What a [`StoreListener`] heard of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// New deliveries were committed.
+    Deliveries,
+    /// New integration rows were committed.
+    Rows,
+    /// Anything may have been committed (the listener reconnected and may have missed news).
+    All,
+}
+
+/// Wake-ups from a store, for work that other processes record.
+pub trait StoreListener: Send {
+    /// Waits for the next wake-up.
+    fn next(&mut self) -> BoxFuture<'_, Result<Wake, StoreError>>;
 }
 
 /// How one delivery ended, as [`InMemoryStore::outcomes`] reports it.
@@ -286,8 +373,11 @@ pub struct InMemoryStore {
 struct MemoryState {
     next_id: u64,
     deliveries: BTreeMap<DeliveryId, MemoryDelivery>,
-    inbox: HashSet<(String, Uuid)>,
+    /// When each (handler, event id) was received.
+    inbox: HashMap<(String, Uuid), DateTime<Utc>>,
     rows: BTreeMap<RowId, MemoryRow>,
+    /// Published rows kept in the archive, with when they were published.
+    archive: Vec<(DateTime<Utc>, StoredEvent)>,
     /// Rows by key, in order; rows with no key are in no queue.
     keys: BTreeMap<String, VecDeque<RowId>>,
     /// Dead letters with the events they hold.
@@ -347,6 +437,12 @@ impl InMemoryStore {
         (state.deliveries.len(), state.rows.len())
     }
 
+    /// How many inbox entries and archived rows the store keeps: what retention bounds.
+    pub fn retained(&self) -> (usize, usize) {
+        let state = self.lock();
+        (state.inbox.len(), state.archive.len())
+    }
+
     fn ready<T: Send + 'static>(value: T) -> BoxFuture<'static, T> {
         Box::pin(std::future::ready(value))
     }
@@ -373,7 +469,10 @@ impl Store for InMemoryStore {
         for NewEvent { event, handlers } in events {
             for handler in handlers {
                 if event.kind == EventKind::Integration
-                    && !state.inbox.insert((handler.clone(), event.meta.id))
+                    && state
+                        .inbox
+                        .insert((handler.clone(), event.meta.id), now)
+                        .is_some()
                 {
                     continue;
                 }
@@ -593,10 +692,13 @@ impl Store for InMemoryStore {
         Self::ready(Ok(claimed))
     }
 
-    fn row_published(&self, id: RowId) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn row_published(&self, id: RowId, archive: bool) -> BoxFuture<'_, Result<(), StoreError>> {
         let mut state = self.lock();
         let result = match state.rows.remove(&id) {
             Some(row) => {
+                if archive {
+                    state.archive.push((Utc::now(), row.event));
+                }
                 if let Some(key) = row.key {
                     let emptied = state.keys.get_mut(&key).is_some_and(|queue| {
                         queue.retain(|queued| *queued != id);
@@ -660,5 +762,32 @@ impl Store for InMemoryStore {
 
     fn count_pending(&self) -> BoxFuture<'_, Result<(usize, usize), StoreError>> {
         Self::ready(Ok(self.pending()))
+    }
+
+    fn prune(
+        &self,
+        inbox_before: DateTime<Utc>,
+        archive_before: DateTime<Utc>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<usize, StoreError>> {
+        let mut state = self.lock();
+        let expired: Vec<(String, Uuid)> = state
+            .inbox
+            .iter()
+            .filter(|(_, received)| **received < inbox_before)
+            .map(|(key, _)| key.clone())
+            .take(limit)
+            .collect();
+        for key in &expired {
+            state.inbox.remove(key);
+        }
+        let archived = state
+            .archive
+            .iter()
+            .take(limit)
+            .take_while(|(published, _)| *published < archive_before)
+            .count();
+        state.archive.drain(..archived);
+        Self::ready(Ok(expired.len() + archived))
     }
 }

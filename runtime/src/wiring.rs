@@ -140,9 +140,15 @@ fn from_route_name(source: &str, contract: &IntegrationEventInfo) -> String {
     format!("From<&{source}> for {}", contract.name())
 }
 
-/// Works out what the app of `context` runs from `registry`, with `deps` provided, and checks it
-/// all; every problem is reported at once.
-pub(crate) fn wire(context: &str, registry: &Registry, deps: &Deps) -> Result<Wiring, BuildError> {
+/// Works out what the app of `context` runs from `registry`, with `deps` provided and a store
+/// that works in the transactions of the database `transactions` (if any), and checks it all;
+/// every problem is reported at once.
+pub(crate) fn wire(
+    context: &str,
+    registry: &Registry,
+    deps: &Deps,
+    transactions: Option<TypeId>,
+) -> Result<Wiring, BuildError> {
     let mut problems = Vec::new();
     let mut wiring = Wiring::default();
 
@@ -240,6 +246,18 @@ pub(crate) fn wire(context: &str, registry: &Registry, deps: &Deps) -> Result<Wi
                     dep.name()
                 ));
             }
+        }
+        if let Some(db) = handler.transaction()
+            && transactions != Some(db.type_id())
+        {
+            problems.push(format!(
+                "handler `{}` ({}) takes `&mut Transaction<'_, {}>`, and the app's store does not \
+                 work in that database: give the builder `.store(..)` a store on it (`SqliteStore` \
+                 for `Sqlite`, `PostgresStore` for `Postgres`)",
+                handler.name(),
+                at(handler.origin()),
+                db.name()
+            ));
         }
         let route = Route {
             name: handler.path(),

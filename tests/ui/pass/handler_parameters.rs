@@ -35,6 +35,21 @@ async fn every_parameter(
     let _ = (event, catalog, meta, owned_meta, index);
 }
 
+/// A handler in the store's transaction: its effect commits with its completion.
+#[handles]
+async fn in_the_stores_transaction(
+    event: &ProductPutOnSale,
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    meta: &EventMeta,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO products (id) VALUES ($1)")
+        .bind(&event.product_id)
+        .execute(&mut **tx)
+        .await?;
+    let _ = meta;
+    Ok(())
+}
+
 #[handles]
 fn with_lifetime_and_patterns<'a>(_: &'a ProductPutOnSale, _: Dep<Catalog>) {}
 

@@ -1,0 +1,748 @@
+//! [`PostgresStore`]: the production store, in a schema of a PostgreSQL database.
+
+use std::any::{Any, TypeId};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgArguments, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::query::Query;
+use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row, SqlSafeStr, SqlStr, Transaction};
+use uuid::Uuid;
+
+use crate::event::EventKind;
+use crate::meta::EventMeta;
+use crate::sql::{DEFAULT_LEASE, MIGRATIONS_TABLE, error, micros_of, migrator};
+use crate::store::{
+    BoxFuture, DeadLetter, DeadLetterId, Delivery, DeliveryId, IntegrationRow, NewEvent,
+    NewIntegrationRow, RowId, Store, StoreError, StoreListener, StoredEvent, Wake,
+};
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The schema of [`PostgresStore::connect`].
+const DEFAULT_SCHEMA: &str = "tidings";
+
+/// The columns in which every table holds an event, in the order [`bind_event`] binds them.
+macro_rules! event_columns {
+    () => {
+        "event_id, name, version, occurred_at, correlation_id, causation_id, traceparent, source, payload"
+    };
+}
+
+/// A store in PostgreSQL, in a schema of its own (`tidings` by default): deliveries, the
+/// integration outbox and its archive, the inbox and dead letters. The crate's migrations are
+/// applied when it connects, under an advisory lock, so that processes starting together apply
+/// them once (recorded in `<schema>._tidings_migrations`, apart from the application's).
+///
+/// - Claims take rows with `FOR UPDATE SKIP LOCKED` and hold them for a lease (60 s by
+///   default, [`lease`](Self::lease)): any number of app processes can share one schema, and
+///   the work of a process that dies is taken over when its lease expires.
+/// - Commits that record work send a `NOTIFY`; every app on the schema `LISTEN`s, so work
+///   recorded by one process starts at once in the others. Polling stays as the fallback.
+/// - Use cases record domain events in their own transaction with
+///   [`DomainEvents::publish_in`](crate::DomainEvents::publish_in); a handler can take the
+///   store's transaction as a `&mut sqlx::Transaction<'_, Postgres>` parameter.
+///
+/// Give each bounded context its own schema: an app claims every delivery of its schema.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tidings::StoreError> {
+/// let store = tidings::PostgresStore::connect("postgres://localhost/shop").await?;
+///
+/// // Or on the application's own pool, in a schema per bounded context:
+/// let pool = sqlx::PgPool::connect_lazy("postgres://localhost/shop").unwrap();
+/// let catalog = tidings::PostgresStore::connect_with(pool, "catalog_events").await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+    schema: Arc<str>,
+    lease: Duration,
+}
+
+/// Binds an event's columns, in the order of `event_columns!`.
+fn bind_event<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    event: &StoredEvent,
+) -> Query<'q, Postgres, PgArguments> {
+    query
+        .bind(event.meta.id)
+        .bind(event.name.clone())
+        .bind(i32::try_from(event.version).unwrap_or(i32::MAX))
+        .bind(event.meta.occurred_at)
+        .bind(event.meta.correlation_id)
+        .bind(event.meta.causation_id)
+        .bind(event.meta.traceparent.clone())
+        .bind(event.meta.source.clone())
+        .bind(sqlx::types::Json(Arc::clone(&event.payload)))
+}
+
+fn kind_name(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Domain => "domain",
+        EventKind::Integration => "integration",
+    }
+}
+
+/// Whether `schema` is a plain lower-case identifier, safe to put in SQL.
+fn valid_schema(schema: &str) -> bool {
+    let mut chars = schema.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && schema.len() <= 48
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` and applies the migrations in the `tidings` schema.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .connect(url)
+            .await
+            .map_err(error("could not connect to PostgreSQL"))?;
+        Self::connect_with(pool, DEFAULT_SCHEMA).await
+    }
+
+    /// A store in `schema` (created if needed; a lower-case identifier) on `pool`, such as the
+    /// application's own pool, and applies the migrations there.
+    pub async fn connect_with(pool: PgPool, schema: &str) -> Result<Self, StoreError> {
+        if !valid_schema(schema) {
+            return Err(StoreError::new(
+                format!(
+                    "`{schema}` is not a schema name tidings accepts: use lower-case letters, digits and `_`, at most 48"
+                ),
+                None,
+            ));
+        }
+        // A connection of its own, with the schema as its search path, so that the migrations
+        // create their tables there; it is closed afterwards.
+        let mut connection = pool
+            .acquire()
+            .await
+            .map_err(error("could not connect to PostgreSQL"))?
+            .detach();
+        sqlx::query(AssertSqlSafe(format!("SET search_path TO \"{schema}\"")))
+            .execute(&mut connection)
+            .await
+            .map_err(error("could not set the search path"))?;
+        let mut migrator = migrator(&MIGRATIONS);
+        migrator.dangerous_set_table_name(format!("\"{schema}\".{MIGRATIONS_TABLE}"));
+        migrator.create_schema(format!("\"{schema}\""));
+        let migrated = migrator.run(&mut connection).await;
+        let _ = sqlx::Connection::close(connection).await;
+        migrated.map_err(|source| {
+            StoreError::new(
+                "could not apply the migrations",
+                Some(Box::new(source) as _),
+            )
+        })?;
+        Ok(PostgresStore {
+            pool,
+            schema: Arc::from(schema),
+            lease: DEFAULT_LEASE,
+        })
+    }
+
+    /// How long a claim holds before another process may take the work over: 60 s by default.
+    /// Keep it longer than your slowest handler.
+    pub fn lease(self, lease: Duration) -> Self {
+        PostgresStore { lease, ..self }
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The schema of the store's tables.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// `template` with `{schema}` replaced by the store's quoted schema.
+    fn sql(&self, template: &'static str) -> SqlStr {
+        AssertSqlSafe(template.replace("{schema}", &format!("\"{}\"", self.schema))).into_sql_str()
+    }
+
+    /// The channel of the store's notifications.
+    fn channel(&self) -> String {
+        format!("tidings_{}", self.schema)
+    }
+
+    fn lease_until(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now + chrono::Duration::microseconds(micros_of(self.lease))
+    }
+
+    /// Records events with one delivery per handler on `connection`, and notifies the
+    /// listeners at commit; returns how many deliveries were created.
+    async fn insert_events(
+        &self,
+        connection: &mut PgConnection,
+        events: Vec<NewEvent>,
+    ) -> Result<usize, StoreError> {
+        let now = Utc::now();
+        let mut created = 0;
+        for NewEvent { event, handlers } in events {
+            let handlers = if event.kind == EventKind::Integration {
+                // The inbox: a handler that already received this event id gets nothing.
+                sqlx::query_scalar(self.sql(
+                    "INSERT INTO {schema}.tidings_inbox (handler, event_id, received_at) \
+                     SELECT h, $2, $3 FROM UNNEST($1::text[]) AS h \
+                     ON CONFLICT DO NOTHING RETURNING handler",
+                ))
+                .bind(handlers)
+                .bind(event.meta.id)
+                .bind(now)
+                .fetch_all(&mut *connection)
+                .await
+                .map_err(error("could not record in the inbox"))?
+            } else {
+                handlers
+            };
+            if handlers.is_empty() {
+                continue;
+            }
+            let count = handlers.len();
+            // One statement per event, whatever its number of handlers, with its notification.
+            let query = sqlx::query(self.sql(concat!(
+                "WITH inserted AS (INSERT INTO {schema}.tidings_deliveries (kind, handler, due_at, ",
+                event_columns!(),
+                ") SELECT $1, h, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM UNNEST($2::text[]) AS h \
+                 RETURNING 1) SELECT pg_notify($13, 'd') WHERE EXISTS (SELECT 1 FROM inserted)"
+            )))
+            .bind(kind_name(event.kind))
+            .bind(handlers)
+            .bind(now);
+            bind_event(query, &event)
+                .bind(self.channel())
+                .execute(&mut *connection)
+                .await
+                .map_err(error("could not record a delivery"))?;
+            created += count;
+        }
+        Ok(created)
+    }
+
+    /// Completes delivery `id` and records the rows it produced on `connection`.
+    async fn complete(
+        &self,
+        connection: &mut PgConnection,
+        id: DeliveryId,
+        rows: Vec<NewIntegrationRow>,
+    ) -> Result<(), StoreError> {
+        let now = Utc::now();
+        let produced = !rows.is_empty();
+        for NewIntegrationRow { event, key } in rows {
+            let query = sqlx::query(self.sql(concat!(
+                "INSERT INTO {schema}.tidings_outbox (ordering_key, due_at, ",
+                event_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            )))
+            .bind(key)
+            .bind(now);
+            bind_event(query, &event)
+                .execute(&mut *connection)
+                .await
+                .map_err(error("could not record an integration event"))?;
+        }
+        if produced {
+            sqlx::query("SELECT pg_notify($1, 'r')")
+                .bind(self.channel())
+                .execute(&mut *connection)
+                .await
+                .map_err(error("could not notify the relays"))?;
+        }
+        sqlx::query(self.sql("DELETE FROM {schema}.tidings_deliveries WHERE id = $1"))
+            .bind(id.0 as i64)
+            .execute(&mut *connection)
+            .await
+            .map_err(error("could not complete a delivery"))?;
+        Ok(())
+    }
+}
+
+/// Reads the event columns shared by every table.
+fn stored_event(row: &PgRow, kind: EventKind) -> Result<StoredEvent, sqlx::Error> {
+    let version: i32 = row.try_get("version")?;
+    let payload: sqlx::types::Json<serde_json::Value> = row.try_get("payload")?;
+    Ok(StoredEvent {
+        meta: EventMeta {
+            id: row.try_get("event_id")?,
+            occurred_at: row.try_get("occurred_at")?,
+            correlation_id: row.try_get("correlation_id")?,
+            causation_id: row.try_get("causation_id")?,
+            traceparent: row.try_get("traceparent")?,
+            source: row.try_get("source")?,
+        },
+        kind,
+        name: row.try_get("name")?,
+        version: u32::try_from(version).unwrap_or(0),
+        payload: Arc::new(payload.0),
+        typed: None,
+    })
+}
+
+fn kind_of(row: &PgRow) -> Result<EventKind, sqlx::Error> {
+    let kind: String = row.try_get("kind")?;
+    Ok(if kind == "integration" {
+        EventKind::Integration
+    } else {
+        EventKind::Domain
+    })
+}
+
+fn id_of(row: &PgRow) -> Result<u64, sqlx::Error> {
+    Ok(u64::try_from(row.try_get::<i64, _>("id")?).unwrap_or(0))
+}
+
+fn attempts_of(row: &PgRow) -> Result<u32, sqlx::Error> {
+    Ok(u32::try_from(row.try_get::<i32, _>("attempts")?).unwrap_or(0))
+}
+
+fn limit_of(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// Wake-ups from the store's `NOTIFY`s.
+struct Listener(PgListener);
+
+impl StoreListener for Listener {
+    fn next(&mut self) -> BoxFuture<'_, Result<Wake, StoreError>> {
+        Box::pin(async move {
+            match self.0.try_recv().await {
+                Ok(Some(notification)) => Ok(match notification.payload() {
+                    "d" => Wake::Deliveries,
+                    "r" => Wake::Rows,
+                    _ => Wake::All,
+                }),
+                // The connection was lost: it reconnects on the next call, and what was sent in
+                // between is unheard of.
+                Ok(None) => Ok(Wake::All),
+                Err(source) => Err(StoreError::new(
+                    "the PostgreSQL listener failed",
+                    Some(Box::new(source) as _),
+                )),
+            }
+        })
+    }
+}
+
+impl Store for PostgresStore {
+    fn record(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<usize, StoreError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
+            let created = self.insert_events(&mut tx, events).await?;
+            tx.commit().await.map_err(error("could not commit"))?;
+            Ok(created)
+        })
+    }
+
+    fn record_in<'c>(
+        &'c self,
+        connection: &'c mut (dyn Any + Send),
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'c, Result<usize, StoreError>> {
+        Box::pin(async move {
+            let connection = connection.downcast_mut::<PgConnection>().ok_or_else(|| {
+                StoreError::new(
+                    "the app's store is PostgreSQL: record its events in a `sqlx::Transaction<'_, Postgres>` on the store's database",
+                    None,
+                )
+            })?;
+            self.insert_events(connection, events).await
+        })
+    }
+
+    fn transaction_database(&self) -> Option<TypeId> {
+        Some(TypeId::of::<Postgres>())
+    }
+
+    fn begin(
+        &self,
+        id: DeliveryId,
+        attempt: u32,
+    ) -> BoxFuture<'_, Result<Option<Box<dyn Any + Send>>, StoreError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
+            // Locked until the commit: no other claim can take the delivery meanwhile.
+            let held: Option<i64> = sqlx::query_scalar(self.sql(
+                "SELECT id FROM {schema}.tidings_deliveries WHERE id = $1 AND attempts = $2 FOR UPDATE",
+            ))
+            .bind(id.0 as i64)
+            .bind(i32::try_from(attempt).unwrap_or(i32::MAX))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(error("could not read a delivery"))?;
+            Ok(held.map(|_| Box::new(tx) as Box<dyn Any + Send>))
+        })
+    }
+
+    fn complete_in(
+        &self,
+        transaction: Box<dyn Any + Send>,
+        id: DeliveryId,
+        produced: Vec<NewIntegrationRow>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut tx = transaction
+                .downcast::<Transaction<'static, Postgres>>()
+                .map_err(|_| StoreError::new("not a transaction of this store", None))?;
+            self.complete(&mut tx, id, produced).await?;
+            tx.commit().await.map_err(error("could not commit"))
+        })
+    }
+
+    fn listen(&self) -> BoxFuture<'_, Result<Option<Box<dyn StoreListener>>, StoreError>> {
+        Box::pin(async move {
+            let mut listener = PgListener::connect_with(&self.pool)
+                .await
+                .map_err(error("could not connect the listener"))?;
+            listener
+                .listen(&self.channel())
+                .await
+                .map_err(error("could not listen"))?;
+            Ok(Some(Box::new(Listener(listener)) as Box<dyn StoreListener>))
+        })
+    }
+
+    fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Delivery>, StoreError>> {
+        Box::pin(async move {
+            // Each handler's deliveries run in one process at a time, in the order they were
+            // recorded: a claim skips the handlers another claim holds. Claims take turns
+            // (a lock held until this claim commits) so that two cannot both see a handler free.
+            let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(self.channel())
+                .execute(&mut *tx)
+                .await
+                .map_err(error("could not take the claim lock"))?;
+            let rows = sqlx::query(self.sql(
+                "UPDATE {schema}.tidings_deliveries SET claimed_until = $1, attempts = attempts + 1 \
+                 WHERE id IN (SELECT o.id FROM {schema}.tidings_deliveries o WHERE o.due_at <= $2 \
+                 AND (o.claimed_until IS NULL OR o.claimed_until < $2) \
+                 AND NOT EXISTS (SELECT 1 FROM {schema}.tidings_deliveries c \
+                 WHERE c.handler = o.handler AND c.claimed_until >= $2) \
+                 ORDER BY o.id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING *",
+            ))
+            .bind(self.lease_until(now))
+            .bind(now)
+            .bind(limit_of(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(error("could not claim deliveries"))?;
+            tx.commit().await.map_err(error("could not commit"))?;
+            let mut deliveries = rows
+                .iter()
+                .map(|row| {
+                    Ok(Delivery {
+                        id: DeliveryId(id_of(row)?),
+                        event: stored_event(row, kind_of(row)?)?,
+                        handler: row.try_get("handler")?,
+                        attempt: attempts_of(row)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(error("could not read a delivery"))?;
+            deliveries.sort_by_key(|d| d.id);
+            Ok(deliveries)
+        })
+    }
+
+    fn complete_delivery(
+        &self,
+        id: DeliveryId,
+        produced: Vec<NewIntegrationRow>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
+            self.complete(&mut tx, id, produced).await?;
+            tx.commit().await.map_err(error("could not commit"))
+        })
+    }
+
+    fn retry_delivery(
+        &self,
+        id: DeliveryId,
+        error_text: String,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query(self.sql(
+                "UPDATE {schema}.tidings_deliveries SET claimed_until = NULL, due_at = $1, \
+                 last_error = $2 WHERE id = $3",
+            ))
+            .bind(at)
+            .bind(error_text)
+            .bind(id.0 as i64)
+            .execute(&self.pool)
+            .await
+            .map_err(error("could not reschedule a delivery"))?;
+            Ok(())
+        })
+    }
+
+    fn dead_letter_delivery(
+        &self,
+        id: DeliveryId,
+        error_text: String,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query(self.sql(concat!(
+                "WITH failed AS (DELETE FROM {schema}.tidings_deliveries WHERE id = $3 RETURNING *) \
+                 INSERT INTO {schema}.tidings_dead_letters (handler, attempts, error, at, kind, ",
+                event_columns!(),
+                ") SELECT handler, attempts, $1, $2, kind, ",
+                event_columns!(),
+                " FROM failed"
+            )))
+            .bind(error_text)
+            .bind(Utc::now())
+            .bind(id.0 as i64)
+            .execute(&self.pool)
+            .await
+            .map_err(error("could not dead-letter a delivery"))?;
+            Ok(())
+        })
+    }
+
+    fn dead_letter_message(
+        &self,
+        event: StoredEvent,
+        error_text: String,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let query = sqlx::query(self.sql(concat!(
+                "INSERT INTO {schema}.tidings_dead_letters (handler, attempts, error, at, kind, ",
+                event_columns!(),
+                ") VALUES (NULL, 0, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            )))
+            .bind(error_text)
+            .bind(Utc::now())
+            .bind(kind_name(event.kind));
+            bind_event(query, &event)
+                .execute(&self.pool)
+                .await
+                .map_err(error("could not record a dead letter"))?;
+            Ok(())
+        })
+    }
+
+    fn replay_dead_letter(&self, id: DeadLetterId) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let replayed = sqlx::query(self.sql(concat!(
+                "WITH letter AS (DELETE FROM {schema}.tidings_dead_letters \
+                 WHERE id = $1 AND handler IS NOT NULL RETURNING *), \
+                 inserted AS (INSERT INTO {schema}.tidings_deliveries (kind, handler, due_at, ",
+                event_columns!(),
+                ") SELECT kind, handler, $2, ",
+                event_columns!(),
+                " FROM letter RETURNING 1) \
+                 SELECT pg_notify($3, 'd') FROM inserted"
+            )))
+            .bind(id.0 as i64)
+            .bind(Utc::now())
+            .bind(self.channel())
+            .execute(&self.pool)
+            .await
+            .map_err(error("could not replay a dead letter"))?;
+            Ok(replayed.rows_affected() > 0)
+        })
+    }
+
+    fn discard_dead_letter(&self, id: DeadLetterId) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let deleted =
+                sqlx::query(self.sql("DELETE FROM {schema}.tidings_dead_letters WHERE id = $1"))
+                    .bind(id.0 as i64)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(error("could not discard a dead letter"))?;
+            Ok(deleted.rows_affected() > 0)
+        })
+    }
+
+    fn next_delivery_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
+        Box::pin(async move {
+            sqlx::query_scalar(self.sql(
+                "SELECT MIN(due_at) FROM {schema}.tidings_deliveries WHERE claimed_until IS NULL",
+            ))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(error("could not read the next due delivery"))
+        })
+    }
+
+    fn claim_rows(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<IntegrationRow>, StoreError>> {
+        Box::pin(async move {
+            // The oldest row of each key, and every row with no key; a row another relay holds
+            // is skipped, and so is every later row of its key.
+            let rows = sqlx::query(self.sql(
+                "UPDATE {schema}.tidings_outbox SET claimed_until = $1, attempts = attempts + 1 \
+                 WHERE id IN (SELECT o.id FROM {schema}.tidings_outbox o WHERE o.due_at <= $2 \
+                 AND (o.claimed_until IS NULL OR o.claimed_until < $2) \
+                 AND (o.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM {schema}.tidings_outbox h \
+                 WHERE h.ordering_key = o.ordering_key AND h.id < o.id)) \
+                 ORDER BY o.id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING *",
+            ))
+            .bind(self.lease_until(now))
+            .bind(now)
+            .bind(limit_of(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(error("could not claim integration rows"))?;
+            let mut claimed = rows
+                .iter()
+                .map(|row| {
+                    Ok(IntegrationRow {
+                        id: RowId(id_of(row)?),
+                        event: stored_event(row, EventKind::Integration)?,
+                        key: row.try_get("ordering_key")?,
+                        attempt: attempts_of(row)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(error("could not read a row"))?;
+            claimed.sort_by_key(|r| r.id);
+            Ok(claimed)
+        })
+    }
+
+    fn row_published(&self, id: RowId, archive: bool) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let query = if archive {
+                sqlx::query(self.sql(concat!(
+                    "WITH published AS (DELETE FROM {schema}.tidings_outbox WHERE id = $1 RETURNING *) \
+                     INSERT INTO {schema}.tidings_outbox_archive (id, ordering_key, published_at, ",
+                    event_columns!(),
+                    ") SELECT id, ordering_key, $2, ",
+                    event_columns!(),
+                    " FROM published"
+                )))
+                .bind(id.0 as i64)
+                .bind(Utc::now())
+            } else {
+                sqlx::query(self.sql("DELETE FROM {schema}.tidings_outbox WHERE id = $1"))
+                    .bind(id.0 as i64)
+            };
+            query
+                .execute(&self.pool)
+                .await
+                .map_err(error("could not mark a row published"))?;
+            Ok(())
+        })
+    }
+
+    fn retry_row(
+        &self,
+        id: RowId,
+        error_text: String,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query(self.sql(
+                "UPDATE {schema}.tidings_outbox SET claimed_until = NULL, due_at = $1, \
+                 last_error = $2 WHERE id = $3",
+            ))
+            .bind(at)
+            .bind(error_text)
+            .bind(id.0 as i64)
+            .execute(&self.pool)
+            .await
+            .map_err(error("could not reschedule a row"))?;
+            Ok(())
+        })
+    }
+
+    fn next_row_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
+        Box::pin(async move {
+            sqlx::query_scalar(
+                self.sql(
+                    "SELECT MIN(due_at) FROM {schema}.tidings_outbox WHERE claimed_until IS NULL",
+                ),
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(error("could not read the next due row"))
+        })
+    }
+
+    fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(self.sql(
+                "SELECT id, event_id, name, handler, attempts, error, at \
+                 FROM {schema}.tidings_dead_letters ORDER BY id",
+            ))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(error("could not read the dead letters"))?;
+            rows.iter()
+                .map(|row| {
+                    Ok(DeadLetter {
+                        id: DeadLetterId(id_of(row)?),
+                        event_id: row.try_get::<Uuid, _>("event_id")?,
+                        event_name: row.try_get("name")?,
+                        handler: row.try_get("handler")?,
+                        attempts: attempts_of(row)?,
+                        error: row.try_get("error")?,
+                        at: row.try_get("at")?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(error("could not read a dead letter"))
+        })
+    }
+
+    fn count_pending(&self) -> BoxFuture<'_, Result<(usize, usize), StoreError>> {
+        Box::pin(async move {
+            let (deliveries, rows): (i64, i64) = sqlx::query_as(self.sql(
+                "SELECT (SELECT COUNT(*) FROM {schema}.tidings_deliveries), \
+                 (SELECT COUNT(*) FROM {schema}.tidings_outbox)",
+            ))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(error("could not count the pending work"))?;
+            let count = |n: i64| usize::try_from(n).unwrap_or(0);
+            Ok((count(deliveries), count(rows)))
+        })
+    }
+
+    fn prune(
+        &self,
+        inbox_before: DateTime<Utc>,
+        archive_before: DateTime<Utc>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<usize, StoreError>> {
+        Box::pin(async move {
+            let (inbox, archive): (i64, i64) = sqlx::query_as(self.sql(
+                "WITH inbox AS (DELETE FROM {schema}.tidings_inbox WHERE ctid IN \
+                 (SELECT ctid FROM {schema}.tidings_inbox WHERE received_at < $1 LIMIT $3) \
+                 RETURNING 1), \
+                 archive AS (DELETE FROM {schema}.tidings_outbox_archive WHERE id IN \
+                 (SELECT id FROM {schema}.tidings_outbox_archive WHERE published_at < $2 \
+                 ORDER BY published_at LIMIT $3) RETURNING 1) \
+                 SELECT (SELECT COUNT(*) FROM inbox), (SELECT COUNT(*) FROM archive)",
+            ))
+            .bind(inbox_before)
+            .bind(archive_before)
+            .bind(limit_of(limit))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(error("could not delete expired rows"))?;
+            Ok(usize::try_from(inbox + archive).unwrap_or(usize::MAX))
+        })
+    }
+}
