@@ -545,3 +545,17 @@ async fn migrations_apply_once_from_processes_starting_together() {
     let error = refused.unwrap_err().to_string();
     assert!(error.contains("not a schema name"), "{error}");
 }
+
+#[test]
+fn a_handler_in_a_transaction_needs_a_store_of_that_database() {
+    let error = Tidings::builder("stock")
+        .provide(Schema("unused".into()))
+        .provide(Seen::default())
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("takes `&mut Transaction<'_, Postgres>`, and the app's store does not work in that database"),
+        "{error}"
+    );
+}

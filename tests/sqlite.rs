@@ -1,4 +1,5 @@
-//! The SQLite store: the same behaviour as in memory, and state that survives a restart.
+//! The SQLite store: the same behaviour as in memory, state that survives a restart, events
+//! recorded in the use case's transaction, and a handler in the store's transaction.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -62,6 +63,20 @@ fn audit_price(event: &PriceReduced, seen: Dep<Seen>) -> Result<(), AuditFull> {
     }
 }
 
+/// In the store's transaction: the price row commits with the delivery's completion.
+#[handles]
+async fn record_price(
+    event: &PriceReduced,
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO prices (sku, step) VALUES (?, ?)")
+        .bind(&event.sku)
+        .bind(event.step)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// A database file of its own, removed when the test ends.
 struct TempDb(PathBuf);
 
@@ -80,8 +95,13 @@ impl Drop for TempDb {
 }
 
 async fn app(db: &TempDb, transport: &InMemoryTransport) -> Tidings {
+    let store = SqliteStore::open(&db.0).await.unwrap();
+    sqlx::query("CREATE TABLE IF NOT EXISTS prices (sku TEXT NOT NULL, step INTEGER NOT NULL)")
+        .execute(store.pool())
+        .await
+        .unwrap();
     Tidings::builder("catalog")
-        .store(SqliteStore::open(&db.0).await.unwrap())
+        .store(store)
         .transport(transport.clone())
         .provide(Seen::default())
         .retry(
@@ -209,14 +229,121 @@ async fn the_inbox_absorbs_a_duplicate_on_sqlite() {
     running.shutdown().await.unwrap();
 }
 
+/// A pool of the application's own on the store's file, as a use case would have.
+async fn user_pool(db: &TempDb) -> sqlx::SqlitePool {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&db.0)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(10));
+    sqlx::SqlitePool::connect_with(options).await.unwrap()
+}
+
+async fn prices(db: &TempDb) -> Vec<(String, u32)> {
+    sqlx::query_as("SELECT sku, step FROM prices ORDER BY sku, step")
+        .fetch_all(&user_pool(db).await)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
-async fn migrations_apply_once_however_often_the_file_is_opened() {
+async fn publish_in_commits_with_the_aggregate_or_not_at_all_on_sqlite() {
     let db = TempDb::new();
-    let first = SqliteStore::open(&db.0).await.unwrap();
-    let second = SqliteStore::open(&db.0).await.unwrap();
-    let (a, b) = tokio::join!(
-        tidings::Store::count_pending(&first),
-        tidings::Store::count_pending(&second)
+    let transport = InMemoryTransport::default();
+    let app = app(&db, &transport).await;
+    let running = app.start().await.unwrap();
+    let pool = user_pool(&db).await;
+    sqlx::query("CREATE TABLE listings (sku TEXT PRIMARY KEY, price INTEGER)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    for (sku, commit) in [("kept", true), ("rolled-back", false)] {
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("INSERT INTO listings (sku, price) VALUES (?, 900)")
+            .bind(sku)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let event = PriceReduced {
+            sku: sku.into(),
+            step: 1,
+        };
+        app.domain_events()
+            .publish_in(&mut tx, event)
+            .await
+            .unwrap();
+        if commit {
+            tx.commit().await.unwrap();
+        } else {
+            tx.rollback().await.unwrap();
+        }
+    }
+    running.settle().await;
+    assert_eq!(repriced(&app), [("kept".to_owned(), 1)]);
+    assert_eq!(prices(&db).await, [("kept".to_owned(), 1)]);
+    let listings: Vec<(String,)> = sqlx::query_as("SELECT sku FROM listings")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(listings, [("kept".to_owned(),)]);
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_handler_in_the_stores_transaction_leaves_no_effect() {
+    let db = TempDb::new();
+    let transport = InMemoryTransport::default();
+    let app = app(&db, &transport).await;
+    // The price row's table is missing for a while: the handler's insert fails, then succeeds.
+    sqlx::query("ALTER TABLE prices RENAME TO prices_away")
+        .execute(&user_pool(&db).await)
+        .await
+        .unwrap();
+    let running = app.start().await.unwrap();
+    let event = PriceReduced {
+        sku: "late".into(),
+        step: 2,
+    };
+    app.domain_events().publish(event).await.unwrap();
+    running.settle().await;
+    let dead = app.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].handler.as_deref(), Some("sqlite::record_price"));
+    sqlx::query("ALTER TABLE prices_away RENAME TO prices")
+        .execute(&user_pool(&db).await)
+        .await
+        .unwrap();
+    assert!(prices(&db).await.is_empty());
+    assert!(app.replay_dead_letter(dead[0].id).await.unwrap());
+    running.settle().await;
+    assert_eq!(prices(&db).await, [("late".to_owned(), 2)]);
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn migrations_apply_once_from_processes_opening_the_file_together() {
+    let db = TempDb::new();
+    let opens = (0..4).map(|_| SqliteStore::open(&db.0));
+    let stores: Vec<SqliteStore> = futures_util::future::join_all(opens)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let again = SqliteStore::open(&db.0).await.unwrap();
+    for store in stores.iter().chain([&again]) {
+        assert_eq!(tidings::Store::count_pending(store).await.unwrap(), (0, 0));
+    }
+    let (applied,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM _tidings_migrations")
+        .fetch_one(again.pool())
+        .await
+        .unwrap();
+    assert_eq!(applied, 3);
+    let theirs: Option<(String,)> =
+        sqlx::query_as("SELECT name FROM sqlite_master WHERE name = '_sqlx_migrations'")
+            .fetch_optional(again.pool())
+            .await
+            .unwrap();
+    assert!(
+        theirs.is_none(),
+        "the application's migrations table is its own"
     );
-    assert_eq!((a.unwrap(), b.unwrap()), ((0, 0), (0, 0)));
 }
