@@ -35,3 +35,39 @@ pub async fn fresh_schema(url: &str, test: &str) -> (sqlx::PgPool, String) {
     .expect("the test's schema can be dropped");
     (pool, schema)
 }
+
+/// Kills this process with SIGKILL, at once: no destructor, no flush, no graceful close; what
+/// the process had not committed is lost, as in a crash.
+pub fn die() -> ! {
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &std::process::id().to_string()])
+        .status();
+    // `kill` delivers the signal before it returns; this is never reached.
+    std::process::abort()
+}
+
+/// Starts this test binary again as a child process running the ignored test `entry`, with
+/// `env` set: a process of its own that the test can kill.
+pub fn spawn_child(entry: &str, env: &[(&str, &str)]) -> std::process::Child {
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    let mut command = std::process::Command::new(exe);
+    command
+        .args([
+            "--exact",
+            entry,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.spawn().expect("the child process starts")
+}
+
+/// The value of `name` in the child's environment.
+pub fn child_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("the child process needs {name}"))
+}
