@@ -2,6 +2,11 @@
 //! `catalog` publishes domain events, reacts to them in-process, and translates some into
 //! integration events (its public contracts); `search` consumes one of them to keep an index.
 //! `cargo run --example shop` prints what happens, step by step, with short ids.
+//!
+//! The outboxes are SQLite files in `shop-data/` (or `$SHOP_DATA`), the embedded default; given a
+//! PostgreSQL URL, `cargo run --example shop -- postgres://localhost/shop`, they are schemas of
+//! that database (`shop_catalog`, `shop_search`). Either way a second run finds the first run's
+//! dead letters.
 
 use std::fmt::Display;
 use std::path::PathBuf;
@@ -9,7 +14,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tidings::prelude::*;
-use tidings::{SqliteStore, Store};
+use tidings::{PostgresStore, SqliteStore, TidingsBuilder};
 
 /// The catalog context: products, prices, stock and orders.
 mod catalog {
@@ -310,6 +315,48 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Where the contexts keep their outboxes.
+enum Stores {
+    /// A SQLite file per context in this directory.
+    Sqlite(PathBuf),
+    /// A schema per context in this PostgreSQL database.
+    Postgres(sqlx::PgPool),
+}
+
+impl Stores {
+    /// From the command line: a PostgreSQL URL, or nothing for the SQLite files.
+    async fn from_args() -> Result<Stores, Box<dyn std::error::Error>> {
+        if let Some(url) = std::env::args().nth(1) {
+            return Ok(Stores::Postgres(sqlx::PgPool::connect(&url).await?));
+        }
+        let data = std::env::var("SHOP_DATA").unwrap_or_else(|_| "shop-data".into());
+        let data = PathBuf::from(data);
+        std::fs::create_dir_all(&data)?;
+        Ok(Stores::Sqlite(data))
+    }
+
+    /// The builder of `context`'s app, with its store.
+    async fn builder(&self, context: &str) -> Result<TidingsBuilder, tidings::StoreError> {
+        let builder = Tidings::builder(context);
+        Ok(match self {
+            Stores::Sqlite(data) => {
+                builder.store(SqliteStore::open(data.join(format!("{context}.db"))).await?)
+            }
+            Stores::Postgres(pool) => {
+                let schema = format!("shop_{context}");
+                builder.store(PostgresStore::connect_with(pool.clone(), &schema).await?)
+            }
+        })
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Stores::Sqlite(data) => format!("SQLite files in {}/", data.display()),
+            Stores::Postgres(_) => "PostgreSQL schemas shop_catalog and shop_search".to_owned(),
+        }
+    }
+}
+
 /// Runs both contexts, drives two use cases through them, and reports what happened.
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -320,23 +367,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("   Each handler's line ends with the id of the event it handled, and its");
     println!("   correlation id: the id of the use case's event that started it all.");
     // The embedded default: each context keeps its outbox in a SQLite file of its own.
-    let data = PathBuf::from(std::env::var("SHOP_DATA").unwrap_or_else(|_| "shop-data".into()));
-    std::fs::create_dir_all(&data)?;
-    let catalog_store = SqliteStore::open(data.join("catalog.db")).await?;
-    let search_store = SqliteStore::open(data.join("search.db")).await?;
-    let earlier = Store::dead_letters(&catalog_store).await?.len();
-    println!(
-        "   Their outboxes are SQLite files in {}/: {earlier} dead letter(s) of earlier runs are kept there.",
-        data.display()
-    );
+    let stores = Stores::from_args().await?;
     let transport = InMemoryTransport::default();
     let catalog = Dep::new(Catalog::default());
     let espresso_machine = ("Espresso machine".to_owned(), 24_900);
     locked(&catalog.0).insert("p-1".into(), espresso_machine);
     let stock = Stock::default();
     locked(&stock.0).insert("p-1".into(), 10);
-    let catalog_app = Tidings::builder("catalog")
-        .store(catalog_store)
+    let catalog_app = stores
+        .builder("catalog")
+        .await?
         .transport(transport.clone())
         .provide_dep(catalog.clone())
         .provide(ProductsOnSale::default())
@@ -350,11 +390,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .build()?;
     let index = Dep::new(SearchIndex::default());
-    let search_app = Tidings::builder("search")
-        .store(search_store)
+    let search_app = stores
+        .builder("search")
+        .await?
         .transport(transport.clone())
         .provide_dep(index.clone())
         .build()?;
+    let earlier = catalog_app.dead_letters().await?.len();
+    println!(
+        "   Their outboxes are {}: {earlier} dead letter(s) of earlier runs are kept there.",
+        stores.describe()
+    );
     let catalog_running = catalog_app.start().await?;
     let search_running = search_app.start().await?;
     let both = [&catalog_running, &search_running];
