@@ -203,7 +203,10 @@ pub use tidings_macros::integration_event;
 ///   integration event (the handler consumes it from the broker).
 /// - Further parameters, in any order: `Dep<T>` (a provided dependency), `EventMeta` or
 ///   `&EventMeta` (the event's envelope), `DomainEvents` (the publisher of the handler's context:
-///   what it publishes is caused by the handled event).
+///   what it publishes is caused by the handled event), and, in an `async fn`,
+///   `&mut sqlx::Transaction<'_, DB>`: the store's transaction, in which the handler's database
+///   effect, its completion and the integration events it returns commit together (`DB` is
+///   `Sqlite` for a `SqliteStore`, `Postgres` for a `PostgresStore`).
 /// - Returns `()`, `Result<(), E>`, an integration event `I`, `Option<I>`, `Vec<I>`, or one of
 ///   those in `Result<_, E>`, where `E: std::error::Error + Send + Sync + 'static`. A handler that
 ///   returns an integration event is a *translation*: it handles a domain event that `I` lists in
@@ -246,7 +249,8 @@ pub mod prelude {
     };
 }
 
-/// The README's examples, compiled and run as doc tests so that they stay true.
-#[doc = include_str!("../../README.md")]
+/// The README's examples, compiled and run as doc tests so that they stay true. They use both
+/// stores, so they run with the `postgres` feature on, as `cargo test --workspace` has it.
+#[cfg_attr(feature = "postgres", doc = include_str!("../../README.md"))]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
