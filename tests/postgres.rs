@@ -393,7 +393,14 @@ async fn a_lease_held_by_a_dead_process_expires_and_is_taken_over() {
         .unwrap();
     // A process claims both deliveries and dies before running them.
     let dead = store(&pool, &schema).await.lease(lease);
-    let claimed = dead.claim_deliveries(Utc::now(), 10).await.unwrap();
+    let handlers = [
+        "postgres::project_stock".to_owned(),
+        "postgres::note_stock".to_owned(),
+    ];
+    let claimed = dead
+        .claim_deliveries(Utc::now(), 10, &handlers)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 2);
     drop(dead);
     let survivor = Tidings::builder("stock")

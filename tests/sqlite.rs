@@ -63,17 +63,34 @@ fn audit_price(event: &PriceReduced, seen: Dep<Seen>) -> Result<(), AuditFull> {
     }
 }
 
-/// In the store's transaction: the price row commits with the delivery's completion.
+#[derive(Debug, thiserror::Error)]
+pub enum PriceError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Publish(#[from] tidings::Error),
+}
+
+/// In the store's transaction: the price row commits with the delivery's completion. Step 99
+/// tries to publish apart from the transaction, which fails.
 #[handles]
 async fn record_price(
     event: &PriceReduced,
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-) -> Result<(), sqlx::Error> {
+    events: DomainEvents,
+) -> Result<(), PriceError> {
     sqlx::query("INSERT INTO prices (sku, step) VALUES (?, ?)")
         .bind(&event.sku)
         .bind(event.step)
         .execute(&mut **tx)
         .await?;
+    if event.step == 99 {
+        let again = PriceReduced {
+            sku: event.sku.clone(),
+            step: 100,
+        };
+        events.publish(again).await?;
+    }
     Ok(())
 }
 
@@ -193,8 +210,9 @@ async fn order_per_key_retries_and_dead_letters_hold_on_sqlite() {
     assert!(store.replay_dead_letter(dead[0].id).await.unwrap());
     assert!(store.discard_dead_letter(dead[1].id).await.unwrap());
     assert!(store.dead_letters().await.unwrap().is_empty());
+    let handlers = ["sqlite::audit_price".to_owned()];
     let claimed = store
-        .claim_deliveries(chrono::Utc::now(), 10)
+        .claim_deliveries(chrono::Utc::now(), 10, &handlers)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -346,4 +364,27 @@ async fn migrations_apply_once_from_processes_opening_the_file_together() {
         theirs.is_none(),
         "the application's migrations table is its own"
     );
+}
+
+#[tokio::test]
+async fn a_handler_in_the_stores_transaction_cannot_publish_apart_from_it() {
+    let db = TempDb::new();
+    let transport = InMemoryTransport::default();
+    let app = app(&db, &transport).await;
+    let running = app.start().await.unwrap();
+    let event = PriceReduced {
+        sku: "apart".into(),
+        step: 99,
+    };
+    app.domain_events().publish(event).await.unwrap();
+    running.settle().await;
+    let dead = app.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0].error.contains("use `publish_in(tx, event)`"),
+        "{}",
+        dead[0].error
+    );
+    assert!(prices(&db).await.is_empty(), "its row rolled back");
+    running.shutdown().await.unwrap();
 }

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use std::future::Future;
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -38,8 +39,9 @@ impl Activity {
 
     /// Waits until every activity in `all` is idle and, at that moment, `quiet` says nothing
     /// else waits (such as work recorded in a store and not yet claimed). `quiet` is asked again
-    /// after each change of an activity.
-    pub async fn settle<F, Q>(all: &[&Activity], mut quiet: Q)
+    /// after each change of an activity, and every `recheck` while nothing changes here (the
+    /// work may be another process's).
+    pub async fn settle<F, Q>(all: &[&Activity], recheck: Duration, mut quiet: Q)
     where
         Q: FnMut() -> F,
         F: Future<Output = bool>,
@@ -52,7 +54,10 @@ impl Activity {
             if all.iter().all(|a| a.is_idle()) && quiet().await {
                 return;
             }
-            futures_util::future::select_all(waits).await;
+            tokio::select! {
+                _ = futures_util::future::select_all(waits) => {}
+                () = tokio::time::sleep(recheck) => {}
+            }
         }
     }
 }

@@ -56,6 +56,11 @@ pub enum Error {
     /// `start()` was called on an app that is already running.
     #[error("the `{0}` app is already started: `start()` runs it once")]
     AlreadyStarted(String),
+    /// `publish` was called in a handler that holds the store's transaction.
+    #[error(
+        "`{0}` was published with `publish` in a handler that holds the store's transaction: use `publish_in(tx, event)` with that transaction, so that the event commits with the handler's effect"
+    )]
+    PublishInTransaction(&'static str),
     /// A background task of the app panicked.
     #[error("a task of the `{context}` app panicked: {message}")]
     TaskPanicked {
@@ -272,6 +277,7 @@ impl Tidings {
         DomainEvents {
             app: Arc::clone(&self.inner),
             cause: None,
+            in_transaction: false,
         }
     }
 
@@ -410,8 +416,9 @@ impl Running {
 
     /// Resolves once the app is idle: nothing in flight, every delivery in its store completed
     /// or dead-lettered, every integration row published, and (on a transport that can tell)
-    /// every message it sent received. For tests: it sleeps and polls nothing, asking the
-    /// store how much work waits each time the app's work in flight drops to none.
+    /// every message it sent received. For tests, with no sleeps: it asks the store how much
+    /// work waits each time the app's work in flight drops to none, and every poll interval
+    /// while the waiting work is not this process's to do.
     pub async fn settle(&self) {
         Running::settle_all(&[self]).await;
     }
@@ -438,7 +445,12 @@ impl Running {
             }
             true
         };
-        Activity::settle(&all, stores_empty).await;
+        let recheck = apps
+            .iter()
+            .map(|running| running.app.poll_interval)
+            .min()
+            .unwrap_or(Duration::from_secs(1));
+        Activity::settle(&all, recheck, stores_empty).await;
     }
 }
 
@@ -460,6 +472,8 @@ struct Cause {
 pub struct DomainEvents {
     app: Arc<AppInner>,
     cause: Option<Cause>,
+    /// Whether it is the parameter of a handler that holds the store's transaction.
+    in_transaction: bool,
 }
 
 impl fmt::Debug for DomainEvents {
@@ -480,6 +494,7 @@ impl DomainEvents {
                 causation_id: meta.id,
                 traceparent: meta.traceparent.clone(),
             }),
+            in_transaction: self.in_transaction,
         }
     }
 
@@ -488,10 +503,18 @@ impl DomainEvents {
     ///
     /// Returns a [`Publishing`] future rather than being an `async fn`, so that passing anything
     /// but a domain event is one compile error, not three.
+    ///
+    /// In a handler that takes the store's transaction, use [`publish_in`](Self::publish_in)
+    /// with that transaction: `publish` fails there, as it would wait for the transaction's own
+    /// connection and commit apart from it.
     pub fn publish<E: DomainEvent>(&self, event: E) -> Publishing<'_> {
         let (meta, span, recorded) = self.prepare(event);
         let app = &self.app;
+        let in_transaction = self.in_transaction;
         let recording = async move {
+            if in_transaction {
+                return Err(Error::PublishInTransaction(E::NAME));
+            }
             match recorded {
                 None => tracing::debug!("no handler in this context"),
                 Some(new_event) => app.record(vec![new_event?]).await?,
@@ -663,14 +686,20 @@ impl AppInner {
     }
 
     /// How long to wait for work that nobody announced: until the next scheduled item, at most
-    /// the poll interval.
-    fn wait_for(&self, next_due: Result<Option<chrono::DateTime<Utc>>, StoreError>) -> Duration {
+    /// the poll interval. An item that was already due when the last claim (at `claimed_at`)
+    /// found nothing is held back (by another instance's claim, or behind the head of its key):
+    /// it is waited for by polling, not by spinning.
+    fn wait_for(
+        &self,
+        next_due: Result<Option<chrono::DateTime<Utc>>, StoreError>,
+        claimed_at: chrono::DateTime<Utc>,
+    ) -> Duration {
         match next_due {
-            Ok(Some(due)) => (due - Utc::now())
+            Ok(Some(due)) if due > claimed_at => (due - Utc::now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)
                 .min(self.poll_interval),
-            Ok(None) => self.poll_interval,
+            Ok(_) => self.poll_interval,
             Err(error) => {
                 tracing::warn!(%error, "could not read the next due time");
                 self.poll_interval
@@ -698,6 +727,25 @@ impl AppInner {
         decoder
             .decode(&event.payload)
             .map_err(|error| format!("`{}` could not be decoded: {error}", event.name))
+    }
+
+    /// Runs one handler's claimed deliveries one after the other, in order, extending the claim
+    /// on those still waiting so that it does not expire while the earlier ones run.
+    async fn run_group(self: &Arc<Self>, group: Vec<Delivery>) {
+        let claims: Vec<(crate::store::DeliveryId, u32)> =
+            group.iter().map(|d| (d.id, d.attempt)).collect();
+        let mut extended = tokio::time::Instant::now();
+        for (i, delivery) in group.into_iter().enumerate() {
+            if let Some(lease) = self.store.lease()
+                && extended.elapsed() >= lease / 3
+            {
+                if let Err(error) = self.store.extend_claims(claims[i..].to_vec()).await {
+                    tracing::warn!(%error, "could not extend the claim on deliveries");
+                }
+                extended = tokio::time::Instant::now();
+            }
+            self.deliver(delivery).await;
+        }
     }
 
     /// Runs one delivery and records how it went. The delivery is in flight until then.
@@ -733,7 +781,7 @@ impl AppInner {
                 Ok(produced) => {
                     let count = produced.len();
                     let stored = match slot.ok().flatten().map(TransactionSlot::into_inner) {
-                        None => self.store.complete_delivery(id, produced).await,
+                        None => self.store.complete_delivery(id, attempt, produced).await,
                         Some(Some(transaction)) => {
                             self.store.complete_in(transaction, id, produced).await
                         }
@@ -756,10 +804,10 @@ impl AppInner {
                         let delay = self.retry.delay(attempt);
                         tracing::warn!(error = %failure.message, ?delay, "handler failed; will retry");
                         let at = Utc::now() + delay;
-                        self.store.retry_delivery(id, failure.message, at).await
+                        self.store.retry_delivery(id, attempt, failure.message, at).await
                     } else {
                         tracing::error!(error = %failure.message, "handler failed; dead-lettered");
-                        self.store.dead_letter_delivery(id, failure.message).await
+                        self.store.dead_letter_delivery(id, attempt, failure.message).await
                     }
                 }
             };
@@ -816,6 +864,7 @@ impl AppInner {
         let publisher = DomainEvents {
             app: Arc::clone(self),
             cause: None,
+            in_transaction: slot.is_some(),
         };
         let span_name = match route.target {
             Target::Handler(h) if h.produces().is_none() => "handler",
@@ -1034,60 +1083,82 @@ impl Failure {
 }
 
 /// The dispatcher: runs due deliveries until told to stop.
-async fn dispatch(app: Arc<AppInner>, mut stop: watch::Receiver<bool>) {
-    loop {
-        loop {
-            let batch = match app.store.claim_deliveries(Utc::now(), app.batch_size).await {
-                Ok(batch) => batch,
-                Err(error) => {
-                    tracing::error!(%error, "could not claim deliveries");
-                    break;
-                }
-            };
-            if batch.is_empty() {
-                break;
+async fn dispatch(app: Arc<AppInner>, stop: watch::Receiver<bool>) {
+    let handlers: Vec<String> = app.wiring.route_names().map(str::to_owned).collect();
+    let claim = |now| app.store.claim_deliveries(now, app.batch_size, &handlers);
+    let run = |batch: Vec<Delivery>| async {
+        // Handlers run concurrently; each one's deliveries run one at a time, in the order
+        // the events were recorded, so a handler sees the events in that order (a delivery
+        // that failed and waits for its retry is overtaken by later ones).
+        let mut by_handler: Vec<Vec<Delivery>> = Vec::new();
+        for delivery in batch {
+            match by_handler
+                .iter_mut()
+                .find(|g| g[0].handler == delivery.handler)
+            {
+                Some(group) => group.push(delivery),
+                None => by_handler.push(vec![delivery]),
             }
-            app.activity.start(batch.len());
-            // Handlers run concurrently; each one's deliveries run one at a time, in the order
-            // the events were recorded, so a handler sees the events in that order (a delivery
-            // that failed and waits for its retry is overtaken by later ones).
-            let mut by_handler: Vec<Vec<Delivery>> = Vec::new();
-            for delivery in batch {
-                match by_handler
-                    .iter_mut()
-                    .find(|g| g[0].handler == delivery.handler)
-                {
-                    Some(group) => group.push(delivery),
-                    None => by_handler.push(vec![delivery]),
-                }
-            }
-            let runs = by_handler.into_iter().map(|group| async {
-                for delivery in group {
-                    app.deliver(delivery).await;
-                }
-            });
-            futures_util::future::join_all(runs).await;
         }
-        if *stop.borrow() {
-            return;
-        }
-        let wait = app.wait_for(app.store.next_delivery_due().await);
-        tokio::select! {
-            () = app.dispatch_wake.notified() => {}
-            () = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => {}
-        }
-    }
+        let runs = by_handler.into_iter().map(|group| app.run_group(group));
+        futures_util::future::join_all(runs).await;
+    };
+    let next_due = || app.store.next_delivery_due();
+    work(
+        &app,
+        &app.dispatch_wake,
+        stop,
+        claim,
+        run,
+        next_due,
+        "deliveries",
+    )
+    .await;
 }
 
 /// The relay: publishes due integration rows, in order per key, until told to stop.
-async fn relay(app: Arc<AppInner>, mut stop: watch::Receiver<bool>) {
+async fn relay(app: Arc<AppInner>, stop: watch::Receiver<bool>) {
+    let claim = |now| app.store.claim_rows(now, app.batch_size);
+    let run = |batch: Vec<IntegrationRow>| async {
+        futures_util::future::join_all(batch.into_iter().map(|row| app.publish_row(row))).await;
+    };
+    let next_due = || app.store.next_row_due();
+    work(
+        &app,
+        &app.relay_wake,
+        stop,
+        claim,
+        run,
+        next_due,
+        "integration rows",
+    )
+    .await;
+}
+
+/// The loop of the dispatcher and the relay: claims batches and runs them until none is due,
+/// then sleeps until woken, until the next item is due, or for the poll interval.
+async fn work<'a, T, C, R, N, Fut>(
+    app: &'a AppInner,
+    wake: &'a Notify,
+    mut stop: watch::Receiver<bool>,
+    claim: C,
+    run: R,
+    next_due: N,
+    what: &str,
+) where
+    C: Fn(chrono::DateTime<Utc>) -> crate::store::BoxFuture<'a, Result<Vec<T>, StoreError>>,
+    R: Fn(Vec<T>) -> Fut,
+    Fut: Future<Output = ()>,
+    N: Fn() -> crate::store::BoxFuture<'a, Result<Option<chrono::DateTime<Utc>>, StoreError>>,
+{
     loop {
+        let mut claimed_at;
         loop {
-            let batch = match app.store.claim_rows(Utc::now(), app.batch_size).await {
+            claimed_at = Utc::now();
+            let batch = match claim(claimed_at).await {
                 Ok(batch) => batch,
                 Err(error) => {
-                    tracing::error!(%error, "could not claim integration rows");
+                    tracing::error!(%error, "could not claim {what}");
                     break;
                 }
             };
@@ -1095,14 +1166,14 @@ async fn relay(app: Arc<AppInner>, mut stop: watch::Receiver<bool>) {
                 break;
             }
             app.activity.start(batch.len());
-            futures_util::future::join_all(batch.into_iter().map(|row| app.publish_row(row))).await;
+            run(batch).await;
         }
         if *stop.borrow() {
             return;
         }
-        let wait = app.wait_for(app.store.next_row_due().await);
+        let wait = app.wait_for(next_due().await, claimed_at);
         tokio::select! {
-            () = app.relay_wake.notified() => {}
+            () = wake.notified() => {}
             () = tokio::time::sleep(wait) => {}
             _ = stop.changed() => {}
         }

@@ -44,7 +44,9 @@ macro_rules! event_columns {
 ///   [`DomainEvents::publish_in`](crate::DomainEvents::publish_in); a handler can take the
 ///   store's transaction as a `&mut sqlx::Transaction<'_, Postgres>` parameter.
 ///
-/// Give each bounded context its own schema: an app claims every delivery of its schema.
+/// - Leases and due times are reckoned on the database's clock, which every instance shares.
+///
+/// Give each bounded context its own schema, so that its tables hold its work alone.
 ///
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")]
@@ -175,8 +177,10 @@ impl PostgresStore {
         format!("tidings_{}", self.schema)
     }
 
-    fn lease_until(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        now + chrono::Duration::microseconds(micros_of(self.lease))
+    /// The lease in microseconds, for `now() + $n * interval '1 microsecond'`: leases are
+    /// reckoned on the database's clock, the one clock every instance shares.
+    fn lease_micros(&self) -> i64 {
+        micros_of(self.lease)
     }
 
     /// Records events with one delivery per handler on `connection`, and notifies the
@@ -213,12 +217,11 @@ impl PostgresStore {
             let query = sqlx::query(self.sql(concat!(
                 "WITH inserted AS (INSERT INTO {schema}.tidings_deliveries (kind, handler, due_at, ",
                 event_columns!(),
-                ") SELECT $1, h, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM UNNEST($2::text[]) AS h \
-                 RETURNING 1) SELECT pg_notify($13, 'd') WHERE EXISTS (SELECT 1 FROM inserted)"
+                ") SELECT $1, h, now(), $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM UNNEST($2::text[]) AS h \
+                 RETURNING 1) SELECT pg_notify($12, 'd') WHERE EXISTS (SELECT 1 FROM inserted)"
             )))
             .bind(kind_name(event.kind))
-            .bind(handlers)
-            .bind(now);
+            .bind(handlers);
             bind_event(query, &event)
                 .bind(self.channel())
                 .execute(&mut *connection)
@@ -229,23 +232,35 @@ impl PostgresStore {
         Ok(created)
     }
 
-    /// Completes delivery `id` and records the rows it produced on `connection`.
+    /// Completes delivery `id`, if it is still claimed at `attempt` (or whatever its attempt,
+    /// for `None`), and records the rows it produced, on `connection`. Returns whether it did.
     async fn complete(
         &self,
         connection: &mut PgConnection,
         id: DeliveryId,
+        attempt: Option<u32>,
         rows: Vec<NewIntegrationRow>,
-    ) -> Result<(), StoreError> {
-        let now = Utc::now();
+    ) -> Result<bool, StoreError> {
+        let deleted = sqlx::query(self.sql(
+            "DELETE FROM {schema}.tidings_deliveries WHERE id = $1 \
+             AND ($2::integer IS NULL OR attempts = $2)",
+        ))
+        .bind(id.0 as i64)
+        .bind(attempt.map(attempt_of))
+        .execute(&mut *connection)
+        .await
+        .map_err(error("could not complete a delivery"))?;
+        if deleted.rows_affected() == 0 {
+            return Ok(false);
+        }
         let produced = !rows.is_empty();
         for NewIntegrationRow { event, key } in rows {
             let query = sqlx::query(self.sql(concat!(
                 "INSERT INTO {schema}.tidings_outbox (ordering_key, due_at, ",
                 event_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                ") VALUES ($1, now(), $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             )))
-            .bind(key)
-            .bind(now);
+            .bind(key);
             bind_event(query, &event)
                 .execute(&mut *connection)
                 .await
@@ -258,12 +273,7 @@ impl PostgresStore {
                 .await
                 .map_err(error("could not notify the relays"))?;
         }
-        sqlx::query(self.sql("DELETE FROM {schema}.tidings_deliveries WHERE id = $1"))
-            .bind(id.0 as i64)
-            .execute(&mut *connection)
-            .await
-            .map_err(error("could not complete a delivery"))?;
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -303,6 +313,10 @@ fn id_of(row: &PgRow) -> Result<u64, sqlx::Error> {
 
 fn attempts_of(row: &PgRow) -> Result<u32, sqlx::Error> {
     Ok(u32::try_from(row.try_get::<i32, _>("attempts")?).unwrap_or(0))
+}
+
+fn attempt_of(attempt: u32) -> i32 {
+    i32::try_from(attempt).unwrap_or(i32::MAX)
 }
 
 fn limit_of(limit: usize) -> i64 {
@@ -375,7 +389,7 @@ impl Store for PostgresStore {
                 "SELECT id FROM {schema}.tidings_deliveries WHERE id = $1 AND attempts = $2 FOR UPDATE",
             ))
             .bind(id.0 as i64)
-            .bind(i32::try_from(attempt).unwrap_or(i32::MAX))
+            .bind(attempt_of(attempt))
             .fetch_optional(&mut *tx)
             .await
             .map_err(error("could not read a delivery"))?;
@@ -393,8 +407,38 @@ impl Store for PostgresStore {
             let mut tx = transaction
                 .downcast::<Transaction<'static, Postgres>>()
                 .map_err(|_| StoreError::new("not a transaction of this store", None))?;
-            self.complete(&mut tx, id, produced).await?;
+            // The transaction holds the delivery's row since `begin`: it is this claim's.
+            self.complete(&mut tx, id, None, produced).await?;
             tx.commit().await.map_err(error("could not commit"))
+        })
+    }
+
+    fn lease(&self) -> Option<Duration> {
+        Some(self.lease)
+    }
+
+    fn extend_claims(
+        &self,
+        claims: Vec<(DeliveryId, u32)>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let (ids, attempts): (Vec<i64>, Vec<i32>) = claims
+                .into_iter()
+                .map(|(id, attempt)| (id.0 as i64, attempt_of(attempt)))
+                .unzip();
+            sqlx::query(self.sql(
+                "UPDATE {schema}.tidings_deliveries d \
+                 SET claimed_until = now() + $3 * interval '1 microsecond' \
+                 FROM UNNEST($1::bigint[], $2::integer[]) AS c(id, attempts) \
+                 WHERE d.id = c.id AND d.attempts = c.attempts",
+            ))
+            .bind(ids)
+            .bind(attempts)
+            .bind(self.lease_micros())
+            .execute(&self.pool)
+            .await
+            .map_err(error("could not extend the claims"))?;
+            Ok(())
         })
     }
 
@@ -411,11 +455,12 @@ impl Store for PostgresStore {
         })
     }
 
-    fn claim_deliveries(
-        &self,
-        now: DateTime<Utc>,
+    fn claim_deliveries<'a>(
+        &'a self,
+        _now: DateTime<Utc>,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<Delivery>, StoreError>> {
+        handlers: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>> {
         Box::pin(async move {
             // Each handler's deliveries run in one process at a time, in the order they were
             // recorded: a claim skips the handlers another claim holds. Claims take turns
@@ -427,16 +472,18 @@ impl Store for PostgresStore {
                 .await
                 .map_err(error("could not take the claim lock"))?;
             let rows = sqlx::query(self.sql(
-                "UPDATE {schema}.tidings_deliveries SET claimed_until = $1, attempts = attempts + 1 \
-                 WHERE id IN (SELECT o.id FROM {schema}.tidings_deliveries o WHERE o.due_at <= $2 \
-                 AND (o.claimed_until IS NULL OR o.claimed_until < $2) \
+                "UPDATE {schema}.tidings_deliveries \
+                 SET claimed_until = now() + $1 * interval '1 microsecond', attempts = attempts + 1 \
+                 WHERE id IN (SELECT o.id FROM {schema}.tidings_deliveries o WHERE o.due_at <= now() \
+                 AND (o.claimed_until IS NULL OR o.claimed_until < now()) \
+                 AND o.handler = ANY($3) \
                  AND NOT EXISTS (SELECT 1 FROM {schema}.tidings_deliveries c \
-                 WHERE c.handler = o.handler AND c.claimed_until >= $2) \
-                 ORDER BY o.id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING *",
+                 WHERE c.handler = o.handler AND c.claimed_until >= now()) \
+                 ORDER BY o.id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING *",
             ))
-            .bind(self.lease_until(now))
-            .bind(now)
+            .bind(self.lease_micros())
             .bind(limit_of(limit))
+            .bind(handlers)
             .fetch_all(&mut *tx)
             .await
             .map_err(error("could not claim deliveries"))?;
@@ -461,29 +508,34 @@ impl Store for PostgresStore {
     fn complete_delivery(
         &self,
         id: DeliveryId,
+        attempt: u32,
         produced: Vec<NewIntegrationRow>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
-            self.complete(&mut tx, id, produced).await?;
-            tx.commit().await.map_err(error("could not commit"))
+            if self.complete(&mut tx, id, Some(attempt), produced).await? {
+                tx.commit().await.map_err(error("could not commit"))?;
+            }
+            Ok(())
         })
     }
 
     fn retry_delivery(
         &self,
         id: DeliveryId,
+        attempt: u32,
         error_text: String,
         at: DateTime<Utc>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             sqlx::query(self.sql(
                 "UPDATE {schema}.tidings_deliveries SET claimed_until = NULL, due_at = $1, \
-                 last_error = $2 WHERE id = $3",
+                 last_error = $2 WHERE id = $3 AND attempts = $4",
             ))
             .bind(at)
             .bind(error_text)
             .bind(id.0 as i64)
+            .bind(attempt_of(attempt))
             .execute(&self.pool)
             .await
             .map_err(error("could not reschedule a delivery"))?;
@@ -494,11 +546,13 @@ impl Store for PostgresStore {
     fn dead_letter_delivery(
         &self,
         id: DeliveryId,
+        attempt: u32,
         error_text: String,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             sqlx::query(self.sql(concat!(
-                "WITH failed AS (DELETE FROM {schema}.tidings_deliveries WHERE id = $3 RETURNING *) \
+                "WITH failed AS (DELETE FROM {schema}.tidings_deliveries \
+                 WHERE id = $3 AND attempts = $4 RETURNING *) \
                  INSERT INTO {schema}.tidings_dead_letters (handler, attempts, error, at, kind, ",
                 event_columns!(),
                 ") SELECT handler, attempts, $1, $2, kind, ",
@@ -508,6 +562,7 @@ impl Store for PostgresStore {
             .bind(error_text)
             .bind(Utc::now())
             .bind(id.0 as i64)
+            .bind(attempt_of(attempt))
             .execute(&self.pool)
             .await
             .map_err(error("could not dead-letter a delivery"))?;
@@ -544,13 +599,12 @@ impl Store for PostgresStore {
                  WHERE id = $1 AND handler IS NOT NULL RETURNING *), \
                  inserted AS (INSERT INTO {schema}.tidings_deliveries (kind, handler, due_at, ",
                 event_columns!(),
-                ") SELECT kind, handler, $2, ",
+                ") SELECT kind, handler, now(), ",
                 event_columns!(),
                 " FROM letter RETURNING 1) \
-                 SELECT pg_notify($3, 'd') FROM inserted"
+                 SELECT pg_notify($2, 'd') FROM inserted"
             )))
             .bind(id.0 as i64)
-            .bind(Utc::now())
             .bind(self.channel())
             .execute(&self.pool)
             .await
@@ -584,22 +638,22 @@ impl Store for PostgresStore {
 
     fn claim_rows(
         &self,
-        now: DateTime<Utc>,
+        _now: DateTime<Utc>,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<IntegrationRow>, StoreError>> {
         Box::pin(async move {
             // The oldest row of each key, and every row with no key; a row another relay holds
             // is skipped, and so is every later row of its key.
             let rows = sqlx::query(self.sql(
-                "UPDATE {schema}.tidings_outbox SET claimed_until = $1, attempts = attempts + 1 \
-                 WHERE id IN (SELECT o.id FROM {schema}.tidings_outbox o WHERE o.due_at <= $2 \
-                 AND (o.claimed_until IS NULL OR o.claimed_until < $2) \
+                "UPDATE {schema}.tidings_outbox \
+                 SET claimed_until = now() + $1 * interval '1 microsecond', attempts = attempts + 1 \
+                 WHERE id IN (SELECT o.id FROM {schema}.tidings_outbox o WHERE o.due_at <= now() \
+                 AND (o.claimed_until IS NULL OR o.claimed_until < now()) \
                  AND (o.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM {schema}.tidings_outbox h \
                  WHERE h.ordering_key = o.ordering_key AND h.id < o.id)) \
-                 ORDER BY o.id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING *",
+                 ORDER BY o.id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING *",
             ))
-            .bind(self.lease_until(now))
-            .bind(now)
+            .bind(self.lease_micros())
             .bind(limit_of(limit))
             .fetch_all(&self.pool)
             .await

@@ -67,9 +67,12 @@ impl Retention {
         }
     }
 
-    /// How often expired rows are deleted.
+    /// How often expired rows are deleted (at least every 10 ms).
     pub fn interval(self, interval: Duration) -> Self {
-        Retention { interval, ..self }
+        Retention {
+            interval: interval.max(Duration::from_millis(10)),
+            ..self
+        }
     }
 
     /// How long published rows stay archived, or `None` if they are deleted at once.

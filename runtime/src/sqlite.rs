@@ -242,12 +242,26 @@ async fn insert_events(
     Ok(created)
 }
 
-/// Completes delivery `id` and records the integration rows it produced, on `connection`.
+/// Completes delivery `id`, if it is still claimed at `attempt` (or whatever its attempt, for
+/// `None`), and records the integration rows it produced, on `connection`. Returns whether it
+/// did.
 async fn complete(
     connection: &mut SqliteConnection,
     id: DeliveryId,
+    attempt: Option<u32>,
     rows: Vec<NewIntegrationRow>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
+    let deleted = sqlx::query(
+        "DELETE FROM tidings_deliveries WHERE id = ?1 AND (?2 IS NULL OR attempts = ?2)",
+    )
+    .bind(id.0 as i64)
+    .bind(attempt.map(i64::from))
+    .execute(&mut *connection)
+    .await
+    .map_err(error("could not complete a delivery"))?;
+    if deleted.rows_affected() == 0 {
+        return Ok(false);
+    }
     let now = micros(Utc::now());
     for NewIntegrationRow { event, key } in rows {
         let query = sqlx::query(concat!(
@@ -262,12 +276,7 @@ async fn complete(
             .await
             .map_err(error("could not record an integration event"))?;
     }
-    sqlx::query("DELETE FROM tidings_deliveries WHERE id = ?")
-        .bind(id.0 as i64)
-        .execute(&mut *connection)
-        .await
-        .map_err(error("could not complete a delivery"))?;
-    Ok(())
+    Ok(true)
 }
 
 impl Store for SqliteStore {
@@ -336,16 +345,44 @@ impl Store for SqliteStore {
             let mut tx = transaction
                 .downcast::<Transaction<'static, Sqlite>>()
                 .map_err(|_| StoreError::new("not a transaction of this store", None))?;
-            complete(&mut tx, id, produced).await?;
+            // The transaction holds the write lock since `begin`: the delivery is this claim's.
+            complete(&mut tx, id, None, produced).await?;
             tx.commit().await.map_err(error("could not commit"))
         })
     }
 
-    fn claim_deliveries(
+    fn lease(&self) -> Option<Duration> {
+        Some(self.lease)
+    }
+
+    fn extend_claims(
         &self,
+        claims: Vec<(DeliveryId, u32)>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let until = self.lease_until(micros(Utc::now()));
+            let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
+            for (id, attempt) in claims {
+                sqlx::query(
+                    "UPDATE tidings_deliveries SET claimed_until = ? WHERE id = ? AND attempts = ?",
+                )
+                .bind(until)
+                .bind(id.0 as i64)
+                .bind(i64::from(attempt))
+                .execute(&mut *tx)
+                .await
+                .map_err(error("could not extend the claims"))?;
+            }
+            tx.commit().await.map_err(error("could not commit"))
+        })
+    }
+
+    fn claim_deliveries<'a>(
+        &'a self,
         now: DateTime<Utc>,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<Delivery>, StoreError>> {
+        handlers: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>> {
         Box::pin(async move {
             let now = micros(now);
             let lease = self.lease_until(now);
@@ -354,6 +391,7 @@ impl Store for SqliteStore {
                 "UPDATE tidings_deliveries SET claimed_until = ?1, attempts = attempts + 1 \
                  WHERE id IN (SELECT o.id FROM tidings_deliveries o WHERE o.due_at <= ?2 \
                  AND (o.claimed_until IS NULL OR o.claimed_until < ?2) \
+                 AND o.handler IN (SELECT value FROM json_each(?4)) \
                  AND NOT EXISTS (SELECT 1 FROM tidings_deliveries c \
                  WHERE c.handler = o.handler AND c.claimed_until >= ?2) \
                  ORDER BY o.id LIMIT ?3) RETURNING *",
@@ -361,6 +399,7 @@ impl Store for SqliteStore {
             .bind(lease)
             .bind(now)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(serde_json::to_string(handlers).unwrap_or_default())
             .fetch_all(&mut *tx)
             .await
             .map_err(error("could not claim deliveries"))?;
@@ -401,28 +440,34 @@ impl Store for SqliteStore {
     fn complete_delivery(
         &self,
         id: DeliveryId,
+        attempt: u32,
         produced: Vec<NewIntegrationRow>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
-            complete(&mut tx, id, produced).await?;
-            tx.commit().await.map_err(error("could not commit"))
+            if complete(&mut tx, id, Some(attempt), produced).await? {
+                tx.commit().await.map_err(error("could not commit"))?;
+            }
+            Ok(())
         })
     }
 
     fn retry_delivery(
         &self,
         id: DeliveryId,
+        attempt: u32,
         error_text: String,
         at: DateTime<Utc>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             sqlx::query(
-                "UPDATE tidings_deliveries SET claimed_until = NULL, due_at = ?, last_error = ? WHERE id = ?",
+                "UPDATE tidings_deliveries SET claimed_until = NULL, due_at = ?, last_error = ? \
+                 WHERE id = ? AND attempts = ?",
             )
             .bind(micros(at))
             .bind(error_text)
             .bind(id.0 as i64)
+            .bind(i64::from(attempt))
             .execute(&self.pool)
             .await
             .map_err(error("could not reschedule a delivery"))?;
@@ -433,6 +478,7 @@ impl Store for SqliteStore {
     fn dead_letter_delivery(
         &self,
         id: DeliveryId,
+        attempt: u32,
         error_text: String,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
@@ -442,16 +488,18 @@ impl Store for SqliteStore {
                 event_columns!(),
                 ") SELECT handler, attempts, ?, ?, kind, ",
                 event_columns!(),
-                " FROM tidings_deliveries WHERE id = ?"
+                " FROM tidings_deliveries WHERE id = ? AND attempts = ?"
             ))
             .bind(error_text)
             .bind(Utc::now().to_rfc3339())
             .bind(id.0 as i64)
+            .bind(i64::from(attempt))
             .execute(&mut *tx)
             .await
             .map_err(error("could not dead-letter a delivery"))?;
-            sqlx::query("DELETE FROM tidings_deliveries WHERE id = ?")
+            sqlx::query("DELETE FROM tidings_deliveries WHERE id = ? AND attempts = ?")
                 .bind(id.0 as i64)
+                .bind(i64::from(attempt))
                 .execute(&mut *tx)
                 .await
                 .map_err(error("could not dead-letter a delivery"))?;

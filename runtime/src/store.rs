@@ -153,35 +153,62 @@ pub trait Store: Send + Sync + 'static {
     /// deliveries were created.
     fn record(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<usize, StoreError>>;
 
-    /// Claims up to `limit` deliveries due at `now`; a claimed delivery is not returned again
-    /// until it is completed, rescheduled or dead-lettered.
-    fn claim_deliveries(
-        &self,
+    /// Claims up to `limit` deliveries of the handlers named in `handlers`, due at `now`, in
+    /// the order they were recorded; a claimed delivery is not returned again until it is
+    /// completed, rescheduled or dead-lettered, or its claim expires. A handler whose
+    /// deliveries another claim holds gets none: each handler's deliveries run in one process
+    /// at a time, in order.
+    fn claim_deliveries<'a>(
+        &'a self,
         now: DateTime<Utc>,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<Delivery>, StoreError>>;
+        handlers: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>>;
 
-    /// Completes a delivery and records the integration events it produced, in one step.
+    /// Completes a delivery and records the integration events it produced, in one step, if
+    /// the delivery is still claimed at `attempt`; otherwise (another process took it over)
+    /// nothing changes.
     fn complete_delivery(
         &self,
         id: DeliveryId,
+        attempt: u32,
         produced: Vec<NewIntegrationRow>,
     ) -> BoxFuture<'_, Result<(), StoreError>>;
 
-    /// Reschedules a failed delivery for `at`, keeping its error.
+    /// Reschedules a failed delivery for `at`, keeping its error, if it is still claimed at
+    /// `attempt`.
     fn retry_delivery(
         &self,
         id: DeliveryId,
+        attempt: u32,
         error: String,
         at: DateTime<Utc>,
     ) -> BoxFuture<'_, Result<(), StoreError>>;
 
-    /// Moves a failed delivery to the dead letters.
+    /// Moves a failed delivery to the dead letters, if it is still claimed at `attempt`.
     fn dead_letter_delivery(
         &self,
         id: DeliveryId,
+        attempt: u32,
         error: String,
     ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// How long a claim holds before another process may take the work over, for a store whose
+    /// claims expire. Default: `None`, claims that hold until the process lets go.
+    fn lease(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Extends the claims on deliveries, each `(id, attempt)`, by a lease from now: for a
+    /// handler whose claimed deliveries take long to run one after the other. Default: nothing
+    /// to extend.
+    fn extend_claims(
+        &self,
+        claims: Vec<(DeliveryId, u32)>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        let _ = claims;
+        Box::pin(std::future::ready(Ok(())))
+    }
 
     /// Records a message that reached no handler, such as one that could not be decoded, as a
     /// dead letter.
@@ -454,10 +481,13 @@ impl MemoryState {
         self.next_id
     }
 
-    fn take_delivery(&mut self, id: DeliveryId) -> Result<MemoryDelivery, StoreError> {
-        self.deliveries
-            .remove(&id)
-            .ok_or_else(|| StoreError::new(format!("no delivery {}", id.0), None))
+    /// Takes delivery `id` out, if it is still claimed at `attempt`.
+    fn take_delivery(&mut self, id: DeliveryId, attempt: u32) -> Option<MemoryDelivery> {
+        let held = self
+            .deliveries
+            .get(&id)
+            .is_some_and(|d| d.claimed && d.attempts == attempt);
+        held.then(|| self.deliveries.remove(&id)).flatten()
     }
 }
 
@@ -491,16 +521,28 @@ impl Store for InMemoryStore {
         Self::ready(Ok(created))
     }
 
-    fn claim_deliveries(
-        &self,
+    fn claim_deliveries<'a>(
+        &'a self,
         now: DateTime<Utc>,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<Delivery>, StoreError>> {
+        handlers: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>> {
         let mut state = self.lock();
+        let held: HashSet<String> = state
+            .deliveries
+            .values()
+            .filter(|d| d.claimed)
+            .map(|d| d.handler.clone())
+            .collect();
         let claimed = state
             .deliveries
             .iter_mut()
-            .filter(|(_, d)| !d.claimed && d.due <= now)
+            .filter(|(_, d)| {
+                !d.claimed
+                    && d.due <= now
+                    && !held.contains(&d.handler)
+                    && handlers.contains(&d.handler)
+            })
             .take(limit)
             .map(|(id, d)| {
                 d.claimed = true;
@@ -519,10 +561,11 @@ impl Store for InMemoryStore {
     fn complete_delivery(
         &self,
         id: DeliveryId,
+        attempt: u32,
         produced: Vec<NewIntegrationRow>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         let mut state = self.lock();
-        let result = state.take_delivery(id).map(|delivery| {
+        if let Some(delivery) = state.take_delivery(id, attempt) {
             state.outcomes.push(Outcome::Completed {
                 handler: delivery.handler,
                 event_id: delivery.event.meta.id,
@@ -543,42 +586,44 @@ impl Store for InMemoryStore {
                 };
                 state.rows.insert(id, row);
             }
-        });
-        Self::ready(result)
+        }
+        Self::ready(Ok(()))
     }
 
     fn retry_delivery(
         &self,
         id: DeliveryId,
+        attempt: u32,
         error: String,
         at: DateTime<Utc>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         let mut state = self.lock();
         let state = &mut *state;
-        let result = match state.deliveries.get_mut(&id) {
-            Some(delivery) => {
-                delivery.claimed = false;
-                delivery.due = at;
-                state.outcomes.push(Outcome::Retrying {
-                    handler: delivery.handler.clone(),
-                    event_id: delivery.event.meta.id,
-                    attempt: delivery.attempts,
-                    error,
-                });
-                Ok(())
-            }
-            None => Err(StoreError::new(format!("no delivery {}", id.0), None)),
-        };
-        Self::ready(result)
+        let held = state
+            .deliveries
+            .get_mut(&id)
+            .filter(|d| d.claimed && d.attempts == attempt);
+        if let Some(delivery) = held {
+            delivery.claimed = false;
+            delivery.due = at;
+            state.outcomes.push(Outcome::Retrying {
+                handler: delivery.handler.clone(),
+                event_id: delivery.event.meta.id,
+                attempt: delivery.attempts,
+                error,
+            });
+        }
+        Self::ready(Ok(()))
     }
 
     fn dead_letter_delivery(
         &self,
         id: DeliveryId,
+        attempt: u32,
         error: String,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         let mut state = self.lock();
-        let result = state.take_delivery(id).map(|delivery| {
+        if let Some(delivery) = state.take_delivery(id, attempt) {
             state.outcomes.push(Outcome::DeadLettered {
                 handler: delivery.handler.clone(),
                 event_id: delivery.event.meta.id,
@@ -595,8 +640,8 @@ impl Store for InMemoryStore {
                 at: Utc::now(),
             };
             state.dead.push((letter, delivery.event));
-        });
-        Self::ready(result)
+        }
+        Self::ready(Ok(()))
     }
 
     fn dead_letter_message(

@@ -59,6 +59,11 @@ impl Wiring {
         self.by_name.get(name).map(|&i| &self.routes[i])
     }
 
+    /// The names of every route, under which their deliveries are recorded.
+    pub(crate) fn route_names(&self) -> impl Iterator<Item = &str> {
+        self.routes.iter().map(|route| route.name.as_str())
+    }
+
     /// The route at `index`.
     pub(crate) fn route_at(&self, index: usize) -> &Route {
         &self.routes[index]
