@@ -32,9 +32,13 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite")
 ///
 /// Use cases record domain events in their own transaction on the same file with
 /// [`DomainEvents::publish_in`](crate::DomainEvents::publish_in); a handler can take the store's
-/// transaction as a `&mut sqlx::Transaction<'_, Sqlite>` parameter. SQLite has one writer at a
-/// time: the store keeps one connection, and a transaction of the application waits for the
-/// store's (and the other way round) up to the busy timeout of 10 s.
+/// transaction as a `&mut sqlx::Transaction<'_, Sqlite>` parameter.
+///
+/// SQLite has one writer at a time, and the store keeps one connection. The application's
+/// transactions can run on [`pool`](Self::pool), taking turns with the store, or on a pool of
+/// its own on the same file (WAL, a busy timeout), where a write waits for the store's up to
+/// that timeout; begin those with `pool.begin_with("BEGIN IMMEDIATE")`, so that a transaction
+/// that reads before it writes is not refused when the store wrote in between.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
