@@ -227,3 +227,168 @@ async fn an_undecodable_message_is_dead_lettered_and_the_next_one_flows() {
     assert_eq!(received(&app).len(), 1, "the good message was handled");
     running.shutdown().await.unwrap();
 }
+
+/// A store that counts the relay's claims, to see whether it spins.
+#[derive(Clone, Default)]
+struct CountingClaims {
+    inner: InMemoryStore,
+    claims: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl tidings::Store for CountingClaims {
+    fn record(&self, events: Vec<tidings::NewEvent>) -> BoxFuture<'_, StoreResult<usize>> {
+        self.inner.record(events)
+    }
+    fn claim_deliveries<'a>(
+        &'a self,
+        now: Time,
+        limit: usize,
+        handlers: &'a [String],
+    ) -> BoxFuture<'a, StoreResult<Vec<tidings::Delivery>>> {
+        self.inner.claim_deliveries(now, limit, handlers)
+    }
+    fn complete_delivery(
+        &self,
+        id: tidings::DeliveryId,
+        attempt: u32,
+        produced: Vec<tidings::NewIntegrationRow>,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        self.inner.complete_delivery(id, attempt, produced)
+    }
+    fn retry_delivery(
+        &self,
+        id: tidings::DeliveryId,
+        attempt: u32,
+        error: String,
+        at: Time,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        self.inner.retry_delivery(id, attempt, error, at)
+    }
+    fn dead_letter_delivery(
+        &self,
+        id: tidings::DeliveryId,
+        attempt: u32,
+        error: String,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        self.inner.dead_letter_delivery(id, attempt, error)
+    }
+    fn dead_letter_message(
+        &self,
+        event: tidings::StoredEvent,
+        error: String,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        self.inner.dead_letter_message(event, error)
+    }
+    fn replay_dead_letter(&self, id: tidings::DeadLetterId) -> BoxFuture<'_, StoreResult<bool>> {
+        self.inner.replay_dead_letter(id)
+    }
+    fn discard_dead_letter(&self, id: tidings::DeadLetterId) -> BoxFuture<'_, StoreResult<bool>> {
+        self.inner.discard_dead_letter(id)
+    }
+    fn next_delivery_due(&self) -> BoxFuture<'_, StoreResult<Option<Time>>> {
+        self.inner.next_delivery_due()
+    }
+    fn claim_rows(
+        &self,
+        now: Time,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<tidings::IntegrationRow>>> {
+        self.claims
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.claim_rows(now, limit)
+    }
+    fn row_published(&self, id: tidings::RowId, archive: bool) -> BoxFuture<'_, StoreResult<()>> {
+        self.inner.row_published(id, archive)
+    }
+    fn retry_row(
+        &self,
+        id: tidings::RowId,
+        error: String,
+        at: Time,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        self.inner.retry_row(id, error, at)
+    }
+    fn next_row_due(&self) -> BoxFuture<'_, StoreResult<Option<Time>>> {
+        self.inner.next_row_due()
+    }
+    fn dead_letters(&self) -> BoxFuture<'_, StoreResult<Vec<tidings::DeadLetter>>> {
+        self.inner.dead_letters()
+    }
+    fn count_pending(&self) -> BoxFuture<'_, StoreResult<(usize, usize)>> {
+        self.inner.count_pending()
+    }
+    fn prune(&self, inbox: Time, archive: Time, limit: usize) -> BoxFuture<'_, StoreResult<usize>> {
+        self.inner.prune(inbox, archive, limit)
+    }
+}
+
+type Time = chrono::DateTime<chrono::Utc>;
+type StoreResult<T> = Result<T, tidings::StoreError>;
+use tidings::BoxFuture;
+
+/// A broker that refuses every message of the key `stuck`.
+#[derive(Clone, Default)]
+struct RefusesStuck(InMemoryTransport);
+
+impl Transport for RefusesStuck {
+    fn publish(&self, message: Message) -> BoxFuture<'_, Result<(), tidings::TransportError>> {
+        if message.key.as_deref() == Some("stuck") {
+            let refused = tidings::TransportError::new("the broker refuses this key", None);
+            return Box::pin(std::future::ready(Err(refused)));
+        }
+        self.0.publish(message)
+    }
+
+    fn subscribe(
+        &self,
+        subscription: tidings::Subscription,
+    ) -> BoxFuture<'_, Result<Box<dyn tidings::Inbound>, tidings::TransportError>> {
+        self.0.subscribe(subscription)
+    }
+}
+
+#[tokio::test]
+async fn the_relay_waits_for_a_parked_keys_head_without_spinning() {
+    let store = CountingClaims::default();
+    let claims = std::sync::Arc::clone(&store.claims);
+    let broker = RefusesStuck::default();
+    let app = Tidings::builder("catalog")
+        .store(store)
+        .transport(broker.clone())
+        .provide(Received::default())
+        .retry(
+            RetryPolicy::default()
+                .max_attempts(2)
+                .initial_delay(std::time::Duration::from_millis(20))
+                .max_delay(std::time::Duration::from_millis(50)),
+        )
+        .build()
+        .unwrap();
+    let running = app.start().await.unwrap();
+    for step in 0..3 {
+        for sku in ["stuck", "free"] {
+            let event = PriceReduced {
+                sku: sku.into(),
+                step,
+            };
+            app.domain_events().publish(event).await.unwrap();
+        }
+    }
+    while broker.0.published().len() < 3 {
+        tokio::task::yield_now().await;
+    }
+    // The rows behind the parked head are due, and not claimable: the relay waits for the
+    // head's next retry instead of claiming again at once.
+    let before = claims.load(std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let during = claims.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert!(during < 200, "{during} claims in half a second");
+    let stuck: Vec<u32> = broker
+        .0
+        .published()
+        .iter()
+        .map(|m| m.data["step"].as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(stuck, [0, 1, 2], "only the free key flowed, in order");
+    running.shutdown().await.unwrap();
+}
