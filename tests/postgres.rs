@@ -566,3 +566,15 @@ fn a_handler_in_a_transaction_needs_a_store_of_that_database() {
         "{error}"
     );
 }
+
+/// Stores can be opened from a spawned task, such as a service's start-up task.
+#[test]
+fn stores_open_in_spawned_tasks() {
+    fn spawnable<F: std::future::Future + Send + 'static>(_: F) {}
+    spawnable(async {
+        let pool = sqlx::PgPool::connect_lazy("postgres://localhost/unused").unwrap();
+        PostgresStore::connect_with(pool, "spawned").await
+    });
+    spawnable(PostgresStore::connect("postgres://localhost/unused"));
+    spawnable(tidings::SqliteStore::open("unused.db"));
+}

@@ -122,22 +122,23 @@ impl PostgresStore {
                 None,
             ));
         }
-        // A connection of its own, with the schema as its search path, so that the migrations
-        // create their tables there; it is closed afterwards.
-        let mut connection = pool
-            .acquire()
+        // A pool of one connection with the schema as its search path, so that the migrations
+        // create their tables there; it is closed afterwards. (A pool rather than a bare
+        // connection: sqlx's migration future on `&mut PgConnection` is not `Send` for every
+        // lifetime, which would make `connect_with` unusable in `tokio::spawn`.)
+        let options = (*pool.connect_options())
+            .clone()
+            .options([("search_path", format!("\"{schema}\""))]);
+        let migrating = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
             .await
-            .map_err(error("could not connect to PostgreSQL"))?
-            .detach();
-        sqlx::query(AssertSqlSafe(format!("SET search_path TO \"{schema}\"")))
-            .execute(&mut connection)
-            .await
-            .map_err(error("could not set the search path"))?;
+            .map_err(error("could not connect to PostgreSQL"))?;
         let mut migrator = migrator(&MIGRATIONS);
         migrator.dangerous_set_table_name(format!("\"{schema}\".{MIGRATIONS_TABLE}"));
         migrator.create_schema(format!("\"{schema}\""));
-        let migrated = migrator.run(&mut connection).await;
-        let _ = sqlx::Connection::close(connection).await;
+        let migrated = migrator.run(&migrating).await;
+        migrating.close().await;
         migrated.map_err(|source| {
             StoreError::new(
                 "could not apply the migrations",
