@@ -578,3 +578,40 @@ fn stores_open_in_spawned_tasks() {
     spawnable(PostgresStore::connect("postgres://localhost/unused"));
     spawnable(tidings::SqliteStore::open("unused.db"));
 }
+
+/// An event with a single handler: recorded by the store's shorter statement.
+#[domain_event]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ItemCounted {
+    pub sku: String,
+}
+
+#[handles]
+fn note_count(event: &ItemCounted, seen: Dep<Seen>) {
+    seen.noted.lock().unwrap().push((event.sku.clone(), 0));
+}
+
+#[tokio::test]
+async fn an_event_with_one_handler_is_recorded_and_handled() {
+    let Some(url) = support::database_url("an_event_with_one_handler_is_recorded_and_handled")
+    else {
+        return;
+    };
+    let (pool, schema) = support::fresh_schema(&url, "one_handler").await;
+    let app = app(
+        store(&pool, &schema).await,
+        &schema,
+        InMemoryTransport::default(),
+    );
+    let running = app.start().await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    let counted = ItemCounted { sku: "one".into() };
+    app.domain_events()
+        .publish_in(&mut tx, counted)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    running.settle().await;
+    assert_eq!(noted(&app), [("one".to_owned(), 0)]);
+    running.shutdown().await.unwrap();
+}
