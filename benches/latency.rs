@@ -38,14 +38,15 @@
 //! --bench latency`.
 #![allow(missing_docs)]
 
+mod support;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use sqlx::AssertSqlSafe;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::PgPool;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -408,40 +409,6 @@ async fn measure(case: Case, setup: Setup, rate: u64, duration: Duration) -> Fig
     }
 }
 
-/// A pool on `DATABASE_URL`, or `None` (and why, printed).
-async fn postgres() -> Option<PgPool> {
-    let Some(url) = std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|url| !url.is_empty())
-    else {
-        println!("skipping PostgreSQL: DATABASE_URL is not set");
-        return None;
-    };
-    let pool = match PgPoolOptions::new()
-        .max_connections(8)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(&url)
-        .await
-    {
-        Ok(pool) => pool,
-        Err(error) => {
-            println!("skipping PostgreSQL: could not connect to DATABASE_URL: {error}");
-            return None;
-        }
-    };
-    Some(pool)
-}
-
-/// Drops PostgreSQL schema `schema` of this bench, if it exists.
-async fn drop_schema(pool: &PgPool, schema: &str) {
-    sqlx::query(AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
-    )))
-    .execute(pool)
-    .await
-    .expect("a schema of the bench is dropped");
-}
-
 async fn run(full: bool) {
     let (rates, duration): (&[u64], _) = if full {
         (&[100, 1_000], Duration::from_secs(3))
@@ -449,7 +416,7 @@ async fn run(full: bool) {
         println!("smoke run (pass --bench, as `cargo bench` does, for the figures)");
         (&[100], Duration::from_millis(300))
     };
-    let postgres = postgres().await;
+    let postgres = support::postgres(8).await;
     let dir = sqlite_dir();
     std::fs::create_dir_all(&dir).expect("the temporary directory is created");
     let cases = [
@@ -469,7 +436,7 @@ async fn run(full: bool) {
             let file = dir.join(format!("case-{}-{rate}.db", all.len()));
             let schema = format!("{SCHEMA}_{}", all.len());
             if let Some(pool) = postgres.as_ref().filter(|_| case.on_postgres()) {
-                drop_schema(pool, &schema).await;
+                support::drop_schema(pool, &schema).await;
                 schemas.push(schema.clone());
             }
             // Set up here: the future of `PostgresStore::connect_with` cannot be spawned (its
@@ -491,7 +458,7 @@ async fn run(full: bool) {
         ));
         if let Some(pool) = &postgres {
             let schema = format!("{SCHEMA}_capacity");
-            drop_schema(pool, &schema).await;
+            support::drop_schema(pool, &schema).await;
             schemas.push(schema);
             capacities.push(("PostgreSQL", capacity(None, Some(pool.clone())).await));
         }
@@ -499,7 +466,7 @@ async fn run(full: bool) {
     let _ = std::fs::remove_dir_all(&dir);
     if let Some(pool) = &postgres {
         for schema in &schemas {
-            drop_schema(pool, schema).await;
+            support::drop_schema(pool, schema).await;
         }
     }
 

@@ -37,6 +37,8 @@
 //! --bench outbox -- --warm-up-time 1 --measurement-time 5`.
 #![allow(missing_docs)]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -46,12 +48,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::PgPool;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::types::Json;
-use sqlx::{AssertSqlSafe, PgConnection, SqliteConnection};
+use sqlx::{PgConnection, SqliteConnection};
 use tidings::prelude::*;
 use tidings::{PostgresStore, SqliteStore};
 use uuid::Uuid;
@@ -399,31 +401,8 @@ async fn sqlite() -> Bench {
 
 /// The PostgreSQL bench, or `None` (and why, printed) without a database.
 async fn postgres() -> Option<Bench> {
-    let Some(url) = std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|url| !url.is_empty())
-    else {
-        println!("skipping PostgreSQL: DATABASE_URL is not set");
-        return None;
-    };
-    let pool = match PgPoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(&url)
-        .await
-    {
-        Ok(pool) => pool,
-        Err(error) => {
-            println!("skipping PostgreSQL: could not connect to DATABASE_URL: {error}");
-            return None;
-        }
-    };
-    sqlx::query(AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS \"{SCHEMA}\" CASCADE"
-    )))
-    .execute(&pool)
-    .await
-    .expect("the bench's schema is dropped");
+    let pool = support::postgres(4).await?;
+    support::drop_schema(&pool, SCHEMA).await;
     let store = PostgresStore::connect_with(pool.clone(), SCHEMA)
         .await
         .expect("the PostgreSQL store connects");
