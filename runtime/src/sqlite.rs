@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sqlx::migrate::MigrateError;
 use sqlx::query::Query;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::sqlite::{
@@ -53,6 +54,12 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite")
 pub struct SqliteStore {
     pool: SqlitePool,
     lease: Duration,
+}
+
+/// Why one try at opening the file failed.
+enum Opening {
+    Connect(sqlx::Error),
+    Migrate(MigrateError),
 }
 
 fn micros(at: DateTime<Utc>) -> i64 {
@@ -105,26 +112,51 @@ impl SqliteStore {
     }
 
     async fn connect(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        // Processes opening a new file at the same moment race: switching it to WAL takes a
+        // lock before the busy timeout applies, and the migrations are applied by whichever
+        // gets there first. A try that loses fails on the database; the next one finds the file
+        // in WAL mode and the migrations applied. A modified or missing migration is no race.
+        let mut tried = 1;
+        loop {
+            let error = match Self::try_connect(options.clone()).await {
+                Ok(store) => return Ok(store),
+                Err(error) => error,
+            };
+            let raced = match &error {
+                Opening::Connect(source) => matches!(source, sqlx::Error::Database(_)),
+                Opening::Migrate(source) => matches!(
+                    source,
+                    MigrateError::Execute(_) | MigrateError::ExecuteMigration(..)
+                ),
+            };
+            if !raced || tried == 5 {
+                return Err(match error {
+                    Opening::Connect(source) => StoreError::new(
+                        "could not open the SQLite database",
+                        Some(Box::new(source) as _),
+                    ),
+                    Opening::Migrate(source) => StoreError::new(
+                        "could not apply the migrations",
+                        Some(Box::new(source) as _),
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20 * tried)).await;
+            tried += 1;
+        }
+    }
+
+    async fn try_connect(options: SqliteConnectOptions) -> Result<Self, Opening> {
         // One connection: SQLite has one writer at a time, and every step here writes.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options)
             .await
-            .map_err(error("could not open the SQLite database"))?;
-        // Another process applying them at the same moment makes this try fail (it recorded
-        // them first): the next try finds them applied.
-        let migrator = migrator(&MIGRATIONS);
-        let mut tried = 1;
-        while let Err(source) = migrator.run(&pool).await {
-            if tried == 5 {
-                return Err(StoreError::new(
-                    "could not apply the migrations",
-                    Some(Box::new(source) as _),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(20 * tried)).await;
-            tried += 1;
-        }
+            .map_err(Opening::Connect)?;
+        migrator(&MIGRATIONS)
+            .run(&pool)
+            .await
+            .map_err(Opening::Migrate)?;
         Ok(SqliteStore {
             pool,
             lease: DEFAULT_LEASE,
