@@ -326,13 +326,23 @@ type Time = chrono::DateTime<chrono::Utc>;
 type StoreResult<T> = Result<T, tidings::StoreError>;
 use tidings::BoxFuture;
 
-/// A broker that refuses every message of the key `stuck`.
+/// A broker that refuses every message of the key `stuck`, and counts the refusals.
 #[derive(Clone, Default)]
-struct RefusesStuck(InMemoryTransport);
+struct RefusesStuck(
+    InMemoryTransport,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+);
+
+impl RefusesStuck {
+    fn refused(&self) -> usize {
+        self.1.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
 
 impl Transport for RefusesStuck {
     fn publish(&self, message: Message) -> BoxFuture<'_, Result<(), tidings::TransportError>> {
         if message.key.as_deref() == Some("stuck") {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let refused = tidings::TransportError::new("the broker refuses this key", None);
             return Box::pin(std::future::ready(Err(refused)));
         }
@@ -359,8 +369,8 @@ async fn the_relay_waits_for_a_parked_keys_head_without_spinning() {
         .retry(
             RetryPolicy::default()
                 .max_attempts(2)
-                .initial_delay(std::time::Duration::from_millis(20))
-                .max_delay(std::time::Duration::from_millis(50)),
+                .initial_delay(std::time::Duration::from_millis(40))
+                .max_delay(std::time::Duration::from_millis(80)),
         )
         .build()
         .unwrap();
@@ -378,11 +388,20 @@ async fn the_relay_waits_for_a_parked_keys_head_without_spinning() {
         tokio::task::yield_now().await;
     }
     // The rows behind the parked head are due, and not claimable: the relay waits for the
-    // head's next retry instead of claiming again at once.
-    let before = claims.load(std::sync::atomic::Ordering::SeqCst);
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let during = claims.load(std::sync::atomic::Ordering::SeqCst) - before;
-    assert!(during < 200, "{during} claims in half a second");
+    // head's next retry instead of claiming again at once. A relay that spun would claim dozens
+    // of times between two retries of the head.
+    let (claims_before, retries_before) = (
+        claims.load(std::sync::atomic::Ordering::SeqCst),
+        broker.refused(),
+    );
+    while broker.refused() < retries_before + 8 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let claimed = claims.load(std::sync::atomic::Ordering::SeqCst) - claims_before;
+    assert!(
+        claimed <= 8 * 4,
+        "{claimed} claims for 8 retries of the head"
+    );
     let stuck: Vec<u32> = broker
         .0
         .published()

@@ -765,22 +765,21 @@ impl AppInner {
             attempt,
         );
         async {
-            let slot = match self.begin(&handler, id, attempt).await {
-                Ok(Some(slot)) => Ok(slot),
+            let (slot, outcome) = match self.begin(&handler, id, attempt).await {
+                Ok(Some(slot)) => {
+                    let outcome = self.run(&event, &handler, attempt, slot.as_ref()).await;
+                    (slot, outcome)
+                }
                 Ok(None) => {
                     tracing::info!("the delivery's lease passed to another process; skipped");
                     return;
                 }
-                Err(failure) => Err(failure),
-            };
-            let outcome = match &slot {
-                Ok(slot) => self.run(&event, &handler, attempt, slot.as_ref()).await,
-                Err(failure) => Err(failure.clone()),
+                Err(failure) => (None, Err(failure)),
             };
             let stored = match outcome {
                 Ok(produced) => {
                     let count = produced.len();
-                    let stored = match slot.ok().flatten().map(TransactionSlot::into_inner) {
+                    let stored = match slot.map(TransactionSlot::into_inner) {
                         None => self.store.complete_delivery(id, attempt, produced).await,
                         Some(Some(transaction)) => {
                             self.store.complete_in(transaction, id, produced).await
@@ -1067,7 +1066,6 @@ impl AppInner {
 }
 
 /// Why a delivery failed, and whether to try again.
-#[derive(Clone)]
 struct Failure {
     retryable: bool,
     message: String,

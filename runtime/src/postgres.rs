@@ -639,8 +639,12 @@ impl Store for PostgresStore {
 
     fn next_delivery_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
         Box::pin(async move {
+            // Among the deliveries a claim could take: none of a handler another claim holds.
             sqlx::query_scalar(self.sql(
-                "SELECT MIN(due_at) FROM {schema}.tidings_deliveries WHERE claimed_until IS NULL",
+                "SELECT MIN(o.due_at) FROM {schema}.tidings_deliveries o \
+                 WHERE o.claimed_until IS NULL AND NOT EXISTS (SELECT 1 \
+                 FROM {schema}.tidings_deliveries c \
+                 WHERE c.handler = o.handler AND c.claimed_until >= now())",
             ))
             .fetch_one(&self.pool)
             .await
@@ -735,11 +739,13 @@ impl Store for PostgresStore {
 
     fn next_row_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
         Box::pin(async move {
-            sqlx::query_scalar(
-                self.sql(
-                    "SELECT MIN(due_at) FROM {schema}.tidings_outbox WHERE claimed_until IS NULL",
-                ),
-            )
+            // Among the rows a claim could take: the head of each key, and rows with no key.
+            sqlx::query_scalar(self.sql(
+                "SELECT MIN(o.due_at) FROM {schema}.tidings_outbox o \
+                 WHERE o.claimed_until IS NULL AND (o.ordering_key IS NULL OR NOT EXISTS \
+                 (SELECT 1 FROM {schema}.tidings_outbox h \
+                 WHERE h.ordering_key = o.ordering_key AND h.id < o.id))",
+            ))
             .fetch_one(&self.pool)
             .await
             .map_err(error("could not read the next due row"))

@@ -606,9 +606,13 @@ impl Store for SqliteStore {
 
     fn next_delivery_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
         Box::pin(async move {
+            // Among the deliveries a claim could take: none of a handler another claim holds.
             let due: Option<i64> = sqlx::query_scalar(
-                "SELECT MIN(due_at) FROM tidings_deliveries WHERE claimed_until IS NULL",
+                "SELECT MIN(o.due_at) FROM tidings_deliveries o WHERE o.claimed_until IS NULL \
+                 AND NOT EXISTS (SELECT 1 FROM tidings_deliveries c \
+                 WHERE c.handler = o.handler AND c.claimed_until >= ?)",
             )
+            .bind(micros(Utc::now()))
             .fetch_one(&self.pool)
             .await
             .map_err(error("could not read the next due delivery"))?;
@@ -749,8 +753,11 @@ impl Store for SqliteStore {
 
     fn next_row_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
         Box::pin(async move {
+            // Among the rows a claim could take: the head of each key, and rows with no key.
             let due: Option<i64> = sqlx::query_scalar(
-                "SELECT MIN(due_at) FROM tidings_outbox WHERE claimed_until IS NULL",
+                "SELECT MIN(o.due_at) FROM tidings_outbox o WHERE o.claimed_until IS NULL \
+                 AND (o.ordering_key IS NULL OR o.id = (SELECT MIN(h.id) FROM tidings_outbox h \
+                 WHERE h.ordering_key = o.ordering_key))",
             )
             .fetch_one(&self.pool)
             .await

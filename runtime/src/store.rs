@@ -226,7 +226,8 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a dead letter; returns `false` if there is no such dead letter.
     fn discard_dead_letter(&self, id: DeadLetterId) -> BoxFuture<'_, Result<bool, StoreError>>;
 
-    /// When the earliest scheduled delivery is due, if any is waiting.
+    /// When the earliest delivery a claim could take is due, if any is waiting: deliveries of a
+    /// handler another claim holds do not count.
     fn next_delivery_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>>;
 
     /// Claims up to `limit` integration rows due at `now`, at most one per key (the oldest
@@ -249,7 +250,8 @@ pub trait Store: Send + Sync + 'static {
         at: DateTime<Utc>,
     ) -> BoxFuture<'_, Result<(), StoreError>>;
 
-    /// When the earliest scheduled row is due, if any is waiting.
+    /// When the earliest row a claim could take is due, if any is waiting: only the head of each
+    /// key counts.
     fn next_row_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>>;
 
     /// The dead letters, oldest first.
@@ -698,7 +700,13 @@ impl Store for InMemoryStore {
         let due = state
             .deliveries
             .values()
-            .filter(|d| !d.claimed)
+            .filter(|d| {
+                !d.claimed
+                    && !state
+                        .deliveries
+                        .values()
+                        .any(|c| c.claimed && c.handler == d.handler)
+            })
             .map(|d| d.due)
             .min();
         Self::ready(Ok(due))
@@ -788,9 +796,14 @@ impl Store for InMemoryStore {
         let state = self.lock();
         let due = state
             .rows
-            .values()
-            .filter(|r| !r.claimed)
-            .map(|r| r.due)
+            .iter()
+            .filter(|(id, r)| {
+                !r.claimed
+                    && r.key
+                        .as_ref()
+                        .is_none_or(|key| state.keys.get(key).and_then(|q| q.front()) == Some(*id))
+            })
+            .map(|(_, r)| r.due)
             .min();
         Self::ready(Ok(due))
     }
