@@ -3,6 +3,8 @@
 
 use std::sync::Mutex;
 
+mod support;
+
 use tidings::prelude::*;
 use tidings::{Message, Transport};
 use uuid::Uuid;
@@ -326,42 +328,12 @@ type Time = chrono::DateTime<chrono::Utc>;
 type StoreResult<T> = Result<T, tidings::StoreError>;
 use tidings::BoxFuture;
 
-/// A broker that refuses every message of the key `stuck`, and counts the refusals.
-#[derive(Clone, Default)]
-struct RefusesStuck(
-    InMemoryTransport,
-    std::sync::Arc<std::sync::atomic::AtomicUsize>,
-);
-
-impl RefusesStuck {
-    fn refused(&self) -> usize {
-        self.1.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-impl Transport for RefusesStuck {
-    fn publish(&self, message: Message) -> BoxFuture<'_, Result<(), tidings::TransportError>> {
-        if message.key.as_deref() == Some("stuck") {
-            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let refused = tidings::TransportError::new("the broker refuses this key", None);
-            return Box::pin(std::future::ready(Err(refused)));
-        }
-        self.0.publish(message)
-    }
-
-    fn subscribe(
-        &self,
-        subscription: tidings::Subscription,
-    ) -> BoxFuture<'_, Result<Box<dyn tidings::Inbound>, tidings::TransportError>> {
-        self.0.subscribe(subscription)
-    }
-}
-
 #[tokio::test]
 async fn the_relay_waits_for_a_parked_keys_head_without_spinning() {
     let store = CountingClaims::default();
     let claims = std::sync::Arc::clone(&store.claims);
-    let broker = RefusesStuck::default();
+    let published = InMemoryTransport::default();
+    let broker = support::RefusesKey::new("stuck", published.clone());
     let app = Tidings::builder("catalog")
         .store(store)
         .transport(broker.clone())
@@ -384,7 +356,7 @@ async fn the_relay_waits_for_a_parked_keys_head_without_spinning() {
             app.domain_events().publish(event).await.unwrap();
         }
     }
-    while broker.0.published().len() < 3 {
+    while published.published().len() < 3 {
         tokio::task::yield_now().await;
     }
     // The rows behind the parked head are due, and not claimable: the relay waits for the
@@ -402,8 +374,7 @@ async fn the_relay_waits_for_a_parked_keys_head_without_spinning() {
         claimed <= 8 * 4,
         "{claimed} claims for 8 retries of the head"
     );
-    let stuck: Vec<u32> = broker
-        .0
+    let stuck: Vec<u32> = published
         .published()
         .iter()
         .map(|m| m.data["step"].as_u64().unwrap() as u32)

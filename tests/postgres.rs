@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::Utc;
 use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
 use tidings::prelude::*;
-use tidings::{BoxFuture, Message, PostgresStore, Retention, Store, Transport, TransportError};
+use tidings::{PostgresStore, Retention, Store, Transport};
 use tokio::sync::Notify;
 
 #[domain_event]
@@ -294,32 +294,6 @@ async fn two_instances_share_the_work_and_keep_order_per_key() {
     running_second.shutdown().await.unwrap();
 }
 
-/// A broker that refuses every message of one key.
-#[derive(Clone)]
-struct RefusesKey {
-    key: &'static str,
-    inner: InMemoryTransport,
-}
-
-impl Transport for RefusesKey {
-    fn publish(&self, message: Message) -> BoxFuture<'_, Result<(), TransportError>> {
-        if message.key.as_deref() == Some(self.key) {
-            return Box::pin(std::future::ready(Err(TransportError::new(
-                "the broker refuses this key",
-                None,
-            ))));
-        }
-        self.inner.publish(message)
-    }
-
-    fn subscribe(
-        &self,
-        subscription: tidings::Subscription,
-    ) -> BoxFuture<'_, Result<Box<dyn tidings::Inbound>, TransportError>> {
-        self.inner.subscribe(subscription)
-    }
-}
-
 #[tokio::test]
 async fn a_key_whose_head_keeps_failing_is_parked_while_other_keys_flow() {
     let Some(url) =
@@ -329,10 +303,7 @@ async fn a_key_whose_head_keeps_failing_is_parked_while_other_keys_flow() {
     };
     let (pool, schema) = support::fresh_schema(&url, "parked").await;
     let inner = InMemoryTransport::default();
-    let transport = RefusesKey {
-        key: "stuck",
-        inner: inner.clone(),
-    };
+    let transport = support::RefusesKey::new("stuck", inner.clone());
     let app = app(store(&pool, &schema).await, &schema, transport);
     let running = app.start().await.unwrap();
     for seq in 0..5 {

@@ -71,3 +71,50 @@ pub fn spawn_child(entry: &str, env: &[(&str, &str)]) -> std::process::Child {
 pub fn child_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("the child process needs {name}"))
 }
+
+/// A broker that refuses every message of one key, and counts the refusals; the others go to
+/// an [`tidings::InMemoryTransport`].
+#[derive(Clone)]
+pub struct RefusesKey {
+    key: &'static str,
+    inner: tidings::InMemoryTransport,
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl RefusesKey {
+    /// A broker refusing `key`, passing the rest to `inner`.
+    pub fn new(key: &'static str, inner: tidings::InMemoryTransport) -> Self {
+        RefusesKey {
+            key,
+            inner,
+            refused: Default::default(),
+        }
+    }
+
+    /// How many messages it refused so far.
+    pub fn refused(&self) -> usize {
+        self.refused.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl tidings::Transport for RefusesKey {
+    fn publish(
+        &self,
+        message: tidings::Message,
+    ) -> tidings::BoxFuture<'_, Result<(), tidings::TransportError>> {
+        if message.key.as_deref() == Some(self.key) {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let refused = tidings::TransportError::new("the broker refuses this key", None);
+            return Box::pin(std::future::ready(Err(refused)));
+        }
+        self.inner.publish(message)
+    }
+
+    fn subscribe(
+        &self,
+        subscription: tidings::Subscription,
+    ) -> tidings::BoxFuture<'_, Result<Box<dyn tidings::Inbound>, tidings::TransportError>> {
+        self.inner.subscribe(subscription)
+    }
+}
