@@ -19,6 +19,15 @@ pub use crate::registry::{
     Origin, TranslationSource, TypeRef,
 };
 
+/// Implemented by the event macros alone: [`Event`], [`DomainEvent`] and [`IntegrationEvent`]
+/// require it, so that an event is always registered and checked by its macro.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not marked as an event: implement the event traits with `#[domain_event]` or `#[integration_event(..)]`, never by hand",
+    label = "not marked `#[domain_event]` or `#[integration_event(..)]`",
+    note = "the macros register the event and check its rules at compile time; an impl written by hand would skip both"
+)]
+pub trait Sealed {}
+
 /// What `EventData` asks of serde, with its own message.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an event: events implement `serde::Serialize` and `serde::Deserialize`",
