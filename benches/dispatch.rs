@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use tidings::__private::{CallHandler as _, Deps, HandlerContext, HandlerFn, HandlerInfo};
 use tidings::prelude::*;
-use tidings::{Deps, HandlerContext, HandlerFn, HandlerInfo};
 
 // ---------------------------------------------------------------------------------------------
 // Allocation counting.

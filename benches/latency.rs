@@ -211,7 +211,7 @@ async fn user_sqlite_pool(path: &Path) -> SqlitePool {
         .expect("the application's SQLite pool opens")
 }
 
-fn app(store: impl tidings::Store, poll_interval: Duration) -> Tidings {
+fn app(store: impl tidings::store::Store, poll_interval: Duration) -> Tidings {
     Tidings::builder("bench")
         .store(store)
         .provide(Starts::default())

@@ -355,7 +355,7 @@ fn handler_name() -> String {
     handler.path()
 }
 
-fn app(store: impl tidings::Store) -> Tidings {
+fn app(store: impl tidings::store::Store) -> Tidings {
     Tidings::builder(CONTEXT)
         .store(store)
         .build()

@@ -176,7 +176,7 @@ async fn each_context_runs_only_its_own_handlers() {
 fn an_app_of_an_undeclared_context_is_refused() {
     let error = Tidings::builder("billing").validate().unwrap_err();
     assert_eq!(
-        error.problems(),
+        error.problems().iter().map(ToString::to_string).collect::<Vec<_>>(),
         ["no `tidings::context!(\"billing\")` is declared (declared: catalog, search): declare it \
           in the module of the `billing` context, or build the app with one of those names"
             .to_owned()]

@@ -15,9 +15,8 @@ use std::time::Duration;
 
 use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
 use tidings::prelude::*;
-use tidings::{
-    BoxFuture, Inbound, Message, PostgresStore, Subscription, Transport, TransportError,
-};
+use tidings::transport::{BoxFuture, Inbound, Message, Subscription, Transport};
+use tidings::{PostgresStore, TransportError};
 
 /// Where a child process kills itself: `CRASH_AT`.
 fn crash_at(step: &str) -> bool {
@@ -149,7 +148,13 @@ impl Transport for TableBroker {
             .bind(sqlx::types::Json(&message))
             .execute(&self.pool)
             .await
-            .map_err(|e| TransportError::new("the broker table refused", Some(Box::new(e) as _)))?;
+            .map_err(|e| {
+                TransportError::new(
+                    tidings::ErrorKind::Unavailable,
+                    "the broker table refused",
+                    Some(Box::new(e) as _),
+                )
+            })?;
             if crash_at("after_ack") {
                 support::die();
             }
@@ -162,6 +167,7 @@ impl Transport for TableBroker {
         _subscription: Subscription,
     ) -> BoxFuture<'_, Result<Box<dyn Inbound>, TransportError>> {
         Box::pin(std::future::ready(Err(TransportError::new(
+            tidings::ErrorKind::Invalid,
             "the broker table has no consumers",
             None,
         ))))
@@ -525,7 +531,7 @@ async fn one_of_two_relays_killed_mid_batch_loses_nothing() {
         .await
         .unwrap();
     loop {
-        if tidings::Store::count_pending(&store).await.unwrap() == (0, 0) {
+        if tidings::store::Store::count_pending(&store).await.unwrap() == (0, 0) {
             break;
         }
         assert!(

@@ -3,8 +3,11 @@
 
 use std::sync::Mutex;
 
+use tidings::__private::{
+    CallHandler as _, Deps, DynIntegrationEvent, HandlerContext, HandlerError, HandlerFn,
+    HandlerInfo,
+};
 use tidings::prelude::*;
-use tidings::{Deps, DynIntegrationEvent, HandlerContext, HandlerError, HandlerFn, HandlerInfo};
 
 #[domain_event]
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

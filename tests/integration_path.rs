@@ -6,7 +6,7 @@ use std::sync::Mutex;
 mod support;
 
 use tidings::prelude::*;
-use tidings::{Message, Transport};
+use tidings::transport::{Message, Transport};
 use uuid::Uuid;
 
 #[domain_event]
@@ -237,8 +237,8 @@ struct CountingClaims {
     claims: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
-impl tidings::Store for CountingClaims {
-    fn record(&self, events: Vec<tidings::NewEvent>) -> BoxFuture<'_, StoreResult<usize>> {
+impl tidings::store::Store for CountingClaims {
+    fn record(&self, events: Vec<tidings::store::NewEvent>) -> BoxFuture<'_, StoreResult<usize>> {
         self.inner.record(events)
     }
     fn claim_deliveries<'a>(
@@ -246,20 +246,20 @@ impl tidings::Store for CountingClaims {
         now: Time,
         limit: usize,
         handlers: &'a [String],
-    ) -> BoxFuture<'a, StoreResult<Vec<tidings::Delivery>>> {
+    ) -> BoxFuture<'a, StoreResult<Vec<tidings::store::Delivery>>> {
         self.inner.claim_deliveries(now, limit, handlers)
     }
     fn complete_delivery(
         &self,
-        id: tidings::DeliveryId,
+        id: tidings::store::DeliveryId,
         attempt: u32,
-        produced: Vec<tidings::NewIntegrationRow>,
+        produced: Vec<tidings::store::NewIntegrationRow>,
     ) -> BoxFuture<'_, StoreResult<()>> {
         self.inner.complete_delivery(id, attempt, produced)
     }
     fn retry_delivery(
         &self,
-        id: tidings::DeliveryId,
+        id: tidings::store::DeliveryId,
         attempt: u32,
         error: String,
         at: Time,
@@ -268,7 +268,7 @@ impl tidings::Store for CountingClaims {
     }
     fn dead_letter_delivery(
         &self,
-        id: tidings::DeliveryId,
+        id: tidings::store::DeliveryId,
         attempt: u32,
         error: String,
     ) -> BoxFuture<'_, StoreResult<()>> {
@@ -276,7 +276,7 @@ impl tidings::Store for CountingClaims {
     }
     fn dead_letter_message(
         &self,
-        event: tidings::StoredEvent,
+        event: tidings::store::StoredEvent,
         error: String,
     ) -> BoxFuture<'_, StoreResult<()>> {
         self.inner.dead_letter_message(event, error)
@@ -294,17 +294,21 @@ impl tidings::Store for CountingClaims {
         &self,
         now: Time,
         limit: usize,
-    ) -> BoxFuture<'_, StoreResult<Vec<tidings::IntegrationRow>>> {
+    ) -> BoxFuture<'_, StoreResult<Vec<tidings::store::IntegrationRow>>> {
         self.claims
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.claim_rows(now, limit)
     }
-    fn row_published(&self, id: tidings::RowId, archive: bool) -> BoxFuture<'_, StoreResult<()>> {
+    fn row_published(
+        &self,
+        id: tidings::store::RowId,
+        archive: bool,
+    ) -> BoxFuture<'_, StoreResult<()>> {
         self.inner.row_published(id, archive)
     }
     fn retry_row(
         &self,
-        id: tidings::RowId,
+        id: tidings::store::RowId,
         error: String,
         at: Time,
     ) -> BoxFuture<'_, StoreResult<()>> {
@@ -326,7 +330,7 @@ impl tidings::Store for CountingClaims {
 
 type Time = chrono::DateTime<chrono::Utc>;
 type StoreResult<T> = Result<T, tidings::StoreError>;
-use tidings::BoxFuture;
+use tidings::store::BoxFuture;
 
 #[tokio::test]
 async fn the_relay_waits_for_a_parked_keys_head_without_spinning() {

@@ -12,7 +12,9 @@ use std::time::Duration;
 use chrono::Utc;
 use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
 use tidings::prelude::*;
-use tidings::{PostgresStore, Retention, Store, Transport};
+use tidings::store::Store;
+use tidings::transport::Transport;
+use tidings::{PostgresStore, Retention};
 use tokio::sync::Notify;
 
 #[domain_event]

@@ -2,7 +2,7 @@
 //! the workspace, with module paths and source locations.
 
 use tidings::prelude::*;
-use tidings::{RegistryError, registry};
+use tidings::{registry, registry::RegistryError};
 // The one line a program needs for a crate whose items it never names.
 use tidings_test_billing as _;
 
@@ -161,7 +161,10 @@ fn describes_handlers_and_translations() {
     assert_eq!(inbound.produces(), None);
     assert!(inbound.deps()[0].is::<String>());
     assert_eq!(inbound.deps()[0].name(), "String");
-    assert!(matches!(inbound.invoke(), tidings::HandlerFn::Async(_)));
+    assert!(matches!(
+        tidings::__private::CallHandler::invoke(inbound),
+        tidings::__private::HandlerFn::Async(_)
+    ));
 }
 
 #[test]

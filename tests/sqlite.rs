@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use tidings::SqliteStore;
 use tidings::prelude::*;
-use tidings::{Message, SqliteStore, Transport};
+use tidings::transport::{Message, Transport};
 use uuid::Uuid;
 
 #[domain_event]
@@ -203,7 +204,7 @@ async fn order_per_key_retries_and_dead_letters_hold_on_sqlite() {
 
     // The dead letters are in the file, and can be replayed from it by the next process.
     let reopened = SqliteStore::open(&db.0).await.unwrap();
-    let store: &dyn tidings::Store = &reopened;
+    let store: &dyn tidings::store::Store = &reopened;
     let dead = store.dead_letters().await.unwrap();
     assert_eq!(dead.len(), 2);
     assert_eq!(store.count_pending().await.unwrap(), (0, 0));
@@ -348,7 +349,10 @@ async fn migrations_apply_once_from_processes_opening_the_file_together() {
         .collect();
     let again = SqliteStore::open(&db.0).await.unwrap();
     for store in stores.iter().chain([&again]) {
-        assert_eq!(tidings::Store::count_pending(store).await.unwrap(), (0, 0));
+        assert_eq!(
+            tidings::store::Store::count_pending(store).await.unwrap(),
+            (0, 0)
+        );
     }
     let (applied,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM _tidings_migrations")
         .fetch_one(again.pool())

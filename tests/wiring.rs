@@ -66,8 +66,32 @@ fn recalculate(_event: &ProductPutOnSale, _recs: Dep<Recommendations>) {}
 #[test]
 fn every_problem_is_listed_at_once() {
     let error = Tidings::builder("catalog").validate().unwrap_err();
-    let problems = error.problems();
+    let problems: Vec<String> = error.problems().iter().map(ToString::to_string).collect();
     assert_eq!(problems.len(), 4, "{error}");
+    assert!(
+        matches!(
+            error.problems(),
+            [
+                tidings::Problem::ContractClaimedTwice { version: 1, .. },
+                tidings::Problem::MissingDependency {
+                    handler: "recalculate",
+                    dependency: "Recommendations",
+                    ..
+                },
+                tidings::Problem::Untranslated {
+                    contract: "ProductUpdatedIntegrationEvent",
+                    source_event: "ProductPutOnSale",
+                    ..
+                },
+                tidings::Problem::TranslatedTwice {
+                    source_event: "ProductRestocked",
+                    ..
+                },
+            ]
+        ),
+        "{:?}",
+        error.problems()
+    );
     assert!(problems[0].starts_with(
         "contract `catalog.product-updated` version 1 is claimed by `ProductArchivedIntegrationEvent`"
     ), "{}", problems[0]);

@@ -46,54 +46,45 @@ extern crate self as tidings;
 
 mod activity;
 mod app;
+mod call;
+mod deps;
+mod envelope;
+mod error;
 mod event;
 mod handler;
 mod meta;
-#[cfg(feature = "postgres")]
-mod postgres;
-mod registry;
+mod publish;
+pub mod registry;
 mod retention;
 mod retry;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-mod sql;
-#[cfg(feature = "sqlite")]
-mod sqlite;
-mod store;
-mod transport;
+pub mod store;
+mod sync;
+pub mod transport;
 mod wiring;
+mod worker;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
+pub use app::{Running, Tidings, TidingsBuilder};
+pub use deps::Dep;
+pub use error::{BuildError, Error, ErrorKind, Problem, StoreError, TransportError};
 #[doc(hidden)]
-pub use activity::Activity;
-pub use app::{DomainEvents, Error, Publishing, Running, Tidings, TidingsBuilder};
-pub use event::{DomainEvent, DynIntegrationEvent, Event, EventData, EventKind, IntegrationEvent};
-pub use handler::{
-    Dep, Deps, Emitted, HandlerContext, HandlerError, HandlerFn, HandlerFuture, HandlerResult,
-    Retryable, TransactionSlot,
-};
+pub use event::EventData; // until the expansions name it through __private
+pub use event::{DomainEvent, Event, EventKind, IntegrationEvent};
+pub use handler::Retryable;
 pub use meta::EventMeta;
-#[cfg(feature = "postgres")]
-pub use postgres::PostgresStore;
-pub use registry::{
-    ContextDecl, Decode, DomainEventInfo, FromTranslation, HandlerCall, HandlerInfo,
-    IntegrationEventInfo, Origin, Registry, RegistryError, TranslationSource, TypeRef, registry,
-};
+pub use publish::{DomainEvents, Publishing};
+pub use registry::registry;
 pub use retention::Retention;
 pub use retry::RetryPolicy;
+#[cfg(feature = "postgres")]
+pub use store::postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStore;
-pub use store::{
-    BoxFuture, DeadLetter, DeadLetterId, Delivery, DeliveryId, InMemoryStore, IntegrationRow,
-    NewEvent, NewIntegrationRow, Outcome, RowId, Store, StoreError, StoreListener, StoredEvent,
-    Wake,
-};
-pub use transport::{
-    InMemoryTransport, Inbound, Message, Received, Subscription, Transport, TransportError,
-};
-pub use wiring::BuildError;
+pub use store::sqlite::SqliteStore;
+pub use store::{DeadLetter, DeadLetterId, InMemoryStore, Outcome};
+pub use transport::InMemoryTransport;
 
 /// Declares the bounded context of this module and the modules below it: their events,
 /// contracts and handlers belong to the app built with `Tidings::builder(name)`.

@@ -12,12 +12,45 @@ use std::marker::PhantomData;
 
 pub use inventory;
 
-pub use crate::event::{DomainEvent, DynIntegrationEvent, Event, EventKind, IntegrationEvent};
-pub use crate::handler::{HandlerContext, HandlerError, HandlerFn, HandlerFuture, HandlerResult};
+pub use crate::call::{
+    Emitted, HandlerCall, HandlerContext, HandlerFn, HandlerFuture, HandlerResult, TransactionSlot,
+};
+pub use crate::deps::Deps;
+pub use crate::event::{
+    DomainEvent, DynIntegrationEvent, Event, EventData, EventKind, IntegrationEvent,
+};
+pub use crate::handler::HandlerError;
 pub use crate::registry::{
     ContextDecl, Decode, DomainEventInfo, FromTranslation, HandlerInfo, IntegrationEventInfo,
     Origin, TranslationSource, TypeRef,
 };
+
+/// Calls a registered handler directly, as the dispatcher does: for benchmarks and tests.
+pub trait CallHandler {
+    /// The handler's function, with its types erased.
+    fn invoke(&self) -> HandlerFn;
+
+    /// Calls the handler with `event`, as [`HandlerFn::call`] does.
+    fn call<'a>(
+        &self,
+        event: &'a (dyn Any + Send + Sync),
+        ctx: HandlerContext<'a>,
+    ) -> HandlerCall<'a>;
+}
+
+impl CallHandler for HandlerInfo {
+    fn invoke(&self) -> HandlerFn {
+        self.handler_fn()
+    }
+
+    fn call<'a>(
+        &self,
+        event: &'a (dyn Any + Send + Sync),
+        ctx: HandlerContext<'a>,
+    ) -> HandlerCall<'a> {
+        self.handler_fn().call(event, ctx)
+    }
+}
 
 /// Implemented by the event macros alone: [`Event`], [`DomainEvent`] and [`IntegrationEvent`]
 /// require it, so that an event is always registered and checked by its macro.
@@ -59,7 +92,7 @@ pub const fn check_event_threads<T: EventThreads>() {}
 /// The dependency of a `Dep<T>` parameter.
 pub fn dep<T: Send + Sync + 'static>(
     ctx: &HandlerContext<'_>,
-) -> Result<crate::Dep<T>, HandlerError> {
+) -> Result<crate::deps::Dep<T>, HandlerError> {
     ctx.dep::<T>()
 }
 
@@ -86,7 +119,7 @@ pub trait ProbeDecode {
     /// The decoder.
     fn decoder(&self) -> Option<Decode>;
 }
-impl<T: crate::EventData> ProbeDecode for &DecodeProbe<T> {
+impl<T: EventData> ProbeDecode for &DecodeProbe<T> {
     fn decoder(&self) -> Option<Decode> {
         Some(Decode::new(decode::<T>))
     }
@@ -101,7 +134,7 @@ pub trait ProbeNoDecode {
 }
 impl<T> ProbeNoDecode for DecodeProbe<T> {}
 
-fn decode<T: crate::EventData>(
+fn decode<T: EventData>(
     json: &serde_json::Value,
 ) -> Result<std::sync::Arc<dyn Any + Send + Sync>, serde_json::Error> {
     Ok(std::sync::Arc::new(<T as serde::Deserialize>::deserialize(
@@ -195,7 +228,7 @@ pub fn failed<E: HandlerErrorType>(error: E, retryable: bool) -> HandlerError {
     error.into_handler_error(retryable)
 }
 
-/// Asks an error whether it is worth retrying: its [`Retryable`](crate::Retryable) answer if its
+/// Asks an error whether it is worth retrying: its [`Retryable`](crate::handler::Retryable) answer if its
 /// type implements that trait, `true` otherwise. `(&&RetryProbe(&error)).retryable()` resolves by
 /// method lookup on the concrete type, so it is called from the macro's expansion, where the
 /// error type is concrete.
@@ -206,7 +239,7 @@ pub trait ProbeRetryable {
     /// The error's own answer.
     fn retryable(&self) -> bool;
 }
-impl<E: crate::Retryable> ProbeRetryable for &RetryProbe<'_, E> {
+impl<E: crate::handler::Retryable> ProbeRetryable for &RetryProbe<'_, E> {
     fn retryable(&self) -> bool {
         self.0.is_retryable()
     }

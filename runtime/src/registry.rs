@@ -20,17 +20,10 @@
 use std::any::{Any, TypeId};
 use std::collections::BTreeSet;
 use std::fmt;
-use std::future::Future;
-use std::panic::{self, AssertUnwindSafe};
-use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
-use std::task::{Context, Poll};
 
+use crate::call::HandlerFn;
 use crate::event::{DynIntegrationEvent, EventKind};
-use futures_util::FutureExt;
-use futures_util::future::CatchUnwind;
-
-use crate::handler::{HandlerContext, HandlerError, HandlerFn, HandlerFuture, HandlerResult};
 
 /// Where an item is declared: its module and its place in the source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -401,70 +394,13 @@ impl HandlerInfo {
     }
 
     /// The function with its types erased.
-    pub fn invoke(&self) -> HandlerFn {
+    pub(crate) fn handler_fn(&self) -> HandlerFn {
         self.invoke
     }
 
     /// Where the function is declared.
     pub fn origin(&self) -> Origin {
         self.origin
-    }
-
-    /// Calls the handler with `event`, which must be of the type it handles. A panic in the
-    /// handler is caught and becomes [`HandlerError::Panicked`].
-    ///
-    /// A plain `fn` handler runs at once, inside this call, and the returned future is ready:
-    /// no allocation, no state machine. An `async fn` handler's boxed future is returned to be
-    /// awaited.
-    #[inline]
-    pub fn call<'a>(
-        &self,
-        event: &'a (dyn Any + Send + Sync),
-        ctx: HandlerContext<'a>,
-    ) -> HandlerCall<'a> {
-        match self.invoke {
-            HandlerFn::Sync(f) => {
-                let result = panic::catch_unwind(AssertUnwindSafe(|| f(event, ctx)))
-                    .unwrap_or_else(|panic| Err(HandlerError::panicked(panic)));
-                HandlerCall(CallState::Ready(Some(result)))
-            }
-            HandlerFn::Async(f) => HandlerCall(CallState::Pending(
-                AssertUnwindSafe(f(event, ctx)).catch_unwind(),
-            )),
-        }
-    }
-}
-
-/// The future of [`HandlerInfo::call`].
-#[must_use = "an async handler runs only when its call is awaited"]
-pub struct HandlerCall<'a>(CallState<'a>);
-
-enum CallState<'a> {
-    Ready(Option<HandlerResult>),
-    Pending(CatchUnwind<AssertUnwindSafe<HandlerFuture<'a>>>),
-}
-
-impl Future for HandlerCall<'_> {
-    type Output = HandlerResult;
-
-    #[inline]
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<HandlerResult> {
-        match &mut self.0 {
-            CallState::Ready(result) => Poll::Ready(
-                result
-                    .take()
-                    .expect("a handler call is not polled after it completed"),
-            ),
-            CallState::Pending(future) => Pin::new(future)
-                .poll(cx)
-                .map(|result| result.unwrap_or_else(|panic| Err(HandlerError::panicked(panic)))),
-        }
-    }
-}
-
-impl fmt::Debug for HandlerCall<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("HandlerCall")
     }
 }
 

@@ -1,15 +1,17 @@
 //! Wiring: which handlers, translations and subscriptions one bounded context's app runs, and
 //! the validation of all of it at `build()`.
 
-use std::any::TypeId;
+use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
+use std::sync::Arc;
 
+use crate::deps::Deps;
+use crate::error::{BuildError, Problem};
 use crate::event::EventKind;
-use crate::handler::Deps;
 use crate::registry::{
     DomainEventInfo, FromTranslation, HandlerInfo, IntegrationEventInfo, Origin, Registry,
 };
+use crate::store::StoredEvent;
 
 /// One thing that handles an event in an app: a `#[handles]` function, or a `From` translation.
 #[derive(Debug, Clone, Copy)]
@@ -45,15 +47,6 @@ pub(crate) struct Wiring {
 }
 
 impl Wiring {
-    /// The routes of the event type `type_id`.
-    pub(crate) fn routes_of(&self, type_id: TypeId) -> impl Iterator<Item = &Route> {
-        self.by_event
-            .get(&type_id)
-            .into_iter()
-            .flatten()
-            .map(|&i| &self.routes[i])
-    }
-
     /// The route recorded under `name`.
     pub(crate) fn route(&self, name: &str) -> Option<&Route> {
         self.by_name.get(name).map(|&i| &self.routes[i])
@@ -87,6 +80,45 @@ impl Wiring {
             .find(|c| c.version() == version)
     }
 
+    /// The route names of each event type, as the publisher records them.
+    pub(crate) fn routes_by_event(&self) -> HashMap<TypeId, Vec<String>> {
+        self.by_event
+            .iter()
+            .map(|(&event, routes)| {
+                let names = routes.iter().map(|&i| self.routes[i].name.clone());
+                (event, names.collect())
+            })
+            .collect()
+    }
+
+    /// The typed event of a stored one: as recorded in this process, or decoded from its JSON
+    /// by the type this program declares for its name (and version).
+    pub(crate) fn typed(
+        &self,
+        event: &StoredEvent,
+    ) -> Result<Arc<dyn Any + Send + Sync>, DecodeError> {
+        if let Some(typed) = &event.typed {
+            return Ok(Arc::clone(typed));
+        }
+        let decoder = match event.kind {
+            EventKind::Domain => self.domain_event(&event.name).and_then(|e| e.decoder()),
+            EventKind::Integration => self
+                .contract(&event.name, event.version)
+                .and_then(|c| c.decoder()),
+        };
+        let decoder = decoder.ok_or_else(|| DecodeError::Unknown {
+            kind: event.kind,
+            name: event.name.clone(),
+            version: event.version,
+        })?;
+        decoder
+            .decode(&event.payload)
+            .map_err(|source| DecodeError::Json {
+                name: event.name.clone(),
+                source,
+            })
+    }
+
     /// Adds a route; returns `false`, adding nothing, if its name is taken.
     #[must_use]
     fn add(&mut self, event: TypeId, route: Route) -> bool {
@@ -100,44 +132,31 @@ impl Wiring {
     }
 }
 
-/// Why an app cannot be built: every problem found, each with what to do about it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct BuildError {
-    context: String,
-    problems: Vec<String>,
+/// Why a stored or received event could not be turned back into its type.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DecodeError {
+    /// This program declares no such event.
+    #[error("no {kind} named `{name}`{} in this program", version_text(.kind, .version))]
+    Unknown {
+        kind: EventKind,
+        name: String,
+        version: u32,
+    },
+    /// The JSON does not fit the type.
+    #[error("`{name}` could not be decoded")]
+    Json {
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
-impl BuildError {
-    /// The bounded context of the app.
-    pub fn context(&self) -> &str {
-        &self.context
+/// The version of a contract, for an error's text.
+fn version_text(kind: &EventKind, version: &u32) -> String {
+    match kind {
+        EventKind::Domain => String::new(),
+        EventKind::Integration => format!(" at version {version}"),
     }
-
-    /// Every problem, one sentence each.
-    pub fn problems(&self) -> &[String] {
-        &self.problems
-    }
-}
-
-impl fmt::Display for BuildError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let count = self.problems.len();
-        let s = if count == 1 { "" } else { "s" };
-        write!(
-            f,
-            "the `{}` app is not wired right ({count} problem{s}):",
-            self.context
-        )?;
-        for (i, problem) in self.problems.iter().enumerate() {
-            write!(f, "\n  {}. {problem}", i + 1)?;
-        }
-        Ok(())
-    }
-}
-
-/// Where an item is, for a problem's text.
-fn at(origin: Origin) -> String {
-    format!("{}, at {origin}", origin.module_path())
 }
 
 /// The name a From translation's deliveries are recorded under.
@@ -158,23 +177,18 @@ pub(crate) fn wire(
     let mut wiring = Wiring::default();
 
     if registry.is_empty() {
-        problems.push(
-            "no event or handler is linked into this program: if they live in another crate, \
-             add `use that_crate as _;` to main.rs (and to each tests/*.rs that needs them)"
-                .to_owned(),
-        );
+        problems.push(Problem::NothingLinked);
     }
 
     // Scope: with no `tidings::context!` declaration, everything belongs to every app.
     let declared = !registry.contexts().is_empty();
-    let names: Vec<&str> = registry.contexts().iter().map(|c| c.name()).collect();
+    let names: Vec<&'static str> = registry.contexts().iter().map(|c| c.name()).collect();
     let known = !declared || names.contains(&context);
     if !known {
-        problems.push(format!(
-            "no `tidings::context!(\"{context}\")` is declared (declared: {}): declare it in the \
-             module of the `{context}` context, or build the app with one of those names",
-            names.join(", ")
-        ));
+        problems.push(Problem::UndeclaredContext {
+            context: context.to_owned(),
+            declared: names,
+        });
     }
     let in_scope =
         |origin: Origin| !declared || registry.context_of(origin.module_path()) == Some(context);
@@ -184,18 +198,16 @@ pub(crate) fn wire(
                 .context_of(handler.origin().module_path())
                 .is_none()
             {
-                problems.push(format!(
-                    "handler `{}` ({}) belongs to no bounded context: add `tidings::context!(\"..\")` \
-                     to its module or a module above it",
-                    handler.name(),
-                    at(handler.origin())
-                ));
+                problems.push(Problem::HandlerOutsideContexts {
+                    handler: handler.name(),
+                    origin: handler.origin(),
+                });
             }
         }
     }
 
     // Contracts: one type per name and version, in the whole program.
-    let mut contracts: BTreeMap<(&str, u32), Vec<&IntegrationEventInfo>> = BTreeMap::new();
+    let mut contracts: BTreeMap<(&'static str, u32), Vec<&IntegrationEventInfo>> = BTreeMap::new();
     for contract in registry.integration_events() {
         contracts
             .entry((contract.contract(), contract.version()))
@@ -207,17 +219,13 @@ pub(crate) fn wire(
             .or_default()
             .push(contract);
     }
-    for ((name, version), claimants) in &contracts {
+    for ((contract, version), claimants) in contracts {
         if claimants.len() > 1 {
-            let types: Vec<String> = claimants
-                .iter()
-                .map(|c| format!("`{}` ({})", c.name(), at(c.origin())))
-                .collect();
-            problems.push(format!(
-                "contract `{name}` version {version} is claimed by {}: give each type its own \
-                 `name` or `version`",
-                types.join(" and ")
-            ));
+            problems.push(Problem::ContractClaimedTwice {
+                contract,
+                version,
+                claimants: claimants.iter().map(|c| (c.name(), c.origin())).collect(),
+            });
         }
     }
 
@@ -228,13 +236,11 @@ pub(crate) fn wire(
         .filter(|e| in_scope(e.origin()))
     {
         if let Some(other) = wiring.domain_events.insert(event.name(), event) {
-            problems.push(format!(
-                "two domain events of this context are named `{}` ({} and {}): the outbox records \
-                 events by name, so rename one",
-                event.name(),
-                at(other.origin()),
-                at(event.origin())
-            ));
+            problems.push(Problem::DomainEventNameTaken {
+                name: event.name(),
+                first: other.origin(),
+                second: event.origin(),
+            });
         }
     }
 
@@ -242,39 +248,31 @@ pub(crate) fn wire(
     for handler in registry.handlers().iter().filter(|h| in_scope(h.origin())) {
         for dep in handler.deps() {
             if !deps.contains(dep.type_id()) {
-                problems.push(format!(
-                    "handler `{}` ({}) takes `Dep<{}>`, and no value of that type was provided: \
-                     add `.provide(..)` with a `{}` to the builder",
-                    handler.name(),
-                    at(handler.origin()),
-                    dep.name(),
-                    dep.name()
-                ));
+                problems.push(Problem::MissingDependency {
+                    handler: handler.name(),
+                    origin: handler.origin(),
+                    dependency: dep.name(),
+                });
             }
         }
         if let Some(db) = handler.transaction()
             && transactions != Some(db.type_id())
         {
-            problems.push(format!(
-                "handler `{}` ({}) takes `&mut Transaction<'_, {}>`, and the app's store does not \
-                 work in that database: give the builder `.store(..)` a store on it (`SqliteStore` \
-                 for `Sqlite`, `PostgresStore` for `Postgres`)",
-                handler.name(),
-                at(handler.origin()),
-                db.name()
-            ));
+            problems.push(Problem::TransactionOfAnotherDatabase {
+                handler: handler.name(),
+                origin: handler.origin(),
+                database: db.name(),
+            });
         }
         let route = Route {
             name: handler.path(),
             target: Target::Handler(handler),
         };
         if !wiring.add(handler.event().type_id(), route) {
-            problems.push(format!(
-                "two handlers are named `{}` ({}): deliveries are recorded by handler path, so \
-                 rename one (handlers declared inside functions share their module's path)",
-                handler.path(),
-                at(handler.origin())
-            ));
+            problems.push(Problem::HandlerNameTaken {
+                path: handler.path(),
+                origin: handler.origin(),
+            });
         }
     }
 
@@ -294,30 +292,30 @@ pub(crate) fn wire(
                 .filter(|h| in_scope(h.origin()))
                 .collect();
             let from_impl = source.from_impl();
-            let mut ways: Vec<String> = handlers
+            let mut translations: Vec<String> = handlers
                 .iter()
-                .map(|h| format!("handler `{}` ({})", h.name(), at(h.origin())))
+                .map(|h| {
+                    format!(
+                        "handler `{}` ({}, at {})",
+                        h.name(),
+                        h.origin().module_path(),
+                        h.origin()
+                    )
+                })
                 .collect();
             if from_impl.is_some() {
-                ways.push(format!(
+                translations.push(format!(
                     "`impl From<&{}> for {}`",
                     source.event().name(),
                     contract.name()
                 ));
             }
-            match (ways.len(), from_impl) {
-                (0, _) => problems.push(format!(
-                    "`{}` declares `from = {}` ({}), and nothing translates it: write \
-                     `#[handles] fn ..(event: &{}) -> {}` or `impl From<&{}> for {}`; if the \
-                     translation lives in another crate, add `use that_crate as _;`",
-                    contract.name(),
-                    source.event().name(),
-                    at(contract.origin()),
-                    source.event().name(),
-                    contract.name(),
-                    source.event().name(),
-                    contract.name()
-                )),
+            match (translations.len(), from_impl) {
+                (0, _) => problems.push(Problem::Untranslated {
+                    contract: contract.name(),
+                    source_event: source.event().name(),
+                    origin: contract.origin(),
+                }),
                 (1, Some(translation)) => {
                     let route = Route {
                         name: from_route_name(source.event().name(), contract),
@@ -330,14 +328,11 @@ pub(crate) fn wire(
                     let _ = wiring.add(source.event().type_id(), route);
                 }
                 (1, None) => {}
-                _ => problems.push(format!(
-                    "`{}` from `{}` is translated {} times, by {}: keep one, or the contract \
-                     would be published more than once per event",
-                    contract.name(),
-                    source.event().name(),
-                    ways.len(),
-                    ways.join(" and ")
-                )),
+                _ => problems.push(Problem::TranslatedTwice {
+                    contract: contract.name(),
+                    source_event: source.event().name(),
+                    translations,
+                }),
             }
         }
     }
@@ -357,31 +352,25 @@ pub(crate) fn wire(
                     .entry((contract.contract(), contract.version()))
                     .or_default()
                     .push(index),
-                None => problems.push(format!(
-                    "handler `{}` ({}) consumes `{}`, which is not linked into this program: add \
-                     `use that_crate as _;` for the crate that declares it",
-                    handler.name(),
-                    at(handler.origin()),
-                    handler.event().name()
-                )),
+                None => problems.push(Problem::ContractNotLinked {
+                    handler: handler.name(),
+                    origin: handler.origin(),
+                    contract: handler.event().name(),
+                }),
             }
         }
     }
 
     // An undeclared context has no handler either: that problem is already reported.
     if wiring.routes.is_empty() && !registry.is_empty() && known {
-        problems.push(format!(
-            "the `{context}` context has no handler and no translation: its handlers are in a \
-             crate that is not linked (add `use that_crate as _;`), or under another context"
-        ));
+        problems.push(Problem::NoHandler {
+            context: context.to_owned(),
+        });
     }
 
     if problems.is_empty() {
         Ok(wiring)
     } else {
-        Err(BuildError {
-            context: context.to_owned(),
-            problems,
-        })
+        Err(BuildError::new(context.to_owned(), problems))
     }
 }

@@ -97,15 +97,19 @@ impl RefusesKey {
     }
 }
 
-impl tidings::Transport for RefusesKey {
+impl tidings::transport::Transport for RefusesKey {
     fn publish(
         &self,
-        message: tidings::Message,
-    ) -> tidings::BoxFuture<'_, Result<(), tidings::TransportError>> {
+        message: tidings::transport::Message,
+    ) -> tidings::store::BoxFuture<'_, Result<(), tidings::TransportError>> {
         if message.key.as_deref() == Some(self.key) {
             self.refused
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let refused = tidings::TransportError::new("the broker refuses this key", None);
+            let refused = tidings::TransportError::new(
+                tidings::ErrorKind::Refused,
+                "the broker refuses this key",
+                None,
+            );
             return Box::pin(std::future::ready(Err(refused)));
         }
         self.inner.publish(message)
@@ -113,8 +117,11 @@ impl tidings::Transport for RefusesKey {
 
     fn subscribe(
         &self,
-        subscription: tidings::Subscription,
-    ) -> tidings::BoxFuture<'_, Result<Box<dyn tidings::Inbound>, tidings::TransportError>> {
+        subscription: tidings::transport::Subscription,
+    ) -> tidings::store::BoxFuture<
+        '_,
+        Result<Box<dyn tidings::transport::Inbound>, tidings::TransportError>,
+    > {
         self.inner.subscribe(subscription)
     }
 }

@@ -17,11 +17,11 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 use uuid::Uuid;
 
+use super::sql::{DEFAULT_LEASE, error, micros_of, migrator};
 use crate::event::EventKind;
 use crate::meta::EventMeta;
-use crate::sql::{DEFAULT_LEASE, error, micros_of, migrator};
 use crate::store::{
-    BoxFuture, DeadLetter, DeadLetterId, Delivery, DeliveryId, IntegrationRow, NewEvent,
+    BoxFuture, DeadLetter, DeadLetterId, Delivery, DeliveryId, ErrorKind, IntegrationRow, NewEvent,
     NewIntegrationRow, RowId, Store, StoreError, StoredEvent,
 };
 
@@ -131,11 +131,11 @@ impl SqliteStore {
             };
             if !raced || tried == 5 {
                 return Err(match error {
-                    Opening::Connect(source) => StoreError::new(
-                        "could not open the SQLite database",
-                        Some(Box::new(source) as _),
-                    ),
+                    Opening::Connect(source) => {
+                        super::sql::error("could not open the SQLite database")(source)
+                    }
                     Opening::Migrate(source) => StoreError::new(
+                        ErrorKind::Refused,
                         "could not apply the migrations",
                         Some(Box::new(source) as _),
                     ),
@@ -190,6 +190,7 @@ fn stored_event(row: &SqliteRow, kind: EventKind) -> Result<StoredEvent, StoreEr
     let uuid = |value: String| {
         Uuid::parse_str(&value).map_err(|source| {
             StoreError::new(
+                ErrorKind::Invalid,
                 "a stored event id is not a UUID",
                 Some(Box::new(source) as _),
             )
@@ -197,14 +198,22 @@ fn stored_event(row: &SqliteRow, kind: EventKind) -> Result<StoredEvent, StoreEr
     };
     let occurred_at = DateTime::parse_from_rfc3339(&text("occurred_at")?)
         .map_err(|source| {
-            StoreError::new("a stored time is not RFC 3339", Some(Box::new(source) as _))
+            StoreError::new(
+                ErrorKind::Invalid,
+                "a stored time is not RFC 3339",
+                Some(Box::new(source) as _),
+            )
         })?
         .with_timezone(&Utc);
     let causation_id: Option<String> = row
         .try_get("causation_id")
         .map_err(error("could not read a stored event"))?;
     let payload: serde_json::Value = serde_json::from_str(&text("payload")?).map_err(|source| {
-        StoreError::new("a stored payload is not JSON", Some(Box::new(source) as _))
+        StoreError::new(
+            ErrorKind::Invalid,
+            "a stored payload is not JSON",
+            Some(Box::new(source) as _),
+        )
     })?;
     let version: i64 = row
         .try_get("version")
@@ -334,7 +343,7 @@ impl Store for SqliteStore {
             let connection = connection
                 .downcast_mut::<SqliteConnection>()
                 .ok_or_else(|| {
-                    StoreError::new(
+                    StoreError::new(ErrorKind::Invalid,
                         "the app's store is SQLite: record its events in a `sqlx::Transaction<'_, Sqlite>` on the store's file",
                         None,
                     )
@@ -380,7 +389,9 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let mut tx = transaction
                 .downcast::<Transaction<'static, Sqlite>>()
-                .map_err(|_| StoreError::new("not a transaction of this store", None))?;
+                .map_err(|_| {
+                    StoreError::new(ErrorKind::Invalid, "not a transaction of this store", None)
+                })?;
             // The transaction holds the write lock since `begin`: the delivery is this claim's.
             complete(&mut tx, id, None, produced).await?;
             tx.commit().await.map_err(error("could not commit"))
@@ -803,6 +814,7 @@ impl Store for SqliteStore {
                         ),
                         event_id: Uuid::parse_str(&event_id).map_err(|source| {
                             StoreError::new(
+                                ErrorKind::Invalid,
                                 "a dead letter's event id is not a UUID",
                                 Some(Box::new(source) as _),
                             )
@@ -821,6 +833,7 @@ impl Store for SqliteStore {
                             .map(|at| at.with_timezone(&Utc))
                             .map_err(|source| {
                                 StoreError::new(
+                                    ErrorKind::Invalid,
                                     "a dead letter's time is not RFC 3339",
                                     Some(Box::new(source) as _),
                                 )

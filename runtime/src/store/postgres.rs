@@ -10,11 +10,11 @@ use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row, SqlSafeStr, SqlStr, Transaction};
 use uuid::Uuid;
 
+use super::sql::{DEFAULT_LEASE, MIGRATIONS_TABLE, error, micros_of, migrator};
 use crate::event::EventKind;
 use crate::meta::EventMeta;
-use crate::sql::{DEFAULT_LEASE, MIGRATIONS_TABLE, error, micros_of, migrator};
 use crate::store::{
-    BoxFuture, DeadLetter, DeadLetterId, Delivery, DeliveryId, IntegrationRow, NewEvent,
+    BoxFuture, DeadLetter, DeadLetterId, Delivery, DeliveryId, ErrorKind, IntegrationRow, NewEvent,
     NewIntegrationRow, RowId, Store, StoreError, StoreListener, StoredEvent, Wake,
 };
 
@@ -116,6 +116,7 @@ impl PostgresStore {
     pub async fn connect_with(pool: PgPool, schema: &str) -> Result<Self, StoreError> {
         if !valid_schema(schema) {
             return Err(StoreError::new(
+                ErrorKind::Invalid,
                 format!(
                     "`{schema}` is not a schema name tidings accepts: use lower-case letters, digits and `_`, at most 48"
                 ),
@@ -141,6 +142,7 @@ impl PostgresStore {
         migrating.close().await;
         migrated.map_err(|source| {
             StoreError::new(
+                ErrorKind::Refused,
                 "could not apply the migrations",
                 Some(Box::new(source) as _),
             )
@@ -350,10 +352,7 @@ impl StoreListener for Listener {
                 // The connection was lost: it reconnects on the next call, and what was sent in
                 // between is unheard of.
                 Ok(None) => Ok(Wake::All),
-                Err(source) => Err(StoreError::new(
-                    "the PostgreSQL listener failed",
-                    Some(Box::new(source) as _),
-                )),
+                Err(source) => Err(error("the PostgreSQL listener failed")(source)),
             }
         })
     }
@@ -376,7 +375,7 @@ impl Store for PostgresStore {
     ) -> BoxFuture<'c, Result<usize, StoreError>> {
         Box::pin(async move {
             let connection = connection.downcast_mut::<PgConnection>().ok_or_else(|| {
-                StoreError::new(
+                StoreError::new(ErrorKind::Invalid,
                     "the app's store is PostgreSQL: record its events in a `sqlx::Transaction<'_, Postgres>` on the store's database",
                     None,
                 )
@@ -418,7 +417,9 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let mut tx = transaction
                 .downcast::<Transaction<'static, Postgres>>()
-                .map_err(|_| StoreError::new("not a transaction of this store", None))?;
+                .map_err(|_| {
+                    StoreError::new(ErrorKind::Invalid, "not a transaction of this store", None)
+                })?;
             // The transaction holds the delivery's row since `begin`: it is this claim's.
             self.complete(&mut tx, id, None, produced).await?;
             tx.commit().await.map_err(error("could not commit"))

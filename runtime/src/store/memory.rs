@@ -1,351 +1,17 @@
-//! The store seam: where events, per-handler deliveries, integration rows, the inbox and dead
-//! letters are kept. [`InMemoryStore`] is the implementation for tests and the default when an
-//! app names none.
+//! [`InMemoryStore`]: the store for tests, and the default when an app names none.
 
-use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::{
+    BoxFuture, DeadLetter, DeadLetterId, Delivery, DeliveryId, ErrorKind, IntegrationRow, NewEvent,
+    NewIntegrationRow, RowId, Store, StoreError, StoredEvent,
+};
 use crate::event::EventKind;
-use crate::meta::EventMeta;
-
-/// A boxed future, the return type of the seams' methods.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// A store could not do what was asked.
-#[derive(Debug, thiserror::Error)]
-#[error("store: {message}")]
-pub struct StoreError {
-    message: String,
-    #[source]
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
-}
-
-impl StoreError {
-    /// An error described by `message`, caused by `source`.
-    pub fn new(
-        message: impl Into<String>,
-        source: impl Into<Option<Box<dyn std::error::Error + Send + Sync>>>,
-    ) -> Self {
-        StoreError {
-            message: message.into(),
-            source: source.into(),
-        }
-    }
-}
-
-/// An event as recorded: its envelope, its name and its JSON form, plus the typed value when it
-/// was recorded in this process (so the dispatcher need not decode it).
-#[derive(Clone)]
-pub struct StoredEvent {
-    /// The envelope.
-    pub meta: EventMeta,
-    /// Domain or integration event.
-    pub kind: EventKind,
-    /// The type's name for a domain event; the contract's name for an integration event.
-    pub name: String,
-    /// The contract's version (1 for a domain event).
-    pub version: u32,
-    /// The JSON form.
-    pub payload: Arc<serde_json::Value>,
-    /// The typed event, if this process recorded it.
-    pub typed: Option<Arc<dyn Any + Send + Sync>>,
-}
-
-impl fmt::Debug for StoredEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StoredEvent")
-            .field("id", &self.meta.id)
-            .field("kind", &self.kind)
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
-
-/// An event to record, with the handlers that must each handle it once.
-#[derive(Debug)]
-pub struct NewEvent {
-    /// The event.
-    pub event: StoredEvent,
-    /// The handlers, by route name. For an integration event received from a broker, a handler
-    /// that already has a delivery of this event id is skipped: that is the inbox.
-    pub handlers: Vec<String>,
-}
-
-/// The identity of one delivery: one event for one handler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DeliveryId(pub u64);
-
-/// One event for one handler, claimed for a run.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    /// Its identity.
-    pub id: DeliveryId,
-    /// The event.
-    pub event: StoredEvent,
-    /// The handler's route name.
-    pub handler: String,
-    /// This run's number, from 1.
-    pub attempt: u32,
-}
-
-/// An integration event to put in the outbox, for the relay.
-#[derive(Debug, Clone)]
-pub struct NewIntegrationRow {
-    /// The event, `kind` Integration and `name` the contract.
-    pub event: StoredEvent,
-    /// The ordering key.
-    pub key: Option<String>,
-}
-
-/// The identity of one integration row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RowId(pub u64);
-
-/// An integration row claimed by the relay.
-#[derive(Debug, Clone)]
-pub struct IntegrationRow {
-    /// Its identity.
-    pub id: RowId,
-    /// The event.
-    pub event: StoredEvent,
-    /// The ordering key.
-    pub key: Option<String>,
-    /// This publication attempt's number, from 1.
-    pub attempt: u32,
-}
-
-/// The identity of one dead letter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DeadLetterId(pub u64);
-
-/// What ended up in the dead letters: a delivery that kept failing, or a message that could not
-/// be decoded.
-#[derive(Debug, Clone)]
-pub struct DeadLetter {
-    /// Its identity, to replay or discard it.
-    pub id: DeadLetterId,
-    /// The event's id.
-    pub event_id: Uuid,
-    /// The event's name (type or contract).
-    pub event_name: String,
-    /// The handler's route name, or `None` for a message that reached no handler.
-    pub handler: Option<String>,
-    /// How many runs were made.
-    pub attempts: u32,
-    /// The last error.
-    pub error: String,
-    /// When it was dead-lettered.
-    pub at: DateTime<Utc>,
-}
-
-/// Where tidings keeps its state. Every method is one atomic step: an implementation on a
-/// database runs each in one transaction.
-pub trait Store: Send + Sync + 'static {
-    /// Records events and one delivery per listed handler. For an integration event, a handler
-    /// that already has a delivery of the same event id gets none (the inbox). Returns how many
-    /// deliveries were created.
-    fn record(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<usize, StoreError>>;
-
-    /// Claims up to `limit` deliveries of the handlers named in `handlers`, due at `now`, in
-    /// the order they were recorded; a claimed delivery is not returned again until it is
-    /// completed, rescheduled or dead-lettered, or its claim expires. A handler whose
-    /// deliveries another claim holds gets none: each handler's deliveries run in one process
-    /// at a time, in order.
-    fn claim_deliveries<'a>(
-        &'a self,
-        now: DateTime<Utc>,
-        limit: usize,
-        handlers: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>>;
-
-    /// Completes a delivery and records the integration events it produced, in one step, if
-    /// the delivery is still claimed at `attempt`; otherwise (another process took it over)
-    /// nothing changes.
-    fn complete_delivery(
-        &self,
-        id: DeliveryId,
-        attempt: u32,
-        produced: Vec<NewIntegrationRow>,
-    ) -> BoxFuture<'_, Result<(), StoreError>>;
-
-    /// Reschedules a failed delivery for `at`, keeping its error, if it is still claimed at
-    /// `attempt`.
-    fn retry_delivery(
-        &self,
-        id: DeliveryId,
-        attempt: u32,
-        error: String,
-        at: DateTime<Utc>,
-    ) -> BoxFuture<'_, Result<(), StoreError>>;
-
-    /// Moves a failed delivery to the dead letters, if it is still claimed at `attempt`.
-    fn dead_letter_delivery(
-        &self,
-        id: DeliveryId,
-        attempt: u32,
-        error: String,
-    ) -> BoxFuture<'_, Result<(), StoreError>>;
-
-    /// How long a claim holds before another process may take the work over, for a store whose
-    /// claims expire. Default: `None`, claims that hold until the process lets go.
-    fn lease(&self) -> Option<std::time::Duration> {
-        None
-    }
-
-    /// Extends the claims on deliveries, each `(id, attempt)`, by a lease from now: for a
-    /// handler whose claimed deliveries take long to run one after the other. Default: nothing
-    /// to extend.
-    fn extend_claims(
-        &self,
-        claims: Vec<(DeliveryId, u32)>,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
-        let _ = claims;
-        Box::pin(std::future::ready(Ok(())))
-    }
-
-    /// Records a message that reached no handler, such as one that could not be decoded, as a
-    /// dead letter.
-    fn dead_letter_message(
-        &self,
-        event: StoredEvent,
-        error: String,
-    ) -> BoxFuture<'_, Result<(), StoreError>>;
-
-    /// Turns a dead letter back into a delivery due now, with its attempts counted from zero.
-    /// Returns `false`, changing nothing, if there is no such dead letter or it has no handler
-    /// to run again (a message that could not be decoded).
-    fn replay_dead_letter(&self, id: DeadLetterId) -> BoxFuture<'_, Result<bool, StoreError>>;
-
-    /// Deletes a dead letter; returns `false` if there is no such dead letter.
-    fn discard_dead_letter(&self, id: DeadLetterId) -> BoxFuture<'_, Result<bool, StoreError>>;
-
-    /// When the earliest delivery a claim could take is due, if any is waiting: deliveries of a
-    /// handler another claim holds do not count.
-    fn next_delivery_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>>;
-
-    /// Claims up to `limit` integration rows due at `now`, at most one per key (the oldest
-    /// unpublished one), so that each key is published in order.
-    fn claim_rows(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<IntegrationRow>, StoreError>>;
-
-    /// Marks a row published (the broker acknowledged it): it leaves the outbox, deleted or, with
-    /// `archive`, moved to the archive.
-    fn row_published(&self, id: RowId, archive: bool) -> BoxFuture<'_, Result<(), StoreError>>;
-
-    /// Reschedules a row that could not be published; its key waits until `at`.
-    fn retry_row(
-        &self,
-        id: RowId,
-        error: String,
-        at: DateTime<Utc>,
-    ) -> BoxFuture<'_, Result<(), StoreError>>;
-
-    /// When the earliest row a claim could take is due, if any is waiting: only the head of each
-    /// key counts.
-    fn next_row_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>>;
-
-    /// The dead letters, oldest first.
-    fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, StoreError>>;
-
-    /// How many deliveries and integration rows are waiting, claimed or not.
-    fn count_pending(&self) -> BoxFuture<'_, Result<(usize, usize), StoreError>>;
-
-    /// Deletes expired rows, at most `limit` of each table: inbox entries received before
-    /// `inbox_before` and archived rows published before `archive_before`. Returns how many were
-    /// deleted; a caller repeats while that is `limit` or more.
-    fn prune(
-        &self,
-        inbox_before: DateTime<Utc>,
-        archive_before: DateTime<Utc>,
-        limit: usize,
-    ) -> BoxFuture<'_, Result<usize, StoreError>>;
-
-    /// A stream of wake-ups for work recorded by other processes (PostgreSQL's `LISTEN`), if
-    /// the store has one. Default: none; the app then polls.
-    fn listen(&self) -> BoxFuture<'_, Result<Option<Box<dyn StoreListener>>, StoreError>> {
-        Box::pin(std::future::ready(Ok(None)))
-    }
-
-    /// Records events as [`record`](Self::record) does, on `connection`: a database connection
-    /// inside the caller's transaction (`sqlx::SqliteConnection`, `sqlx::PgConnection`), so
-    /// that the events commit or roll back with it. Default: an error, for a store with no
-    /// database.
-    fn record_in<'c>(
-        &'c self,
-        connection: &'c mut (dyn Any + Send),
-        events: Vec<NewEvent>,
-    ) -> BoxFuture<'c, Result<usize, StoreError>> {
-        let _ = (connection, events);
-        Box::pin(std::future::ready(Err(StoreError::new(
-            "this store keeps no database: record events in a transaction with a SQLite or PostgreSQL store",
-            None,
-        ))))
-    }
-
-    /// The `TypeId` of the `sqlx::Database` whose transactions this store works in, if any:
-    /// what a handler's `&mut Transaction<'_, DB>` parameter needs.
-    fn transaction_database(&self) -> Option<TypeId> {
-        None
-    }
-
-    /// Begins a transaction for a handler that takes one, holding delivery `id` at attempt
-    /// `attempt`: returns the `sqlx::Transaction<'static, DB>`, or `None` if the delivery is no
-    /// longer this claim's (its lease expired and another process claimed it).
-    fn begin(
-        &self,
-        id: DeliveryId,
-        attempt: u32,
-    ) -> BoxFuture<'_, Result<Option<Box<dyn Any + Send>>, StoreError>> {
-        let _ = (id, attempt);
-        Box::pin(std::future::ready(Err(StoreError::new(
-            "this store has no transactions",
-            None,
-        ))))
-    }
-
-    /// Completes delivery `id` and records the integration rows it produced in `transaction`
-    /// (from [`begin`](Self::begin)), then commits: the handler's effect, the completion and the
-    /// rows commit together.
-    fn complete_in(
-        &self,
-        transaction: Box<dyn Any + Send>,
-        id: DeliveryId,
-        produced: Vec<NewIntegrationRow>,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
-        let _ = (transaction, id, produced);
-        Box::pin(std::future::ready(Err(StoreError::new(
-            "this store has no transactions",
-            None,
-        ))))
-    }
-}
-
-/// What a [`StoreListener`] heard of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wake {
-    /// New deliveries were committed.
-    Deliveries,
-    /// New integration rows were committed.
-    Rows,
-    /// Anything may have been committed (the listener reconnected and may have missed news).
-    All,
-}
-
-/// Wake-ups from a store, for work that other processes record.
-pub trait StoreListener: Send {
-    /// Waits for the next wake-up.
-    fn next(&mut self) -> BoxFuture<'_, Result<Wake, StoreError>>;
-}
 
 /// How one delivery ended, as [`InMemoryStore::outcomes`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -448,11 +114,7 @@ impl InMemoryStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, MemoryState> {
-        // A panic while holding the lock cannot leave the state half-changed: every method
-        // changes it in one statement block, so the state is still consistent.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// How every delivery went so far, in order.
@@ -508,7 +170,7 @@ impl Store for InMemoryStore {
                 {
                     continue;
                 }
-                let id = DeliveryId(state.next());
+                let id = DeliveryId::new(state.next());
                 let delivery = MemoryDelivery {
                     event: event.clone(),
                     handler,
@@ -575,7 +237,7 @@ impl Store for InMemoryStore {
             });
             let now = Utc::now();
             for NewIntegrationRow { event, key } in produced {
-                let id = RowId(state.next());
+                let id = RowId::new(state.next());
                 if let Some(key) = &key {
                     state.keys.entry(key.clone()).or_default().push_back(id);
                 }
@@ -633,7 +295,7 @@ impl Store for InMemoryStore {
                 error: error.clone(),
             });
             let letter = DeadLetter {
-                id: DeadLetterId(state.next()),
+                id: DeadLetterId::new(state.next()),
                 event_id: delivery.event.meta.id,
                 event_name: delivery.event.name.clone(),
                 handler: Some(delivery.handler),
@@ -653,7 +315,7 @@ impl Store for InMemoryStore {
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         let mut state = self.lock();
         let letter = DeadLetter {
-            id: DeadLetterId(state.next()),
+            id: DeadLetterId::new(state.next()),
             event_id: event.meta.id,
             event_name: event.name.clone(),
             handler: None,
@@ -680,7 +342,7 @@ impl Store for InMemoryStore {
                 due: Utc::now(),
                 claimed: false,
             };
-            let id = DeliveryId(state.next());
+            let id = DeliveryId::new(state.next());
             state.deliveries.insert(id, delivery);
             true
         });
@@ -763,10 +425,7 @@ impl Store for InMemoryStore {
                 }
                 Ok(())
             }
-            None => Err(StoreError::new(
-                format!("no integration row {}", id.0),
-                None,
-            )),
+            None => Err(no_row(id)),
         };
         Self::ready(result)
     }
@@ -784,10 +443,7 @@ impl Store for InMemoryStore {
                 row.due = at;
                 Ok(())
             }
-            None => Err(StoreError::new(
-                format!("no integration row {}", id.0),
-                None,
-            )),
+            None => Err(no_row(id)),
         };
         Self::ready(result)
     }
@@ -848,4 +504,9 @@ impl Store for InMemoryStore {
         state.archive.drain(..archived);
         Self::ready(Ok(expired.len() + archived))
     }
+}
+
+/// The error for a row that is not in the outbox.
+fn no_row(id: RowId) -> StoreError {
+    StoreError::new(ErrorKind::Invalid, format!("no integration row {id}"), None)
 }

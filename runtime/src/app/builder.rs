@@ -1,0 +1,184 @@
+//! [`TidingsBuilder`]: what an app is made of, and the check of its wiring.
+
+use std::any::{Any, TypeId};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::Tidings;
+use crate::activity::Activity;
+use crate::deps::{Dep, Deps};
+use crate::error::{BuildError, Error};
+use crate::publish::Outbox;
+use crate::registry::registry;
+use crate::retention::Retention;
+use crate::retry::RetryPolicy;
+use crate::store::{InMemoryStore, Store};
+use crate::transport::{InMemoryTransport, Transport};
+use crate::wiring::wire;
+use crate::worker::Shared;
+
+/// The builder of an app: [`Tidings::builder`].
+pub struct TidingsBuilder {
+    context: String,
+    store: Option<Arc<dyn Store>>,
+    transport: Option<Arc<dyn Transport>>,
+    /// The messages in flight in the transport, if it can tell.
+    transport_activity: Option<Arc<Activity>>,
+    deps: Deps,
+    retry: RetryPolicy,
+    retention: Retention,
+    poll_interval: Duration,
+    batch_size: usize,
+}
+
+impl fmt::Debug for TidingsBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TidingsBuilder")
+            .field("context", &self.context)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TidingsBuilder {
+    /// Where the app keeps events, deliveries and its outbox. Default: an [`InMemoryStore`].
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// How the app's integration events reach other contexts, and theirs reach it. Default: an
+    /// [`InMemoryTransport`] of its own.
+    pub fn transport<T: Transport>(mut self, transport: T) -> Self {
+        // The in-process transport can tell what is in flight, for `settle`; brokers cannot.
+        self.transport_activity = (&transport as &dyn Any)
+            .downcast_ref::<InMemoryTransport>()
+            .map(InMemoryTransport::activity);
+        self.transport = Some(Arc::new(transport));
+        self
+    }
+
+    /// Provides `value` to every `Dep<T>` parameter of type `T`.
+    pub fn provide<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.deps.insert(value);
+        self
+    }
+
+    /// Provides a dependency that is already shared, such as one that several apps of one
+    /// process use.
+    pub fn provide_dep<T: Send + Sync + 'static>(mut self, value: Dep<T>) -> Self {
+        self.deps.insert_arc(value.into_arc());
+        self
+    }
+
+    /// How failed handlers and publications are retried. Default: [`RetryPolicy::default`].
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// How long published rows and inbox entries are kept. Default: [`Retention::default`].
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// How often the dispatcher and the relay look for work nobody woke them for. Default: 1 s.
+    /// Work recorded in this process wakes them at once, and so does work recorded by another
+    /// process on a store that can tell (PostgreSQL's `LISTEN/NOTIFY`): polling is the fallback.
+    pub fn poll_interval(mut self, poll_interval: Duration) -> Self {
+        self.poll_interval = poll_interval;
+        self
+    }
+
+    /// Checks the wiring exactly as [`build`](Self::build) does, without building: for a
+    /// one-line test in a user's suite.
+    ///
+    /// ```standalone_crate
+    /// use tidings::prelude::*;
+    ///
+    /// #[domain_event]
+    /// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    /// pub struct ProductPutOnSale { pub product_id: String }
+    ///
+    /// pub struct Recommendations;
+    ///
+    /// #[handles]
+    /// fn recalculate(event: &ProductPutOnSale, recs: Dep<Recommendations>) {}
+    ///
+    /// let error = Tidings::builder("catalog").validate().unwrap_err();
+    /// assert!(error.to_string().contains("takes `Dep<Recommendations>`"));
+    /// ```
+    pub fn validate(&self) -> Result<(), BuildError> {
+        wire(&self.context, registry(), &self.deps, self.transactions()).map(drop)
+    }
+
+    /// The database in whose transactions the store works, if any.
+    fn transactions(&self) -> Option<TypeId> {
+        self.store.as_ref().and_then(|s| s.transaction_database())
+    }
+
+    /// Builds the app, checking its wiring: every problem is listed in one error.
+    pub fn build(self) -> Result<Tidings, Error> {
+        let wiring = wire(&self.context, registry(), &self.deps, self.transactions())?;
+        let store = self
+            .store
+            .unwrap_or_else(|| Arc::new(InMemoryStore::default()));
+        let (transport, transport_activity) = match self.transport {
+            Some(transport) => (transport, self.transport_activity),
+            None => {
+                let transport = InMemoryTransport::default();
+                let activity = transport.activity();
+                (Arc::new(transport) as Arc<dyn Transport>, Some(activity))
+            }
+        };
+        let dispatch_wake = Arc::new(Notify::new());
+        let outbox = Outbox {
+            context: self.context.clone(),
+            store: Arc::clone(&store),
+            routes: wiring.routes_by_event(),
+            dispatch_wake: Arc::clone(&dispatch_wake),
+        };
+        let shared = Shared {
+            context: self.context,
+            store,
+            transport,
+            outbox: Arc::new(outbox),
+            deps: self.deps,
+            retry: self.retry,
+            retention: self.retention,
+            poll_interval: self.poll_interval,
+            batch_size: self.batch_size,
+            wiring,
+            activity: Arc::new(Activity::default()),
+            transport_activity,
+            dispatch_wake,
+            relay_wake: Notify::new(),
+        };
+        Ok(Tidings {
+            shared: Arc::new(shared),
+            started: Arc::new(AtomicBool::new(false)),
+        })
+    }
+}
+
+impl TidingsBuilder {
+    /// The builder of the app of `context`, with the defaults.
+    pub(super) fn new(context: String) -> Self {
+        TidingsBuilder {
+            context,
+            store: None,
+            transport: None,
+            transport_activity: None,
+            deps: Deps::new(),
+            retry: RetryPolicy::default(),
+            retention: Retention::default(),
+            poll_interval: Duration::from_secs(1),
+            batch_size: 64,
+        }
+    }
+}

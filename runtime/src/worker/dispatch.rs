@@ -1,0 +1,278 @@
+//! The dispatcher: claims due deliveries and runs each handler's in order, each delivery in a
+//! `tidings.dispatch` span, and records how each went.
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::sync::watch;
+use tracing::{Instrument, info_span};
+
+use super::{Shared, claim_run_sleep};
+use crate::call::{HandlerContext, TransactionSlot};
+use crate::envelope;
+use crate::error::{ErrorKind, StoreError, error_chain};
+use crate::handler::HandlerError;
+use crate::publish::DomainEvents;
+use crate::store::{Delivery, DeliveryId, NewIntegrationRow, StoredEvent};
+use crate::wiring::{Route, Target};
+
+/// Runs due deliveries until told to stop.
+pub(super) async fn run(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    let handlers: Vec<String> = shared.wiring.route_names().map(str::to_owned).collect();
+    let claim = |now| {
+        shared
+            .store
+            .claim_deliveries(now, shared.batch_size, &handlers)
+    };
+    let run = |batch: Vec<Delivery>| async {
+        // Handlers run concurrently; each one's deliveries run one at a time, in the order
+        // the events were recorded, so a handler sees the events in that order (a delivery
+        // that failed and waits for its retry is overtaken by later ones).
+        let mut by_handler: Vec<Vec<Delivery>> = Vec::new();
+        for delivery in batch {
+            match by_handler
+                .iter_mut()
+                .find(|g| g[0].handler == delivery.handler)
+            {
+                Some(group) => group.push(delivery),
+                None => by_handler.push(vec![delivery]),
+            }
+        }
+        let runs = by_handler
+            .into_iter()
+            .map(|group| run_group(&shared, group));
+        futures_util::future::join_all(runs).await;
+    };
+    let next_due = || shared.store.next_delivery_due();
+    claim_run_sleep(
+        &shared,
+        &shared.dispatch_wake,
+        stop,
+        claim,
+        run,
+        next_due,
+        "deliveries",
+    )
+    .await;
+}
+
+/// Why a delivery failed, and whether to try again.
+struct Failure {
+    retryable: bool,
+    /// The error with its chain of causes, as the store keeps it.
+    text: String,
+}
+
+impl Failure {
+    /// A failure that running the handler again cannot cure.
+    fn fatal(error: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        let error = error.into();
+        Failure {
+            retryable: false,
+            text: error_chain(&*error),
+        }
+    }
+}
+
+impl From<HandlerError> for Failure {
+    fn from(error: HandlerError) -> Self {
+        let text = match &error {
+            // Its message is the handler's error's: the chain starts there.
+            HandlerError::Failed { error, .. } => error_chain(&**error),
+            other => error_chain(other),
+        };
+        Failure {
+            retryable: error.is_retryable(),
+            text,
+        }
+    }
+}
+
+/// Runs one handler's claimed deliveries one after the other, in order, extending the claim on
+/// those still waiting so that it does not expire while the earlier ones run.
+async fn run_group(shared: &Arc<Shared>, group: Vec<Delivery>) {
+    let claims: Vec<(DeliveryId, u32)> = group.iter().map(|d| (d.id, d.attempt)).collect();
+    let mut extended = tokio::time::Instant::now();
+    for (i, delivery) in group.into_iter().enumerate() {
+        if let Some(lease) = shared.store.lease()
+            && extended.elapsed() >= lease / 3
+        {
+            if let Err(error) = shared.store.extend_claims(claims[i..].to_vec()).await {
+                tracing::warn!(%error, "could not extend the claim on deliveries");
+            }
+            extended = tokio::time::Instant::now();
+        }
+        deliver(shared, delivery).await;
+    }
+}
+
+/// Runs one delivery and records how it went. The delivery is in flight until then.
+async fn deliver(shared: &Arc<Shared>, delivery: Delivery) {
+    let Delivery {
+        id,
+        event,
+        handler,
+        attempt,
+    } = delivery;
+    let span = info_span!(
+        "tidings.dispatch",
+        handler,
+        event = %event.name,
+        event_id = %event.meta.id,
+        correlation_id = %event.meta.correlation_id,
+        attempt,
+    );
+    async {
+        let Some(route) = shared.wiring.route(&handler) else {
+            let failure = Failure::fatal(format!(
+                "no handler named `{handler}` in the `{}` app",
+                shared.context
+            ));
+            return record_failure(shared, id, attempt, failure).await;
+        };
+        let (slot, outcome) = match begin(shared, route, id, attempt).await {
+            Ok(Some(slot)) => {
+                let outcome = handle(shared, &event, route, attempt, slot.as_ref()).await;
+                (slot, outcome)
+            }
+            Ok(None) => {
+                tracing::info!("the delivery's lease passed to another process; skipped");
+                return;
+            }
+            Err(failure) => (None, Err(failure)),
+        };
+        match outcome {
+            Ok(produced) => {
+                let count = produced.len();
+                let stored = match slot.map(TransactionSlot::into_inner) {
+                    None => shared.store.complete_delivery(id, attempt, produced).await,
+                    Some(Some(transaction)) => {
+                        shared.store.complete_in(transaction, id, produced).await
+                    }
+                    // The handler's entry always gives the transaction back when it returns:
+                    // without it, its effect is gone, so the delivery stays due.
+                    Some(None) => Err(StoreError::new(
+                        ErrorKind::Invalid,
+                        "the handler did not give its transaction back",
+                        None,
+                    )),
+                };
+                match stored {
+                    Ok(()) if count > 0 => shared.relay_wake.notify_one(),
+                    Ok(()) => {}
+                    Err(error) => tracing::error!(%error, "could not record a delivery's outcome"),
+                }
+            }
+            Err(failure) => {
+                // The handler's transaction rolls back before the failure is recorded.
+                drop(slot);
+                record_failure(shared, id, attempt, failure).await;
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+    shared.activity.finish(1);
+}
+
+/// Reschedules a failed delivery, or dead-letters it if it may not run again.
+async fn record_failure(shared: &Shared, id: DeliveryId, attempt: u32, failure: Failure) {
+    let Failure { retryable, text } = failure;
+    let stored = if retryable && !shared.retry.gives_up_after(attempt) {
+        let delay = shared.retry.delay(attempt);
+        tracing::warn!(error = %text, ?delay, "handler failed; will retry");
+        let at = Utc::now() + delay;
+        shared.store.retry_delivery(id, attempt, text, at).await
+    } else {
+        tracing::error!(error = %text, "handler failed; dead-lettered");
+        shared.store.dead_letter_delivery(id, attempt, text).await
+    };
+    if let Err(error) = stored {
+        tracing::error!(%error, "could not record a delivery's outcome");
+    }
+}
+
+/// The store's transaction for a handler that takes one, holding the delivery: `Ok(None)` if
+/// the delivery is no longer this claim's, `Ok(Some(None))` for a handler that takes none.
+async fn begin(
+    shared: &Shared,
+    route: &Route,
+    id: DeliveryId,
+    attempt: u32,
+) -> Result<Option<Option<TransactionSlot>>, Failure> {
+    let takes_transaction =
+        matches!(route.target, Target::Handler(info) if info.transaction().is_some());
+    if !takes_transaction {
+        return Ok(Some(None));
+    }
+    match shared.store.begin(id, attempt).await {
+        Ok(Some(transaction)) => Ok(Some(Some(TransactionSlot::new(transaction)))),
+        Ok(None) => Ok(None),
+        Err(error) => Err(Failure {
+            retryable: true,
+            text: format!(
+                "could not begin the handler's transaction: {}",
+                error_chain(&error)
+            ),
+        }),
+    }
+}
+
+/// Runs the handler of one delivery, in the store's transaction `slot` if it takes it; returns
+/// the integration rows it produced.
+async fn handle(
+    shared: &Shared,
+    event: &StoredEvent,
+    route: &Route,
+    attempt: u32,
+    slot: Option<&TransactionSlot>,
+) -> Result<Vec<NewIntegrationRow>, Failure> {
+    let typed = shared.wiring.typed(event).map_err(Failure::fatal)?;
+    let handler = route.name.as_str();
+    let span = match route.target {
+        Target::Handler(info) if info.produces().is_none() => {
+            info_span!("tidings.handler", handler, event = %event.name, event_id = %event.meta.id, correlation_id = %event.meta.correlation_id, attempt)
+        }
+        _ => {
+            info_span!("tidings.translation", handler, event = %event.name, event_id = %event.meta.id, correlation_id = %event.meta.correlation_id, attempt)
+        }
+    };
+    let publisher = DomainEvents::new(Arc::clone(&shared.outbox), slot.is_some());
+    let emitted = async {
+        match route.target {
+            Target::Handler(info) => {
+                let mut ctx =
+                    HandlerContext::new(&shared.deps, &event.meta).with_publisher(&publisher);
+                if let Some(slot) = slot {
+                    ctx = ctx.with_transaction(slot);
+                }
+                // A panicking handler fails its delivery (`call` catches the panic).
+                info.handler_fn().call(&*typed, ctx).await
+            }
+            Target::From {
+                translation,
+                source,
+            } => translation
+                .translate(&*typed)
+                .map(|e| vec![e])
+                .ok_or(HandlerError::WrongEvent {
+                    handler: "From translation",
+                    expected: source,
+                }),
+        }
+    }
+    .instrument(span)
+    .await?;
+    emitted
+        .iter()
+        .map(|produced| {
+            envelope::produced(&event.meta, &shared.context, &**produced).map_err(|error| {
+                Failure::fatal(format!(
+                    "`{}` could not be encoded as JSON: {error}",
+                    produced.contract()
+                ))
+            })
+        })
+        .collect()
+}

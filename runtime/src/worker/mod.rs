@@ -1,0 +1,160 @@
+//! The background loops of a started app, one file each, and the claim–run–sleep loop that the
+//! dispatcher and the relay share:
+//!
+//! - [`dispatch`]: runs due deliveries, each handler's in order;
+//! - [`relay`]: publishes due integration rows to the transport, in order per key;
+//! - [`consume`]: records the messages of one subscription for the inbound handlers;
+//! - [`listen`]: wakes the dispatcher and the relay for work that other processes commit;
+//! - [`sweep`]: deletes what retention no longer keeps.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::activity::Activity;
+use crate::deps::Deps;
+use crate::error::StoreError;
+use crate::publish::Outbox;
+use crate::retention::Retention;
+use crate::retry::RetryPolicy;
+use crate::store::{BoxFuture, Store, StoreListener};
+use crate::transport::{Inbound, Transport};
+use crate::wiring::Wiring;
+
+mod consume;
+mod dispatch;
+mod listen;
+mod relay;
+mod sweep;
+
+/// What the workers of one app share: its configuration, its wiring and its wake-ups.
+pub(crate) struct Shared {
+    /// The bounded context.
+    pub(crate) context: String,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) transport: Arc<dyn Transport>,
+    /// Where the context's domain events are recorded: the publisher handlers receive.
+    pub(crate) outbox: Arc<Outbox>,
+    pub(crate) deps: Deps,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) retention: Retention,
+    pub(crate) poll_interval: Duration,
+    pub(crate) batch_size: usize,
+    pub(crate) wiring: Wiring,
+    /// The work in flight in this app.
+    pub(crate) activity: Arc<Activity>,
+    /// The messages in flight in the transport, for a transport that can tell (in-memory).
+    pub(crate) transport_activity: Option<Arc<Activity>>,
+    pub(crate) dispatch_wake: Arc<Notify>,
+    pub(crate) relay_wake: Notify,
+}
+
+/// The subscriptions of an app, each with the routes of its contract.
+pub(crate) type Inbounds = Vec<(Box<dyn Inbound>, Vec<usize>)>;
+
+/// Starts every worker of an app: one consumer per subscription, the dispatcher, the store's
+/// listener if it has one, the retention sweep and the relay. Each stops when `stop` says so.
+pub(crate) fn spawn(
+    shared: &Arc<Shared>,
+    inbounds: Inbounds,
+    listener: Option<Box<dyn StoreListener>>,
+    stop: &watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for (inbound, routes) in inbounds {
+        let consumer = consume::run(Arc::clone(shared), inbound, routes, stop.clone());
+        tasks.push(tokio::spawn(consumer));
+    }
+    tasks.push(tokio::spawn(dispatch::run(
+        Arc::clone(shared),
+        stop.clone(),
+    )));
+    if let Some(listener) = listener {
+        let listening = listen::run(Arc::clone(shared), listener, stop.clone());
+        tasks.push(tokio::spawn(listening));
+    }
+    tasks.push(tokio::spawn(sweep::run(Arc::clone(shared), stop.clone())));
+    tasks.push(tokio::spawn(relay::run(Arc::clone(shared), stop.clone())));
+    tasks
+}
+
+/// The loop of the dispatcher and the relay: claims batches and runs them until none is due,
+/// then sleeps until woken, until the next item is due, or for the poll interval.
+async fn claim_run_sleep<'a, T, C, R, N, Fut>(
+    shared: &'a Shared,
+    wake: &'a Notify,
+    mut stop: watch::Receiver<bool>,
+    claim: C,
+    run: R,
+    next_due: N,
+    what: &str,
+) where
+    C: Fn(DateTime<Utc>) -> BoxFuture<'a, Result<Vec<T>, StoreError>>,
+    R: Fn(Vec<T>) -> Fut,
+    Fut: Future<Output = ()>,
+    N: Fn() -> BoxFuture<'a, Result<Option<DateTime<Utc>>, StoreError>>,
+{
+    loop {
+        let mut claimed_at;
+        loop {
+            claimed_at = Utc::now();
+            let batch = match claim(claimed_at).await {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::error!(%error, "could not claim {what}");
+                    break;
+                }
+            };
+            if batch.is_empty() {
+                break;
+            }
+            shared.activity.start(batch.len());
+            run(batch).await;
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let wait = shared.wait_for(next_due().await, claimed_at);
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+impl Shared {
+    /// How long to wait for work that nobody announced: until the next scheduled item, at most
+    /// the poll interval. An item that was already due when the last claim (at `claimed_at`)
+    /// found nothing is held back (by another instance's claim, or behind the head of its key):
+    /// it is waited for by polling, not by spinning.
+    fn wait_for(
+        &self,
+        next_due: Result<Option<DateTime<Utc>>, StoreError>,
+        claimed_at: DateTime<Utc>,
+    ) -> Duration {
+        match next_due {
+            Ok(Some(due)) if due > claimed_at => (due - Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(self.poll_interval),
+            Ok(_) => self.poll_interval,
+            Err(error) => {
+                tracing::warn!(%error, "could not read the next due time");
+                self.poll_interval
+            }
+        }
+    }
+}
+
+/// Sleeps for `delay`, or until `stop` changes; returns whether it was told to stop.
+async fn pause(delay: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => false,
+        _ = stop.changed() => true,
+    }
+}
