@@ -64,7 +64,7 @@ pub struct Timed {
 }
 
 /// When the handler started, per `seq`.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Starts(Mutex<HashMap<u64, Instant>>);
 
 impl Starts {

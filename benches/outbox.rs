@@ -123,7 +123,7 @@ const POSTGRES_RAW_NOTIFY: &str = concat!(
 fn event(seq: u64, k: usize) -> ItemStocked {
     ItemStocked {
         sku: format!("sku-{seq}"),
-        quantity: k as i64,
+        quantity: i64::try_from(k).expect("a small count"),
     }
 }
 
@@ -298,7 +298,7 @@ impl Bench {
                     .expect("a SQLite transaction begins");
                 sqlx::query("INSERT INTO items (sku, quantity) VALUES (?, ?)")
                     .bind(format!("sku-{seq}"))
-                    .bind(events as i64)
+                    .bind(i64::try_from(events).expect("a small count"))
                     .execute(&mut *tx)
                     .await
                     .expect("the aggregate row is inserted");
@@ -322,7 +322,7 @@ impl Bench {
                 let mut tx = pool.begin().await.expect("a PostgreSQL transaction begins");
                 sqlx::query("INSERT INTO bench_outbox.items (sku, quantity) VALUES ($1, $2)")
                     .bind(format!("sku-{seq}"))
-                    .bind(events as i64)
+                    .bind(i64::try_from(events).expect("a small count"))
                     .execute(&mut *tx)
                     .await
                     .expect("the aggregate row is inserted");

@@ -17,7 +17,7 @@ use tidings::prelude::*;
 use tidings::{PostgresStore, SqliteStore, TidingsBuilder};
 
 /// The catalog context: products, prices, stock and orders.
-mod catalog {
+pub mod catalog {
     tidings::context!("catalog");
 
     use std::collections::BTreeMap;
@@ -264,7 +264,7 @@ mod catalog {
 }
 
 /// The search context: an index of the products, fed by the catalog's contract only.
-mod search {
+pub mod search {
     tidings::context!("search");
 
     use std::collections::BTreeMap;

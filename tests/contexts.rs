@@ -7,7 +7,7 @@ use tidings::Running;
 use tidings::prelude::*;
 
 /// What ran, in which context: (context, handler, event envelope).
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Journal(Mutex<Vec<(&'static str, &'static str, EventMeta)>>);
 
 impl Journal {
@@ -31,7 +31,7 @@ impl Journal {
     }
 }
 
-mod catalog {
+pub mod catalog {
     tidings::context!("catalog");
 
     use super::Journal;
@@ -67,7 +67,7 @@ mod catalog {
     }
 }
 
-mod search {
+pub mod search {
     tidings::context!("search");
 
     use super::Journal;

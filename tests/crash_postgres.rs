@@ -95,6 +95,7 @@ pub mod billing {
 use orders::OrderPlaced;
 
 /// The test's ledger: what the handlers did, one row per time they did it.
+#[derive(Debug)]
 pub struct Ledger {
     pool: PgPool,
     schema: String,

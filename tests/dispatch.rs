@@ -16,7 +16,7 @@ pub struct OrderConfirmed {
 }
 
 /// How often each handler ran.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Runs {
     mail: AtomicU32,
     flaky: AtomicU32,
@@ -223,7 +223,7 @@ pub struct RefundRequested {
 }
 
 /// Off until the test repairs the payment provider.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct PaymentProvider {
     repaired: std::sync::atomic::AtomicBool,
     refunded: Mutex<Vec<u64>>,

@@ -56,7 +56,7 @@ pub struct OrderAuditedIntegrationEvent {
 }
 
 /// What the handlers below record, so the tests can see they ran with the right arguments.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Journal(Mutex<Vec<String>>);
 
 impl Journal {

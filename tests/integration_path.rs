@@ -52,7 +52,7 @@ fn publish_price_changed(event: &PriceReduced) -> PriceChangedIntegrationEvent {
 }
 
 /// What the inbound handlers saw: (sku, step, envelope).
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Received(Mutex<Vec<(String, u32, EventMeta)>>);
 
 #[handles]

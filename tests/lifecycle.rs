@@ -13,6 +13,7 @@ pub struct ReportRequested {
 
 /// `started` gets a permit when the handler starts; the handler finishes once it gets one of
 /// `release`.
+#[derive(Debug)]
 pub struct Gate {
     started: Semaphore,
     release: Semaphore,

@@ -34,10 +34,11 @@ pub struct StockChangedIntegrationEvent {
 }
 
 /// The test's schema, where the projection's table is.
+#[derive(Debug)]
 pub struct Schema(String);
 
 /// What the handlers saw, and how often the projection ran.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Seen {
     noted: Mutex<Vec<(String, u32)>>,
     runs: Mutex<HashMap<(String, u32), u32>>,

@@ -34,7 +34,7 @@ impl From<&PriceReduced> for PriceChangedIntegrationEvent {
 }
 
 /// What the handlers saw.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Seen {
     repriced: Mutex<Vec<(String, u32)>>,
     audits: Mutex<u32>,

@@ -58,6 +58,7 @@ impl From<&ProductArchived> for ProductArchivedIntegrationEvent {
     }
 }
 
+#[derive(Debug)]
 pub struct Recommendations;
 
 #[handles]

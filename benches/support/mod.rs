@@ -7,7 +7,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 
 /// A pool of `connections` on `DATABASE_URL`, or `None` (and why, printed): the bench then runs
 /// without PostgreSQL.
-pub async fn postgres(connections: u32) -> Option<PgPool> {
+pub(crate) async fn postgres(connections: u32) -> Option<PgPool> {
     let Some(url) = std::env::var("DATABASE_URL")
         .ok()
         .filter(|url| !url.is_empty())
@@ -30,7 +30,7 @@ pub async fn postgres(connections: u32) -> Option<PgPool> {
 }
 
 /// Drops the bench's schema `schema`, if it exists.
-pub async fn drop_schema(pool: &PgPool, schema: &str) {
+pub(crate) async fn drop_schema(pool: &PgPool, schema: &str) {
     sqlx::query(AssertSqlSafe(format!(
         "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
     )))

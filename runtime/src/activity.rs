@@ -10,14 +10,14 @@ use tokio::sync::Notify;
 
 /// Work in flight: claimed deliveries and integration rows, and messages not yet received.
 #[derive(Debug, Default)]
-pub struct Activity {
+pub(crate) struct Activity {
     busy: AtomicUsize,
     changed: Notify,
 }
 
 impl Activity {
     /// `n` more units of work started.
-    pub fn start(&self, n: usize) {
+    pub(crate) fn start(&self, n: usize) {
         if n > 0 {
             self.busy.fetch_add(n, Ordering::SeqCst);
             self.changed.notify_waiters();
@@ -25,7 +25,7 @@ impl Activity {
     }
 
     /// `n` units of work are done.
-    pub fn finish(&self, n: usize) {
+    pub(crate) fn finish(&self, n: usize) {
         if n > 0 {
             self.busy.fetch_sub(n, Ordering::SeqCst);
             self.changed.notify_waiters();
@@ -33,7 +33,7 @@ impl Activity {
     }
 
     /// Whether no work is in progress.
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.busy.load(Ordering::SeqCst) == 0
     }
 
@@ -41,7 +41,7 @@ impl Activity {
     /// else waits (such as work recorded in a store and not yet claimed). `quiet` is asked again
     /// after each change of an activity, and every `recheck` while nothing changes here (the
     /// work may be another process's).
-    pub async fn settle<F, Q>(all: &[&Activity], recheck: Duration, mut quiet: Q)
+    pub(crate) async fn settle<F, Q>(all: &[&Activity], recheck: Duration, mut quiet: Q)
     where
         Q: FnMut() -> F,
         F: Future<Output = bool>,

@@ -4,7 +4,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 
-use crate::registry::Origin;
+use crate::origin::Origin;
 
 /// What an app's operation can fail with.
 #[derive(Debug, thiserror::Error)]

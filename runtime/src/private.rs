@@ -99,6 +99,7 @@ pub fn dep<T: Send + Sync + 'static>(
 /// Decodes an event of type `T` from JSON, without requiring `T` to be deserializable (a type
 /// that is not gets its error from [`check_event_serde`]):
 /// `(&&DecodeProbe::<T>::new()).decoder()`.
+#[derive(Debug)]
 pub struct DecodeProbe<T>(PhantomData<fn() -> T>);
 
 impl<T> DecodeProbe<T> {
@@ -232,6 +233,7 @@ pub fn failed<E: HandlerErrorType>(error: E, retryable: bool) -> HandlerError {
 /// type implements that trait, `true` otherwise. `(&&RetryProbe(&error)).retryable()` resolves by
 /// method lookup on the concrete type, so it is called from the macro's expansion, where the
 /// error type is concrete.
+#[derive(Debug)]
 pub struct RetryProbe<'a, E>(pub &'a E);
 
 /// See [`RetryProbe`].
@@ -281,10 +283,13 @@ pub const fn check_from_source<T: TranslationSourceEvent>() {}
 pub trait DeclaresFrom<E> {}
 
 /// The kind of a type, as a type: see [`KindProbe`].
+#[derive(Debug)]
 pub struct DomainKind;
 /// See [`DomainKind`].
+#[derive(Debug)]
 pub struct IntegrationKind;
 /// See [`DomainKind`]: the type is no event.
+#[derive(Debug)]
 pub struct OtherKind;
 
 /// Finds the kind of a concrete type without requiring it to be an event, by method resolution:
@@ -292,6 +297,7 @@ pub struct OtherKind;
 ///
 /// The checks use it so that a type that is no event at all gets one error (from the check made
 /// for that), not one more from every rule that looks at its kind.
+#[derive(Debug)]
 pub struct KindProbe<T>(PhantomData<fn() -> T>);
 
 impl<T> KindProbe<T> {
@@ -365,6 +371,7 @@ pub fn check_translation<E, I, K: TranslationRule<E, I>>(kinds: K) {
 }
 
 /// Finds whether `I: From<&A>`, without requiring it: `(&&FromProbe::<I, A>::new()).translation()`.
+#[derive(Debug)]
 pub struct FromProbe<I, A>(PhantomData<fn() -> (I, A)>);
 
 impl<I, A> FromProbe<I, A> {

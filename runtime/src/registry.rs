@@ -24,65 +24,7 @@ use std::sync::{Arc, LazyLock};
 
 use crate::call::HandlerFn;
 use crate::event::{DynIntegrationEvent, EventKind};
-
-/// Where an item is declared: its module and its place in the source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Origin {
-    module_path: &'static str,
-    file: &'static str,
-    line: u32,
-    column: u32,
-}
-
-impl Origin {
-    #[doc(hidden)]
-    pub const fn new(
-        module_path: &'static str,
-        file: &'static str,
-        line: u32,
-        column: u32,
-    ) -> Self {
-        Origin {
-            module_path,
-            file,
-            line,
-            column,
-        }
-    }
-
-    /// The module that declares the item, such as `shop::catalog`.
-    pub fn module_path(&self) -> &'static str {
-        self.module_path
-    }
-
-    /// The crate that declares the item (the first segment of the module path).
-    pub fn crate_name(&self) -> &'static str {
-        self.module_path
-            .split_once("::")
-            .map_or(self.module_path, |(krate, _)| krate)
-    }
-
-    /// The source file, relative to the workspace, as `file!()` gives it.
-    pub fn file(&self) -> &'static str {
-        self.file
-    }
-
-    /// The line of the macro attribute.
-    pub fn line(&self) -> u32 {
-        self.line
-    }
-
-    /// The column of the macro attribute.
-    pub fn column(&self) -> u32 {
-        self.column
-    }
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file, self.line, self.column)
-    }
-}
+pub use crate::origin::Origin;
 
 /// A type the registry refers to: its `TypeId` and its name as written in the source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -370,7 +312,7 @@ impl HandlerInfo {
 
     /// The function's path, such as `shop::catalog::recalculate_recommendations`.
     pub fn path(&self) -> String {
-        format!("{}::{}", self.origin.module_path, self.name)
+        format!("{}::{}", self.origin.module_path(), self.name)
     }
 
     /// The event it handles.
@@ -430,7 +372,7 @@ impl ContextDecl {
 
     /// Whether an item of `module_path` is in this declaration's module or below it.
     fn covers(&self, module_path: &str) -> bool {
-        let root = self.origin.module_path;
+        let root = self.origin.module_path();
         module_path == root
             || module_path
                 .strip_prefix(root)
@@ -487,10 +429,10 @@ impl Registry {
             .collect();
         let mut handlers: Vec<_> = inventory::iter::<HandlerInfo>.into_iter().collect();
         let mut contexts: Vec<_> = inventory::iter::<ContextDecl>.into_iter().collect();
-        contexts.sort_by_key(|c| (c.origin.module_path, c.name, c.origin));
-        domain_events.sort_by_key(|e| (e.origin.module_path, e.event.name, e.origin));
-        integration_events.sort_by_key(|e| (e.origin.module_path, e.event.name, e.origin));
-        handlers.sort_by_key(|h| (h.origin.module_path, h.name, h.origin));
+        contexts.sort_by_key(|c| (c.origin.module_path(), c.name, c.origin));
+        domain_events.sort_by_key(|e| (e.origin.module_path(), e.event.name, e.origin));
+        integration_events.sort_by_key(|e| (e.origin.module_path(), e.event.name, e.origin));
+        handlers.sort_by_key(|h| (h.origin.module_path(), h.name, h.origin));
         Registry {
             contexts,
             domain_events,
@@ -510,7 +452,7 @@ impl Registry {
         self.contexts
             .iter()
             .filter(|c| c.covers(module_path))
-            .max_by_key(|c| c.origin.module_path.len())
+            .max_by_key(|c| c.origin.module_path().len())
             .map(|c| c.name)
     }
 

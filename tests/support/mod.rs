@@ -4,7 +4,7 @@
 
 /// The PostgreSQL URL from `DATABASE_URL`. Without it the test says so and is skipped, unless
 /// `TIDINGS_REQUIRE_SERVICES` is set (as `.ci/run` does): then it fails.
-pub fn database_url(test: &str) -> Option<String> {
+pub(crate) fn database_url(test: &str) -> Option<String> {
     match std::env::var("DATABASE_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ if std::env::var_os("TIDINGS_REQUIRE_SERVICES").is_some() => {
@@ -20,7 +20,7 @@ pub fn database_url(test: &str) -> Option<String> {
 }
 
 /// A pool on `url`, and an empty schema named after `test`, for this test alone.
-pub async fn fresh_schema(url: &str, test: &str) -> (sqlx::PgPool, String) {
+pub(crate) async fn fresh_schema(url: &str, test: &str) -> (sqlx::PgPool, String) {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(8)
         .connect(url)
@@ -38,7 +38,7 @@ pub async fn fresh_schema(url: &str, test: &str) -> (sqlx::PgPool, String) {
 
 /// Kills this process with SIGKILL, at once: no destructor, no flush, no graceful close; what
 /// the process had not committed is lost, as in a crash.
-pub fn die() -> ! {
+pub(crate) fn die() -> ! {
     let _ = std::process::Command::new("kill")
         .args(["-KILL", &std::process::id().to_string()])
         .status();
@@ -48,7 +48,7 @@ pub fn die() -> ! {
 
 /// Starts this test binary again as a child process running the ignored test `entry`, with
 /// `env` set: a process of its own that the test can kill.
-pub fn spawn_child(entry: &str, env: &[(&str, &str)]) -> std::process::Child {
+pub(crate) fn spawn_child(entry: &str, env: &[(&str, &str)]) -> std::process::Child {
     let exe = std::env::current_exe().expect("the test binary knows its path");
     let mut command = std::process::Command::new(exe);
     command
@@ -68,14 +68,14 @@ pub fn spawn_child(entry: &str, env: &[(&str, &str)]) -> std::process::Child {
 }
 
 /// The value of `name` in the child's environment.
-pub fn child_env(name: &str) -> String {
+pub(crate) fn child_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("the child process needs {name}"))
 }
 
 /// A broker that refuses every message of one key, and counts the refusals; the others go to
 /// an [`tidings::InMemoryTransport`].
 #[derive(Clone)]
-pub struct RefusesKey {
+pub(crate) struct RefusesKey {
     key: &'static str,
     inner: tidings::InMemoryTransport,
     refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -83,7 +83,7 @@ pub struct RefusesKey {
 
 impl RefusesKey {
     /// A broker refusing `key`, passing the rest to `inner`.
-    pub fn new(key: &'static str, inner: tidings::InMemoryTransport) -> Self {
+    pub(crate) fn new(key: &'static str, inner: tidings::InMemoryTransport) -> Self {
         RefusesKey {
             key,
             inner,
@@ -92,7 +92,7 @@ impl RefusesKey {
     }
 
     /// How many messages it refused so far.
-    pub fn refused(&self) -> usize {
+    pub(crate) fn refused(&self) -> usize {
         self.refused.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

@@ -7,8 +7,6 @@
 
 use std::any::{Any, TypeId};
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -18,6 +16,7 @@ use crate::event::EventKind;
 use crate::meta::EventMeta;
 
 pub use crate::error::{ErrorKind, StoreError};
+pub use crate::future::BoxFuture;
 pub use memory::{InMemoryStore, Outcome};
 
 mod memory;
@@ -27,9 +26,6 @@ pub(crate) mod postgres;
 mod sql;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
-
-/// A boxed future, the return type of the seams' methods.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// An opaque identity that a store gives to what it keeps.
 macro_rules! id {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use crate::error::{ErrorKind, TransportError};
-pub use crate::store::BoxFuture;
+pub use crate::future::BoxFuture;
 pub use memory::InMemoryTransport;
 
 mod memory;
