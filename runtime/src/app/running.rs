@@ -59,7 +59,7 @@ impl Running {
     }
 
     /// Resolves once every app in `apps` is idle at the same moment: for apps that talk to each
-    /// other, such as two contexts on one [`InMemoryTransport`].
+    /// other, such as two contexts on one [`InMemoryTransport`](crate::InMemoryTransport).
     pub async fn settle_all(apps: &[&Running]) {
         let mut all: Vec<&Activity> = Vec::new();
         for running in apps {

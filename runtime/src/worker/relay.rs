@@ -53,12 +53,13 @@ async fn publish(shared: &Shared, row: IntegrationRow) {
             }
             Err(error) => {
                 let delay = shared.retry.delay(attempt);
+                let kind = error.kind();
                 if shared.retry.gives_up_after(attempt) {
                     // Order per key forbids skipping the head: the key is parked, retried at
                     // the policy's longest delays, while the other keys flow.
-                    tracing::error!(%error, attempt, ?delay, key = ?key, "publication keeps failing; its key is parked");
+                    tracing::error!(%error, %kind, attempt, ?delay, key = ?key, "publication keeps failing; its key is parked");
                 } else {
-                    tracing::warn!(%error, attempt, ?delay, "publication failed; will retry");
+                    tracing::warn!(%error, %kind, attempt, ?delay, "publication failed; will retry");
                 }
                 let at = Utc::now() + delay;
                 shared.store.retry_row(id, error_chain(&error), at).await
