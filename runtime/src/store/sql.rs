@@ -89,8 +89,8 @@ fn transient(code: Option<&str>) -> bool {
     ) || code.starts_with("08")
 }
 
-/// The error for a value of `table.column` that is not what the column must hold: `problem`
-/// says what is wrong with it, `source` why, if something could not parse it.
+/// The error for a value of `table.column`, stored or to be bound, that is not what the column
+/// holds: `problem` says what is wrong with it, `source` why, if a parser refused it.
 pub(crate) fn invalid(
     table: &str,
     column: &str,
@@ -99,7 +99,7 @@ pub(crate) fn invalid(
 ) -> StoreError {
     StoreError::new(
         ErrorKind::Invalid,
-        format!("`{table}.{column}` {problem}"),
+        format!("`{table}.{column}`: {problem}"),
         source,
     )
 }
@@ -188,7 +188,7 @@ pub(crate) fn kind_of(table: &str, name: &str) -> Result<EventKind, StoreError> 
         other => Err(invalid(
             table,
             "kind",
-            format_args!("holds `{other}`, which is no event kind"),
+            format_args!("`{other}` is no event kind"),
             None,
         )),
     }
@@ -222,7 +222,7 @@ pub(crate) fn handler_transaction<DB: Database>(
         StoreError::new(
             ErrorKind::Invalid,
             format!(
-                "not a transaction of this store: expected a `sqlx::Transaction<'_, {}>`",
+                "not a transaction of this store: expected the {} transaction its `begin` gave",
                 DB::NAME
             ),
             None,
@@ -301,7 +301,7 @@ pub(crate) trait StoredValues: Columns {
 /// Reads `column` of `table`, a UUID that is never NULL.
 fn required_uuid(row: &impl StoredValues, table: &str, column: &str) -> Result<Uuid, StoreError> {
     row.uuid(table, column)?
-        .ok_or_else(|| invalid(table, column, "is NULL", None))
+        .ok_or_else(|| invalid(table, column, "NULL where a value must be", None))
 }
 
 /// Reads the event columns ([`event_columns!`]) of a row of `table`.

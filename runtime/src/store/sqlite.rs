@@ -206,7 +206,7 @@ impl StoredValues for SqliteRow {
             return Ok(None);
         };
         Uuid::parse_str(&text).map(Some).map_err(|source| {
-            let problem = format_args!("holds `{text}`, which is not a UUID");
+            let problem = format_args!("`{text}` is not a UUID");
             invalid(table, column, problem, Some(Box::new(source)))
         })
     }
@@ -216,7 +216,7 @@ impl StoredValues for SqliteRow {
         match DateTime::parse_from_rfc3339(&text) {
             Ok(time) => Ok(time.with_timezone(&Utc)),
             Err(source) => {
-                let problem = format_args!("holds `{text}`, which is not an RFC 3339 time");
+                let problem = format_args!("`{text}` is not an RFC 3339 time");
                 Err(invalid(table, column, problem, Some(Box::new(source))))
             }
         }
@@ -228,7 +228,7 @@ impl StoredValues for SqliteRow {
 
     fn payload(&self, table: &str) -> Result<serde_json::Value, StoreError> {
         serde_json::from_str(&self.text(table, "payload")?)
-            .map_err(|source| invalid(table, "payload", "is not JSON", Some(Box::new(source))))
+            .map_err(|source| invalid(table, "payload", "not JSON", Some(Box::new(source))))
     }
 }
 
