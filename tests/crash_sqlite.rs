@@ -8,9 +8,8 @@ mod support;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
+use sqlx::sqlite::SqlitePool;
 use sqlx::{Sqlite, Transaction};
 use tidings::SqliteStore;
 use tidings::prelude::*;
@@ -34,15 +33,12 @@ async fn count_order(
         .map(drop)
 }
 
-/// A pool of the application's own on the file, as the use cases have.
+/// A pool of the application's own on the file, as the use cases have, with the store's
+/// settings.
 async fn user_pool(path: &Path) -> SqlitePool {
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(Duration::from_secs(10));
-    SqlitePool::connect_with(options).await.unwrap()
+    SqlitePool::connect_with(SqliteStore::connect_options(path))
+        .await
+        .unwrap()
 }
 
 async fn app(path: &Path) -> Tidings {

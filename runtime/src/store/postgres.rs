@@ -7,12 +7,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgArguments, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::query::Query;
-use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row, SqlSafeStr, SqlStr, Transaction};
+use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row, SqlSafeStr, SqlStr};
 use uuid::Uuid;
 
-use super::sql::{DEFAULT_LEASE, MIGRATIONS_TABLE, error, micros_of, migrator};
+use super::sql::{
+    self, DEAD_LETTERS, DEFAULT_LEASE, DELIVERIES, MIGRATIONS_TABLE, OUTBOX, StoredValues, error,
+    event_columns, id_param, kind_name, micros_of, migrator, unreadable,
+};
 use crate::event::EventKind;
-use crate::meta::EventMeta;
 use crate::store::{
     BoxFuture, DeadLetter, DeadLetterId, Delivery, DeliveryId, ErrorKind, IntegrationRow, NewEvent,
     NewIntegrationRow, RowId, Store, StoreError, StoreListener, StoredEvent, Wake,
@@ -22,13 +24,6 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres
 
 /// The schema of [`PostgresStore::connect`].
 const DEFAULT_SCHEMA: &str = "tidings";
-
-/// The columns in which every table holds an event, in the order [`bind_event`] binds them.
-macro_rules! event_columns {
-    () => {
-        "event_id, name, version, occurred_at, correlation_id, causation_id, traceparent, source, payload"
-    };
-}
 
 /// A store in PostgreSQL, in a schema of its own (`tidings` by default): deliveries, the
 /// integration outbox and its archive, the inbox and dead letters. The crate's migrations are
@@ -66,28 +61,24 @@ pub struct PostgresStore {
     lease: Duration,
 }
 
-/// Binds an event's columns, in the order of `event_columns!`.
+/// Binds an event's columns for `table`, in the order of [`event_columns!`]; an error for a
+/// version that the `integer` column cannot hold.
 fn bind_event<'q>(
     query: Query<'q, Postgres, PgArguments>,
+    table: &str,
     event: &StoredEvent,
-) -> Query<'q, Postgres, PgArguments> {
-    query
+) -> Result<Query<'q, Postgres, PgArguments>, StoreError> {
+    let version: i32 = sql::convert(table, "version", event.version)?;
+    Ok(query
         .bind(event.meta.id)
         .bind(event.name.clone())
-        .bind(i32::try_from(event.version).unwrap_or(i32::MAX))
+        .bind(version)
         .bind(event.meta.occurred_at)
         .bind(event.meta.correlation_id)
         .bind(event.meta.causation_id)
         .bind(event.meta.traceparent.clone())
         .bind(event.meta.source.clone())
-        .bind(sqlx::types::Json(Arc::clone(&event.payload)))
-}
-
-fn kind_name(kind: EventKind) -> &'static str {
-    match kind {
-        EventKind::Domain => "domain",
-        EventKind::Integration => "integration",
-    }
+        .bind(sqlx::types::Json(Arc::clone(&event.payload))))
 }
 
 /// Whether `schema` is a plain lower-case identifier, safe to put in SQL.
@@ -140,13 +131,7 @@ impl PostgresStore {
         migrator.create_schema(format!("\"{schema}\""));
         let migrated = migrator.run(&migrating).await;
         migrating.close().await;
-        migrated.map_err(|source| {
-            StoreError::new(
-                ErrorKind::Refused,
-                "could not apply the migrations",
-                Some(Box::new(source) as _),
-            )
-        })?;
+        migrated.map_err(sql::migration_error)?;
         Ok(PostgresStore {
             pool,
             schema: Arc::from(schema),
@@ -236,7 +221,7 @@ impl PostgresStore {
                 .bind(kind_name(event.kind))
                 .bind(handlers),
             };
-            bind_event(query, &event)
+            bind_event(query, DELIVERIES, &event)?
                 .bind(self.channel())
                 .execute(&mut *connection)
                 .await
@@ -259,8 +244,8 @@ impl PostgresStore {
             "DELETE FROM {schema}.tidings_deliveries WHERE id = $1 \
              AND ($2::integer IS NULL OR attempts = $2)",
         ))
-        .bind(id.0 as i64)
-        .bind(attempt.map(attempt_of))
+        .bind(id_param(DELIVERIES, id.get())?)
+        .bind(attempt.map(attempt_param).transpose()?)
         .execute(&mut *connection)
         .await
         .map_err(error("could not complete a delivery"))?;
@@ -275,7 +260,7 @@ impl PostgresStore {
                 ") VALUES ($1, now(), $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             )))
             .bind(key);
-            bind_event(query, &event)
+            bind_event(query, OUTBOX, &event)?
                 .execute(&mut *connection)
                 .await
                 .map_err(error("could not record an integration event"))?;
@@ -291,50 +276,33 @@ impl PostgresStore {
     }
 }
 
-/// Reads the event columns shared by every table.
-fn stored_event(row: &PgRow, kind: EventKind) -> Result<StoredEvent, sqlx::Error> {
-    let version: i32 = row.try_get("version")?;
-    let payload: sqlx::types::Json<serde_json::Value> = row.try_get("payload")?;
-    Ok(StoredEvent {
-        meta: EventMeta {
-            id: row.try_get("event_id")?,
-            occurred_at: row.try_get("occurred_at")?,
-            correlation_id: row.try_get("correlation_id")?,
-            causation_id: row.try_get("causation_id")?,
-            traceparent: row.try_get("traceparent")?,
-            source: row.try_get("source")?,
-        },
-        kind,
-        name: row.try_get("name")?,
-        version: u32::try_from(version).unwrap_or(0),
-        payload: Arc::new(payload.0),
-        typed: None,
-    })
+/// PostgreSQL keeps UUIDs as `uuid`, times as `timestamptz`, payloads as `jsonb` and counts
+/// and versions as 32-bit `integer`s.
+impl StoredValues for PgRow {
+    fn uuid(&self, table: &str, column: &str) -> Result<Option<Uuid>, StoreError> {
+        self.try_get(column).map_err(unreadable(table, column))
+    }
+
+    fn time(&self, table: &str, column: &str) -> Result<DateTime<Utc>, StoreError> {
+        self.try_get(column).map_err(unreadable(table, column))
+    }
+
+    fn number(&self, table: &str, column: &str) -> Result<u32, StoreError> {
+        let number: i32 = self.try_get(column).map_err(unreadable(table, column))?;
+        sql::convert(table, column, number)
+    }
+
+    fn payload(&self, table: &str) -> Result<serde_json::Value, StoreError> {
+        let payload: sqlx::types::Json<serde_json::Value> = self
+            .try_get("payload")
+            .map_err(unreadable(table, "payload"))?;
+        Ok(payload.0)
+    }
 }
 
-fn kind_of(row: &PgRow) -> Result<EventKind, sqlx::Error> {
-    let kind: String = row.try_get("kind")?;
-    Ok(if kind == "integration" {
-        EventKind::Integration
-    } else {
-        EventKind::Domain
-    })
-}
-
-fn id_of(row: &PgRow) -> Result<u64, sqlx::Error> {
-    Ok(u64::try_from(row.try_get::<i64, _>("id")?).unwrap_or(0))
-}
-
-fn attempts_of(row: &PgRow) -> Result<u32, sqlx::Error> {
-    Ok(u32::try_from(row.try_get::<i32, _>("attempts")?).unwrap_or(0))
-}
-
-fn attempt_of(attempt: u32) -> i32 {
-    i32::try_from(attempt).unwrap_or(i32::MAX)
-}
-
-fn limit_of(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
+/// A delivery's attempt, for the `integer` column `attempts`.
+fn attempt_param(attempt: u32) -> Result<i32, StoreError> {
+    sql::convert(DELIVERIES, "attempts", attempt)
 }
 
 /// Wake-ups from the store's `NOTIFY`s.
@@ -361,9 +329,9 @@ impl StoreListener for Listener {
 impl Store for PostgresStore {
     fn record(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<usize, StoreError>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
+            let mut tx = sql::begin(&self.pool).await?;
             let created = self.insert_events(&mut tx, events).await?;
-            tx.commit().await.map_err(error("could not commit"))?;
+            sql::commit(tx).await?;
             Ok(created)
         })
     }
@@ -374,12 +342,10 @@ impl Store for PostgresStore {
         events: Vec<NewEvent>,
     ) -> BoxFuture<'c, Result<usize, StoreError>> {
         Box::pin(async move {
-            let connection = connection.downcast_mut::<PgConnection>().ok_or_else(|| {
-                StoreError::new(ErrorKind::Invalid,
-                    "the app's store is PostgreSQL: record its events in a `sqlx::Transaction<'_, Postgres>` on the store's database",
-                    None,
-                )
-            })?;
+            let connection = sql::caller_connection::<PgConnection>(
+                connection,
+                "the app's store is PostgreSQL: record its events in a `sqlx::Transaction<'_, Postgres>` on the store's database",
+            )?;
             self.insert_events(connection, events).await
         })
     }
@@ -394,13 +360,13 @@ impl Store for PostgresStore {
         attempt: u32,
     ) -> BoxFuture<'_, Result<Option<Box<dyn Any + Send>>, StoreError>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
+            let mut tx = sql::begin(&self.pool).await?;
             // Locked until the commit: no other claim can take the delivery meanwhile.
             let held: Option<i64> = sqlx::query_scalar(self.sql(
                 "SELECT id FROM {schema}.tidings_deliveries WHERE id = $1 AND attempts = $2 FOR UPDATE",
             ))
-            .bind(id.0 as i64)
-            .bind(attempt_of(attempt))
+            .bind(id_param(DELIVERIES, id.get())?)
+            .bind(attempt_param(attempt)?)
             .fetch_optional(&mut *tx)
             .await
             .map_err(error("could not read a delivery"))?;
@@ -415,14 +381,10 @@ impl Store for PostgresStore {
         produced: Vec<NewIntegrationRow>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut tx = transaction
-                .downcast::<Transaction<'static, Postgres>>()
-                .map_err(|_| {
-                    StoreError::new(ErrorKind::Invalid, "not a transaction of this store", None)
-                })?;
+            let mut tx = sql::handler_transaction::<Postgres>(transaction)?;
             // The transaction holds the delivery's row since `begin`: it is this claim's.
             self.complete(&mut tx, id, None, produced).await?;
-            tx.commit().await.map_err(error("could not commit"))
+            sql::commit(*tx).await
         })
     }
 
@@ -437,7 +399,9 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let (ids, attempts): (Vec<i64>, Vec<i32>) = claims
                 .into_iter()
-                .map(|(id, attempt)| (id.0 as i64, attempt_of(attempt)))
+                .map(|(id, attempt)| Ok((id_param(DELIVERIES, id.get())?, attempt_param(attempt)?)))
+                .collect::<Result<Vec<_>, StoreError>>()?
+                .into_iter()
                 .unzip();
             sqlx::query(self.sql(
                 "UPDATE {schema}.tidings_deliveries d \
@@ -478,7 +442,7 @@ impl Store for PostgresStore {
             // Each handler's deliveries run in one process at a time, in the order they were
             // recorded: a claim skips the handlers another claim holds. Claims take turns
             // (a lock held until this claim commits) so that two cannot both see a handler free.
-            let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
+            let mut tx = sql::begin(&self.pool).await?;
             sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
                 .bind(self.channel())
                 .execute(&mut *tx)
@@ -495,26 +459,13 @@ impl Store for PostgresStore {
                  ORDER BY o.id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING *",
             ))
             .bind(self.lease_micros())
-            .bind(limit_of(limit))
+            .bind(sql::limit(limit))
             .bind(handlers)
             .fetch_all(&mut *tx)
             .await
             .map_err(error("could not claim deliveries"))?;
-            tx.commit().await.map_err(error("could not commit"))?;
-            let mut deliveries = rows
-                .iter()
-                .map(|row| {
-                    Ok(Delivery {
-                        id: DeliveryId(id_of(row)?),
-                        event: stored_event(row, kind_of(row)?)?,
-                        handler: row.try_get("handler")?,
-                        attempt: attempts_of(row)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, sqlx::Error>>()
-                .map_err(error("could not read a delivery"))?;
-            deliveries.sort_by_key(|d| d.id);
-            Ok(deliveries)
+            sql::commit(tx).await?;
+            sql::deliveries(&rows)
         })
     }
 
@@ -525,9 +476,9 @@ impl Store for PostgresStore {
         produced: Vec<NewIntegrationRow>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
+            let mut tx = sql::begin(&self.pool).await?;
             if self.complete(&mut tx, id, Some(attempt), produced).await? {
-                tx.commit().await.map_err(error("could not commit"))?;
+                sql::commit(tx).await?;
             }
             Ok(())
         })
@@ -547,8 +498,8 @@ impl Store for PostgresStore {
             ))
             .bind(at)
             .bind(error_text)
-            .bind(id.0 as i64)
-            .bind(attempt_of(attempt))
+            .bind(id_param(DELIVERIES, id.get())?)
+            .bind(attempt_param(attempt)?)
             .execute(&self.pool)
             .await
             .map_err(error("could not reschedule a delivery"))?;
@@ -574,8 +525,8 @@ impl Store for PostgresStore {
             )))
             .bind(error_text)
             .bind(Utc::now())
-            .bind(id.0 as i64)
-            .bind(attempt_of(attempt))
+            .bind(id_param(DELIVERIES, id.get())?)
+            .bind(attempt_param(attempt)?)
             .execute(&self.pool)
             .await
             .map_err(error("could not dead-letter a delivery"))?;
@@ -597,7 +548,7 @@ impl Store for PostgresStore {
             .bind(error_text)
             .bind(Utc::now())
             .bind(kind_name(event.kind));
-            bind_event(query, &event)
+            bind_event(query, DEAD_LETTERS, &event)?
                 .execute(&self.pool)
                 .await
                 .map_err(error("could not record a dead letter"))?;
@@ -617,7 +568,7 @@ impl Store for PostgresStore {
                 " FROM letter RETURNING 1) \
                  SELECT pg_notify($2, 'd') FROM inserted"
             )))
-            .bind(id.0 as i64)
+            .bind(id_param(DEAD_LETTERS, id.get())?)
             .bind(self.channel())
             .execute(&self.pool)
             .await
@@ -630,7 +581,7 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let deleted =
                 sqlx::query(self.sql("DELETE FROM {schema}.tidings_dead_letters WHERE id = $1"))
-                    .bind(id.0 as i64)
+                    .bind(id_param(DEAD_LETTERS, id.get())?)
                     .execute(&self.pool)
                     .await
                     .map_err(error("could not discard a dead letter"))?;
@@ -671,24 +622,11 @@ impl Store for PostgresStore {
                  ORDER BY o.id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING *",
             ))
             .bind(self.lease_micros())
-            .bind(limit_of(limit))
+            .bind(sql::limit(limit))
             .fetch_all(&self.pool)
             .await
             .map_err(error("could not claim integration rows"))?;
-            let mut claimed = rows
-                .iter()
-                .map(|row| {
-                    Ok(IntegrationRow {
-                        id: RowId(id_of(row)?),
-                        event: stored_event(row, EventKind::Integration)?,
-                        key: row.try_get("ordering_key")?,
-                        attempt: attempts_of(row)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, sqlx::Error>>()
-                .map_err(error("could not read a row"))?;
-            claimed.sort_by_key(|r| r.id);
-            Ok(claimed)
+            sql::integration_rows(&rows)
         })
     }
 
@@ -703,11 +641,11 @@ impl Store for PostgresStore {
                     event_columns!(),
                     " FROM published"
                 )))
-                .bind(id.0 as i64)
+                .bind(id_param(OUTBOX, id.get())?)
                 .bind(Utc::now())
             } else {
                 sqlx::query(self.sql("DELETE FROM {schema}.tidings_outbox WHERE id = $1"))
-                    .bind(id.0 as i64)
+                    .bind(id_param(OUTBOX, id.get())?)
             };
             query
                 .execute(&self.pool)
@@ -730,7 +668,7 @@ impl Store for PostgresStore {
             ))
             .bind(at)
             .bind(error_text)
-            .bind(id.0 as i64)
+            .bind(id_param(OUTBOX, id.get())?)
             .execute(&self.pool)
             .await
             .map_err(error("could not reschedule a row"))?;
@@ -762,20 +700,7 @@ impl Store for PostgresStore {
             .fetch_all(&self.pool)
             .await
             .map_err(error("could not read the dead letters"))?;
-            rows.iter()
-                .map(|row| {
-                    Ok(DeadLetter {
-                        id: DeadLetterId(id_of(row)?),
-                        event_id: row.try_get::<Uuid, _>("event_id")?,
-                        event_name: row.try_get("name")?,
-                        handler: row.try_get("handler")?,
-                        attempts: attempts_of(row)?,
-                        error: row.try_get("error")?,
-                        at: row.try_get("at")?,
-                    })
-                })
-                .collect::<Result<Vec<_>, sqlx::Error>>()
-                .map_err(error("could not read a dead letter"))
+            sql::dead_letters(&rows)
         })
     }
 
@@ -788,8 +713,10 @@ impl Store for PostgresStore {
             .fetch_one(&self.pool)
             .await
             .map_err(error("could not count the pending work"))?;
-            let count = |n: i64| usize::try_from(n).unwrap_or(0);
-            Ok((count(deliveries), count(rows)))
+            Ok((
+                sql::count(DELIVERIES, deliveries)?,
+                sql::count(OUTBOX, rows)?,
+            ))
         })
     }
 
@@ -811,11 +738,11 @@ impl Store for PostgresStore {
             ))
             .bind(inbox_before)
             .bind(archive_before)
-            .bind(limit_of(limit))
+            .bind(sql::limit(limit))
             .fetch_one(&self.pool)
             .await
             .map_err(error("could not delete expired rows"))?;
-            Ok(usize::try_from(inbox + archive).unwrap_or(usize::MAX))
+            sql::pruned(inbox, archive)
         })
     }
 }

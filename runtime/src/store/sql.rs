@@ -1,10 +1,30 @@
-//! What the database stores share: errors, leases and migrations.
+//! What the SQLite and PostgreSQL stores share, so that each of them holds only its dialect's
+//! SQL and the binding of its parameters:
+//!
+//! - the columns in which every table holds an event ([`event_columns!`]) and the names of the
+//!   event kinds ([`kind_name`], [`kind_of`]);
+//! - the reading of stored rows into records ([`deliveries`], [`integration_rows`],
+//!   [`dead_letters`]), over the few column types that differ ([`StoredValues`]);
+//! - the conversions between the records' numbers and the columns' integers ([`convert`],
+//!   [`id_param`], [`stored_id`], [`limit`], [`count`], [`pruned`]): a value out of range is an
+//!   [`ErrorKind::Invalid`] error that names its table and column, never a default;
+//! - transactions ([`begin`], [`commit`], [`handler_transaction`], [`caller_connection`]);
+//! - errors ([`error`], [`invalid`], [`migration_error`]), leases and migrations.
 
+use std::any::Any;
+use std::fmt::Display;
+use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::migrate::Migrator;
+use chrono::{DateTime, Utc};
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::{ColumnIndex, Database, Decode, Pool, Row, Transaction, Type};
+use uuid::Uuid;
 
+use super::{DeadLetter, DeadLetterId, Delivery, DeliveryId, IntegrationRow, RowId, StoredEvent};
 use super::{ErrorKind, StoreError};
+use crate::event::EventKind;
+use crate::meta::EventMeta;
 
 /// How long a claimed delivery or row is reserved for the process that claimed it, by default.
 /// If that process dies, the claim expires and the work is done again (at least once).
@@ -14,14 +34,32 @@ pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 /// `_sqlx_migrations`.
 pub(crate) const MIGRATIONS_TABLE: &str = "_tidings_migrations";
 
+/// The table of the deliveries, as error messages name it.
+pub(crate) const DELIVERIES: &str = "tidings_deliveries";
+
+/// The table of the integration outbox, as error messages name it.
+pub(crate) const OUTBOX: &str = "tidings_outbox";
+
+/// The table of the dead letters, as error messages name it.
+pub(crate) const DEAD_LETTERS: &str = "tidings_dead_letters";
+
+/// The columns in which every table holds an event, in the order each store's `bind_event`
+/// binds them. A macro, so that `concat!` can put it in the SQL text.
+macro_rules! event_columns {
+    () => {
+        "event_id, name, version, occurred_at, correlation_id, causation_id, traceparent, source, payload"
+    };
+}
+pub(crate) use event_columns;
+
 /// Turns a sqlx error into a [`StoreError`] saying what could not be done, of the kind the
 /// error is.
 pub(crate) fn error(message: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
-    move |source| StoreError::new(kind_of(&source), message, Some(Box::new(source) as _))
+    move |source| StoreError::new(kind_of_error(&source), message, Some(Box::new(source) as _))
 }
 
 /// What kind of failure a sqlx error is.
-fn kind_of(error: &sqlx::Error) -> ErrorKind {
+fn kind_of_error(error: &sqlx::Error) -> ErrorKind {
     match error {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
@@ -51,6 +89,30 @@ fn transient(code: Option<&str>) -> bool {
     ) || code.starts_with("08")
 }
 
+/// The error for a value of `table.column`, stored or to be bound, that is not what the column
+/// holds: `problem` says what is wrong with it, `source` why, if a parser refused it.
+pub(crate) fn invalid(
+    table: &str,
+    column: &str,
+    problem: impl Display,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+) -> StoreError {
+    StoreError::new(
+        ErrorKind::Invalid,
+        format!("`{table}.{column}`: {problem}"),
+        source,
+    )
+}
+
+/// The error of migrations that could not be applied.
+pub(crate) fn migration_error(source: MigrateError) -> StoreError {
+    StoreError::new(
+        ErrorKind::Refused,
+        "could not apply the migrations",
+        Some(Box::new(source) as _),
+    )
+}
+
 /// The crate's `migrations`, recorded in [`MIGRATIONS_TABLE`].
 pub(crate) fn migrator(migrations: &Migrator) -> Migrator {
     let mut migrator = Migrator::with_migrations(migrations.iter().cloned().collect());
@@ -58,7 +120,268 @@ pub(crate) fn migrator(migrations: &Migrator) -> Migrator {
     migrator
 }
 
-/// A duration in whole microseconds, for the databases' times.
+/// A duration in whole microseconds, for the databases' times. A lease beyond what the column
+/// counts (some 292 000 years) is as good as forever: it saturates.
 pub(crate) fn micros_of(duration: Duration) -> i64 {
     i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// `value`, bound for or read from `table.column`, as a `T`; an [`ErrorKind::Invalid`] error if
+/// it is out of `T`'s range (a negative count, an attempt beyond `u32`, a stored version
+/// PostgreSQL's `integer` cannot hold).
+pub(crate) fn convert<T, V>(table: &str, column: &str, value: V) -> Result<T, StoreError>
+where
+    T: TryFrom<V>,
+    V: Copy + Display,
+{
+    T::try_from(value)
+        .map_err(|_| invalid(table, column, format_args!("{value} is out of range"), None))
+}
+
+/// The id of a record of `table`, as the store binds it: the tables' ids are positive
+/// `BIGINT`s, so an id above `i64::MAX` is none the store gave.
+pub(crate) fn id_param(table: &str, id: u64) -> Result<i64, StoreError> {
+    convert(table, "id", id)
+}
+
+/// The id read from `table`, as the records hold it.
+pub(crate) fn stored_id(table: &str, raw: i64) -> Result<u64, StoreError> {
+    convert(table, "id", raw)
+}
+
+/// A claim's or a prune's `limit`, for `LIMIT`: a limit beyond `i64::MAX` takes every row, as
+/// `i64::MAX` does, so it saturates.
+pub(crate) fn limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// How many rows a prune deleted: `inbox` inbox entries and `archive` archived rows.
+pub(crate) fn pruned<N>(inbox: N, archive: N) -> Result<usize, StoreError>
+where
+    usize: TryFrom<N>,
+    N: Copy + Display,
+{
+    let inbox: usize = convert("tidings_inbox", "deleted rows", inbox)?;
+    let archive: usize = convert("tidings_outbox_archive", "deleted rows", archive)?;
+    Ok(inbox.saturating_add(archive))
+}
+
+/// How many rows `table` holds, from its `COUNT(*)`.
+pub(crate) fn count(table: &str, rows: i64) -> Result<usize, StoreError> {
+    convert(table, "COUNT(*)", rows)
+}
+
+/// The name a table stores for an event kind, in its `kind` column.
+pub(crate) fn kind_name(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Domain => "domain",
+        EventKind::Integration => "integration",
+    }
+}
+
+/// The event kind that `table` stores as `name`; an error for any name [`kind_name`] does not
+/// give.
+pub(crate) fn kind_of(table: &str, name: &str) -> Result<EventKind, StoreError> {
+    match name {
+        "domain" => Ok(EventKind::Domain),
+        "integration" => Ok(EventKind::Integration),
+        other => Err(invalid(
+            table,
+            "kind",
+            format_args!("`{other}` is no event kind"),
+            None,
+        )),
+    }
+}
+
+/// Begins a transaction on `pool`.
+pub(crate) async fn begin<DB: Database>(
+    pool: &Pool<DB>,
+) -> Result<Transaction<'static, DB>, StoreError> {
+    pool.begin()
+        .await
+        .map_err(error("could not begin a transaction"))
+}
+
+/// Commits `transaction`.
+pub(crate) async fn commit<DB: Database>(
+    transaction: Transaction<'_, DB>,
+) -> Result<(), StoreError> {
+    transaction
+        .commit()
+        .await
+        .map_err(error("could not commit a transaction"))
+}
+
+/// The store's transaction that `begin` handed to a handler, back in `complete_in`; an error for
+/// a transaction of another database.
+pub(crate) fn handler_transaction<DB: Database>(
+    transaction: Box<dyn Any + Send>,
+) -> Result<Box<Transaction<'static, DB>>, StoreError> {
+    transaction.downcast().map_err(|_| {
+        StoreError::new(
+            ErrorKind::Invalid,
+            format!(
+                "not a transaction of this store: expected the {} transaction its `begin` gave",
+                DB::NAME
+            ),
+            None,
+        )
+    })
+}
+
+/// The caller's connection `C` in `record_in`; an error saying `expected` for a connection of
+/// another database.
+pub(crate) fn caller_connection<'c, C: Any>(
+    connection: &'c mut (dyn Any + Send),
+    expected: &str,
+) -> Result<&'c mut C, StoreError> {
+    connection
+        .downcast_mut()
+        .ok_or_else(|| StoreError::new(ErrorKind::Invalid, expected, None))
+}
+
+/// Reading a row's columns of the types that both databases store alike, by name: what the
+/// records are read from, with [`StoredValues`].
+pub(crate) trait Columns {
+    /// `column` of `table`, text that is never NULL.
+    fn text(&self, table: &str, column: &str) -> Result<String, StoreError>;
+
+    /// `column` of `table`, text or NULL.
+    fn optional_text(&self, table: &str, column: &str) -> Result<Option<String>, StoreError>;
+
+    /// `column` of `table`, a `BIGINT` (an id).
+    fn integer(&self, table: &str, column: &str) -> Result<i64, StoreError>;
+}
+
+impl<R> Columns for R
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn text(&self, table: &str, column: &str) -> Result<String, StoreError> {
+        self.try_get(column).map_err(unreadable(table, column))
+    }
+
+    fn optional_text(&self, table: &str, column: &str) -> Result<Option<String>, StoreError> {
+        self.try_get(column).map_err(unreadable(table, column))
+    }
+
+    fn integer(&self, table: &str, column: &str) -> Result<i64, StoreError> {
+        self.try_get(column).map_err(unreadable(table, column))
+    }
+}
+
+/// The error of a column that could not be read, of the kind the sqlx error is.
+pub(crate) fn unreadable(table: &str, column: &str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    let message = format!("could not read `{table}.{column}`");
+    move |source| StoreError::new(kind_of_error(&source), message, Some(Box::new(source) as _))
+}
+
+/// The values whose column types differ between the databases, as a row of each hands them
+/// back; the records are read from them alike, by [`deliveries`], [`integration_rows`] and
+/// [`dead_letters`].
+pub(crate) trait StoredValues: Columns {
+    /// `column`, a UUID (`TEXT` in SQLite, `uuid` in PostgreSQL), or `None` for NULL.
+    fn uuid(&self, table: &str, column: &str) -> Result<Option<Uuid>, StoreError>;
+
+    /// `column`, a time (RFC 3339 `TEXT` in SQLite, `timestamptz` in PostgreSQL).
+    fn time(&self, table: &str, column: &str) -> Result<DateTime<Utc>, StoreError>;
+
+    /// `column`, a count or a version (`INTEGER` in SQLite, `integer` in PostgreSQL).
+    fn number(&self, table: &str, column: &str) -> Result<u32, StoreError>;
+
+    /// The `payload` column (JSON `TEXT` in SQLite, `jsonb` in PostgreSQL).
+    fn payload(&self, table: &str) -> Result<serde_json::Value, StoreError>;
+}
+
+/// Reads `column` of `table`, a UUID that is never NULL.
+fn required_uuid(row: &impl StoredValues, table: &str, column: &str) -> Result<Uuid, StoreError> {
+    row.uuid(table, column)?
+        .ok_or_else(|| invalid(table, column, "NULL where a value must be", None))
+}
+
+/// Reads the event columns ([`event_columns!`]) of a row of `table`.
+fn stored_event<R: StoredValues>(
+    row: &R,
+    table: &str,
+    kind: EventKind,
+) -> Result<StoredEvent, StoreError> {
+    Ok(StoredEvent {
+        meta: EventMeta {
+            id: required_uuid(row, table, "event_id")?,
+            occurred_at: row.time(table, "occurred_at")?,
+            correlation_id: required_uuid(row, table, "correlation_id")?,
+            causation_id: row.uuid(table, "causation_id")?,
+            traceparent: row.optional_text(table, "traceparent")?,
+            source: row.text(table, "source")?,
+        },
+        kind,
+        name: row.text(table, "name")?,
+        version: row.number(table, "version")?,
+        payload: Arc::new(row.payload(table)?),
+        typed: None,
+    })
+}
+
+/// Reads claimed deliveries, in the order they were recorded.
+pub(crate) fn deliveries<R: StoredValues>(rows: &[R]) -> Result<Vec<Delivery>, StoreError> {
+    let mut deliveries = rows.iter().map(delivery).collect::<Result<Vec<_>, _>>()?;
+    deliveries.sort_by_key(|delivery| delivery.id);
+    Ok(deliveries)
+}
+
+/// Reads a row of the deliveries.
+fn delivery<R: StoredValues>(row: &R) -> Result<Delivery, StoreError> {
+    let kind = row.text(DELIVERIES, "kind")?;
+    Ok(Delivery {
+        id: DeliveryId::new(stored_id(DELIVERIES, row.integer(DELIVERIES, "id")?)?),
+        event: stored_event(row, DELIVERIES, kind_of(DELIVERIES, &kind)?)?,
+        handler: row.text(DELIVERIES, "handler")?,
+        attempt: row.number(DELIVERIES, "attempts")?,
+    })
+}
+
+/// Reads claimed integration rows, in the order they were recorded.
+pub(crate) fn integration_rows<R: StoredValues>(
+    rows: &[R],
+) -> Result<Vec<IntegrationRow>, StoreError> {
+    let mut claimed = rows
+        .iter()
+        .map(integration_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    claimed.sort_by_key(|row| row.id);
+    Ok(claimed)
+}
+
+/// Reads a row of the outbox.
+fn integration_row<R: StoredValues>(row: &R) -> Result<IntegrationRow, StoreError> {
+    Ok(IntegrationRow {
+        id: RowId::new(stored_id(OUTBOX, row.integer(OUTBOX, "id")?)?),
+        event: stored_event(row, OUTBOX, EventKind::Integration)?,
+        key: row.optional_text(OUTBOX, "ordering_key")?,
+        attempt: row.number(OUTBOX, "attempts")?,
+    })
+}
+
+/// Reads dead letters, from their `id`, `event_id`, `name`, `handler`, `attempts`, `error` and
+/// `at`.
+pub(crate) fn dead_letters<R: StoredValues>(rows: &[R]) -> Result<Vec<DeadLetter>, StoreError> {
+    rows.iter().map(dead_letter).collect()
+}
+
+/// Reads a row of the dead letters.
+fn dead_letter<R: StoredValues>(row: &R) -> Result<DeadLetter, StoreError> {
+    Ok(DeadLetter {
+        id: DeadLetterId::new(stored_id(DEAD_LETTERS, row.integer(DEAD_LETTERS, "id")?)?),
+        event_id: required_uuid(row, DEAD_LETTERS, "event_id")?,
+        event_name: row.text(DEAD_LETTERS, "name")?,
+        handler: row.optional_text(DEAD_LETTERS, "handler")?,
+        attempts: row.number(DEAD_LETTERS, "attempts")?,
+        error: row.text(DEAD_LETTERS, "error")?,
+        at: row.time(DEAD_LETTERS, "at")?,
+    })
 }

@@ -3,7 +3,6 @@
 use std::any::{Any, TypeId};
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -14,12 +13,14 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
+use sqlx::{Sqlite, SqliteConnection};
 use uuid::Uuid;
 
-use super::sql::{DEFAULT_LEASE, error, micros_of, migrator};
+use super::sql::{
+    self, Columns, DEAD_LETTERS, DEFAULT_LEASE, DELIVERIES, OUTBOX, StoredValues, error,
+    event_columns, id_param, invalid, kind_name, micros_of, migrator,
+};
 use crate::event::EventKind;
-use crate::meta::EventMeta;
 use crate::store::{
     BoxFuture, DeadLetter, DeadLetterId, Delivery, DeliveryId, ErrorKind, IntegrationRow, NewEvent,
     NewIntegrationRow, RowId, Store, StoreError, StoredEvent,
@@ -66,14 +67,7 @@ fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
 }
 
-/// The columns in which every table holds an event, in the order [`bind_event`] binds them.
-macro_rules! event_columns {
-    () => {
-        "event_id, name, version, occurred_at, correlation_id, causation_id, traceparent, source, payload"
-    };
-}
-
-/// Binds an event's columns, in the order of `event_columns!`.
+/// Binds an event's columns, in the order of [`event_columns!`].
 fn bind_event<'q>(
     query: Query<'q, Sqlite, SqliteArguments>,
     event: &StoredEvent,
@@ -91,15 +85,43 @@ fn bind_event<'q>(
 }
 
 impl SqliteStore {
-    /// Opens (creating it if needed) the SQLite file at `path` and applies the migrations.
+    /// Opens (creating it if needed) the SQLite file at `path` and applies the migrations, with
+    /// the [`connect_options`](Self::connect_options) of that file.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::new()
+        Self::connect(Self::connect_options(path)).await
+    }
+
+    /// The options the store opens the file at `path` with: created if missing, WAL mode,
+    /// `synchronous = FULL` and a busy timeout of 10 s. An application that opens a pool of its
+    /// own on the same file takes them, so that both agree on the file's settings.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tidings::SqliteStore;
+    ///
+    /// let dir = std::env::temp_dir().join(format!("tidings-options-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("catalog.db");
+    /// let store = SqliteStore::open(&path).await?;
+    /// // The application's own pool on the store's file, with the store's settings.
+    /// let pool = sqlx::SqlitePool::connect_with(SqliteStore::connect_options(&path)).await?;
+    /// let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    /// sqlx::query("CREATE TABLE IF NOT EXISTS orders (id INTEGER PRIMARY KEY)")
+    ///     .execute(&mut *tx)
+    ///     .await?;
+    /// tx.commit().await?;
+    /// # drop(store);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn connect_options(path: impl AsRef<Path>) -> SqliteConnectOptions {
+        SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10));
-        Self::connect(options).await
+            .busy_timeout(Duration::from_secs(10))
     }
 
     /// Opens a SQLite database by URL, such as `sqlite://catalog.db?mode=rwc`.
@@ -134,11 +156,7 @@ impl SqliteStore {
                     Opening::Connect(source) => {
                         super::sql::error("could not open the SQLite database")(source)
                     }
-                    Opening::Migrate(source) => StoreError::new(
-                        ErrorKind::Refused,
-                        "could not apply the migrations",
-                        Some(Box::new(source) as _),
-                    ),
+                    Opening::Migrate(source) => sql::migration_error(source),
                 });
             }
             tokio::time::sleep(Duration::from_millis(20 * tried)).await;
@@ -181,67 +199,48 @@ impl SqliteStore {
     }
 }
 
-/// Reads the event columns shared by the deliveries and the outbox.
-fn stored_event(row: &SqliteRow, kind: EventKind) -> Result<StoredEvent, StoreError> {
-    let text = |column: &str| -> Result<String, StoreError> {
-        row.try_get::<String, _>(column)
-            .map_err(error("could not read a stored event"))
-    };
-    let uuid = |value: String| {
-        Uuid::parse_str(&value).map_err(|source| {
-            StoreError::new(
-                ErrorKind::Invalid,
-                "a stored event id is not a UUID",
-                Some(Box::new(source) as _),
-            )
+/// SQLite keeps UUIDs, times and payloads as text, and numbers as 64-bit `INTEGER`s.
+impl StoredValues for SqliteRow {
+    fn uuid(&self, table: &str, column: &str) -> Result<Option<Uuid>, StoreError> {
+        let Some(text) = self.optional_text(table, column)? else {
+            return Ok(None);
+        };
+        Uuid::parse_str(&text).map(Some).map_err(|source| {
+            let problem = format_args!("`{text}` is not a UUID");
+            invalid(table, column, problem, Some(Box::new(source)))
         })
-    };
-    let occurred_at = DateTime::parse_from_rfc3339(&text("occurred_at")?)
-        .map_err(|source| {
-            StoreError::new(
-                ErrorKind::Invalid,
-                "a stored time is not RFC 3339",
-                Some(Box::new(source) as _),
-            )
-        })?
-        .with_timezone(&Utc);
-    let causation_id: Option<String> = row
-        .try_get("causation_id")
-        .map_err(error("could not read a stored event"))?;
-    let payload: serde_json::Value = serde_json::from_str(&text("payload")?).map_err(|source| {
-        StoreError::new(
-            ErrorKind::Invalid,
-            "a stored payload is not JSON",
-            Some(Box::new(source) as _),
-        )
-    })?;
-    let version: i64 = row
-        .try_get("version")
-        .map_err(error("could not read a stored event"))?;
-    Ok(StoredEvent {
-        meta: EventMeta {
-            id: uuid(text("event_id")?)?,
-            occurred_at,
-            correlation_id: uuid(text("correlation_id")?)?,
-            causation_id: causation_id.map(uuid).transpose()?,
-            traceparent: row
-                .try_get("traceparent")
-                .map_err(error("could not read a stored event"))?,
-            source: text("source")?,
-        },
-        kind,
-        name: text("name")?,
-        version: u32::try_from(version).unwrap_or(u32::MAX),
-        payload: Arc::new(payload),
-        typed: None,
-    })
+    }
+
+    fn time(&self, table: &str, column: &str) -> Result<DateTime<Utc>, StoreError> {
+        let text = self.text(table, column)?;
+        match DateTime::parse_from_rfc3339(&text) {
+            Ok(time) => Ok(time.with_timezone(&Utc)),
+            Err(source) => {
+                let problem = format_args!("`{text}` is not an RFC 3339 time");
+                Err(invalid(table, column, problem, Some(Box::new(source))))
+            }
+        }
+    }
+
+    fn number(&self, table: &str, column: &str) -> Result<u32, StoreError> {
+        sql::convert(table, column, self.integer(table, column)?)
+    }
+
+    fn payload(&self, table: &str) -> Result<serde_json::Value, StoreError> {
+        serde_json::from_str(&self.text(table, "payload")?)
+            .map_err(|source| invalid(table, "payload", "not JSON", Some(Box::new(source))))
+    }
 }
 
-fn kind_name(kind: EventKind) -> &'static str {
-    match kind {
-        EventKind::Domain => "domain",
-        EventKind::Integration => "integration",
-    }
+/// The handlers' names as a JSON array, for `json_each`.
+fn handler_list(handlers: &[String]) -> Result<String, StoreError> {
+    serde_json::to_string(handlers).map_err(|source| {
+        StoreError::new(
+            ErrorKind::Invalid,
+            "could not write the handlers' names as JSON",
+            Some(Box::new(source) as _),
+        )
+    })
 }
 
 /// Records events with one delivery per handler, on `connection`; returns how many deliveries
@@ -299,7 +298,7 @@ async fn complete(
     let deleted = sqlx::query(
         "DELETE FROM tidings_deliveries WHERE id = ?1 AND (?2 IS NULL OR attempts = ?2)",
     )
-    .bind(id.0 as i64)
+    .bind(id_param(DELIVERIES, id.get())?)
     .bind(attempt.map(i64::from))
     .execute(&mut *connection)
     .await
@@ -327,9 +326,9 @@ async fn complete(
 impl Store for SqliteStore {
     fn record(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<usize, StoreError>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
+            let mut tx = sql::begin(&self.pool).await?;
             let created = insert_events(&mut tx, events, micros(Utc::now())).await?;
-            tx.commit().await.map_err(error("could not commit"))?;
+            sql::commit(tx).await?;
             Ok(created)
         })
     }
@@ -340,14 +339,10 @@ impl Store for SqliteStore {
         events: Vec<NewEvent>,
     ) -> BoxFuture<'c, Result<usize, StoreError>> {
         Box::pin(async move {
-            let connection = connection
-                .downcast_mut::<SqliteConnection>()
-                .ok_or_else(|| {
-                    StoreError::new(ErrorKind::Invalid,
-                        "the app's store is SQLite: record its events in a `sqlx::Transaction<'_, Sqlite>` on the store's file",
-                        None,
-                    )
-                })?;
+            let connection = sql::caller_connection::<SqliteConnection>(
+                connection,
+                "the app's store is SQLite: record its events in a `sqlx::Transaction<'_, Sqlite>` on the store's file",
+            )?;
             insert_events(connection, events, micros(Utc::now())).await
         })
     }
@@ -367,11 +362,11 @@ impl Store for SqliteStore {
                 .pool
                 .begin_with("BEGIN IMMEDIATE")
                 .await
-                .map_err(error("could not begin"))?;
+                .map_err(error("could not begin a transaction"))?;
             let held: Option<i64> = sqlx::query_scalar(
                 "SELECT id FROM tidings_deliveries WHERE id = ? AND attempts = ?",
             )
-            .bind(id.0 as i64)
+            .bind(id_param(DELIVERIES, id.get())?)
             .bind(i64::from(attempt))
             .fetch_optional(&mut *tx)
             .await
@@ -387,14 +382,10 @@ impl Store for SqliteStore {
         produced: Vec<NewIntegrationRow>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut tx = transaction
-                .downcast::<Transaction<'static, Sqlite>>()
-                .map_err(|_| {
-                    StoreError::new(ErrorKind::Invalid, "not a transaction of this store", None)
-                })?;
+            let mut tx = sql::handler_transaction::<Sqlite>(transaction)?;
             // The transaction holds the write lock since `begin`: the delivery is this claim's.
             complete(&mut tx, id, None, produced).await?;
-            tx.commit().await.map_err(error("could not commit"))
+            sql::commit(*tx).await
         })
     }
 
@@ -408,19 +399,19 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let until = self.lease_until(micros(Utc::now()));
-            let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
+            let mut tx = sql::begin(&self.pool).await?;
             for (id, attempt) in claims {
                 sqlx::query(
                     "UPDATE tidings_deliveries SET claimed_until = ? WHERE id = ? AND attempts = ?",
                 )
                 .bind(until)
-                .bind(id.0 as i64)
+                .bind(id_param(DELIVERIES, id.get())?)
                 .bind(i64::from(attempt))
                 .execute(&mut *tx)
                 .await
                 .map_err(error("could not extend the claims"))?;
             }
-            tx.commit().await.map_err(error("could not commit"))
+            sql::commit(tx).await
         })
     }
 
@@ -433,7 +424,7 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let now = micros(now);
             let lease = self.lease_until(now);
-            let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
+            let mut tx = sql::begin(&self.pool).await?;
             let rows = sqlx::query(
                 "UPDATE tidings_deliveries SET claimed_until = ?1, attempts = attempts + 1 \
                  WHERE id IN (SELECT o.id FROM tidings_deliveries o WHERE o.due_at <= ?2 \
@@ -445,42 +436,13 @@ impl Store for SqliteStore {
             )
             .bind(lease)
             .bind(now)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .bind(serde_json::to_string(handlers).unwrap_or_default())
+            .bind(sql::limit(limit))
+            .bind(handler_list(handlers)?)
             .fetch_all(&mut *tx)
             .await
             .map_err(error("could not claim deliveries"))?;
-            tx.commit().await.map_err(error("could not commit"))?;
-            let mut deliveries = rows
-                .iter()
-                .map(|row| {
-                    let kind: String = row
-                        .try_get("kind")
-                        .map_err(error("could not read a delivery"))?;
-                    let kind = if kind == "integration" {
-                        EventKind::Integration
-                    } else {
-                        EventKind::Domain
-                    };
-                    let attempts: i64 = row
-                        .try_get("attempts")
-                        .map_err(error("could not read a delivery"))?;
-                    Ok(Delivery {
-                        id: DeliveryId(
-                            row.try_get::<i64, _>("id")
-                                .map_err(error("could not read a delivery"))?
-                                as u64,
-                        ),
-                        event: stored_event(row, kind)?,
-                        handler: row
-                            .try_get("handler")
-                            .map_err(error("could not read a delivery"))?,
-                        attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            deliveries.sort_by_key(|d| d.id);
-            Ok(deliveries)
+            sql::commit(tx).await?;
+            sql::deliveries(&rows)
         })
     }
 
@@ -491,9 +453,9 @@ impl Store for SqliteStore {
         produced: Vec<NewIntegrationRow>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
+            let mut tx = sql::begin(&self.pool).await?;
             if complete(&mut tx, id, Some(attempt), produced).await? {
-                tx.commit().await.map_err(error("could not commit"))?;
+                sql::commit(tx).await?;
             }
             Ok(())
         })
@@ -513,7 +475,7 @@ impl Store for SqliteStore {
             )
             .bind(micros(at))
             .bind(error_text)
-            .bind(id.0 as i64)
+            .bind(id_param(DELIVERIES, id.get())?)
             .bind(i64::from(attempt))
             .execute(&self.pool)
             .await
@@ -529,7 +491,7 @@ impl Store for SqliteStore {
         error_text: String,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
+            let mut tx = sql::begin(&self.pool).await?;
             sqlx::query(concat!(
                 "INSERT INTO tidings_dead_letters (handler, attempts, error, at, kind, ",
                 event_columns!(),
@@ -539,18 +501,18 @@ impl Store for SqliteStore {
             ))
             .bind(error_text)
             .bind(Utc::now().to_rfc3339())
-            .bind(id.0 as i64)
+            .bind(id_param(DELIVERIES, id.get())?)
             .bind(i64::from(attempt))
             .execute(&mut *tx)
             .await
             .map_err(error("could not dead-letter a delivery"))?;
             sqlx::query("DELETE FROM tidings_deliveries WHERE id = ? AND attempts = ?")
-                .bind(id.0 as i64)
+                .bind(id_param(DELIVERIES, id.get())?)
                 .bind(i64::from(attempt))
                 .execute(&mut *tx)
                 .await
                 .map_err(error("could not dead-letter a delivery"))?;
-            tx.commit().await.map_err(error("could not commit"))
+            sql::commit(tx).await
         })
     }
 
@@ -578,7 +540,7 @@ impl Store for SqliteStore {
 
     fn replay_dead_letter(&self, id: DeadLetterId) -> BoxFuture<'_, Result<bool, StoreError>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
+            let mut tx = sql::begin(&self.pool).await?;
             let inserted = sqlx::query(concat!(
                 "INSERT INTO tidings_deliveries (kind, handler, due_at, ",
                 event_columns!(),
@@ -587,7 +549,7 @@ impl Store for SqliteStore {
                 " FROM tidings_dead_letters WHERE id = ? AND handler IS NOT NULL AND payload IS NOT NULL"
             ))
             .bind(micros(Utc::now()))
-            .bind(id.0 as i64)
+            .bind(id_param(DEAD_LETTERS, id.get())?)
             .execute(&mut *tx)
             .await
             .map_err(error("could not replay a dead letter"))?;
@@ -595,11 +557,11 @@ impl Store for SqliteStore {
                 return Ok(false);
             }
             sqlx::query("DELETE FROM tidings_dead_letters WHERE id = ?")
-                .bind(id.0 as i64)
+                .bind(id_param(DEAD_LETTERS, id.get())?)
                 .execute(&mut *tx)
                 .await
                 .map_err(error("could not replay a dead letter"))?;
-            tx.commit().await.map_err(error("could not commit"))?;
+            sql::commit(tx).await?;
             Ok(true)
         })
     }
@@ -607,7 +569,7 @@ impl Store for SqliteStore {
     fn discard_dead_letter(&self, id: DeadLetterId) -> BoxFuture<'_, Result<bool, StoreError>> {
         Box::pin(async move {
             let deleted = sqlx::query("DELETE FROM tidings_dead_letters WHERE id = ?")
-                .bind(id.0 as i64)
+                .bind(id_param(DEAD_LETTERS, id.get())?)
                 .execute(&self.pool)
                 .await
                 .map_err(error("could not discard a dead letter"))?;
@@ -639,7 +601,7 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let now = micros(now);
             let lease = self.lease_until(now);
-            let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
+            let mut tx = sql::begin(&self.pool).await?;
             // The oldest row of each key, and every row with no key.
             let rows = sqlx::query(
                 "UPDATE tidings_outbox SET claimed_until = ?, attempts = attempts + 1 \
@@ -652,39 +614,18 @@ impl Store for SqliteStore {
             .bind(lease)
             .bind(now)
             .bind(now)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(sql::limit(limit))
             .fetch_all(&mut *tx)
             .await
             .map_err(error("could not claim integration rows"))?;
-            tx.commit().await.map_err(error("could not commit"))?;
-            let mut claimed = rows
-                .iter()
-                .map(|row| {
-                    let attempts: i64 = row
-                        .try_get("attempts")
-                        .map_err(error("could not read a row"))?;
-                    Ok(IntegrationRow {
-                        id: RowId(
-                            row.try_get::<i64, _>("id")
-                                .map_err(error("could not read a row"))?
-                                as u64,
-                        ),
-                        event: stored_event(row, EventKind::Integration)?,
-                        key: row
-                            .try_get("ordering_key")
-                            .map_err(error("could not read a row"))?,
-                        attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            claimed.sort_by_key(|r| r.id);
-            Ok(claimed)
+            sql::commit(tx).await?;
+            sql::integration_rows(&rows)
         })
     }
 
     fn row_published(&self, id: RowId, archive: bool) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
+            let mut tx = sql::begin(&self.pool).await?;
             if archive {
                 sqlx::query(concat!(
                     "INSERT INTO tidings_outbox_archive (id, ordering_key, published_at, ",
@@ -694,17 +635,17 @@ impl Store for SqliteStore {
                     " FROM tidings_outbox WHERE id = ?"
                 ))
                 .bind(micros(Utc::now()))
-                .bind(id.0 as i64)
+                .bind(id_param(OUTBOX, id.get())?)
                 .execute(&mut *tx)
                 .await
                 .map_err(error("could not archive a published row"))?;
             }
             sqlx::query("DELETE FROM tidings_outbox WHERE id = ?")
-                .bind(id.0 as i64)
+                .bind(id_param(OUTBOX, id.get())?)
                 .execute(&mut *tx)
                 .await
                 .map_err(error("could not mark a row published"))?;
-            tx.commit().await.map_err(error("could not commit"))
+            sql::commit(tx).await
         })
     }
 
@@ -715,8 +656,8 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> BoxFuture<'_, Result<usize, StoreError>> {
         Box::pin(async move {
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let mut tx = self.pool.begin().await.map_err(error("could not begin"))?;
+            let limit = sql::limit(limit);
+            let mut tx = sql::begin(&self.pool).await?;
             let inbox = sqlx::query(
                 "DELETE FROM tidings_inbox WHERE rowid IN (SELECT rowid FROM tidings_inbox \
                  WHERE received_at < ? LIMIT ?)",
@@ -737,8 +678,8 @@ impl Store for SqliteStore {
             .await
             .map_err(error("could not expire archived rows"))?
             .rows_affected();
-            tx.commit().await.map_err(error("could not commit"))?;
-            Ok(usize::try_from(inbox + archive).unwrap_or(usize::MAX))
+            sql::commit(tx).await?;
+            sql::pruned(inbox, archive)
         })
     }
 
@@ -754,7 +695,7 @@ impl Store for SqliteStore {
             )
             .bind(micros(at))
             .bind(error_text)
-            .bind(id.0 as i64)
+            .bind(id_param(OUTBOX, id.get())?)
             .execute(&self.pool)
             .await
             .map_err(error("could not reschedule a row"))?;
@@ -785,8 +726,10 @@ impl Store for SqliteStore {
             .fetch_one(&self.pool)
             .await
             .map_err(error("could not count the pending work"))?;
-            let count = |n: i64| usize::try_from(n).unwrap_or(0);
-            Ok((count(deliveries), count(rows)))
+            Ok((
+                sql::count(DELIVERIES, deliveries)?,
+                sql::count(OUTBOX, rows)?,
+            ))
         })
     }
 
@@ -796,51 +739,7 @@ impl Store for SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(error("could not read the dead letters"))?;
-            rows.iter()
-                .map(|row| {
-                    let read = error("could not read a dead letter");
-                    let event_id: String = row.try_get("event_id").map_err(read)?;
-                    let at: String = row
-                        .try_get("at")
-                        .map_err(error("could not read a dead letter"))?;
-                    let attempts: i64 = row
-                        .try_get("attempts")
-                        .map_err(error("could not read a dead letter"))?;
-                    Ok(DeadLetter {
-                        id: DeadLetterId(
-                            row.try_get::<i64, _>("id")
-                                .map_err(error("could not read a dead letter"))?
-                                as u64,
-                        ),
-                        event_id: Uuid::parse_str(&event_id).map_err(|source| {
-                            StoreError::new(
-                                ErrorKind::Invalid,
-                                "a dead letter's event id is not a UUID",
-                                Some(Box::new(source) as _),
-                            )
-                        })?,
-                        event_name: row
-                            .try_get("name")
-                            .map_err(error("could not read a dead letter"))?,
-                        handler: row
-                            .try_get("handler")
-                            .map_err(error("could not read a dead letter"))?,
-                        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                        error: row
-                            .try_get("error")
-                            .map_err(error("could not read a dead letter"))?,
-                        at: DateTime::parse_from_rfc3339(&at)
-                            .map(|at| at.with_timezone(&Utc))
-                            .map_err(|source| {
-                                StoreError::new(
-                                    ErrorKind::Invalid,
-                                    "a dead letter's time is not RFC 3339",
-                                    Some(Box::new(source) as _),
-                                )
-                            })?,
-                    })
-                })
-                .collect()
+            sql::dead_letters(&rows)
         })
     }
 }
