@@ -10,10 +10,9 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Ident, Path, Type};
 
-use crate::parse::{
-    DomainEventArgs, EventBody, EventItem, Handler, IntegrationEventArgs, Param, Produces,
-};
-use crate::validate::{default_contract_name, path_name, tokens_name};
+use crate::args::{DomainEventArgs, HandlesArgs, IntegrationEventArgs};
+use crate::ast::{EventBody, EventItem, Handler, Param, Produces};
+use crate::names::{default_contract_name, path_name, tokens_name};
 
 /// Where an item is declared, for the registry.
 fn origin() -> TokenStream {
@@ -181,7 +180,7 @@ pub(crate) fn integration_event(item: &EventItem, args: &IntegrationEventArgs) -
 }
 
 /// `#[handles]`: the type-erased entry, the checks and the registration.
-pub(crate) fn handler(handler: &Handler) -> TokenStream {
+pub(crate) fn handler(handler: &Handler, _args: &HandlesArgs) -> TokenStream {
     let func = &handler.func.sig.ident;
     let name = func.unraw().to_string();
     // Named after the handler, so that they can never be the handler's own name.
