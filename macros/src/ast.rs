@@ -3,9 +3,11 @@
 //! reported here; the rules are `validate`'s.
 
 use proc_macro2::{Span, TokenStream};
+use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
 use syn::{
-    Fields, FnArg, GenericArgument, Generics, Ident, Item, ItemFn, PathArguments, ReturnType, Type,
+    Abi, Attribute, Fields, FnArg, GenericArgument, Generics, Ident, Item, PathArguments,
+    ReturnType, Signature, Token, Type, Visibility, braced,
 };
 
 use crate::errors::Errors;
@@ -73,8 +75,9 @@ fn item_kind(item: &Item) -> (&'static str, Span) {
 
 /// A `#[handles]` function.
 pub(crate) struct Handler {
-    /// The function, as written.
-    pub(crate) func: ItemFn,
+    /// Its signature. The body is read as tokens only: it is rustc's to check, so a mistake in
+    /// it gets rustc's error alone, and the handler is registered all the same.
+    pub(crate) sig: Signature,
     /// `E` of the first parameter `&E`.
     pub(crate) event: Type,
     /// The parameters after the event.
@@ -132,14 +135,10 @@ impl Handler {
     /// Parses the function under `#[handles]`. Returns `None`, with the errors recorded, when
     /// it is no function or its signature has a part that cannot be modeled.
     pub(crate) fn parse(item: TokenStream, errors: &mut Errors) -> Option<Handler> {
-        let func = match syn::parse2::<Item>(item) {
-            Ok(Item::Fn(func)) => func,
-            Ok(other) => {
-                let (what, span) = item_kind(&other);
-                errors.push(syn::Error::new(
-                    span,
-                    format!("`#[handles]` goes on a free `fn` or `async fn`, not on {what}"),
-                ));
+        let sig = match signature.parse2(item.clone()) {
+            Ok(Some(sig)) => sig,
+            Ok(None) => {
+                errors.push(not_a_function(item));
                 return None;
             }
             Err(error) => {
@@ -147,15 +146,15 @@ impl Handler {
                 return None;
             }
         };
-        let mut inputs = func.sig.inputs.iter();
+        let mut inputs = sig.inputs.iter();
         let first = inputs.next();
         let event = match first {
             None => {
                 errors.spanned(
-                    &func.sig.ident,
+                    &sig.ident,
                     format!(
                         "`{}` takes no parameter: a `#[handles]` function takes the event it handles as its first parameter, `event: &MyEvent`",
-                        func.sig.ident
+                        sig.ident
                     ),
                 );
                 None
@@ -165,7 +164,7 @@ impl Handler {
                     receiver.self_token,
                     format!(
                         "`#[handles]` goes on a free function, not on a method: write a free function `{}(event: &MyEvent, ..)` outside the `impl` block, and call the method from it",
-                        func.sig.ident
+                        sig.ident
                     ),
                 );
                 None
@@ -181,7 +180,7 @@ impl Handler {
                 FnArg::Receiver(_) => None,
             })
             .collect();
-        let output = output(&func.sig.output, errors);
+        let output = output(&sig.output, errors);
         let (Some(event), Some(output)) = (event, output) else {
             return None;
         };
@@ -189,11 +188,46 @@ impl Handler {
             return None;
         }
         Some(Handler {
-            func,
+            sig,
             event,
             params,
             output,
         })
+    }
+}
+
+/// The signature of a function item, its body left unparsed; `None` if the item is no function.
+fn signature(input: ParseStream) -> syn::Result<Option<Signature>> {
+    input.call(Attribute::parse_outer)?;
+    input.parse::<Visibility>()?;
+    let fork = input.fork();
+    let is_fn = fork.parse::<Option<Token![const]>>().is_ok()
+        && fork.parse::<Option<Token![async]>>().is_ok()
+        && fork.parse::<Option<Token![unsafe]>>().is_ok()
+        && fork.parse::<Option<Abi>>().is_ok()
+        && fork.peek(Token![fn]);
+    if !is_fn {
+        input.parse::<TokenStream>()?;
+        return Ok(None);
+    }
+    let sig: Signature = input.parse()?;
+    let body;
+    braced!(body in input);
+    body.parse::<TokenStream>()?;
+    Ok(Some(sig))
+}
+
+/// The error for `#[handles]` on an item that is no function.
+fn not_a_function(item: TokenStream) -> syn::Error {
+    match syn::parse2::<Item>(item) {
+        Ok(item) => {
+            let (what, span) = item_kind(&item);
+            syn::Error::new(
+                span,
+                format!("`#[handles]` goes on a free `fn` or `async fn`, not on {what}"),
+            )
+        }
+        Err(error) => error,
     }
 }
 
@@ -355,4 +389,25 @@ fn output(ret: &ReturnType, errors: &mut Errors) -> Option<Output> {
         }
     };
     Some(Output { error, produces })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    #[test]
+    fn a_handler_body_is_left_to_rustc() {
+        let mut errors = Errors::default();
+        let item = quote! {
+            /// Docs.
+            pub(crate) async fn project(event: &ProductPutOnSale) {
+                let id = event.id.clone()
+                println!("{id}");
+            }
+        };
+        let handler = Handler::parse(item, &mut errors).expect("the signature is modeled");
+        assert!(errors.is_empty());
+        assert_eq!(handler.sig.ident, "project");
+    }
 }

@@ -181,12 +181,12 @@ pub(crate) fn integration_event(item: &EventItem, args: &IntegrationEventArgs) -
 
 /// `#[handles]`: the type-erased entry, the checks and the registration.
 pub(crate) fn handler(handler: &Handler, _args: &HandlesArgs) -> TokenStream {
-    let func = &handler.func.sig.ident;
+    let func = &handler.sig.ident;
     let name = func.unraw().to_string();
     // Named after the handler, so that they can never be the handler's own name.
     let run = format_ident!("__tidings_run_{}", name);
     let invoke = format_ident!("__tidings_invoke_{}", name);
-    let is_async = handler.func.sig.asyncness.is_some();
+    let is_async = handler.sig.asyncness.is_some();
     let event = &handler.event;
     let event_name = type_name(event);
 

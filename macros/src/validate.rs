@@ -238,7 +238,7 @@ fn check_key(item: &EventItem, args: &IntegrationEventArgs, errors: &mut Errors)
 
 /// A handler is one concrete function.
 fn check_handler_not_generic(handler: &Handler, errors: &mut Errors) {
-    let generics = &handler.func.sig.generics;
+    let generics = &handler.sig.generics;
     let type_params = generics
         .params
         .iter()
@@ -262,7 +262,7 @@ fn transactions(handler: &Handler) -> impl Iterator<Item = &Type> {
 /// A handler that takes the store's transaction is async.
 fn check_transaction_in_async_fn(handler: &Handler, errors: &mut Errors) {
     if let Some(first) = transactions(handler).next()
-        && handler.func.sig.asyncness.is_none()
+        && handler.sig.asyncness.is_none()
     {
         errors.spanned(
             first,
@@ -283,7 +283,7 @@ fn check_transaction_once(handler: &Handler, errors: &mut Errors) {
 
 /// A handler is safe to call.
 fn check_handler_not_unsafe(handler: &Handler, errors: &mut Errors) {
-    if let Safety::Unsafe(token) = &handler.func.sig.safety {
+    if let Safety::Unsafe(token) = &handler.sig.safety {
         errors.spanned(
             token,
             "`#[handles]` functions cannot be `unsafe`: the runtime calls them with no way to uphold their contract; make the function safe and put the `unsafe` block inside",
