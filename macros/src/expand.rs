@@ -1,4 +1,5 @@
-//! Expand: the code each macro emits. Everything goes through `::tidings::__private`, inside
+//! Expand: the code each macro emits. Every path to the runtime goes through
+//! `::tidings::__private`, and every item is inside
 //! `const _: () = { .. };` so that no name leaks into the user's module.
 //!
 //! Checks that need types are emitted as calls whose tokens carry the span of the user's type,
@@ -35,19 +36,27 @@ fn type_name(ty: &Type) -> String {
     tokens_name(ty)
 }
 
-/// The `Event` impl of an event type. Spanned on its name: a type that is not serde-serializable
-/// gets the error there.
+/// The `Event` impl of an event type, and the `Sealed` impl that only the event macros write.
+/// Spanned on its name: a type that is not serde-serializable gets the error there.
 fn event_impl(ident: &Ident, kind: &str) -> TokenStream {
     let name = ident.unraw().to_string();
     let kind = Ident::new(kind, Span::call_site());
-    quote_spanned! {ident.span()=>
+    let event = quote_spanned! {ident.span()=>
         #[automatically_derived]
-        impl ::tidings::Event for #ident where for<'__tidings> #ident: ::tidings::EventData {
+        impl ::tidings::__private::Event for #ident
+        where
+            for<'__tidings> #ident: ::tidings::__private::EventData,
+        {
             const NAME: &'static str = #name;
-            const KIND: ::tidings::EventKind = ::tidings::EventKind::#kind;
+            const KIND: ::tidings::__private::EventKind = ::tidings::__private::EventKind::#kind;
         }
         const _: () = ::tidings::__private::check_event_serde::<#ident>();
         const _: () = ::tidings::__private::check_event_threads::<#ident>();
+    };
+    quote! {
+        #[automatically_derived]
+        impl ::tidings::__private::Sealed for #ident {}
+        #event
     }
 }
 
@@ -75,7 +84,7 @@ pub(crate) fn domain_event(item: &EventItem, _args: &DomainEventArgs) -> TokenSt
         const _: () = {
             #event_impl
             #[automatically_derived]
-            impl ::tidings::DomainEvent for #ident where for<'__tidings> #ident: ::tidings::EventData {}
+            impl ::tidings::__private::DomainEvent for #ident where for<'__tidings> #ident: ::tidings::__private::EventData {}
             #decoder
             ::tidings::__private::inventory::submit! {
                 ::tidings::__private::DomainEventInfo::new(#event, __tidings_decoder, #origin)
@@ -158,9 +167,9 @@ pub(crate) fn integration_event(item: &EventItem, args: &IntegrationEventArgs) -
         const _: () = {
             #event_impl
             #[automatically_derived]
-            impl ::tidings::IntegrationEvent for #ident
+            impl ::tidings::__private::IntegrationEvent for #ident
             where
-                for<'__tidings> #ident: ::tidings::EventData,
+                for<'__tidings> #ident: ::tidings::__private::EventData,
             {
                 const CONTRACT: &'static str = #contract;
                 const VERSION: u32 = #version;

@@ -12,7 +12,9 @@ use std::marker::PhantomData;
 
 pub use inventory;
 
-pub use crate::event::{DomainEvent, DynIntegrationEvent, Event, EventKind, IntegrationEvent};
+pub use crate::event::{
+    DomainEvent, DynIntegrationEvent, Event, EventData, EventKind, IntegrationEvent,
+};
 pub use crate::handler::{HandlerContext, HandlerError, HandlerFn, HandlerFuture, HandlerResult};
 pub use crate::registry::{
     ContextDecl, Decode, DomainEventInfo, FromTranslation, HandlerInfo, IntegrationEventInfo,
