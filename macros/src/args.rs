@@ -1,5 +1,5 @@
 //! The arguments of the three macros: `#[domain_event(..)]`, `#[integration_event(..)]` and
-//! `#[handles(..)]`. Each accepted key is a [`Symbol`] constant, used both to recognize the key
+//! `#[handles(..)]`, which all take `crate = ".."`, the path of a renamed `tidings` dependency. Each accepted key is a [`Symbol`] constant, used both to recognize the key
 //! and to list the accepted keys in messages, so that the two cannot drift apart.
 
 use std::fmt::{self, Display};
@@ -28,6 +28,11 @@ pub(crate) const VERSION: Symbol = Symbol("version");
 pub(crate) const FROM: Symbol = Symbol("from");
 /// `#[integration_event(key = field)]`.
 pub(crate) const KEY: Symbol = Symbol("key");
+/// `crate = "my_tidings"`, on all three macros.
+pub(crate) const CRATE: Symbol = Symbol("crate");
+
+/// How `crate` is written.
+const CRATE_EXAMPLE: &str = "crate = \"my_tidings\"";
 
 impl PartialEq<Symbol> for Ident {
     fn eq(&self, symbol: &Symbol) -> bool {
@@ -103,8 +108,46 @@ fn set_once<T>(slot: &mut Option<T>, value: T, key: &Ident, errors: &mut Errors)
     }
 }
 
+/// Reads `crate = "path"`: the path of the `tidings` crate, for a program that renames the
+/// dependency.
+fn crate_path(
+    slot: &mut Option<Path>,
+    key: &Ident,
+    value: Option<TokenStream>,
+    errors: &mut Errors,
+) {
+    let Some(value) = value else {
+        errors.spanned(key, format!("`{key}` needs a value: `{CRATE_EXAMPLE}`"));
+        return;
+    };
+    let Ok(lit) = syn::parse2::<LitStr>(value.clone()) else {
+        errors.spanned(
+            value,
+            format!("`{CRATE}` takes the path of the `tidings` crate as a string literal: `{CRATE_EXAMPLE}`"),
+        );
+        return;
+    };
+    match lit.parse_with(Path::parse_mod_style) {
+        Ok(path) => set_once(slot, path, key, errors),
+        Err(_) => errors.spanned(
+            &lit,
+            format!(
+                "`{}` is not a path: `{CRATE}` takes the path of the `tidings` crate, as the program names it, such as `{CRATE_EXAMPLE}` or `crate = \"::my_tidings\"`",
+                lit.value()
+            ),
+        ),
+    }
+}
+
+/// The path of the `tidings` crate: the one given with `crate = ".."`, or `::tidings`.
+fn runtime_path(krate: Option<&Path>) -> Path {
+    krate
+        .cloned()
+        .unwrap_or_else(|| syn::parse_quote!(::tidings))
+}
+
 /// The keys `#[domain_event]` accepts.
-const DOMAIN_EVENT_KEYS: &[Symbol] = &[ALLOW_GENERIC_NAME, ALLOW_NON_PAST_TENSE];
+const DOMAIN_EVENT_KEYS: &[Symbol] = &[ALLOW_GENERIC_NAME, ALLOW_NON_PAST_TENSE, CRATE];
 
 /// `#[domain_event(..)]` arguments.
 #[derive(Default)]
@@ -113,12 +156,18 @@ pub(crate) struct DomainEventArgs {
     pub(crate) allow_generic_name: Option<Ident>,
     /// `allow_non_past_tense`: a name with no past-tense word is wanted.
     pub(crate) allow_non_past_tense: Option<Ident>,
+    /// `crate = ".."`.
+    krate: Option<Path>,
 }
 
 impl DomainEventArgs {
     pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Self {
         let mut args = DomainEventArgs::default();
         for RawArg { key, value } in raw_args_or_record(tokens, errors) {
+            if key == CRATE {
+                crate_path(&mut args.krate, &key, value, errors);
+                continue;
+            }
             let slot = if key == ALLOW_GENERIC_NAME {
                 &mut args.allow_generic_name
             } else if key == ALLOW_NON_PAST_TENSE {
@@ -143,6 +192,11 @@ impl DomainEventArgs {
         }
         args
     }
+
+    /// The path of the `tidings` crate.
+    pub(crate) fn krate(&self) -> Path {
+        runtime_path(self.krate.as_ref())
+    }
 }
 
 /// Interprets the value of one argument of `#[integration_event]`.
@@ -162,6 +216,7 @@ const INTEGRATION_EVENT_KEYS: &[(Symbol, &str, Interpret)] = &[
         IntegrationEventArgs::from,
     ),
     (KEY, "key = product_id", IntegrationEventArgs::key),
+    (CRATE, CRATE_EXAMPLE, IntegrationEventArgs::crate_arg),
 ];
 
 /// `#[integration_event(..)]` arguments.
@@ -175,6 +230,8 @@ pub(crate) struct IntegrationEventArgs {
     pub(crate) from: Option<(TokenStream, Vec<Path>)>,
     /// `key = field`.
     pub(crate) key: Option<Ident>,
+    /// `crate = ".."`.
+    krate: Option<Path>,
 }
 
 impl IntegrationEventArgs {
@@ -250,19 +307,44 @@ impl IntegrationEventArgs {
             ),
         }
     }
+
+    fn crate_arg(&mut self, key: &Ident, value: TokenStream, errors: &mut Errors) {
+        crate_path(&mut self.krate, key, Some(value), errors);
+    }
+
+    /// The path of the `tidings` crate.
+    pub(crate) fn krate(&self) -> Path {
+        runtime_path(self.krate.as_ref())
+    }
 }
 
-/// `#[handles]` arguments: none.
-pub(crate) struct HandlesArgs;
+/// `#[handles(..)]` arguments.
+#[derive(Default)]
+pub(crate) struct HandlesArgs {
+    /// `crate = ".."`.
+    krate: Option<Path>,
+}
 
 impl HandlesArgs {
     pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Self {
-        if !tokens.is_empty() {
-            errors.spanned(
-                tokens,
-                "`#[handles]` takes no arguments: write `#[handles]`",
-            );
+        let mut args = HandlesArgs::default();
+        for RawArg { key, value } in raw_args_or_record(tokens, errors) {
+            if key == CRATE {
+                crate_path(&mut args.krate, &key, value, errors);
+            } else {
+                errors.spanned(
+                    &key,
+                    format!(
+                        "unknown argument `{key}`: `#[handles]` takes only `{CRATE_EXAMPLE}`, the path of a renamed `tidings` dependency; without it, write `#[handles]`"
+                    ),
+                );
+            }
         }
-        HandlesArgs
+        args
+    }
+
+    /// The path of the `tidings` crate.
+    pub(crate) fn krate(&self) -> Path {
+        runtime_path(self.krate.as_ref())
     }
 }

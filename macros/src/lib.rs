@@ -1,6 +1,6 @@
 //! The macros of [tidings](https://docs.rs/tidings): `#[domain_event]`, `#[integration_event]`
 //! and `#[handles]`. Use them through the `tidings` crate, which documents them; the code they
-//! emit names `::tidings`.
+//! emit names `::tidings`, or the path given with `crate = ".."` where the dependency is renamed.
 //!
 //! Each macro parses its arguments (`args`) and its item (`ast`), checks the rules (`validate`),
 //! then emits code (`expand`). On an error the item is still emitted as written,
