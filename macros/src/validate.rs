@@ -73,8 +73,10 @@ fn check_not_integration_name(ident: &Ident, errors: &mut Errors) {
     }
 }
 
-/// A domain event's name says what happened: on a struct its own name, on an enum each
-/// variant's.
+/// A domain event's name says what happened: a struct's own name; an enum's own name when it
+/// states the fact (`PaymentReceived { Card, Cash }`: one event whose variants are kinds of it);
+/// otherwise, for an enum named for a family of events (`OrderEvent { Placed, Cancelled }`),
+/// each variant's name.
 fn check_domain_names(item: &EventItem, args: &DomainEventArgs, errors: &mut Errors) {
     // Named like an integration event: `check_not_integration_name` said it, and the other
     // naming rules would only repeat the point.
@@ -82,13 +84,18 @@ fn check_domain_names(item: &EventItem, args: &DomainEventArgs, errors: &mut Err
         return;
     }
     match &item.body {
-        EventBody::Struct(_) => check_domain_name(&item.ident, args, errors),
-        EventBody::Enum(variants) => {
+        EventBody::Enum(variants) if !has_past_tense(&item.ident) => {
             for variant in variants {
                 check_domain_name(variant, args, errors);
             }
         }
+        EventBody::Struct(_) | EventBody::Enum(_) => check_domain_name(&item.ident, args, errors),
     }
+}
+
+/// Whether a word of `ident` is in the past tense.
+fn has_past_tense(ident: &Ident) -> bool {
+    words(&ident.to_string()).iter().any(|w| is_past_tense(w))
 }
 
 /// A domain event's name (or an enum variant's) is specific and in the past tense.
