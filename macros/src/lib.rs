@@ -10,7 +10,6 @@
 
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as TokenStream2;
-use quote::quote;
 
 // Each module uses only those before it in this order: names, errors, args and ast, validate,
 // expand; this file puts them together.
@@ -88,6 +87,8 @@ pub fn handles(args: TokenStream, item: TokenStream) -> TokenStream {
 
 /// The item as written, then the errors, then the expansion.
 fn output(item: TokenStream2, expansion: Option<TokenStream2>, errors: Errors) -> TokenStream {
-    let errors = errors.into_compile_errors();
-    quote!(#item #errors #expansion).into()
+    let mut output = item;
+    output.extend(errors.into_compile_errors());
+    output.extend(expansion);
+    output.into()
 }
