@@ -1,5 +1,6 @@
-//! Expand: the code each macro emits. Everything goes through `::tidings::__private`, inside
-//! `const _: () = { .. };` so that no name leaks into the user's module.
+//! Expand: the code each macro emits. Every path to the runtime goes through `__private` of
+//! the `tidings` crate (`::tidings`, or the path given with `crate = ".."`), and every item is
+//! inside `const _: () = { .. };` so that no name leaks into the user's module.
 //!
 //! Checks that need types are emitted as calls whose tokens carry the span of the user's type,
 //! so a failed bound points at that type and shows the message of the runtime's trait.
@@ -10,24 +11,41 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Ident, Path, Type};
 
-use crate::parse::{
-    DomainEventArgs, EventBody, EventItem, Handler, IntegrationEventArgs, Param, Produces,
-};
-use crate::validate::{default_contract_name, path_name, tokens_name};
+use crate::args::{DomainEventArgs, HandlesArgs, IntegrationEventArgs};
+use crate::ast::{EventBody, EventItem, Handler, Param, Produces};
+use crate::names::{default_contract_name, path_name, tokens_name};
+
+/// `#krate::__private`: where the expansions find everything of the runtime.
+fn private(krate: &Path) -> TokenStream {
+    quote!(#krate::__private)
+}
+
+/// `tokens` with every token at `span`: in a `quote_spanned!`, so that the whole expression, its
+/// path to the runtime included, points where the user's token is.
+fn at(tokens: &TokenStream, span: Span) -> TokenStream {
+    tokens
+        .clone()
+        .into_iter()
+        .map(|mut token| {
+            token.set_span(span);
+            token
+        })
+        .collect()
+}
 
 /// Where an item is declared, for the registry.
-fn origin() -> TokenStream {
+fn origin(private: &TokenStream) -> TokenStream {
     quote! {
-        ::tidings::__private::Origin::new(
+        #private::Origin::new(
             ::core::module_path!(), ::core::file!(), ::core::line!(), ::core::column!(),
         )
     }
 }
 
 /// A `TypeRef` to `ty`, named `name`.
-fn type_ref(ty: impl ToTokens, name: &str) -> TokenStream {
+fn type_ref(private: &TokenStream, ty: impl ToTokens, name: &str) -> TokenStream {
     quote! {
-        ::tidings::__private::TypeRef::new(::core::any::TypeId::of::<#ty>(), #name)
+        #private::TypeRef::new(::core::any::TypeId::of::<#ty>(), #name)
     }
 }
 
@@ -36,50 +54,60 @@ fn type_name(ty: &Type) -> String {
     tokens_name(ty)
 }
 
-/// The `Event` impl of an event type. Spanned on its name: a type that is not serde-serializable
-/// gets the error there.
-fn event_impl(ident: &Ident, kind: &str) -> TokenStream {
+/// The `Event` impl of an event type, and the `Sealed` impl that only the event macros write.
+/// Spanned on its name: a type that is not serde-serializable gets the error there.
+fn event_impl(private: &TokenStream, ident: &Ident, kind: &str) -> TokenStream {
     let name = ident.unraw().to_string();
     let kind = Ident::new(kind, Span::call_site());
-    quote_spanned! {ident.span()=>
+    let p = at(private, ident.span());
+    let event = quote_spanned! {ident.span()=>
         #[automatically_derived]
-        impl ::tidings::Event for #ident where for<'__tidings> #ident: ::tidings::EventData {
+        impl #p::Event for #ident
+        where
+            for<'__tidings> #ident: #p::EventData,
+        {
             const NAME: &'static str = #name;
-            const KIND: ::tidings::EventKind = ::tidings::EventKind::#kind;
+            const KIND: #p::EventKind = #p::EventKind::#kind;
         }
-        const _: () = ::tidings::__private::check_event_serde::<#ident>();
-        const _: () = ::tidings::__private::check_event_threads::<#ident>();
+        const _: () = #p::check_event_serde::<#ident>();
+        const _: () = #p::check_event_threads::<#ident>();
+    };
+    quote! {
+        #[automatically_derived]
+        impl #private::Sealed for #ident {}
+        #event
     }
 }
 
 /// The registry's decoder of an event type: a probe, so that a type that is not
 /// deserializable gets one error, from `check_event_serde`.
-fn decoder(ident: &Ident) -> TokenStream {
+fn decoder(private: &TokenStream, ident: &Ident) -> TokenStream {
     quote! {
-        fn __tidings_decoder() -> ::core::option::Option<::tidings::__private::Decode> {
+        fn __tidings_decoder() -> ::core::option::Option<#private::Decode> {
             #[allow(unused_imports)]
-            use ::tidings::__private::{ProbeDecode as _, ProbeNoDecode as _};
-            (&&::tidings::__private::DecodeProbe::<#ident>::new()).decoder()
+            use #private::{ProbeDecode as _, ProbeNoDecode as _};
+            (&&#private::DecodeProbe::<#ident>::new()).decoder()
         }
     }
 }
 
 /// `#[domain_event]`: the traits and the registration.
-pub(crate) fn domain_event(item: &EventItem, _args: &DomainEventArgs) -> TokenStream {
+pub(crate) fn domain_event(item: &EventItem, args: &DomainEventArgs) -> TokenStream {
+    let private = &private(&args.krate());
     let ident = &item.ident;
-    let event_impl = event_impl(ident, "Domain");
-    let decoder = decoder(ident);
-    let event = type_ref(ident, &ident.unraw().to_string());
-    let origin = origin();
+    let event_impl = event_impl(private, ident, "Domain");
+    let decoder = decoder(private, ident);
+    let event = type_ref(private, ident, &ident.unraw().to_string());
+    let origin = origin(private);
     quote! {
         #[doc(hidden)]
         const _: () = {
             #event_impl
             #[automatically_derived]
-            impl ::tidings::DomainEvent for #ident where for<'__tidings> #ident: ::tidings::EventData {}
+            impl #private::DomainEvent for #ident where for<'__tidings> #ident: #private::EventData {}
             #decoder
-            ::tidings::__private::inventory::submit! {
-                ::tidings::__private::DomainEventInfo::new(#event, __tidings_decoder, #origin)
+            #private::inventory::submit! {
+                #private::DomainEventInfo::new(#event, __tidings_decoder, #origin)
             }
         };
     }
@@ -88,9 +116,10 @@ pub(crate) fn domain_event(item: &EventItem, _args: &DomainEventArgs) -> TokenSt
 /// `#[integration_event]`: the traits, one `DeclaresFrom` impl and one check per source, the
 /// `From` probes, and the registration.
 pub(crate) fn integration_event(item: &EventItem, args: &IntegrationEventArgs) -> TokenStream {
+    let private = &private(&args.krate());
     let ident = &item.ident;
-    let event_impl = event_impl(ident, "Integration");
-    let decoder = decoder(ident);
+    let event_impl = event_impl(private, ident, "Integration");
+    let decoder = decoder(private, ident);
     let contract = args
         .name
         .as_ref()
@@ -113,7 +142,8 @@ pub(crate) fn integration_event(item: &EventItem, args: &IntegrationEventArgs) -
             // at the call site, so that `self` is the method's even when a `macro_rules!` wrote
             // the field's name.
             let span = Span::call_site().located_at(field.span());
-            let key = quote_spanned!(span=> ::tidings::__private::key_string(&self.#field));
+            let p = at(private, span);
+            let key = quote_spanned!(span=> #p::key_string(&self.#field));
             quote!(::core::option::Option::Some(#key))
         }
         _ => quote!(::core::option::Option::None),
@@ -135,33 +165,34 @@ pub(crate) fn integration_event(item: &EventItem, args: &IntegrationEventArgs) -
     let per_source = sources.iter().enumerate().map(|(i, source)| {
         let probe = format_ident!("__tidings_from_impl_{}", i);
         let span = source.span();
+        let p = at(private, span);
         let declares = quote_spanned! {span=>
             #[automatically_derived]
-            impl ::tidings::__private::DeclaresFrom<#source> for #ident {}
-            const _: () = ::tidings::__private::check_from_source::<#source>();
+            impl #p::DeclaresFrom<#source> for #ident {}
+            const _: () = #p::check_from_source::<#source>();
         };
         let probe_fn = quote! {
-            fn #probe() -> ::core::option::Option<::tidings::__private::FromTranslation> {
+            fn #probe() -> ::core::option::Option<#private::FromTranslation> {
                 #[allow(unused_imports)]
-                use ::tidings::__private::{ProbeFromImpl as _, ProbeNoFromImpl as _};
-                (&&::tidings::__private::FromProbe::<#ident, #source>::new()).translation()
+                use #private::{ProbeFromImpl as _, ProbeNoFromImpl as _};
+                (&&#private::FromProbe::<#ident, #source>::new()).translation()
             }
         };
-        let source_ref = type_ref(source, &path_name(source));
-        let entry = quote!(::tidings::__private::TranslationSource::new(#source_ref, #probe));
+        let source_ref = type_ref(private, source, &path_name(source));
+        let entry = quote!(#private::TranslationSource::new(#source_ref, #probe));
         (quote!(#declares #probe_fn), entry)
     });
     let (items, entries): (Vec<_>, Vec<_>) = per_source.unzip();
-    let event = type_ref(ident, &ident.unraw().to_string());
-    let origin = origin();
+    let event = type_ref(private, ident, &ident.unraw().to_string());
+    let origin = origin(private);
     quote! {
         #[doc(hidden)]
         const _: () = {
             #event_impl
             #[automatically_derived]
-            impl ::tidings::IntegrationEvent for #ident
+            impl #private::IntegrationEvent for #ident
             where
-                for<'__tidings> #ident: ::tidings::EventData,
+                for<'__tidings> #ident: #private::EventData,
             {
                 const CONTRACT: &'static str = #contract;
                 const VERSION: u32 = #version;
@@ -171,8 +202,8 @@ pub(crate) fn integration_event(item: &EventItem, args: &IntegrationEventArgs) -
             }
             #(#items)*
             #decoder
-            ::tidings::__private::inventory::submit! {
-                ::tidings::__private::IntegrationEventInfo::new(
+            #private::inventory::submit! {
+                #private::IntegrationEventInfo::new(
                     #event, #contract, #version, #key_name, &[#(#entries),*], __tidings_decoder, #origin,
                 )
             }
@@ -181,13 +212,14 @@ pub(crate) fn integration_event(item: &EventItem, args: &IntegrationEventArgs) -
 }
 
 /// `#[handles]`: the type-erased entry, the checks and the registration.
-pub(crate) fn handler(handler: &Handler) -> TokenStream {
-    let func = &handler.func.sig.ident;
+pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
+    let private = &private(&args.krate());
+    let func = &handler.sig.ident;
     let name = func.unraw().to_string();
     // Named after the handler, so that they can never be the handler's own name.
     let run = format_ident!("__tidings_run_{}", name);
     let invoke = format_ident!("__tidings_invoke_{}", name);
-    let is_async = handler.func.sig.asyncness.is_some();
+    let is_async = handler.sig.asyncness.is_some();
     let event = &handler.event;
     let event_name = type_name(event);
 
@@ -201,8 +233,9 @@ pub(crate) fn handler(handler: &Handler) -> TokenStream {
         let arg = format_ident!("__tidings_arg{}", i);
         let (binding, passed) = match param {
             Param::Dep(ty) => {
-                deps.push(type_ref(ty, &type_name(ty)));
-                let dep = quote_spanned!(ty.span()=> ::tidings::__private::dep::<#ty>);
+                deps.push(type_ref(private, ty, &type_name(ty)));
+                let p = at(private, ty.span());
+                let dep = quote_spanned!(ty.span()=> #p::dep::<#ty>);
                 (quote!(let #arg = #dep(&__tidings_ctx)?;), quote!(#arg))
             }
             Param::Meta { by_ref: true } => {
@@ -217,7 +250,7 @@ pub(crate) fn handler(handler: &Handler) -> TokenStream {
                 quote!(#arg),
             ),
             Param::Transaction { db, .. } => {
-                transaction = Some(type_ref(db, &type_name(db)));
+                transaction = Some(type_ref(private, db, &type_name(db)));
                 give_back = quote!(__tidings_ctx.give_back_transaction(#arg););
                 (
                     quote!(let mut #arg = __tidings_ctx.take_transaction()?;),
@@ -231,30 +264,34 @@ pub(crate) fn handler(handler: &Handler) -> TokenStream {
 
     let await_ = is_async.then(|| quote!(.await));
     let emit = |value: TokenStream| match &handler.output.produces {
-        Produces::Nothing => quote!(::tidings::__private::emit_nothing(#value)),
+        Produces::Nothing => quote!(#private::emit_nothing(#value)),
         Produces::One(ty) => {
-            quote_spanned!(ty.span()=> ::tidings::__private::emit_one::<#ty>(#value))
+            let p = at(private, ty.span());
+            quote_spanned!(ty.span()=> #p::emit_one::<#ty>(#value))
         }
         Produces::Option(ty) => {
-            quote_spanned!(ty.span()=> ::tidings::__private::emit_option::<#ty>(#value))
+            let p = at(private, ty.span());
+            quote_spanned!(ty.span()=> #p::emit_option::<#ty>(#value))
         }
         Produces::Vec(ty) => {
-            quote_spanned!(ty.span()=> ::tidings::__private::emit_vec::<#ty>(#value))
+            let p = at(private, ty.span());
+            quote_spanned!(ty.span()=> #p::emit_vec::<#ty>(#value))
         }
     };
     let convert = match &handler.output.error {
         None => emit(quote!(__tidings_output)),
         Some(error) => {
             let ok = emit(quote!(__tidings_value));
-            let failed = quote_spanned!(error.span()=> ::tidings::__private::failed::<#error>);
+            let p = at(private, error.span());
+            let failed = quote_spanned!(error.span()=> #p::failed::<#error>);
             quote! {
                 match __tidings_output {
                     ::core::result::Result::Ok(__tidings_value) => #ok,
                     ::core::result::Result::Err(__tidings_error) => {
                         #[allow(unused_imports)]
-                        use ::tidings::__private::{ProbeNotRetryable as _, ProbeRetryable as _};
+                        use #private::{ProbeNotRetryable as _, ProbeRetryable as _};
                         let __tidings_retryable =
-                            (&&::tidings::__private::RetryProbe(&__tidings_error)).retryable();
+                            (&&#private::RetryProbe(&__tidings_error)).retryable();
                         ::core::result::Result::Err(#failed(__tidings_error, __tidings_retryable))
                     }
                 }
@@ -263,7 +300,7 @@ pub(crate) fn handler(handler: &Handler) -> TokenStream {
     };
     let body = quote! {
         let __tidings_event =
-            ::tidings::__private::downcast::<#event>(__tidings_event, #name, #event_name)?;
+            #private::downcast::<#event>(__tidings_event, #name, #event_name)?;
         #(#bindings)*
         let __tidings_output = #func(__tidings_event #(, #args)*) #await_;
         #give_back
@@ -274,8 +311,8 @@ pub(crate) fn handler(handler: &Handler) -> TokenStream {
         let invoke_fn = quote! {
             fn #invoke<'a>(
                 event: &'a (dyn ::core::any::Any + ::core::marker::Send + ::core::marker::Sync),
-                ctx: ::tidings::__private::HandlerContext<'a>,
-            ) -> ::tidings::__private::HandlerFuture<'a> {
+                ctx: #private::HandlerContext<'a>,
+            ) -> #private::HandlerFuture<'a> {
                 ::std::boxed::Box::pin(#run(event, ctx))
             }
         };
@@ -286,29 +323,30 @@ pub(crate) fn handler(handler: &Handler) -> TokenStream {
     let run_fn = quote! {
         #async_ fn #run<'a>(
             __tidings_event: &'a (dyn ::core::any::Any + ::core::marker::Send + ::core::marker::Sync),
-            __tidings_ctx: ::tidings::__private::HandlerContext<'a>,
-        ) -> ::tidings::__private::HandlerResult {
+            __tidings_ctx: #private::HandlerContext<'a>,
+        ) -> #private::HandlerResult {
             #body
         }
     };
 
     let produced = handler.output.produces.event();
     let translation_check = produced.map(|produced| {
+        let p = at(private, produced.span());
         quote_spanned! {produced.span()=>
             #[allow(dead_code)]
             fn __tidings_check_translation() {
                 #[allow(unused_imports)]
-                use ::tidings::__private::{ProbeDomainKind as _, ProbeIntegrationKind as _, ProbeOtherKind as _};
-                ::tidings::__private::check_translation::<#event, #produced, _>((
-                    (&&&::tidings::__private::KindProbe::<#event>::new()).kind(),
-                    (&&&::tidings::__private::KindProbe::<#produced>::new()).kind(),
+                use #p::{ProbeDomainKind as _, ProbeIntegrationKind as _, ProbeOtherKind as _};
+                #p::check_translation::<#event, #produced, _>((
+                    (&&&#p::KindProbe::<#event>::new()).kind(),
+                    (&&&#p::KindProbe::<#produced>::new()).kind(),
                 ));
             }
         }
     });
     let produces = match produced {
         Some(ty) => {
-            let produced = type_ref(ty, &type_name(ty));
+            let produced = type_ref(private, ty, &type_name(ty));
             quote!(::core::option::Option::Some(#produced))
         }
         None => quote!(::core::option::Option::None),
@@ -317,27 +355,105 @@ pub(crate) fn handler(handler: &Handler) -> TokenStream {
         Some(db) => quote!(::core::option::Option::Some(#db)),
         None => quote!(::core::option::Option::None),
     };
-    let event_ref = type_ref(event, &event_name);
-    let event_kind = quote_spanned!(event.span()=> ::tidings::__private::event_kind::<#event>());
-    let origin = origin();
+    let event_ref = type_ref(private, event, &event_name);
+    let p = at(private, event.span());
+    let event_kind = quote_spanned!(event.span()=> #p::event_kind::<#event>());
+    let origin = origin(private);
     quote! {
         #[doc(hidden)]
         const _: () = {
             #run_fn
             #invoke_fn
             #translation_check
-            ::tidings::__private::inventory::submit! {
-                ::tidings::__private::HandlerInfo::new(
+            #private::inventory::submit! {
+                #private::HandlerInfo::new(
                     #name,
                     #event_ref,
                     #event_kind,
                     &[#(#deps),*],
                     #produces,
                     #transaction,
-                    ::tidings::__private::HandlerFn::#variant,
+                    #private::HandlerFn::#variant,
                     #origin,
                 )
             }
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::errors::Errors;
+    use proc_macro2::TokenTree;
+
+    /// Every identifier in `tokens`, groups included.
+    fn idents(tokens: TokenStream) -> Vec<String> {
+        tokens
+            .into_iter()
+            .flat_map(|token| match token {
+                TokenTree::Ident(ident) => vec![ident.to_string()],
+                TokenTree::Group(group) => idents(group.stream()),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// Whether the expansion names the crate `tidings` itself, and whether it names `renamed`.
+    fn names(expansion: TokenStream) -> (bool, bool) {
+        let idents = idents(expansion);
+        (
+            idents.iter().any(|i| i == "tidings"),
+            idents.iter().any(|i| i == "renamed"),
+        )
+    }
+
+    #[test]
+    fn every_path_to_the_runtime_starts_with_the_crate_argument() {
+        let mut errors = Errors::default();
+        let domain = EventItem::parse(
+            quote!(
+                struct OrderPlaced {
+                    id: u64,
+                }
+            ),
+            "domain_event",
+        )
+        .unwrap();
+        let args = DomainEventArgs::parse(quote!(crate = "renamed"), &mut errors);
+        assert_eq!(names(domain_event(&domain, &args)), (false, true));
+
+        let contract = EventItem::parse(
+            quote!(
+                struct OrderPlacedIntegrationEvent {
+                    id: u64,
+                }
+            ),
+            "integration_event",
+        )
+        .unwrap();
+        let args = IntegrationEventArgs::parse(
+            quote!(from = OrderPlaced, key = id, crate = "::renamed"),
+            &mut errors,
+        );
+        assert_eq!(names(integration_event(&contract, &args)), (false, true));
+
+        let item = quote! {
+            async fn bill(
+                event: &OrderPlaced,
+                meta: &EventMeta,
+                ledger: Dep<Ledger>,
+                tx: &mut Transaction<'_, Sqlite>,
+            ) -> Result<Option<OrderPlacedIntegrationEvent>, std::io::Error> {
+                Ok(None)
+            }
+        };
+        let handler = Handler::parse(item, &mut errors).unwrap();
+        let args = HandlesArgs::parse(quote!(crate = "crate::renamed"), &mut errors);
+        assert_eq!(names(super::handler(&handler, &args)), (false, true));
+        assert!(errors.is_empty());
+
+        let args = HandlesArgs::parse(TokenStream::new(), &mut errors);
+        assert_eq!(names(super::handler(&handler, &args)), (true, false));
     }
 }

@@ -1,23 +1,28 @@
 //! The macros of [tidings](https://docs.rs/tidings): `#[domain_event]`, `#[integration_event]`
 //! and `#[handles]`. Use them through the `tidings` crate, which documents them; the code they
-//! emit names `::tidings`.
+//! emit names `::tidings`, or the path given with `crate = ".."` where the dependency is renamed.
 //!
-//! Each macro runs parse → validate → expand. On an error the item is still emitted as written,
+//! Each macro parses its arguments (`args`) and its item (`ast`), checks the rules (`validate`),
+//! then emits code (`expand`). On an error the item is still emitted as written,
 //! with every error found, so one mistake gives its own error and no cascade.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as TokenStream2;
-use quote::quote;
 
+// Each module uses only those before it in this order: names, errors, args and ast, validate,
+// expand; this file puts them together.
+mod args;
+mod ast;
 mod errors;
 mod expand;
-mod parse;
+mod names;
 mod validate;
 
+use args::{DomainEventArgs, HandlesArgs, IntegrationEventArgs};
+use ast::{EventItem, Handler};
 use errors::Errors;
-use parse::{DomainEventArgs, EventItem, Handler, IntegrationEventArgs};
 
 /// Marks a domain event. See `tidings::domain_event`.
 #[proc_macro_attribute]
@@ -71,24 +76,19 @@ pub fn integration_event(args: TokenStream, item: TokenStream) -> TokenStream {
 pub fn handles(args: TokenStream, item: TokenStream) -> TokenStream {
     let item = TokenStream2::from(item);
     let mut errors = Errors::default();
-    parse::handles_args(args.into(), &mut errors);
-    let expansion = match Handler::parse(item.clone(), &mut errors) {
-        Ok(Some(handler)) => {
-            validate::handler(&handler, &mut errors);
-            // A handler with a mistake is not registered: its entry would not compile either.
-            errors.is_empty().then(|| expand::handler(&handler))
-        }
-        Ok(None) => None,
-        Err(error) => {
-            errors.push(error);
-            None
-        }
-    };
+    let args = HandlesArgs::parse(args.into(), &mut errors);
+    let expansion = Handler::parse(item.clone(), &mut errors).and_then(|handler| {
+        validate::handler(&handler, &mut errors);
+        // A handler with a mistake is not registered: its entry would not compile either.
+        errors.is_empty().then(|| expand::handler(&handler, &args))
+    });
     output(item, expansion, errors)
 }
 
 /// The item as written, then the errors, then the expansion.
 fn output(item: TokenStream2, expansion: Option<TokenStream2>, errors: Errors) -> TokenStream {
-    let errors = errors.into_compile_errors();
-    quote!(#item #errors #expansion).into()
+    let mut output = item;
+    output.extend(errors.into_compile_errors());
+    output.extend(expansion);
+    output.into()
 }

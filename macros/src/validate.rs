@@ -1,292 +1,25 @@
-//! Validate: the rules the macros enforce on what `parse` modeled, one `check_*` per rule. Each
-//! error is spanned on the token the user must change and says the rule and the fix.
+//! Validate: the rules the macros enforce on what `args` and `ast` modeled, one `check_*` per
+//! rule, listed in one function per macro. Each error is spanned on the token the user must
+//! change and says the rule and the fix.
 //!
 //! Rules that need types (is `from = X` a domain event? does a returned type declare
 //! `from = E`?) cannot be checked here: `expand` emits trait bounds for them, whose messages
 //! live on the runtime's traits.
 
-use proc_macro2::Span;
-use quote::ToTokens;
-use syn::ext::IdentExt;
-use syn::{Fields, GenericParam, Generics, Ident, Path, Safety, Type};
+use syn::{Fields, GenericParam, Generics, Ident, Safety, Type};
 
+use crate::args::{
+    ALLOW_GENERIC_NAME, ALLOW_NON_PAST_TENSE, DomainEventArgs, IntegrationEventArgs,
+};
+use crate::ast::{EventBody, EventItem, Handler, Param};
 use crate::errors::Errors;
-use crate::parse::{DomainEventArgs, EventBody, EventItem, Handler, IntegrationEventArgs, Param};
-
-/// The suffix of every integration event's name.
-pub(crate) const INTEGRATION_SUFFIX: &str = "IntegrationEvent";
-
-/// Past participles that mean "a record changed" and say nothing of what happened.
-const GENERIC_WORDS: &[&str] = &[
-    "updated",
-    "changed",
-    "modified",
-    "saved",
-    "edited",
-    "altered",
-    "persisted",
-    "stored",
-    "upserted",
-];
-
-/// Irregular past participles (regular ones end in `-ed`).
-const IRREGULAR_PARTICIPLES: &[&str] = &[
-    "arisen",
-    "awoken",
-    "beaten",
-    "become",
-    "begun",
-    "bent",
-    "bid",
-    "bitten",
-    "bled",
-    "born",
-    "bought",
-    "bound",
-    "bred",
-    "broken",
-    "brought",
-    "built",
-    "burnt",
-    "caught",
-    "chosen",
-    "clung",
-    "crept",
-    "cut",
-    "dealt",
-    "done",
-    "drawn",
-    "dreamt",
-    "driven",
-    "dug",
-    "eaten",
-    "fallen",
-    "fed",
-    "felt",
-    "fled",
-    "flown",
-    "forbidden",
-    "forgiven",
-    "forgotten",
-    "fought",
-    "found",
-    "frozen",
-    "given",
-    "gone",
-    "got",
-    "gotten",
-    "ground",
-    "grown",
-    "held",
-    "hidden",
-    "hit",
-    "hung",
-    "kept",
-    "knelt",
-    "known",
-    "laid",
-    "leapt",
-    "led",
-    "left",
-    "lent",
-    "lit",
-    "lost",
-    "made",
-    "meant",
-    "met",
-    "mistaken",
-    "outbid",
-    "overdrawn",
-    "overpaid",
-    "overridden",
-    "overseen",
-    "overtaken",
-    "overthrown",
-    "overwritten",
-    "paid",
-    "prepaid",
-    "put",
-    "quit",
-    "rebuilt",
-    "redone",
-    "remade",
-    "repaid",
-    "resent",
-    "reset",
-    "resold",
-    "rewritten",
-    "ridden",
-    "risen",
-    "rung",
-    "said",
-    "sat",
-    "seen",
-    "sent",
-    "set",
-    "shaken",
-    "shed",
-    "shot",
-    "shown",
-    "shut",
-    "slept",
-    "slid",
-    "sold",
-    "sought",
-    "spent",
-    "spilt",
-    "split",
-    "spoken",
-    "spread",
-    "spun",
-    "stolen",
-    "stood",
-    "struck",
-    "stuck",
-    "sung",
-    "sunk",
-    "swept",
-    "sworn",
-    "swung",
-    "taken",
-    "taught",
-    "thought",
-    "thrown",
-    "told",
-    "torn",
-    "undergone",
-    "understood",
-    "undertaken",
-    "undone",
-    "upheld",
-    "upset",
-    "wept",
-    "withdrawn",
-    "withheld",
-    "withstood",
-    "woken",
-    "won",
-    "worn",
-    "wound",
-    "written",
-];
-
-/// Words that end in `-ed` and are no past participle.
-const NOT_PARTICIPLES: &[&str] = &[
-    "bed", "breed", "deed", "embed", "feed", "greed", "hundred", "need", "red", "seed", "shred",
-    "sled", "speed", "weed",
-];
-
-/// Splits a `CamelCase` name into lowercase words: `HTTPRequestSent` → `http`, `request`, `sent`.
-pub(crate) fn words(name: &str) -> Vec<String> {
-    let chars: Vec<char> = name.chars().collect();
-    let mut words = Vec::new();
-    let mut current = String::new();
-    for (i, &c) in chars.iter().enumerate() {
-        let prev = i.checked_sub(1).map(|p| chars[p]);
-        let next = chars.get(i + 1).copied();
-        let boundary = match prev {
-            None => false,
-            Some(p) if c == '_' || p == '_' => true,
-            Some(p) => {
-                c.is_uppercase()
-                    && (p.is_lowercase()
-                        || p.is_ascii_digit()
-                        || (p.is_uppercase() && next.is_some_and(char::is_lowercase)))
-            }
-        };
-        if boundary && !current.is_empty() {
-            words.push(std::mem::take(&mut current));
-        }
-        if c != '_' {
-            current.extend(c.to_lowercase());
-        }
-    }
-    if !current.is_empty() {
-        words.push(current);
-    }
-    words
-}
-
-/// Whether `word` (lowercase) is a past participle.
-fn is_past_tense(word: &str) -> bool {
-    (word.len() > 3 && word.ends_with("ed") && !NOT_PARTICIPLES.contains(&word))
-        || IRREGULAR_PARTICIPLES.contains(&word)
-}
-
-/// The default contract name: the type's name without the suffix, in kebab-case.
-pub(crate) fn default_contract_name(ident: &Ident) -> String {
-    let name = ident.unraw().to_string();
-    let stem = name.strip_suffix(INTEGRATION_SUFFIX).unwrap_or(&name);
-    words(stem).join("-")
-}
-
-// ---------------------------------------------------------------------------------------------
-// Events
-
-/// Events are concrete types.
-pub(crate) fn check_no_generics(generics: &Generics, macro_name: &str, errors: &mut Errors) {
-    if !generics.params.is_empty() {
-        errors.spanned(
-            generics,
-            format!(
-                "`#[{macro_name}]` types cannot have generic parameters or lifetimes: each event is one concrete, owned type that the registry names and the outbox stores; declare one type per event"
-            ),
-        );
-    }
-}
+use crate::names::{INTEGRATION_SUFFIX, is_generic_word, is_past_tense, path_name, words};
 
 /// The rules of `#[domain_event]`.
 pub(crate) fn domain_event(item: &EventItem, args: &DomainEventArgs, errors: &mut Errors) {
     check_no_generics(&item.generics, "domain_event", errors);
-    if !check_not_integration_name(&item.ident, errors) {
-        return;
-    }
-    match &item.body {
-        EventBody::Struct(_) => check_domain_name(&item.ident, args, errors),
-        EventBody::Enum(variants) => {
-            for variant in variants {
-                check_domain_name(variant, args, errors);
-            }
-        }
-    }
-}
-
-/// A domain event is not named like an integration event. Returns whether it is not, so that
-/// the other naming rules, which would only repeat the point, are skipped.
-fn check_not_integration_name(ident: &Ident, errors: &mut Errors) -> bool {
-    let named_like_integration = ident.to_string().ends_with(INTEGRATION_SUFFIX);
-    if named_like_integration {
-        errors.spanned(
-            ident,
-            format!(
-                "`{ident}` is named like an integration event: a domain event's name is the fact itself, such as `ProductPutOnSale`; if `{ident}` is a contract for other contexts, mark it `#[integration_event(..)]` instead"
-            ),
-        );
-    }
-    !named_like_integration
-}
-
-/// A domain event's name (or an enum variant's) is specific and in the past tense.
-fn check_domain_name(ident: &Ident, args: &DomainEventArgs, errors: &mut Errors) {
-    let words = words(&ident.to_string());
-    let past: Vec<&String> = words.iter().filter(|w| is_past_tense(w)).collect();
-    let generic = past.iter().find(|w| GENERIC_WORDS.contains(&w.as_str()));
-    let specific = past.iter().any(|w| !GENERIC_WORDS.contains(&w.as_str()));
-    if past.is_empty() && args.allow_non_past_tense.is_none() {
-        errors.spanned(
-            ident,
-            format!(
-                "`{ident}` does not say what happened: name a domain event in the past tense, such as `OrderPlaced` or `ProductPutOnSale`; or write `#[domain_event(allow_non_past_tense)]`"
-            ),
-        );
-    } else if let Some(word) = generic.filter(|_| !specific && args.allow_generic_name.is_none()) {
-        errors.spanned(
-            ident,
-            format!(
-                "`{ident}` is a generic name: say what happened in the domain's language, such as `PriceReduced`, not that something was {word} (that suits an integration event); or write `#[domain_event(allow_generic_name)]`"
-            ),
-        );
-    }
+    check_not_integration_name(&item.ident, errors);
+    check_domain_names(item, args, errors);
 }
 
 /// The rules of `#[integration_event]`.
@@ -297,17 +30,94 @@ pub(crate) fn integration_event(
 ) {
     check_no_generics(&item.generics, "integration_event", errors);
     check_integration_name(&item.ident, errors);
-    if let Some(name) = &args.name {
-        check_contract_name(&name.value(), name.span(), errors);
+    check_contract_name(args, errors);
+    check_version(args, errors);
+    check_sources(args, errors);
+    check_key(item, args, errors);
+}
+
+/// The rules of `#[handles]` that `ast` does not need to model the function.
+pub(crate) fn handler(handler: &Handler, errors: &mut Errors) {
+    check_handler_not_generic(handler, errors);
+    check_transaction_in_async_fn(handler, errors);
+    check_transaction_once(handler, errors);
+    check_handler_not_unsafe(handler, errors);
+}
+
+/// Events are concrete types.
+fn check_no_generics(generics: &Generics, macro_name: &str, errors: &mut Errors) {
+    if !generics.params.is_empty() {
+        errors.spanned(
+            generics,
+            format!(
+                "`#[{macro_name}]` types cannot have generic parameters or lifetimes: each event is one concrete, owned type that the registry names and the outbox stores; declare one type per event"
+            ),
+        );
     }
-    if let Some(version) = &args.version {
-        check_version(version, errors);
+}
+
+/// Whether `ident` is named like an integration event.
+fn is_integration_name(ident: &Ident) -> bool {
+    ident.to_string().ends_with(INTEGRATION_SUFFIX)
+}
+
+/// A domain event is not named like an integration event.
+fn check_not_integration_name(ident: &Ident, errors: &mut Errors) {
+    if is_integration_name(ident) {
+        errors.spanned(
+            ident,
+            format!(
+                "`{ident}` is named like an integration event: a domain event's name is the fact itself, such as `ProductPutOnSale`; if `{ident}` is a contract for other contexts, mark it `#[integration_event(..)]` instead"
+            ),
+        );
     }
-    if let Some((from, sources)) = &args.from {
-        check_sources(from, sources, errors);
+}
+
+/// A domain event's name says what happened: a struct's own name; an enum's own name when it
+/// states the fact (`PaymentReceived { Card, Cash }`: one event whose variants are kinds of it);
+/// otherwise, for an enum named for a family of events (`OrderEvent { Placed, Cancelled }`),
+/// each variant's name.
+fn check_domain_names(item: &EventItem, args: &DomainEventArgs, errors: &mut Errors) {
+    // Named like an integration event: `check_not_integration_name` said it, and the other
+    // naming rules would only repeat the point.
+    if is_integration_name(&item.ident) {
+        return;
     }
-    if let Some(key) = &args.key {
-        check_key(key, item, errors);
+    match &item.body {
+        EventBody::Enum(variants) if !has_past_tense(&item.ident) => {
+            for variant in variants {
+                check_domain_name(variant, args, errors);
+            }
+        }
+        EventBody::Struct(_) | EventBody::Enum(_) => check_domain_name(&item.ident, args, errors),
+    }
+}
+
+/// Whether a word of `ident` is in the past tense.
+fn has_past_tense(ident: &Ident) -> bool {
+    words(&ident.to_string()).iter().any(|w| is_past_tense(w))
+}
+
+/// A domain event's name (or an enum variant's) is specific and in the past tense.
+fn check_domain_name(ident: &Ident, args: &DomainEventArgs, errors: &mut Errors) {
+    let words = words(&ident.to_string());
+    let past: Vec<&String> = words.iter().filter(|w| is_past_tense(w)).collect();
+    let generic = past.iter().find(|w| is_generic_word(w));
+    let specific = past.iter().any(|w| !is_generic_word(w));
+    if past.is_empty() && args.allow_non_past_tense.is_none() {
+        errors.spanned(
+            ident,
+            format!(
+                "`{ident}` does not say what happened: name a domain event in the past tense, such as `OrderPlaced` or `ProductPutOnSale`; or write `#[domain_event({ALLOW_NON_PAST_TENSE})]`"
+            ),
+        );
+    } else if let Some(word) = generic.filter(|_| !specific && args.allow_generic_name.is_none()) {
+        errors.spanned(
+            ident,
+            format!(
+                "`{ident}` is a generic name: say what happened in the domain's language, such as `PriceReduced`, not that something was {word} (that suits an integration event); or write `#[domain_event({ALLOW_GENERIC_NAME})]`"
+            ),
+        );
     }
 }
 
@@ -331,27 +141,34 @@ fn check_integration_name(ident: &Ident, errors: &mut Errors) {
     }
 }
 
-/// A contract name is one a broker accepts as a subject or routing key.
-pub(crate) fn check_contract_name(name: &str, span: Span, errors: &mut Errors) {
-    let valid = !name.is_empty()
+/// Whether a broker accepts `name` as a subject or routing key.
+fn is_valid_contract_name(name: &str) -> bool {
+    !name.is_empty()
         && !name.starts_with('.')
         && !name.ends_with('.')
         && !name.contains("..")
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
-    if !valid {
-        errors.push(syn::Error::new(
-            span,
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
+/// A contract name is one a broker accepts as a subject or routing key.
+fn check_contract_name(args: &IntegrationEventArgs, errors: &mut Errors) {
+    let Some(lit) = &args.name else { return };
+    let name = lit.value();
+    if !is_valid_contract_name(&name) {
+        errors.spanned(
+            lit,
             format!(
                 "`{name}` cannot be a contract name: use letters, digits, `-` and `_`, in segments separated by single dots, such as `catalog.product-updated`"
             ),
-        ));
+        );
     }
 }
 
 /// A version is a whole number from 1.
-fn check_version(version: &syn::LitInt, errors: &mut Errors) {
+fn check_version(args: &IntegrationEventArgs, errors: &mut Errors) {
+    let Some(version) = &args.version else { return };
     match version.base10_parse::<u32>() {
         Ok(0) => errors.spanned(version, "contract versions start at 1: `version = 1`"),
         Ok(_) => {}
@@ -363,7 +180,10 @@ fn check_version(version: &syn::LitInt, errors: &mut Errors) {
 }
 
 /// `from` lists at least one domain event, each once.
-fn check_sources(from: &proc_macro2::TokenStream, sources: &[Path], errors: &mut Errors) {
+fn check_sources(args: &IntegrationEventArgs, errors: &mut Errors) {
+    let Some((from, sources)) = &args.from else {
+        return;
+    };
     if sources.is_empty() {
         errors.spanned(
             from,
@@ -385,7 +205,8 @@ fn check_sources(from: &proc_macro2::TokenStream, sources: &[Path], errors: &mut
 }
 
 /// `key` names a field of the struct.
-fn check_key(key: &Ident, item: &EventItem, errors: &mut Errors) {
+fn check_key(item: &EventItem, args: &IntegrationEventArgs, errors: &mut Errors) {
+    let Some(key) = &args.key else { return };
     match &item.body {
         EventBody::Struct(Fields::Named(fields)) => {
             let exists = fields.named.iter().any(|f| f.ident.as_ref() == Some(key));
@@ -422,76 +243,54 @@ fn check_key(key: &Ident, item: &EventItem, errors: &mut Errors) {
     }
 }
 
-/// A path as the user wrote it: `events::ProductPutOnSale`.
-pub(crate) fn path_name(path: &Path) -> String {
-    tokens_name(path)
-}
-
-/// Tokens as a user would write them: `Box<dyn Mailer>`, `events::ProductPutOnSale`, not the
-/// spaced-out `Box < dyn Mailer >` that printing tokens gives.
-pub(crate) fn tokens_name(tokens: &impl ToTokens) -> String {
-    let spaced = tokens.to_token_stream().to_string();
-    let mut name = String::with_capacity(spaced.len());
-    let chars: Vec<char> = spaced.chars().collect();
-    for (i, &c) in chars.iter().enumerate() {
-        if c == ' ' {
-            let before = i.checked_sub(1).map(|p| chars[p]);
-            let after = chars.get(i + 1).copied();
-            let tight = |c: Option<char>| {
-                matches!(c, Some(':' | '<' | '>' | '&' | ',' | '(' | ')' | '[' | ']'))
-            };
-            // Keep the space after a comma and between words (`dyn Mailer`, `&'a str`).
-            let keep = before == Some(',') || (!tight(before) && !tight(after));
-            if !keep {
-                continue;
-            }
-        }
-        name.push(c);
-    }
-    name
-}
-
-// ---------------------------------------------------------------------------------------------
-// Handlers
-
-/// The rules of `#[handles]` that `parse` does not need to model the function.
-pub(crate) fn handler(handler: &Handler, errors: &mut Errors) {
-    let sig = &handler.func.sig;
-    let type_params: Vec<&GenericParam> = sig
-        .generics
+/// A handler is one concrete function.
+fn check_handler_not_generic(handler: &Handler, errors: &mut Errors) {
+    let generics = &handler.sig.generics;
+    let type_params = generics
         .params
         .iter()
-        .filter(|p| !matches!(p, GenericParam::Lifetime(_)))
-        .collect();
-    if !type_params.is_empty() {
+        .any(|p| !matches!(p, GenericParam::Lifetime(_)));
+    if type_params {
         errors.spanned(
-            &sig.generics,
+            generics,
             "`#[handles]` functions cannot be generic: the registry holds one concrete function per event type; write one handler per event",
         );
     }
-    let transactions: Vec<&Type> = handler
-        .params
-        .iter()
-        .filter_map(|param| match param {
-            Param::Transaction { written, .. } => Some(&**written),
-            _ => None,
-        })
-        .collect();
-    if let Some(first) = transactions.first()
-        && sig.asyncness.is_none()
+}
+
+/// The store's transactions a handler takes, as written.
+fn transactions(handler: &Handler) -> impl Iterator<Item = &Type> {
+    handler.params.iter().filter_map(|param| match param {
+        Param::Transaction { written, .. } => Some(&**written),
+        _ => None,
+    })
+}
+
+/// A handler that takes the store's transaction is async.
+fn check_transaction_in_async_fn(handler: &Handler, errors: &mut Errors) {
+    if let Some(first) = transactions(handler).next()
+        && handler.sig.asyncness.is_none()
     {
         errors.spanned(
             first,
             "a handler that takes the store's transaction is an `async fn`: its database work is awaited inside the transaction; write `async fn`",
         );
     }
-    for extra in transactions.iter().skip(1) {
+}
+
+/// A handler takes the store's transaction at most once.
+fn check_transaction_once(handler: &Handler, errors: &mut Errors) {
+    for extra in transactions(handler).skip(1) {
         errors.spanned(
             extra,
             "a handler takes the store's transaction once: its effect, its completion and the integration events it produces commit in that one transaction; remove this parameter",
         );
     }
-    if let Safety::Unsafe(token) = &sig.safety {
+}
+
+/// A handler is safe to call.
+fn check_handler_not_unsafe(handler: &Handler, errors: &mut Errors) {
+    if let Safety::Unsafe(token) = &handler.sig.safety {
         errors.spanned(
             token,
             "`#[handles]` functions cannot be `unsafe`: the runtime calls them with no way to uphold their contract; make the function safe and put the `unsafe` block inside",
@@ -504,54 +303,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn splits_camel_case_into_words() {
-        assert_eq!(words("ProductPutOnSale"), ["product", "put", "on", "sale"]);
-        assert_eq!(words("HTTPRequestSent"), ["http", "request", "sent"]);
-        assert_eq!(words("Order2Shipped"), ["order2", "shipped"]);
-        assert_eq!(words("Snake_Case"), ["snake", "case"]);
-    }
-
-    #[test]
-    fn recognizes_past_participles() {
-        for word in [
-            "placed",
-            "put",
-            "sold",
-            "withdrawn",
-            "reset",
-            "agreed",
-            "shipped",
-        ] {
-            assert!(is_past_tense(word), "{word}");
-        }
-        for word in ["place", "need", "feed", "red", "sale", "ed"] {
-            assert!(!is_past_tense(word), "{word}");
-        }
-    }
-
-    #[test]
-    fn derives_contract_names_in_kebab_case() {
-        let name = |s: &str| default_contract_name(&Ident::new(s, Span::call_site()));
-        assert_eq!(name("ProductUpdatedIntegrationEvent"), "product-updated");
-        assert_eq!(name("HTTPRequestSentIntegrationEvent"), "http-request-sent");
-    }
-
-    #[test]
-    fn names_types_as_users_write_them() {
-        let name = |s: &str| tokens_name(&syn::parse_str::<syn::Type>(s).unwrap());
-        assert_eq!(name("Box<dyn Mailer>"), "Box<dyn Mailer>");
-        assert_eq!(name("&'static str"), "&'static str");
-        assert_eq!(name("crate::events::X"), "crate::events::X");
-        assert_eq!(name("HashMap<String, Vec<u8>>"), "HashMap<String, Vec<u8>>");
-    }
-
-    #[test]
     fn accepts_broker_safe_contract_names_only() {
-        let valid = |name: &str| {
-            let mut errors = Errors::default();
-            check_contract_name(name, Span::call_site(), &mut errors);
-            errors.is_empty()
-        };
+        let valid = is_valid_contract_name;
         assert!(valid("catalog.product-updated"));
         assert!(valid("catalog.product_updated.v2"));
         for name in ["", "a b", "a..b", ".a", "a.", "a.*", "a.>"] {

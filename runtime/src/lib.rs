@@ -72,8 +72,6 @@ pub mod __private;
 pub use app::{Running, Tidings, TidingsBuilder};
 pub use deps::Dep;
 pub use error::{BuildError, Error, ErrorKind, Problem, StoreError, TransportError};
-#[doc(hidden)]
-pub use event::EventData; // until the expansions name it through __private
 pub use event::{DomainEvent, Event, EventKind, IntegrationEvent};
 pub use handler::Retryable;
 pub use meta::EventMeta;
@@ -135,7 +133,11 @@ macro_rules! context {
 ///   `#[domain_event(allow_generic_name)]`;
 /// - the name does not end in `IntegrationEvent` (no opt-out).
 ///
-/// On an enum, the rules apply to each variant's name instead of the enum's.
+/// On an enum whose own name states the fact (`PaymentReceived { Card, Cash }`), the rules apply
+/// to the enum's name and its variants are kinds of that one event; on an enum named for a family
+/// of events, with no past tense in its name (`OrderEvent { Placed, Cancelled }`), they apply to
+/// each variant's name instead. Either way, the enum's own name does not end in
+/// `IntegrationEvent`.
 ///
 /// ```
 /// use tidings::prelude::*;

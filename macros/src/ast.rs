@@ -1,224 +1,17 @@
-//! Parse: turns the attribute's arguments and the annotated item into the model that `validate`
-//! checks and `expand` generates code from. Errors that leave nothing to model are reported here;
-//! the rest are `validate`'s.
+//! The item model: the struct or enum under an event macro, and the function under
+//! `#[handles]` with its parameters and return type. Errors that leave nothing to model are
+//! reported here; the rules are `validate`'s.
 
-use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
-use syn::ext::IdentExt;
+use proc_macro2::{Span, TokenStream};
 use syn::parse::{ParseStream, Parser};
-use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{
-    Fields, FnArg, GenericArgument, Generics, Ident, Item, ItemFn, LitInt, LitStr, Path,
-    PathArguments, ReturnType, Token, Type,
+    Abi, Attribute, Fields, FnArg, GenericArgument, Generics, Ident, Item, PathArguments,
+    ReturnType, Signature, Token, Type, Visibility, braced,
 };
 
 use crate::errors::Errors;
-
-// ---------------------------------------------------------------------------------------------
-// Arguments
-
-/// One `key` or `key = value` argument, before its value is interpreted.
-struct RawArg {
-    key: Ident,
-    value: Option<TokenStream>,
-}
-
-/// Splits `a = 1, b = [x, y], c` into arguments; each value runs to the next top-level comma.
-fn raw_args(tokens: TokenStream) -> syn::Result<Vec<RawArg>> {
-    let parser = |input: ParseStream| {
-        let mut args = Vec::new();
-        while !input.is_empty() {
-            let key = input.call(Ident::parse_any)?;
-            let value = if input.peek(Token![=]) {
-                let eq: Token![=] = input.parse()?;
-                let mut value = TokenStream::new();
-                while !input.is_empty() && !input.peek(Token![,]) {
-                    value.extend([input.parse::<TokenTree>()?]);
-                }
-                if value.is_empty() {
-                    return Err(syn::Error::new(eq.span, format!("`{key} =` needs a value")));
-                }
-                Some(value)
-            } else {
-                None
-            };
-            args.push(RawArg { key, value });
-            if !input.is_empty() {
-                input.parse::<Token![,]>()?;
-            }
-        }
-        Ok(args)
-    };
-    parser.parse2(tokens)
-}
-
-/// Remembers the first occurrence of an argument and reports the second.
-fn set_once<T>(slot: &mut Option<T>, value: T, key: &Ident, errors: &mut Errors) {
-    if slot.is_some() {
-        errors.spanned(key, format!("duplicate argument `{key}`: give it once"));
-    } else {
-        *slot = Some(value);
-    }
-}
-
-/// `#[domain_event(..)]` arguments.
-#[derive(Default)]
-pub(crate) struct DomainEventArgs {
-    /// `allow_generic_name`: a name such as `ProductUpdated` is wanted.
-    pub(crate) allow_generic_name: Option<Ident>,
-    /// `allow_non_past_tense`: a name with no past-tense word is wanted.
-    pub(crate) allow_non_past_tense: Option<Ident>,
-}
-
-pub(crate) const DOMAIN_EVENT_ARGS: &str =
-    "`#[domain_event]` takes `allow_generic_name` and `allow_non_past_tense`";
-
-impl DomainEventArgs {
-    pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Self {
-        let mut args = DomainEventArgs::default();
-        let raw = match raw_args(tokens) {
-            Ok(raw) => raw,
-            Err(error) => {
-                errors.push(error);
-                return args;
-            }
-        };
-        for RawArg { key, value } in raw {
-            let slot = match key.to_string().as_str() {
-                "allow_generic_name" => &mut args.allow_generic_name,
-                "allow_non_past_tense" => &mut args.allow_non_past_tense,
-                _ => {
-                    errors.spanned(
-                        &key,
-                        format!("unknown argument `{key}`: {DOMAIN_EVENT_ARGS}"),
-                    );
-                    continue;
-                }
-            };
-            if let Some(value) = value {
-                errors.spanned(
-                    value,
-                    format!("`{key}` takes no value: write `#[domain_event({key})]`"),
-                );
-            }
-            set_once(slot, key.clone(), &key, errors);
-        }
-        args
-    }
-}
-
-/// Interprets the value of one argument of `#[integration_event]`.
-type Interpret = fn(&mut IntegrationEventArgs, &Ident, TokenStream, &mut Errors);
-
-/// `#[integration_event(..)]` arguments.
-#[derive(Default)]
-pub(crate) struct IntegrationEventArgs {
-    /// `name = "..."`.
-    pub(crate) name: Option<LitStr>,
-    /// `version = N`.
-    pub(crate) version: Option<LitInt>,
-    /// `from = [A, B]` or `from = A`, with the value's tokens.
-    pub(crate) from: Option<(TokenStream, Vec<Path>)>,
-    /// `key = field`.
-    pub(crate) key: Option<Ident>,
-}
-
-impl IntegrationEventArgs {
-    pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Self {
-        let mut args = IntegrationEventArgs::default();
-        let raw = match raw_args(tokens) {
-            Ok(raw) => raw,
-            Err(error) => {
-                errors.push(error);
-                return args;
-            }
-        };
-        for RawArg { key, value } in raw {
-            let name = key.to_string();
-            let (example, interpret): (&str, Interpret) = match name.as_str() {
-                "name" => ("name = \"catalog.product-updated\"", Self::name),
-                "version" => ("version = 2", Self::version),
-                "from" => ("from = [ProductPutOnSale, ProductRestocked]", Self::from),
-                "key" => ("key = product_id", Self::key),
-                _ => {
-                    errors.spanned(
-                            &key,
-                            format!(
-                                "unknown argument `{key}`: `#[integration_event]` takes `name`, `version`, `from` and `key`"
-                            ),
-                        );
-                    continue;
-                }
-            };
-            match value {
-                Some(value) => interpret(&mut args, &key, value, errors),
-                None => errors.spanned(&key, format!("`{key}` needs a value: `{example}`")),
-            }
-        }
-        args
-    }
-
-    fn name(&mut self, key: &Ident, value: TokenStream, errors: &mut Errors) {
-        match syn::parse2::<LitStr>(value.clone()) {
-            Ok(lit) => set_once(&mut self.name, lit, key, errors),
-            Err(_) => errors.spanned(
-                value,
-                "`name` takes a string literal: `name = \"catalog.product-updated\"`",
-            ),
-        }
-    }
-
-    fn version(&mut self, key: &Ident, value: TokenStream, errors: &mut Errors) {
-        match syn::parse2::<LitInt>(value.clone()) {
-            Ok(lit) => set_once(&mut self.version, lit, key, errors),
-            Err(_) => errors.spanned(value, "`version` takes a whole number: `version = 2`"),
-        }
-    }
-
-    fn from(&mut self, key: &Ident, value: TokenStream, errors: &mut Errors) {
-        let paths = Punctuated::<Path, Token![,]>::parse_terminated;
-        let mut tokens = value.clone().into_iter();
-        let parsed = match (tokens.next(), tokens.next()) {
-            (Some(TokenTree::Group(group)), None) if group.delimiter() == Delimiter::Bracket => {
-                paths.parse2(group.stream())
-            }
-            _ => syn::parse2::<Path>(value.clone()).map(|path| [path].into_iter().collect()),
-        };
-        match parsed {
-            Ok(paths) => {
-                let from = (value.clone(), paths.into_iter().collect());
-                set_once(&mut self.from, from, key, errors);
-            }
-            Err(_) => errors.spanned(
-                value,
-                "`from` takes a domain event or a list of them: `from = ProductPutOnSale` or `from = [ProductPutOnSale, ProductRestocked]`",
-            ),
-        }
-    }
-
-    fn key(&mut self, key: &Ident, value: TokenStream, errors: &mut Errors) {
-        match syn::parse2::<Ident>(value.clone()) {
-            Ok(field) => set_once(&mut self.key, field, key, errors),
-            Err(_) => errors.spanned(
-                value,
-                "`key` takes the name of a field of this struct: `key = product_id`",
-            ),
-        }
-    }
-}
-
-/// No arguments for `#[handles]`.
-pub(crate) fn handles_args(tokens: TokenStream, errors: &mut Errors) {
-    if !tokens.is_empty() {
-        errors.spanned(
-            tokens,
-            "`#[handles]` takes no arguments: write `#[handles]`",
-        );
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Event items
+use crate::names::tokens_name;
 
 /// A struct or an enum under an event macro.
 pub(crate) struct EventItem {
@@ -280,13 +73,11 @@ fn item_kind(item: &Item) -> (&'static str, Span) {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Handler items
-
 /// A `#[handles]` function.
 pub(crate) struct Handler {
-    /// The function, as written.
-    pub(crate) func: ItemFn,
+    /// Its signature. The body is read as tokens only: it is rustc's to check, so a mistake in
+    /// it gets rustc's error alone, and the handler is registered all the same.
+    pub(crate) sig: Signature,
     /// `E` of the first parameter `&E`.
     pub(crate) event: Type,
     /// The parameters after the event.
@@ -341,29 +132,29 @@ impl Produces {
 pub(crate) const RETURN_FORMS: &str = "`()`, `Result<(), E>`, an integration event `I`, `Option<I>`, `Vec<I>`, or one of those in `Result<_, E>`";
 
 impl Handler {
-    /// Parses the function under `#[handles]`. Returns `None`, with the errors recorded, when the
-    /// signature has a part that cannot be modeled.
-    pub(crate) fn parse(item: TokenStream, errors: &mut Errors) -> syn::Result<Option<Handler>> {
-        let item: Item = syn::parse2(item)?;
-        let func = match item {
-            Item::Fn(func) => func,
-            other => {
-                let (what, span) = item_kind(&other);
-                return Err(syn::Error::new(
-                    span,
-                    format!("`#[handles]` goes on a free `fn` or `async fn`, not on {what}"),
-                ));
+    /// Parses the function under `#[handles]`. Returns `None`, with the errors recorded, when
+    /// it is no function or its signature has a part that cannot be modeled.
+    pub(crate) fn parse(item: TokenStream, errors: &mut Errors) -> Option<Handler> {
+        let sig = match signature.parse2(item.clone()) {
+            Ok(Some(sig)) => sig,
+            Ok(None) => {
+                errors.push(not_a_function(item));
+                return None;
+            }
+            Err(error) => {
+                errors.push(error);
+                return None;
             }
         };
-        let mut inputs = func.sig.inputs.iter();
+        let mut inputs = sig.inputs.iter();
         let first = inputs.next();
         let event = match first {
             None => {
                 errors.spanned(
-                    &func.sig.ident,
+                    &sig.ident,
                     format!(
                         "`{}` takes no parameter: a `#[handles]` function takes the event it handles as its first parameter, `event: &MyEvent`",
-                        func.sig.ident
+                        sig.ident
                     ),
                 );
                 None
@@ -373,7 +164,7 @@ impl Handler {
                     receiver.self_token,
                     format!(
                         "`#[handles]` goes on a free function, not on a method: write a free function `{}(event: &MyEvent, ..)` outside the `impl` block, and call the method from it",
-                        func.sig.ident
+                        sig.ident
                     ),
                 );
                 None
@@ -389,19 +180,54 @@ impl Handler {
                 FnArg::Receiver(_) => None,
             })
             .collect();
-        let output = output(&func.sig.output, errors);
+        let output = output(&sig.output, errors);
         let (Some(event), Some(output)) = (event, output) else {
-            return Ok(None);
+            return None;
         };
         if !errors.is_empty() {
-            return Ok(None);
+            return None;
         }
-        Ok(Some(Handler {
-            func,
+        Some(Handler {
+            sig,
             event,
             params,
             output,
-        }))
+        })
+    }
+}
+
+/// The signature of a function item, its body left unparsed; `None` if the item is no function.
+fn signature(input: ParseStream) -> syn::Result<Option<Signature>> {
+    input.call(Attribute::parse_outer)?;
+    input.parse::<Visibility>()?;
+    let fork = input.fork();
+    let is_fn = fork.parse::<Option<Token![const]>>().is_ok()
+        && fork.parse::<Option<Token![async]>>().is_ok()
+        && fork.parse::<Option<Token![unsafe]>>().is_ok()
+        && fork.parse::<Option<Abi>>().is_ok()
+        && fork.peek(Token![fn]);
+    if !is_fn {
+        input.parse::<TokenStream>()?;
+        return Ok(None);
+    }
+    let sig: Signature = input.parse()?;
+    let body;
+    braced!(body in input);
+    body.parse::<TokenStream>()?;
+    Ok(Some(sig))
+}
+
+/// The error for `#[handles]` on an item that is no function.
+fn not_a_function(item: TokenStream) -> syn::Error {
+    match syn::parse2::<Item>(item) {
+        Ok(item) => {
+            let (what, span) = item_kind(&item);
+            syn::Error::new(
+                span,
+                format!("`#[handles]` goes on a free `fn` or `async fn`, not on {what}"),
+            )
+        }
+        Err(error) => error,
     }
 }
 
@@ -494,7 +320,7 @@ fn extra_param(ty: &Type, errors: &mut Errors) -> Option<Param> {
             "; take it by value, without `&`".to_owned()
         }
         Type::Reference(r) if r.mutability.is_none() => {
-            let inner = crate::validate::tokens_name(&r.elem);
+            let inner = tokens_name(&r.elem);
             format!("; to use a `{inner}`, take `Dep<{inner}>` and provide the value to the app")
         }
         _ => String::new(),
@@ -563,4 +389,25 @@ fn output(ret: &ReturnType, errors: &mut Errors) -> Option<Output> {
         }
     };
     Some(Output { error, produces })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    #[test]
+    fn a_handler_body_is_left_to_rustc() {
+        let mut errors = Errors::default();
+        let item = quote! {
+            /// Docs.
+            pub(crate) async fn project(event: &ProductPutOnSale) {
+                let id = event.id.clone()
+                println!("{id}");
+            }
+        };
+        let handler = Handler::parse(item, &mut errors).expect("the signature is modeled");
+        assert!(errors.is_empty());
+        assert_eq!(handler.sig.ident, "project");
+    }
 }
