@@ -39,7 +39,18 @@ pub trait EventData: Serialize + DeserializeOwned + Send + Sync + 'static {}
 #[diagnostic::do_not_recommend]
 impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> EventData for T {}
 
+/// Implemented by the event macros alone: [`Event`], and so [`DomainEvent`] and
+/// [`IntegrationEvent`], require it, so that an event is always registered and checked by its macro.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not marked as an event: implement the event traits with `#[domain_event]` or `#[integration_event(..)]`, never by hand",
+    label = "not marked `#[domain_event]` or `#[integration_event(..)]`",
+    note = "the macros register the event and check its rules at compile time; an impl written by hand would skip both"
+)]
+pub trait Sealed {}
+
 /// An event that tidings knows: implemented by `#[domain_event]` and `#[integration_event]`.
+///
+/// Sealed: only the macros implement it, so that every event is registered and checked.
 ///
 /// ```
 /// use tidings::prelude::*;
@@ -56,7 +67,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> EventData for T {}
     label = "not a `#[domain_event]` or an `#[integration_event]`",
     note = "a `#[handles]` function takes the event it handles as its first parameter, `&E`, where `E` is marked `#[domain_event]` or `#[integration_event(..)]`"
 )]
-pub trait Event: EventData {
+pub trait Event: EventData + Sealed {
     /// The type's name, as written in its declaration.
     const NAME: &'static str;
     /// Domain or integration event.

@@ -17,7 +17,7 @@ pub use crate::call::{
 };
 pub use crate::deps::Deps;
 pub use crate::event::{
-    DomainEvent, DynIntegrationEvent, Event, EventData, EventKind, IntegrationEvent,
+    DomainEvent, DynIntegrationEvent, Event, EventData, EventKind, IntegrationEvent, Sealed,
 };
 pub use crate::handler::HandlerError;
 pub use crate::registry::{
@@ -51,15 +51,6 @@ impl CallHandler for HandlerInfo {
         self.handler_fn().call(event, ctx)
     }
 }
-
-/// Implemented by the event macros alone: [`Event`], [`DomainEvent`] and [`IntegrationEvent`]
-/// require it, so that an event is always registered and checked by its macro.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is not marked as an event: implement the event traits with `#[domain_event]` or `#[integration_event(..)]`, never by hand",
-    label = "not marked `#[domain_event]` or `#[integration_event(..)]`",
-    note = "the macros register the event and check its rules at compile time; an impl written by hand would skip both"
-)]
-pub trait Sealed {}
 
 /// What `EventData` asks of serde, with its own message.
 #[diagnostic::on_unimplemented(
