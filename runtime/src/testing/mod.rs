@@ -15,10 +15,11 @@
 //!   Stores that keep their events in a database also run
 //!   [`store::record_in_commits_or_rolls_back`], which needs the caller's transaction.
 //! - [`transport_conformance`] runs the [`TransportScenario`]s ([`transport::SCENARIOS`]) and
-//!   skips [`TransportScenario::Redelivery`]; a transport that redelivers what was not
-//!   acknowledged runs [`transport::redelivery`] too. [`Patience`] says how long the suite waits
-//!   for a message and how long it listens for messages that should not come; it asserts no
-//!   timing.
+//!   reports [`TransportScenario::Redelivery`] skipped; a transport that redelivers what was not
+//!   acknowledged says so with [`Capabilities`] to [`transport_conformance_with`], or runs
+//!   [`transport::redelivery`] alone. [`Patience`] says how long the suite waits for a message
+//!   and how long it listens for messages that should not come; it asserts no timing. The
+//!   suite spawns tasks: run it in a tokio runtime.
 //!
 //! The scenarios use the current time, never a made-up one: a store may reckon due times and
 //! leases on its own clock (as [`PostgresStore`](crate::PostgresStore) does on the database's).
@@ -27,13 +28,14 @@
 //! ```no_run
 //! use std::sync::atomic::{AtomicUsize, Ordering};
 //!
+//! use tidings::SqliteStore;
 //! use tidings::testing::{StoreSetup, store_conformance, transport_conformance};
-//! use tidings::{InMemoryStore, InMemoryTransport, SqliteStore};
+//! # use tidings::{InMemoryStore as MyStore, InMemoryTransport as MyTransport};
 //!
 //! #[tokio::test]
 //! async fn my_store_conforms() {
-//!     // A store of your own goes here; each scenario gets a new, empty one.
-//!     let report = store_conformance(|_setup: StoreSetup| async { InMemoryStore::new() }).await;
+//!     // Each scenario gets a new, empty store; one whose claims never expire ignores the setup.
+//!     let report = store_conformance(|_setup: StoreSetup| async { MyStore::new() }).await;
 //!     eprintln!("{report}");
 //! }
 //!
@@ -55,7 +57,7 @@
 //!
 //! #[tokio::test]
 //! async fn my_transport_conforms() {
-//!     let report = transport_conformance(|| async { InMemoryTransport::new() }).await;
+//!     let report = transport_conformance(|| async { MyTransport::new() }).await;
 //!     assert!(report.skipped().any(|name| name == "redelivery"));
 //! }
 //! # fn main() {}

@@ -777,11 +777,34 @@ pub async fn retry<S: Store + ?Sized>(store: &S) -> Verdict {
         on.next_delivery_due().await,
         None,
     );
+    let queued: Vec<StoredEvent> = (1..=2)
+        .map(|n| domain_event(&format!("Queued{n}"), json!({ "n": n })))
+        .collect();
+    on.record(vec![to(&queued[0], &["q"]), to(&queued[1], &["q"])])
+        .await;
+    on.sc.ensure(on.next_delivery_due().await.is_some(), || {
+        "next_delivery_due is None with deliveries waiting".into()
+    });
+    let head = on.claim(1, &["q"]).await;
+    on.sc.same(
+        "a claim of 1 for handler q",
+        seen(&head),
+        vec![("q", "Queued1", 1)],
+    );
+    on.sc.same(
+        "next_delivery_due while the only waiting delivery's handler is held",
+        on.next_delivery_due().await,
+        None,
+    );
+    on.complete(head[0].id, head[0].attempt, Vec::new()).await;
+    on.sc.ensure(on.next_delivery_due().await.is_some(), || {
+        "next_delivery_due is None once the handler holding a waiting delivery let go".into()
+    });
+    let next = on.claim_one("q").await;
+    on.complete(next.id, next.attempt, Vec::new()).await;
+
     let failing = domain_event("Failing", json!({}));
     on.record(vec![to(&failing, &["r"])]).await;
-    on.sc.ensure(on.next_delivery_due().await.is_some(), || {
-        "next_delivery_due is None with a delivery waiting".into()
-    });
     let delivery = on.claim_one("r").await;
     on.sc.same(
         "next_delivery_due while the only delivery is claimed",
