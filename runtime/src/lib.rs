@@ -61,6 +61,8 @@ mod retention;
 mod retry;
 pub mod store;
 mod sync;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod transport;
 mod wiring;
 mod worker;
