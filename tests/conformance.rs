@@ -174,12 +174,11 @@ async fn postgres_store_records_in_the_callers_transaction() {
 
 /// Runs `scenario` on a fresh `InMemoryTransport`.
 macro_rules! transport_scenario {
-    ($scenario:ident, $variant:ident $(, #[$attr:meta])?) => {
+    ($scenario:ident, $variant:ident) => {
         mod $scenario {
             use super::*;
 
             #[tokio::test]
-            $(#[$attr])?
             async fn in_memory() {
                 let verdict = TransportScenario::$variant
                     .run(&InMemoryTransport::new(), Patience::default())
@@ -195,13 +194,7 @@ mod transport_scenarios {
 
     transport_scenario!(per_contract, PerContract);
     transport_scenario!(shared_within_context, SharedWithinContext);
-    transport_scenario!(
-        instance_leaves,
-        InstanceLeaves,
-        #[ignore = "InMemoryTransport keeps one subscription per context: a second instance's \
-                    subscribe ends the first one's, so when the second leaves the context's \
-                    messages are lost"]
-    );
+    transport_scenario!(instance_leaves, InstanceLeaves);
     transport_scenario!(every_context, EveryContext);
     transport_scenario!(acknowledged, Acknowledged);
     transport_scenario!(order_per_key, OrderPerKey);
@@ -246,10 +239,8 @@ async fn in_memory_transport_does_not_redeliver() {
     );
 }
 
-/// The whole transport suite, as a third party runs it. Ignored for the in-memory transport's
-/// `instance_leaves` failure (see that test).
+/// The whole transport suite, as a third party runs it.
 #[tokio::test]
-#[ignore = "InMemoryTransport fails instance_leaves: see transport_scenarios::instance_leaves"]
 async fn in_memory_transport_passes_the_transport_suite() {
     let report = transport_conformance(|| async { InMemoryTransport::new() }).await;
     assert_eq!(report.skipped().collect::<Vec<_>>(), ["redelivery"]);

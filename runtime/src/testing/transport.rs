@@ -262,7 +262,8 @@ struct Listening {
     sc: Scenario,
     patience: Patience,
     heard: mpsc::UnboundedReceiver<Heard>,
-    tasks: Vec<JoinHandle<()>>,
+    /// The reading task of each instance, until it leaves.
+    tasks: Vec<Option<JoinHandle<()>>>,
     /// The instances whose subscription ended.
     ended: BTreeSet<usize>,
 }
@@ -299,7 +300,7 @@ impl Listening {
                     transport.subscribe(subscription.clone()),
                 )
                 .await;
-            tasks.push(tokio::spawn(pump(instance, inbound, to.clone())));
+            tasks.push(Some(tokio::spawn(pump(instance, inbound, to.clone()))));
         }
         Listening {
             sc,
@@ -313,10 +314,11 @@ impl Listening {
     /// Ends the subscription of `instance`: its task and its `Inbound` are dropped when this
     /// returns.
     async fn leave(&mut self, instance: usize) {
-        let task = &mut self.tasks[instance];
-        task.abort();
-        // Cancelled, or already finished: either way the subscription is dropped.
-        let _ = task.await;
+        if let Some(task) = self.tasks[instance].take() {
+            task.abort();
+            // Cancelled, or already finished: either way the subscription is dropped.
+            let _ = task.await;
+        }
     }
 
     /// Ends every subscription.
@@ -412,7 +414,7 @@ impl Listening {
 
 impl Drop for Listening {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        for task in self.tasks.iter().flatten() {
             task.abort();
         }
     }

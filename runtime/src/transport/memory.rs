@@ -11,7 +11,9 @@ use super::{BoxFuture, Inbound, Message, Received, Subscription, Transport, Tran
 use crate::activity::Activity;
 
 /// The in-process transport: delivers every message to every context subscribed to its
-/// contract, in the order published. Clones share the same hub, so several apps attached to
+/// contract, in the order published; the instances of one context (several subscriptions on
+/// its behalf) take turns, as a broker's consumer group does, and an instance that leaves
+/// leaves the others every message. Clones share the same hub, so several apps attached to
 /// clones of one transport talk to each other. It keeps a copy of every published message, for
 /// tests to assert on.
 ///
@@ -36,8 +38,39 @@ struct Hub {
 
 #[derive(Default)]
 struct HubState {
-    groups: HashMap<(String, u32), HashMap<String, mpsc::UnboundedSender<Message>>>,
+    /// The subscribers of each contract version, by context.
+    groups: HashMap<(String, u32), HashMap<String, Group>>,
     published: Vec<Message>,
+}
+
+/// The instances of one context subscribed to one contract version: each message goes to one
+/// of them, in turn.
+#[derive(Default)]
+struct Group {
+    members: Vec<mpsc::UnboundedSender<Message>>,
+    next: usize,
+}
+
+impl Group {
+    /// Hands `message` to the next instance still there; returns whether one took it.
+    fn send(&mut self, message: Message) -> bool {
+        let mut message = message;
+        while !self.members.is_empty() {
+            let at = self.next % self.members.len();
+            match self.members[at].send(message) {
+                Ok(()) => {
+                    self.next = at + 1;
+                    return true;
+                }
+                // That instance is gone: the next one takes the message.
+                Err(mpsc::error::SendError(back)) => {
+                    self.members.remove(at);
+                    message = back;
+                }
+            }
+        }
+        false
+    }
 }
 
 impl Hub {
@@ -104,11 +137,11 @@ impl Transport for InMemoryTransport {
         let mut state = self.hub.lock();
         self.hub.sequence.fetch_add(1, Ordering::Relaxed);
         let key = (message.contract.clone(), message.version);
-        if let Some(groups) = state.groups.get(&key) {
-            for sender in groups.values() {
+        if let Some(groups) = state.groups.get_mut(&key) {
+            for group in groups.values_mut() {
                 self.hub.activity.start(1);
-                if sender.send(message.clone()).is_err() {
-                    // The subscriber is gone: nobody will acknowledge this copy.
+                if !group.send(message.clone()) {
+                    // Every instance of that context is gone: nobody will acknowledge this copy.
                     self.hub.activity.finish(1);
                 }
             }
@@ -128,7 +161,10 @@ impl Transport for InMemoryTransport {
             .groups
             .entry(key)
             .or_default()
-            .insert(subscription.context, sender);
+            .entry(subscription.context)
+            .or_default()
+            .members
+            .push(sender);
         let inbound = MemoryInbound {
             receiver,
             activity: Arc::clone(&self.hub.activity),
