@@ -332,7 +332,8 @@ impl Listening {
     async fn hear(&mut self, deadline: tokio::time::Instant) -> Option<(usize, Received)> {
         loop {
             match tokio::time::timeout_at(deadline, self.heard.recv()).await {
-                Err(_) => return None,
+                // The deadline passed, or every subscription ended: nothing more comes.
+                Err(_) | Ok(None) => return None,
                 Ok(Some(Heard::Message(instance, received))) => {
                     return Some((instance, received));
                 }
@@ -342,8 +343,6 @@ impl Listening {
                 Ok(Some(Heard::Failed(instance, error))) => self.sc.fail(format_args!(
                     "the subscription of instance {instance} failed: {error}"
                 )),
-                // Every subscription ended: nothing more comes.
-                Ok(None) => return None,
             }
         }
     }
