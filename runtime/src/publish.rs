@@ -1,7 +1,7 @@
 //! The publisher of one context's domain events: [`DomainEvents`], with `publish` and
 //! `publish_in`, and the causation it carries from the event a handler handles.
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -174,7 +174,7 @@ impl DomainEvents {
     where
         E: DomainEvent,
         DB: sqlx::Database,
-        DB::Connection: Any,
+        DB::Connection: std::any::Any,
     {
         let (meta, span, recorded) = self.prepare(event);
         let outbox = &self.outbox;
