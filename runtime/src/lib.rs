@@ -135,6 +135,8 @@ macro_rules! context {
 ///   `#[domain_event(allow_generic_name)]`;
 /// - the name does not end in `IntegrationEvent` (no opt-out).
 ///
+/// `crate = "path"` names the `tidings` crate for a program that renamed the dependency.
+///
 /// On an enum whose own name states the fact (`PaymentReceived { Card, Cash }`), the rules apply
 /// to the enum's name and its variants are kinds of that one event; on an enum named for a family
 /// of events, with no past tense in its name (`OrderEvent { Placed, Cancelled }`), they apply to
@@ -171,6 +173,7 @@ pub use tidings_macros::domain_event;
 ///   Omit `from` for a contract this program only consumes.
 /// - `key = product_id`: the field whose value orders publication (events with the same key are
 ///   published in order). Its type implements `Display`.
+/// - `crate = "path"`: the `tidings` crate, for a program that renamed the dependency.
 ///
 /// The name ends in `IntegrationEvent`.
 ///
@@ -208,6 +211,8 @@ pub use tidings_macros::integration_event;
 ///   those in `Result<_, E>`, where `E: std::error::Error + Send + Sync + 'static`. A handler that
 ///   returns an integration event is a *translation*: it handles a domain event that `I` lists in
 ///   `from`. A handler of an integration event returns no integration event.
+///
+/// The one argument is `crate = "path"`, for a program that renamed the `tidings` dependency.
 ///
 /// A plain `fn` handler runs on the dispatcher's task, at once: keep it quick, and put blocking
 /// work in an `async fn` handler (with `tokio::task::spawn_blocking`).
