@@ -6,8 +6,7 @@
 
 mod support;
 
-use std::path::PathBuf;
-
+use support::TempDb;
 use tidings::testing::store::{self, SCENARIOS as STORE_SCENARIOS};
 use tidings::testing::transport::{self, SCENARIOS as TRANSPORT_SCENARIOS};
 use tidings::testing::{
@@ -15,24 +14,6 @@ use tidings::testing::{
     transport_conformance,
 };
 use tidings::{InMemoryStore, InMemoryTransport, PostgresStore, SqliteStore};
-use uuid::Uuid;
-
-/// A SQLite file of its own, removed when dropped.
-struct TempDb(PathBuf);
-
-impl TempDb {
-    fn new() -> Self {
-        TempDb(std::env::temp_dir().join(format!("tidings-conformance-{}.db", Uuid::now_v7())))
-    }
-}
-
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
-        }
-    }
-}
 
 async fn sqlite(db: &TempDb, setup: StoreSetup) -> SqliteStore {
     SqliteStore::open(&db.0)

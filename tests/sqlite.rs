@@ -1,14 +1,16 @@
 //! The SQLite store: the same behaviour as in memory, state that survives a restart, events
 //! recorded in the use case's transaction, and a handler in the store's transaction.
 
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use support::TempDb;
 use tidings::SqliteStore;
 use tidings::prelude::*;
 use tidings::transport::{Message, Transport};
 use uuid::Uuid;
+
+mod support;
 
 #[domain_event]
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -93,23 +95,6 @@ async fn record_price(
         events.publish(again).await?;
     }
     Ok(())
-}
-
-/// A database file of its own, removed when the test ends.
-struct TempDb(PathBuf);
-
-impl TempDb {
-    fn new() -> Self {
-        TempDb(std::env::temp_dir().join(format!("tidings-test-{}.db", Uuid::now_v7())))
-    }
-}
-
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
-        }
-    }
 }
 
 async fn app(db: &TempDb, transport: &InMemoryTransport) -> Tidings {

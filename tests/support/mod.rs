@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+use std::path::PathBuf;
+
 /// The PostgreSQL URL from `DATABASE_URL`. Without it the test says so and is skipped, unless
 /// `TIDINGS_REQUIRE_SERVICES` is set (as `.ci/run` does): then it fails.
 pub(crate) fn database_url(test: &str) -> Option<String> {
@@ -123,5 +125,23 @@ impl tidings::transport::Transport for RefusesKey {
         Result<Box<dyn tidings::transport::Inbound>, tidings::TransportError>,
     > {
         self.inner.subscribe(subscription)
+    }
+}
+
+/// A SQLite file of its own, removed (with its WAL and shared-memory files) when dropped.
+pub(crate) struct TempDb(pub(crate) PathBuf);
+
+impl TempDb {
+    pub(crate) fn new() -> Self {
+        let name = format!("tidings-test-{}.db", uuid::Uuid::now_v7());
+        TempDb(std::env::temp_dir().join(name))
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
+        }
     }
 }
