@@ -197,3 +197,40 @@ fn the_registry_knows_the_context_of_each_item() {
     assert_eq!(context("project_product"), Some("catalog"));
     assert_eq!(context("index_product"), Some("search"));
 }
+
+#[tokio::test]
+async fn an_event_of_another_context_is_refused_at_publish() {
+    let transport = InMemoryTransport::default();
+    let journal = Dep::new(Journal::default());
+    let store = InMemoryStore::default();
+    let search = Tidings::builder("search")
+        .store(store.clone())
+        .transport(transport)
+        .provide_dep(journal)
+        .build()
+        .unwrap();
+
+    let refused = search
+        .domain_events()
+        .publish(catalog::ProductPutOnSale {
+            product_id: "p-1".into(),
+        })
+        .await
+        .expect_err("search has no handler of catalog's event");
+
+    assert!(
+        matches!(
+            &refused,
+            tidings::Error::NotThisContext { event: "ProductPutOnSale", owner: Some("catalog"), context }
+                if context == "search"
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused.to_string(),
+        "`ProductPutOnSale` is a domain event of the `catalog` context, and was published to the \
+         `search` app, where no handler handles it: publish it with the `catalog` app's \
+         `domain_events()`"
+    );
+    assert_eq!(store.pending(), (0, 0), "nothing was recorded");
+}

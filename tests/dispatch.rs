@@ -282,3 +282,30 @@ async fn dead_letters_are_replayed_or_discarded() {
     );
     running.shutdown().await.unwrap();
 }
+
+/// A domain event that no handler handles yet: nothing reacts to it.
+#[domain_event]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct OrderArchived {
+    pub order_id: u64,
+}
+
+#[tokio::test]
+async fn an_event_of_this_context_with_no_handler_is_published_and_records_nothing() {
+    let store = InMemoryStore::default();
+    let app = Tidings::builder("sales")
+        .store(store.clone())
+        .provide(Runs::default())
+        .provide(PaymentProvider::default())
+        .build()
+        .unwrap();
+
+    let meta = app
+        .domain_events()
+        .publish(OrderArchived { order_id: 7 })
+        .await
+        .expect("an event of this context is accepted, handled or not");
+
+    assert_eq!(meta.source, "sales");
+    assert_eq!(store.pending(), (0, 0), "no handler, so no delivery");
+}

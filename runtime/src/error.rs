@@ -31,6 +31,17 @@ pub enum Error {
     /// `start()` was called on an app that is already running.
     #[error("the `{0}` app is already started: `start()` runs it once")]
     AlreadyStarted(String),
+    /// A domain event of another bounded context was published to this context's app, where
+    /// no handler handles it.
+    #[error("{}", not_this_context(.event, .owner, .context))]
+    NotThisContext {
+        /// The event's name.
+        event: &'static str,
+        /// The context that declares it, if it is declared in one.
+        owner: Option<&'static str>,
+        /// The app's context.
+        context: String,
+    },
     /// `publish` was called in a handler that holds the store's transaction.
     #[error(
         "`{0}` was published with `publish` in a handler that holds the store's transaction: use `publish_in(tx, event)` with that transaction, so that the event commits with the handler's effect"
@@ -44,6 +55,21 @@ pub enum Error {
         /// What the panic said.
         message: String,
     },
+}
+
+/// The text of [`Error::NotThisContext`].
+fn not_this_context(event: &str, owner: &Option<&'static str>, context: &str) -> String {
+    let published = format!("was published to the `{context}` app, where no handler handles it");
+    match owner {
+        Some(owner) => format!(
+            "`{event}` is a domain event of the `{owner}` context, and {published}: publish it \
+             with the `{owner}` app's `domain_events()`"
+        ),
+        None => format!(
+            "`{event}` is declared in no bounded context, and {published}: declare its context \
+             with `tidings::context!` and publish it with that context's app"
+        ),
+    }
 }
 
 /// What kind of failure a [`StoreError`] or a [`TransportError`] is: what the caller can do

@@ -2,7 +2,7 @@
 //! `publish_in`, and the causation it carries from the event a handler handles.
 
 use std::any::TypeId;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -17,6 +17,7 @@ use crate::envelope;
 use crate::error::{Error, StoreError};
 use crate::event::DomainEvent;
 use crate::meta::EventMeta;
+use crate::registry::registry;
 use crate::store::{NewEvent, Store};
 
 /// Where one context's domain events are recorded, and which handlers each one has.
@@ -26,6 +27,8 @@ pub(crate) struct Outbox {
     pub(crate) store: Arc<dyn Store>,
     /// The route names of each domain event type the context handles.
     pub(crate) routes: HashMap<TypeId, Vec<String>>,
+    /// The domain event types declared in the context, handled or not.
+    pub(crate) owned: HashSet<TypeId>,
     /// Wakes the dispatcher.
     pub(crate) dispatch_wake: Arc<Notify>,
 }
@@ -110,9 +113,8 @@ impl DomainEvents {
             if in_transaction {
                 return Err(Error::PublishInTransaction(E::NAME));
             }
-            match recorded {
-                None => tracing::debug!("no handler in this context"),
-                Some(new_event) => outbox.record(vec![new_event?]).await?,
+            if let Some(new_event) = recorded? {
+                outbox.record(vec![new_event]).await?;
             }
             Ok(meta)
         };
@@ -180,26 +182,24 @@ impl DomainEvents {
         let outbox = &self.outbox;
         let connection: &'t mut DB::Connection = transaction;
         let recording = async move {
-            match recorded {
-                None => tracing::debug!("no handler in this context"),
-                Some(new_event) => {
-                    outbox.store.record_in(connection, vec![new_event?]).await?;
-                    // On SQLite the dispatcher's claim waits for the commit; on PostgreSQL the
-                    // commit's notification wakes it again.
-                    outbox.dispatch_wake.notify_one();
-                }
+            if let Some(new_event) = recorded? {
+                outbox.store.record_in(connection, vec![new_event]).await?;
+                // On SQLite the dispatcher's claim waits for the commit; on PostgreSQL the
+                // commit's notification wakes it again.
+                outbox.dispatch_wake.notify_one();
             }
             Ok(meta)
         };
         Publishing(Box::pin(recording.instrument(span)))
     }
 
-    /// The envelope, the span and the record of a publication of `event`: `None` when no
-    /// handler of this context handles it.
+    /// The envelope, the span and the record of a publication of `event`: `None` for an event
+    /// of this context that no handler handles (nothing reacts to it, so nothing is recorded),
+    /// an error for an event of another context.
     fn prepare<E: DomainEvent>(
         &self,
         event: E,
-    ) -> (EventMeta, tracing::Span, Option<Result<NewEvent, Error>>) {
+    ) -> (EventMeta, tracing::Span, Result<Option<NewEvent>, Error>) {
         let outbox = &self.outbox;
         let mut meta = EventMeta::new(outbox.context.clone());
         match &self.cause {
@@ -218,19 +218,38 @@ impl DomainEvents {
             context = %outbox.context,
         );
         let Some(handlers) = outbox.routes.get(&TypeId::of::<E>()) else {
-            return (meta, span, None);
+            let refused = if outbox.owned.contains(&TypeId::of::<E>()) {
+                tracing::debug!("no handler of this context handles it: nothing recorded");
+                Ok(None)
+            } else {
+                Err(Error::NotThisContext {
+                    event: E::NAME,
+                    owner: owner_of::<E>(),
+                    context: outbox.context.clone(),
+                })
+            };
+            return (meta, span, refused);
         };
         let recorded = envelope::domain(meta.clone(), event)
-            .map(|event| NewEvent {
-                event,
-                handlers: handlers.clone(),
+            .map(|event| {
+                Some(NewEvent {
+                    event,
+                    handlers: handlers.clone(),
+                })
             })
             .map_err(|source| Error::Encode {
                 event: E::NAME,
                 source,
             });
-        (meta, span, Some(recorded))
+        (meta, span, recorded)
     }
+}
+
+/// The context that declares domain event `E`, if the program declares contexts.
+fn owner_of<E: DomainEvent>() -> Option<&'static str> {
+    let registry = registry();
+    let event = registry.domain_event::<E>()?;
+    registry.context_of(event.origin().module_path())
 }
 
 /// The future of [`DomainEvents::publish`]: resolves to the event's envelope once the event is

@@ -2,7 +2,7 @@
 //! the validation of all of it at `build()`.
 
 use std::any::{Any, TypeId};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::deps::Deps;
@@ -89,6 +89,12 @@ impl Wiring {
                 (event, names.collect())
             })
             .collect()
+    }
+
+    /// The domain event types declared in this context, handled or not.
+    pub(crate) fn domain_event_types(&self) -> HashSet<TypeId> {
+        let events = self.domain_events.values();
+        events.map(|event| event.event().type_id()).collect()
     }
 
     /// The typed event of a stored one: as recorded in this process, or decoded from its JSON

@@ -141,6 +141,7 @@ impl TidingsBuilder {
             context: self.context.clone(),
             store: Arc::clone(&store),
             routes: wiring.routes_by_event(),
+            owned: wiring.domain_event_types(),
             dispatch_wake: Arc::clone(&dispatch_wake),
         };
         let shared = Shared {
