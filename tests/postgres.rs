@@ -521,7 +521,7 @@ async fn migrations_apply_once_from_processes_starting_together() {
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(applied, 1);
+    assert_eq!(applied, 2, "each of the two migrations once");
     let refused = PostgresStore::connect_with(pool.clone(), "Bad-Name").await;
     let error = refused.unwrap_err().to_string();
     assert!(error.contains("not a schema name"), "{error}");
@@ -588,4 +588,37 @@ async fn an_event_with_one_handler_is_recorded_and_handled() {
     running.settle().await;
     assert_eq!(noted(&app), [("one".to_owned(), 0)]);
     running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn publish_in_refuses_a_transaction_on_another_database() {
+    let Some(url) = support::database_url("publish_in_refuses_a_transaction_on_another_database")
+    else {
+        return;
+    };
+    let (pool, schema) = support::fresh_schema(&url, "publish_in_elsewhere").await;
+    let app = app(
+        store(&pool, &schema).await,
+        &schema,
+        InMemoryTransport::default(),
+    );
+    // The server's `postgres` database: the same server, not the store's database.
+    let (server, _) = url.rsplit_once('/').expect("the URL names a database");
+    let elsewhere = sqlx::PgPool::connect(&format!("{server}/postgres"))
+        .await
+        .unwrap();
+    let mut tx = elsewhere.begin().await.unwrap();
+    let refused = app
+        .domain_events()
+        .publish_in(&mut tx, stocked("elsewhere", 1))
+        .await
+        .expect_err("a transaction on another database is refused");
+    let text = refused.to_string();
+    assert!(
+        text.contains("the transaction is not on the database of the app's store"),
+        "{text}"
+    );
+    tx.rollback().await.unwrap();
+    let pending = store(&pool, &schema).await.count_pending().await.unwrap();
+    assert_eq!(pending, (0, 0));
 }

@@ -343,7 +343,7 @@ async fn migrations_apply_once_from_processes_opening_the_file_together() {
         .fetch_one(again.pool())
         .await
         .unwrap();
-    assert_eq!(applied, 3);
+    assert_eq!(applied, 4, "each of the four migrations once");
     let theirs: Option<(String,)> =
         sqlx::query_as("SELECT name FROM sqlite_master WHERE name = '_sqlx_migrations'")
             .fetch_optional(again.pool())
@@ -375,5 +375,48 @@ async fn a_handler_in_the_stores_transaction_cannot_publish_apart_from_it() {
         dead[0].error
     );
     assert!(prices(&db).await.is_empty(), "its row rolled back");
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn publish_in_refuses_a_transaction_on_another_file() {
+    let db = TempDb::new();
+    let transport = InMemoryTransport::default();
+    let app = app(&db, &transport).await;
+    let running = app.start().await.unwrap();
+    // Another context's store, and a file with no store at all.
+    let shipping_db = TempDb::new();
+    let shipping = SqliteStore::open(&shipping_db.0).await.unwrap();
+    let plain_db = TempDb::new();
+    let plain = sqlx::SqlitePool::connect_with(SqliteStore::connect_options(&plain_db.0))
+        .await
+        .unwrap();
+
+    for pool in [shipping.pool(), &plain] {
+        let mut tx = pool.begin().await.unwrap();
+        let event = PriceReduced {
+            sku: "elsewhere".into(),
+            step: 1,
+        };
+        let refused = app
+            .domain_events()
+            .publish_in(&mut tx, event)
+            .await
+            .expect_err("a transaction on another file is refused");
+        let text = refused.to_string();
+        assert!(
+            text.contains("the transaction is not on the app's store's SQLite file")
+                && text.contains("store.pool().begin()"),
+            "{text}"
+        );
+        tx.commit().await.unwrap();
+    }
+
+    let stray = tidings::store::Store::count_pending(&shipping)
+        .await
+        .unwrap();
+    assert_eq!(stray, (0, 0), "nothing landed in the other store's file");
+    running.settle().await;
+    assert!(repriced(&app).is_empty());
     running.shutdown().await.unwrap();
 }

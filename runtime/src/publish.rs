@@ -131,6 +131,9 @@ impl DomainEvents {
     /// commit: in this process at once, in others through the store's wake-up (`LISTEN/NOTIFY`
     /// on PostgreSQL) or the poll interval.
     ///
+    /// A transaction on another file or database is refused with an error that says so: each
+    /// store carries an id of its own, which the insert itself checks, at no extra query.
+    ///
     /// ```standalone_crate
     /// use tidings::prelude::*;
     ///

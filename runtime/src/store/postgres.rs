@@ -25,6 +25,11 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres
 /// The schema of [`PostgresStore::connect`].
 const DEFAULT_SCHEMA: &str = "tidings";
 
+/// What to do about a transaction on another database.
+const NOT_THIS_DATABASE: &str = "the transaction is not on the database of the app's store, so \
+    its events would wait where no dispatcher looks: begin it on the store's database, such as \
+    with `store.pool().begin()`";
+
 /// A store in PostgreSQL, in a schema of its own (`tidings` by default): deliveries, the
 /// integration outbox and its archive, the inbox and dead letters. The crate's migrations are
 /// applied when it connects, under an advisory lock, so that processes starting together apply
@@ -59,6 +64,9 @@ pub struct PostgresStore {
     pool: PgPool,
     schema: Arc<str>,
     lease: Duration,
+    /// The schema's store id (`tidings_store`), which `publish_in` checks the caller's database
+    /// by.
+    identity: Arc<str>,
 }
 
 /// Binds an event's columns for `table`, in the order of [`event_columns!`]; an error for a
@@ -132,10 +140,17 @@ impl PostgresStore {
         let migrated = migrator.run(&migrating).await;
         migrating.close().await;
         migrated.map_err(sql::migration_error)?;
+        let identity: String = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT id FROM \"{schema}\".tidings_store"
+        )))
+        .fetch_one(&pool)
+        .await
+        .map_err(error("could not read the store's id"))?;
         Ok(PostgresStore {
             pool,
             schema: Arc::from(schema),
             lease: DEFAULT_LEASE,
+            identity: Arc::from(identity),
         })
     }
 
@@ -207,7 +222,8 @@ impl PostgresStore {
                 Ok([handler]) => sqlx::query(self.sql(concat!(
                     "WITH inserted AS (INSERT INTO {schema}.tidings_deliveries (kind, handler, due_at, ",
                     event_columns!(),
-                    ") VALUES ($1, $2, now(), $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING 1) \
+                    ") SELECT $1, $2, now(), $3, $4, $5, $6, $7, $8, $9, $10, $11 \
+                     WHERE EXISTS (SELECT 1 FROM {schema}.tidings_store WHERE id = $13) RETURNING 1) \
                      SELECT pg_notify($12, 'd') FROM inserted"
                 )))
                 .bind(kind_name(event.kind))
@@ -216,16 +232,21 @@ impl PostgresStore {
                     "WITH inserted AS (INSERT INTO {schema}.tidings_deliveries (kind, handler, due_at, ",
                     event_columns!(),
                     ") SELECT $1, h, now(), $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM UNNEST($2::text[]) AS h \
+                     WHERE EXISTS (SELECT 1 FROM {schema}.tidings_store WHERE id = $13) \
                      RETURNING 1) SELECT pg_notify($12, 'd') WHERE EXISTS (SELECT 1 FROM inserted)"
                 )))
                 .bind(kind_name(event.kind))
                 .bind(handlers),
             };
-            bind_event(query, DELIVERIES, &event)?
+            let inserted = bind_event(query, DELIVERIES, &event)?
                 .bind(self.channel())
+                .bind(&*self.identity)
                 .execute(&mut *connection)
                 .await
-                .map_err(error("could not record a delivery"))?;
+                .map_err(|source| sql::recording_error(source, NOT_THIS_DATABASE))?;
+            if inserted.rows_affected() == 0 {
+                return Err(sql::not_this_store(NOT_THIS_DATABASE));
+            }
             created += count;
         }
         Ok(created)

@@ -385,3 +385,27 @@ fn dead_letter<R: StoredValues>(row: &R) -> Result<DeadLetter, StoreError> {
         at: row.time(DEAD_LETTERS, "at")?,
     })
 }
+
+/// The error of an event recorded in a transaction on another database than the store's: `fix`
+/// says what to do.
+pub(crate) fn not_this_store(fix: &str) -> StoreError {
+    StoreError::new(ErrorKind::Invalid, fix, None)
+}
+
+/// The error of a failed delivery insert: a database without the store's tables is one that is
+/// not the store's ([`not_this_store`], with `fix`).
+pub(crate) fn recording_error(source: sqlx::Error, fix: &str) -> StoreError {
+    let missing_table = match &source {
+        // PostgreSQL's undefined table or schema; SQLite says it in words.
+        sqlx::Error::Database(error) => {
+            matches!(error.code().as_deref(), Some("42P01" | "3F000"))
+                || error.message().starts_with("no such table")
+        }
+        _ => false,
+    };
+    if missing_table {
+        StoreError::new(ErrorKind::Invalid, fix, Some(Box::new(source) as _))
+    } else {
+        error("could not record a delivery")(source)
+    }
+}

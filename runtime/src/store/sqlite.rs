@@ -3,6 +3,7 @@
 use std::any::{Any, TypeId};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -55,6 +56,8 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite")
 pub struct SqliteStore {
     pool: SqlitePool,
     lease: Duration,
+    /// The file's store id (`tidings_store`), which `publish_in` checks the caller's file by.
+    identity: Arc<str>,
 }
 
 /// Why one try at opening the file failed.
@@ -175,9 +178,14 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(Opening::Migrate)?;
+        let identity: String = sqlx::query_scalar("SELECT id FROM tidings_store")
+            .fetch_one(&pool)
+            .await
+            .map_err(Opening::Connect)?;
         Ok(SqliteStore {
             pool,
             lease: DEFAULT_LEASE,
+            identity: Arc::from(identity),
         })
     }
 
@@ -245,10 +253,18 @@ fn handler_list(handlers: &[String]) -> Result<String, StoreError> {
 
 /// Records events with one delivery per handler, on `connection`; returns how many deliveries
 /// were created (an integration event's handler that already received it gets none).
+/// What to do about a transaction on another file.
+const NOT_THIS_FILE: &str = "the transaction is not on the app's store's SQLite file, so its \
+    events would wait where no dispatcher looks: begin it on the store's file, with \
+    `store.pool().begin()` or a pool opened with `SqliteStore::connect_options(path)`";
+
+/// Each delivery is inserted only where `tidings_store` holds `identity`: in a transaction on
+/// another file, nothing is, and the error says so.
 async fn insert_events(
     connection: &mut SqliteConnection,
     events: Vec<NewEvent>,
     now: i64,
+    identity: &str,
 ) -> Result<usize, StoreError> {
     let mut created = 0;
     for NewEvent { event, handlers } in events {
@@ -271,15 +287,20 @@ async fn insert_events(
             let query = sqlx::query(concat!(
                 "INSERT INTO tidings_deliveries (kind, handler, due_at, ",
                 event_columns!(),
-                ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ") SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+                 WHERE EXISTS (SELECT 1 FROM tidings_store WHERE id = ?)"
             ))
             .bind(kind_name(event.kind))
             .bind(&handler)
             .bind(now);
-            bind_event(query, &event)
+            let inserted = bind_event(query, &event)
+                .bind(identity)
                 .execute(&mut *connection)
                 .await
-                .map_err(error("could not record a delivery"))?;
+                .map_err(|source| sql::recording_error(source, NOT_THIS_FILE))?;
+            if inserted.rows_affected() == 0 {
+                return Err(sql::not_this_store(NOT_THIS_FILE));
+            }
             created += 1;
         }
     }
@@ -327,7 +348,8 @@ impl Store for SqliteStore {
     fn record(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<usize, StoreError>> {
         Box::pin(async move {
             let mut tx = sql::begin(&self.pool).await?;
-            let created = insert_events(&mut tx, events, micros(Utc::now())).await?;
+            let created =
+                insert_events(&mut tx, events, micros(Utc::now()), &self.identity).await?;
             sql::commit(tx).await?;
             Ok(created)
         })
@@ -343,7 +365,7 @@ impl Store for SqliteStore {
                 connection,
                 "the app's store is SQLite: record its events in a `sqlx::Transaction<'_, Sqlite>` on the store's file",
             )?;
-            insert_events(connection, events, micros(Utc::now())).await
+            insert_events(connection, events, micros(Utc::now()), &self.identity).await
         })
     }
 
