@@ -420,3 +420,45 @@ async fn publish_in_refuses_a_transaction_on_another_file() {
     assert!(repriced(&app).is_empty());
     running.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn publish_while_the_caller_holds_the_write_lock_says_to_use_publish_in() {
+    let db = TempDb::new();
+    let options = SqliteStore::connect_options(&db.0).busy_timeout(Duration::from_millis(100));
+    let store = SqliteStore::open_with(options).await.unwrap();
+    let app = Tidings::builder("catalog")
+        .store(store)
+        .provide(Seen::default())
+        .build()
+        .unwrap();
+    // The use case's own transaction on the file, holding its write lock.
+    let pool = sqlx::SqlitePool::connect_with(SqliteStore::connect_options(&db.0))
+        .await
+        .unwrap();
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+
+    let refused = app
+        .domain_events()
+        .publish(PriceReduced {
+            sku: "locked".into(),
+            step: 1,
+        })
+        .await
+        .expect_err("the store cannot write while the caller holds the lock");
+    tx.rollback().await.unwrap();
+
+    let mut text = refused.to_string();
+    let mut cause = std::error::Error::source(&refused);
+    while let Some(error) = cause {
+        text = format!("{text}: {error}");
+        cause = error.source();
+    }
+    assert!(
+        text.contains("stayed locked") && text.contains("publish_in(&mut tx, event)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("database is locked"),
+        "the cause is kept: {text}"
+    );
+}

@@ -136,6 +136,26 @@ impl SqliteStore {
         Self::connect(options).await
     }
 
+    /// Opens the store with `options`: [`connect_options`](Self::connect_options) with
+    /// settings of your own, such as a shorter busy timeout, which bounds how long the store
+    /// waits for the file's write lock before it reports an error.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tidings::StoreError> {
+    /// use std::time::Duration;
+    /// use tidings::SqliteStore;
+    ///
+    /// let path = std::env::temp_dir().join(format!("tidings-open-with-{}.db", std::process::id()));
+    /// let options = SqliteStore::connect_options(&path).busy_timeout(Duration::from_secs(2));
+    /// let store = SqliteStore::open_with(options).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn open_with(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        Self::connect(options).await
+    }
+
     async fn connect(options: SqliteConnectOptions) -> Result<Self, StoreError> {
         // Processes opening a new file at the same moment race: switching it to WAL takes a
         // lock before the busy timeout applies, and the migrations are applied by whichever
@@ -253,6 +273,11 @@ fn handler_list(handlers: &[String]) -> Result<String, StoreError> {
 
 /// Records events with one delivery per handler, on `connection`; returns how many deliveries
 /// were created (an integration event's handler that already received it gets none).
+/// What to do about a file that stayed locked while recording.
+const LOCKED: &str = "the SQLite file stayed locked for the store's busy timeout (10 s unless \
+    `SqliteStore::open_with` set another): if the caller holds a write transaction on the file, \
+    record the event in it with `publish_in(&mut tx, event)`";
+
 /// What to do about a transaction on another file.
 const NOT_THIS_FILE: &str = "the transaction is not on the app's store's SQLite file, so its \
     events would wait where no dispatcher looks: begin it on the store's file, with \
@@ -347,11 +372,21 @@ async fn complete(
 impl Store for SqliteStore {
     fn record(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<usize, StoreError>> {
         Box::pin(async move {
-            let mut tx = sql::begin(&self.pool).await?;
-            let created =
-                insert_events(&mut tx, events, micros(Utc::now()), &self.identity).await?;
-            sql::commit(tx).await?;
-            Ok(created)
+            let recorded = async {
+                let mut tx = sql::begin(&self.pool).await?;
+                let now = micros(Utc::now());
+                let created = insert_events(&mut tx, events, now, &self.identity).await?;
+                sql::commit(tx).await?;
+                Ok(created)
+            };
+            recorded.await.map_err(|error: StoreError| {
+                if error.kind() == ErrorKind::Unavailable {
+                    // The likeliest cause: the caller's own write transaction on this file.
+                    StoreError::new(ErrorKind::Unavailable, LOCKED, Some(Box::new(error) as _))
+                } else {
+                    error
+                }
+            })
         })
     }
 
