@@ -79,6 +79,8 @@ async fn record(shared: &Shared, message: &Message, routes: &[usize]) -> Result<
         Err(error) => {
             let error = error_chain(&error);
             tracing::error!(%error, "undecodable message; dead-lettered");
+            let what = format!("a `{}` message", message.contract);
+            super::report_unseen_dead_letter(&shared.context, &what, &error);
             return shared.store.dead_letter_message(event, error).await;
         }
     }

@@ -129,7 +129,7 @@ async fn deliver(shared: &Arc<Shared>, delivery: Delivery) {
                 "no handler named `{handler}` in the `{}` app",
                 shared.context
             ));
-            return record_failure(shared, id, attempt, failure).await;
+            return record_failure(shared, id, attempt, &handler, failure).await;
         };
         let (slot, outcome) = match begin(shared, route, id, attempt).await {
             Ok(Some(slot)) => {
@@ -167,7 +167,7 @@ async fn deliver(shared: &Arc<Shared>, delivery: Delivery) {
             Err(failure) => {
                 // The handler's transaction rolls back before the failure is recorded.
                 drop(slot);
-                record_failure(shared, id, attempt, failure).await;
+                record_failure(shared, id, attempt, &handler, failure).await;
             }
         }
     }
@@ -177,7 +177,14 @@ async fn deliver(shared: &Arc<Shared>, delivery: Delivery) {
 }
 
 /// Reschedules a failed delivery, or dead-letters it if it may not run again.
-async fn record_failure(shared: &Shared, id: DeliveryId, attempt: u32, failure: Failure) {
+/// `handler` names the handler, for the report of a dead letter nobody would see otherwise.
+async fn record_failure(
+    shared: &Shared,
+    id: DeliveryId,
+    attempt: u32,
+    handler: &str,
+    failure: Failure,
+) {
     let Failure { retryable, text } = failure;
     let stored = if retryable && !shared.retry.gives_up_after(attempt) {
         let delay = shared.retry.delay(attempt);
@@ -186,6 +193,7 @@ async fn record_failure(shared: &Shared, id: DeliveryId, attempt: u32, failure: 
         shared.store.retry_delivery(id, attempt, text, at).await
     } else {
         tracing::error!(error = %text, "handler failed; dead-lettered");
+        super::report_unseen_dead_letter(&shared.context, &format!("handler `{handler}`"), &text);
         shared.store.dead_letter_delivery(id, attempt, text).await
     };
     if let Err(error) = stored {

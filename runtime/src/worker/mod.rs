@@ -151,6 +151,24 @@ impl Shared {
     }
 }
 
+/// Reports a dead letter on standard error when no tracing subscriber listens to errors, so that
+/// a failure is never silent: `what` went to the dead letters of `context` with `error`. The
+/// first report says how to see them all.
+fn report_unseen_dead_letter(context: &str, what: &str, error: &str) {
+    static HINTED: std::sync::Once = std::sync::Once::new();
+    if tracing::enabled!(tracing::Level::ERROR) {
+        return;
+    }
+    eprintln!("tidings: the `{context}` app dead-lettered {what}: {error}");
+    HINTED.call_once(|| {
+        eprintln!(
+            "tidings: (no tracing subscriber is installed: install one, such as \
+             `tracing_subscriber::fmt::init()`, to see every failure and retry; \
+             `app.dead_letters()` lists the dead letters)"
+        );
+    });
+}
+
 /// Sleeps for `delay`, or until `stop` changes; returns whether it was told to stop.
 async fn pause(delay: Duration, stop: &mut watch::Receiver<bool>) -> bool {
     tokio::select! {
