@@ -9,3 +9,17 @@ fn an_empty_registry_is_a_build_error() {
     assert!(problem.starts_with("no event or handler is linked into this program"));
     assert!(problem.contains("use that_crate as _;"));
 }
+
+/// `main() -> Result<(), tidings::Error>` prints the error's `Debug` form: it reads as the
+/// message, every problem on a numbered line.
+#[test]
+fn a_build_error_debug_prints_readably() {
+    let error = tidings::Tidings::builder("catalog").build().unwrap_err();
+    let printed = format!("{error:?}");
+    assert!(
+        printed.starts_with(
+            "the `catalog` app is not wired right (1 problem):\n  1. no event or handler is linked"
+        ),
+        "{printed}"
+    );
+}

@@ -7,7 +7,10 @@ use std::fmt;
 use crate::origin::Origin;
 
 /// What an app's operation can fail with.
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Debug` form is its message followed by its causes, as `anyhow` prints errors, so that a
+/// `main` returning `Result<(), tidings::Error>` prints a failure readably.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The wiring is wrong; the error lists every problem.
@@ -55,6 +58,26 @@ pub enum Error {
         /// What the panic said.
         message: String,
     },
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_with_causes(self, f)
+    }
+}
+
+/// `error`'s message, then each of its causes on a line of its own.
+fn write_with_causes(error: &(dyn StdError + 'static), f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    write!(f, "{error}")?;
+    let mut cause = error.source();
+    if cause.is_some() {
+        write!(f, "\n\nCaused by:")?;
+    }
+    while let Some(error) = cause {
+        write!(f, "\n    {error}")?;
+        cause = error.source();
+    }
+    Ok(())
 }
 
 /// The text of [`Error::NotThisContext`].
@@ -207,7 +230,9 @@ pub(crate) fn error_chain(error: &(dyn StdError + 'static)) -> String {
 ///     Problem::MissingDependency { handler: "recalculate", dependency: "Recommendations", .. }
 /// ));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// Its `Debug` form is its message, every problem on a numbered line.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub struct BuildError {
     context: String,
     problems: Vec<Problem>,
@@ -226,6 +251,12 @@ impl BuildError {
     /// Every problem, in the order found.
     pub fn problems(&self) -> &[Problem] {
         &self.problems
+    }
+}
+
+impl fmt::Debug for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
