@@ -534,10 +534,6 @@ pub async fn shared_within_context<T: Transport + ?Sized>(
 /// Of two subscriptions of one context, the second leaves (its `Inbound` is dropped): the first
 /// still gets the context's messages, published before and after it left, as a consumer group
 /// of a broker does.
-///
-/// [`InMemoryTransport`](crate::InMemoryTransport) fails it today: it keeps one subscription
-/// per context, so the second `subscribe` ends the first one's, and once the second leaves the
-/// context's messages reach nobody.
 pub async fn instance_leaves<T: Transport + ?Sized>(transport: &T, patience: Patience) -> Verdict {
     let sc = Scenario::new("transport", "instance_leaves");
     let names = Names::fresh();
