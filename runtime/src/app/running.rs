@@ -280,6 +280,7 @@ fn describe(timeout: Duration, apps: &[AppWaiting]) -> String {
 /// if let Err(unsettled) = running.settle_for(Duration::from_secs(5)).await {
 ///     let app = &unsettled.apps[0];
 ///     assert_eq!(app.context, "shipping");
+///     assert!(!app.is_settled());
 ///     let due: usize = app.handlers.iter().map(|h| h.counts.due).sum();
 ///     eprintln!("{due} deliveries due now; in flight: {}", app.in_flight);
 /// }

@@ -288,6 +288,22 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// Default: the totals of `count_pending`, of no known handler, contract or state
     /// ([`Waiting::from_totals`]).
+    ///
+    /// ```
+    /// use tidings::InMemoryStore;
+    /// use tidings::store::Store;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tidings::StoreError> {
+    /// let store = InMemoryStore::new();
+    /// let waiting = store.waiting().await?;
+    /// for handler in &waiting.deliveries {
+    ///     println!("{:?}: {}", handler.handler, handler.counts);
+    /// }
+    /// assert!(waiting.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
     fn waiting(&self) -> BoxFuture<'_, Result<Waiting, StoreError>> {
         Box::pin(async move {
             let (deliveries, rows) = self.count_pending().await?;

@@ -12,10 +12,12 @@ use std::fmt;
 /// let counts = WaitCounts { due: 2, scheduled: 1, ..WaitCounts::default() };
 /// assert_eq!(counts.total(), 3);
 /// assert_eq!(counts.to_string(), "2 due now, 1 scheduled for later");
+/// assert!(WaitCounts::default().is_empty());
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct WaitCounts {
-    /// Due now and not claimed: the next claim of a process that runs it takes it.
+    /// Due now and not claimed: a process that runs it takes it, once the handler's earlier
+    /// deliveries (or the key's earlier rows) are done.
     pub due: usize,
     /// Not due yet: scheduled for later, such as a retry waiting out its back-off.
     pub scheduled: usize,
