@@ -83,6 +83,7 @@ store_scenario!(discard, Discard);
 store_scenario!(inbox_dedupe, InboxDedupe);
 store_scenario!(prune, Prune);
 store_scenario!(order_per_key, OrderPerKey);
+store_scenario!(waiting, Waiting);
 
 /// The tests above cover the suite's list, no more and no less.
 #[test]
@@ -99,6 +100,7 @@ fn every_store_scenario_has_its_tests() {
         "inbox_dedupe",
         "prune",
         "order_per_key",
+        "waiting",
     ];
     let listed: Vec<&str> = STORE_SCENARIOS.iter().map(|s| s.name()).collect();
     assert_eq!(listed, covered);

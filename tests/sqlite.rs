@@ -435,7 +435,7 @@ async fn publish_while_the_caller_holds_the_write_lock_says_to_use_publish_in() 
     let pool = sqlx::SqlitePool::connect_with(SqliteStore::connect_options(&db.0))
         .await
         .unwrap();
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    let tx = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
 
     let refused = app
         .domain_events()

@@ -71,6 +71,7 @@ mod worker;
 #[path = "private.rs"]
 pub mod __private;
 
+pub use app::{AppWaiting, NotRunHandler, Unsettled};
 pub use app::{Running, Tidings, TidingsBuilder};
 pub use deps::Dep;
 pub use error::{BuildError, Error, ErrorKind, Problem, StoreError, TransportError};

@@ -15,7 +15,7 @@ use crate::transport::Subscription;
 use crate::worker::{self, Inbounds, Shared};
 
 pub use builder::TidingsBuilder;
-pub use running::Running;
+pub use running::{AppWaiting, NotRunHandler, Running, Unsettled};
 
 mod builder;
 mod running;

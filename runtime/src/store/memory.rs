@@ -11,6 +11,7 @@ use super::{
     BoxFuture, DeadLetter, DeadLetterId, Delivery, DeliveryId, ErrorKind, IntegrationRow, NewEvent,
     NewIntegrationRow, RowId, Store, StoreError, StoredEvent,
 };
+use super::{ContractWaiting, HandlerWaiting, WaitCounts, Waiting};
 use crate::event::EventKind;
 
 /// How one delivery ended, as [`InMemoryStore::outcomes`] reports it.
@@ -476,6 +477,49 @@ impl Store for InMemoryStore {
 
     fn count_pending(&self) -> BoxFuture<'_, Result<(usize, usize), StoreError>> {
         Self::ready(Ok(self.pending()))
+    }
+
+    fn waiting(&self) -> BoxFuture<'_, Result<Waiting, StoreError>> {
+        let state = self.lock();
+        let now = Utc::now();
+        let count = |counts: &mut WaitCounts, claimed: bool, due: DateTime<Utc>| {
+            if claimed {
+                counts.claimed += 1;
+            } else if due <= now {
+                counts.due += 1;
+            } else {
+                counts.scheduled += 1;
+            }
+        };
+        let mut handlers: BTreeMap<&str, WaitCounts> = BTreeMap::new();
+        for d in state.deliveries.values() {
+            count(handlers.entry(&d.handler).or_default(), d.claimed, d.due);
+        }
+        let mut contracts: BTreeMap<&str, WaitCounts> = BTreeMap::new();
+        for r in state.rows.values() {
+            count(
+                contracts.entry(&r.event.name).or_default(),
+                r.claimed,
+                r.due,
+            );
+        }
+        let waiting = Waiting {
+            deliveries: handlers
+                .into_iter()
+                .map(|(handler, counts)| HandlerWaiting {
+                    handler: Some(handler.to_owned()),
+                    counts,
+                })
+                .collect(),
+            rows: contracts
+                .into_iter()
+                .map(|(contract, counts)| ContractWaiting {
+                    contract: Some(contract.to_owned()),
+                    counts,
+                })
+                .collect(),
+        };
+        Self::ready(Ok(waiting))
     }
 
     fn prune(

@@ -18,6 +18,7 @@ use crate::meta::EventMeta;
 pub use crate::error::{ErrorKind, StoreError};
 pub use crate::future::BoxFuture;
 pub use memory::{InMemoryStore, Outcome};
+pub use waiting::{ContractWaiting, HandlerWaiting, WaitCounts, Waiting};
 
 mod memory;
 #[cfg(feature = "postgres")]
@@ -26,6 +27,7 @@ pub(crate) mod postgres;
 mod sql;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
+mod waiting;
 
 /// An opaque identity that a store gives to what it keeps.
 macro_rules! id {
@@ -278,6 +280,36 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many deliveries and integration rows are waiting, claimed or not.
     fn count_pending(&self) -> BoxFuture<'_, Result<(usize, usize), StoreError>>;
+
+    /// What waits, as [`count_pending`](Self::count_pending) counts it, told apart: the
+    /// deliveries by handler and the integration rows by contract, each as due now, scheduled
+    /// for later or claimed. For a report of what an app still waits for, such as
+    /// [`Running::settle_for`](crate::Running::settle_for)'s; a store answers it in one read.
+    ///
+    /// Default: the totals of `count_pending`, of no known handler, contract or state
+    /// ([`Waiting::from_totals`]).
+    ///
+    /// ```
+    /// use tidings::InMemoryStore;
+    /// use tidings::store::Store;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tidings::StoreError> {
+    /// let store = InMemoryStore::new();
+    /// let waiting = store.waiting().await?;
+    /// for handler in &waiting.deliveries {
+    ///     println!("{:?}: {}", handler.handler, handler.counts);
+    /// }
+    /// assert!(waiting.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn waiting(&self) -> BoxFuture<'_, Result<Waiting, StoreError>> {
+        Box::pin(async move {
+            let (deliveries, rows) = self.count_pending().await?;
+            Ok(Waiting::from_totals(deliveries, rows))
+        })
+    }
 
     /// Deletes expired rows, at most `limit` of each table: inbox entries received before
     /// `inbox_before` and archived rows published before `archive_before`. Returns how many were

@@ -15,6 +15,7 @@ use super::sql::{
     event_columns, id_param, kind_name, micros_of, migrator, unreadable,
 };
 use crate::event::EventKind;
+use crate::store::Waiting;
 use crate::store::{
     BoxFuture, DeadLetter, DeadLetterId, Delivery, DeliveryId, ErrorKind, IntegrationRow, NewEvent,
     NewIntegrationRow, RowId, Store, StoreError, StoreListener, StoredEvent, Wake,
@@ -738,6 +739,33 @@ impl Store for PostgresStore {
                 sql::count(DELIVERIES, deliveries)?,
                 sql::count(OUTBOX, rows)?,
             ))
+        })
+    }
+
+    fn waiting(&self) -> BoxFuture<'_, Result<Waiting, StoreError>> {
+        Box::pin(async move {
+            // A claim holds until `claimed_until`; an expired one is due again.
+            let rows = sqlx::query(self.sql(
+                "SELECT 'tidings_deliveries' AS waiting_in, handler AS name, \
+                 COUNT(*) FILTER (WHERE (claimed_until IS NULL OR claimed_until < now()) \
+                 AND due_at <= now()) AS due, \
+                 COUNT(*) FILTER (WHERE (claimed_until IS NULL OR claimed_until < now()) \
+                 AND due_at > now()) AS scheduled, \
+                 COUNT(*) FILTER (WHERE claimed_until >= now()) AS claimed \
+                 FROM {schema}.tidings_deliveries GROUP BY handler \
+                 UNION ALL \
+                 SELECT 'tidings_outbox', name, \
+                 COUNT(*) FILTER (WHERE (claimed_until IS NULL OR claimed_until < now()) \
+                 AND due_at <= now()), \
+                 COUNT(*) FILTER (WHERE (claimed_until IS NULL OR claimed_until < now()) \
+                 AND due_at > now()), \
+                 COUNT(*) FILTER (WHERE claimed_until >= now()) \
+                 FROM {schema}.tidings_outbox GROUP BY name",
+            ))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(error("could not count the waiting work"))?;
+            sql::waiting(&rows)
         })
     }
 

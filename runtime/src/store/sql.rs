@@ -21,6 +21,7 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::{ColumnIndex, Database, Decode, Pool, Row, Transaction, Type};
 use uuid::Uuid;
 
+use super::{ContractWaiting, HandlerWaiting, WaitCounts, Waiting};
 use super::{DeadLetter, DeadLetterId, Delivery, DeliveryId, IntegrationRow, RowId, StoredEvent};
 use super::{ErrorKind, StoreError};
 use crate::event::EventKind;
@@ -408,4 +409,43 @@ pub(crate) fn recording_error(source: sqlx::Error, fix: &str) -> StoreError {
     } else {
         error("could not record a delivery")(source)
     }
+}
+
+/// Reads what waits from the rows of a store's `waiting` query, one per handler or contract:
+/// `waiting_in` (the table: `tidings_deliveries` or `tidings_outbox`), `name` (the handler or
+/// the contract) and the counts `due`, `scheduled` and `claimed`, as `BIGINT`s. The entries are
+/// sorted by name, whatever the database's collation.
+pub(crate) fn waiting<R: Columns>(rows: &[R]) -> Result<Waiting, StoreError> {
+    let mut waiting = Waiting::default();
+    for row in rows {
+        let table = row.text("waiting", "waiting_in")?;
+        let counts = WaitCounts {
+            due: count(&table, row.integer(&table, "due")?)?,
+            scheduled: count(&table, row.integer(&table, "scheduled")?)?,
+            claimed: count(&table, row.integer(&table, "claimed")?)?,
+            untold: 0,
+        };
+        let name = row.text(&table, "name")?;
+        match table.as_str() {
+            DELIVERIES => waiting.deliveries.push(HandlerWaiting {
+                handler: Some(name),
+                counts,
+            }),
+            OUTBOX => waiting.rows.push(ContractWaiting {
+                contract: Some(name),
+                counts,
+            }),
+            other => {
+                return Err(invalid(
+                    "waiting",
+                    "waiting_in",
+                    format_args!("`{other}` is not a table of waiting work"),
+                    None,
+                ));
+            }
+        }
+    }
+    waiting.deliveries.sort_by(|a, b| a.handler.cmp(&b.handler));
+    waiting.rows.sort_by(|a, b| a.contract.cmp(&b.contract));
+    Ok(waiting)
 }

@@ -22,6 +22,7 @@ use super::sql::{
     event_columns, id_param, invalid, kind_name, micros_of, migrator,
 };
 use crate::event::EventKind;
+use crate::store::Waiting;
 use crate::store::{
     BoxFuture, DeadLetter, DeadLetterId, Delivery, DeliveryId, ErrorKind, IntegrationRow, NewEvent,
     NewIntegrationRow, RowId, Store, StoreError, StoredEvent,
@@ -787,6 +788,34 @@ impl Store for SqliteStore {
                 sql::count(DELIVERIES, deliveries)?,
                 sql::count(OUTBOX, rows)?,
             ))
+        })
+    }
+
+    fn waiting(&self) -> BoxFuture<'_, Result<Waiting, StoreError>> {
+        Box::pin(async move {
+            // A claim holds until `claimed_until`; an expired one is due again.
+            let rows = sqlx::query(
+                "SELECT 'tidings_deliveries' AS waiting_in, handler AS name, \
+                 COUNT(CASE WHEN (claimed_until IS NULL OR claimed_until < ?1) \
+                 AND due_at <= ?1 THEN 1 END) AS due, \
+                 COUNT(CASE WHEN (claimed_until IS NULL OR claimed_until < ?1) \
+                 AND due_at > ?1 THEN 1 END) AS scheduled, \
+                 COUNT(CASE WHEN claimed_until >= ?1 THEN 1 END) AS claimed \
+                 FROM tidings_deliveries GROUP BY handler \
+                 UNION ALL \
+                 SELECT 'tidings_outbox', name, \
+                 COUNT(CASE WHEN (claimed_until IS NULL OR claimed_until < ?1) \
+                 AND due_at <= ?1 THEN 1 END), \
+                 COUNT(CASE WHEN (claimed_until IS NULL OR claimed_until < ?1) \
+                 AND due_at > ?1 THEN 1 END), \
+                 COUNT(CASE WHEN claimed_until >= ?1 THEN 1 END) \
+                 FROM tidings_outbox GROUP BY name",
+            )
+            .bind(micros(Utc::now()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(error("could not count the waiting work"))?;
+            sql::waiting(&rows)
         })
     }
 

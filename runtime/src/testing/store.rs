@@ -19,6 +19,7 @@ use serde_json::json;
 use super::check::Scenario;
 use super::records::{domain_event, integration_event, integration_row};
 use super::{Report, Verdict};
+use crate::store::{ContractWaiting, HandlerWaiting, WaitCounts, Waiting};
 use crate::store::{
     DeadLetter, DeadLetterId, Delivery, DeliveryId, IntegrationRow, NewEvent, NewIntegrationRow,
     RowId, Store, StoredEvent,
@@ -81,6 +82,8 @@ pub enum StoreScenario {
     Prune,
     /// [`order_per_key`]
     OrderPerKey,
+    /// [`waiting`]
+    Waiting,
 }
 
 /// Every scenario of the store suite, in the order [`store_conformance`] runs them.
@@ -96,6 +99,7 @@ pub const SCENARIOS: &[StoreScenario] = &[
     StoreScenario::InboxDedupe,
     StoreScenario::Prune,
     StoreScenario::OrderPerKey,
+    StoreScenario::Waiting,
 ];
 
 impl StoreScenario {
@@ -113,6 +117,7 @@ impl StoreScenario {
             StoreScenario::InboxDedupe => "inbox_dedupe",
             StoreScenario::Prune => "prune",
             StoreScenario::OrderPerKey => "order_per_key",
+            StoreScenario::Waiting => "waiting",
         }
     }
 
@@ -163,6 +168,11 @@ impl StoreScenario {
                 "claim_rows takes the head of each key and every row without key; the next of a \
                  key after row_published; retry_row parks the key until its time"
             }
+            StoreScenario::Waiting => {
+                "waiting counts deliveries by handler and rows by contract, each as due now, \
+                 scheduled for later or claimed, with the totals of count_pending (a store that \
+                 tells only totals is skipped)"
+            }
         }
     }
 
@@ -191,6 +201,7 @@ impl StoreScenario {
             StoreScenario::InboxDedupe => inbox_dedupe(store).await,
             StoreScenario::Prune => prune(store).await,
             StoreScenario::OrderPerKey => order_per_key(store).await,
+            StoreScenario::Waiting => waiting(store).await,
         }
     }
 }
@@ -421,6 +432,18 @@ impl<S: Store + ?Sized> On<'_, S> {
         self.sc
             .call("count_pending", self.store.count_pending())
             .await
+    }
+
+    /// What waits, checked against `count_pending`'s totals.
+    async fn waiting(&self, when: &str) -> Waiting {
+        let waiting = self.sc.call("waiting", self.store.waiting()).await;
+        let pending = self.pending().await;
+        self.sc.same(
+            &format!("waiting's totals (deliveries, rows) {when}, as count_pending counts them"),
+            waiting.totals(),
+            pending,
+        );
+        waiting
     }
 
     /// Checks that `(deliveries, rows)` are pending.
@@ -1424,6 +1447,137 @@ where
         "the event recorded in the transaction",
         &claimed[1].event,
         &placed,
+    );
+    Verdict::Passed
+}
+
+/// Deliveries of `handler` waiting in the states `counts`, as [`Waiting`] lists them.
+fn of_handler(handler: &str, counts: WaitCounts) -> HandlerWaiting {
+    HandlerWaiting {
+        handler: Some(handler.to_owned()),
+        counts,
+    }
+}
+
+/// Rows of `contract` waiting in the states `counts`, as [`Waiting`] lists them.
+fn of_contract(contract: &str, counts: WaitCounts) -> ContractWaiting {
+    ContractWaiting {
+        contract: Some(contract.to_owned()),
+        counts,
+    }
+}
+
+/// `due` due now, `scheduled` scheduled for later and `claimed` claimed.
+fn counts(due: usize, scheduled: usize, claimed: usize) -> WaitCounts {
+    WaitCounts {
+        due,
+        scheduled,
+        claimed,
+        untold: 0,
+    }
+}
+
+/// [`waiting`](Store::waiting) tells apart what [`count_pending`](Store::count_pending) counts:
+/// deliveries by handler and integration rows by contract, sorted by name, each as due now,
+/// scheduled for later (a retry an hour ahead) or claimed, with no entry for a handler or a
+/// contract that has nothing waiting; its totals are always `count_pending`'s. A store that
+/// tells only totals (the trait's default) is skipped once its totals are checked.
+pub async fn waiting<S: Store + ?Sized>(store: &S) -> Verdict {
+    let on = on("waiting", store);
+    on.sc.same(
+        "waiting of an empty store",
+        on.waiting("of an empty store").await,
+        Waiting::default(),
+    );
+    let placed = domain_event("OrderPlaced", json!({}));
+    let paid = domain_event("OrderPaid", json!({}));
+    on.record(vec![to(&placed, &["stock", "mail"]), to(&paid, &["mail"])])
+        .await;
+    let recorded = on.waiting("after recording three deliveries").await;
+    if recorded.deliveries.iter().all(|d| d.handler.is_none()) {
+        return Verdict::Skipped(
+            "the store tells only the totals of what waits (the default `waiting`)".into(),
+        );
+    }
+    on.sc.same(
+        "waiting after recording three deliveries",
+        recorded,
+        Waiting {
+            deliveries: vec![
+                of_handler("mail", counts(2, 0, 0)),
+                of_handler("stock", counts(1, 0, 0)),
+            ],
+            rows: vec![],
+        },
+    );
+
+    let first = on.claim(1, &["mail"]).await;
+    on.sc.same(
+        "a claim of 1 for handler mail",
+        seen(&first),
+        vec![("mail", "OrderPlaced", 1)],
+    );
+    on.retry(
+        first[0].id,
+        first[0].attempt,
+        "the mail server is away",
+        Utc::now() + hour(),
+    )
+    .await;
+    let stock = on.claim_one("stock").await;
+    on.sc.same(
+        "waiting with a mail delivery retried an hour ahead and stock's claimed",
+        on.waiting("with a retry and a claim").await,
+        Waiting {
+            deliveries: vec![
+                of_handler("mail", counts(1, 1, 0)),
+                of_handler("stock", counts(0, 0, 1)),
+            ],
+            rows: vec![],
+        },
+    );
+
+    let produced = vec![
+        integration_row("sales.order-confirmed", Some("k1"), json!({ "row": "k1" })),
+        integration_row("sales.order-confirmed", Some("k2"), json!({ "row": "k2" })),
+        integration_row("billing.invoice-due", None, json!({ "row": "free" })),
+    ];
+    on.complete(stock.id, stock.attempt, produced).await;
+    on.sc.same(
+        "waiting after stock's delivery completed with three rows",
+        on.waiting("after a completion with rows").await,
+        Waiting {
+            deliveries: vec![of_handler("mail", counts(1, 1, 0))],
+            rows: vec![
+                of_contract("billing.invoice-due", counts(1, 0, 0)),
+                of_contract("sales.order-confirmed", counts(2, 0, 0)),
+            ],
+        },
+    );
+
+    let head = on.claim_rows(1).await;
+    on.sc.same(
+        "a claim of 1 row (the first recorded)",
+        rows_seen(&head),
+        vec![("k1".to_owned(), Some("k1"), 1)],
+    );
+    on.sc.same(
+        "waiting with a row claimed",
+        on.waiting("with a row claimed").await.rows,
+        vec![
+            of_contract("billing.invoice-due", counts(1, 0, 0)),
+            of_contract("sales.order-confirmed", counts(1, 0, 1)),
+        ],
+    );
+    on.retry_row(head[0].id, "the broker is away", Utc::now() + hour())
+        .await;
+    on.sc.same(
+        "waiting with a row retried an hour ahead",
+        on.waiting("with a row retried").await.rows,
+        vec![
+            of_contract("billing.invoice-due", counts(1, 0, 0)),
+            of_contract("sales.order-confirmed", counts(1, 1, 0)),
+        ],
     );
     Verdict::Passed
 }
