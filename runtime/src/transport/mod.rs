@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use crate::envelope::cloudevents;
 pub use crate::error::{ErrorKind, TransportError};
 pub use crate::future::BoxFuture;
 pub use memory::InMemoryTransport;

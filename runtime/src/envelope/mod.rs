@@ -6,6 +6,8 @@
 //!
 //! Every hop builds its records here, so the meta of an event reads the same everywhere.
 
+pub mod cloudevents;
+
 use std::any::Any;
 use std::sync::Arc;
 

@@ -1,0 +1,279 @@
+//! A [`Message`] as a CloudEvents 1.0 event: its attributes, and the JSON event format that the
+//! structured mode of every protocol binding carries.
+//!
+//! | attribute | from the message | CloudEvents |
+//! |---|---|---|
+//! | `specversion` | always `1.0` | required |
+//! | `id` | the event id (UUIDv7), also the broker's dedupe id | required |
+//! | `source` | the bounded context that published it | required |
+//! | `type` | the contract's name | required |
+//! | `time` | when the event occurred, RFC 3339 | optional |
+//! | `datacontenttype` | always `application/json` | optional |
+//! | `dataversion` | the contract's version, an integer from 1 | extension |
+//! | `partitionkey` | the ordering key, if the contract has one | partitioning extension |
+//! | `correlationid` | the id shared by every event of one use case | extension |
+//! | `causationid` | the id of the event whose handling published this one | extension |
+//! | `traceparent` | the W3C trace context where the chain started | distributed tracing extension |
+//!
+//! The event itself is the `data`, as JSON.
+//!
+//! Every broker transport reads and writes messages through this module, so that one event looks
+//! the same on every broker; a transport of your own can too.
+//!
+//! ```
+//! use tidings::transport::cloudevents;
+//!
+//! let bytes = br#"{"specversion":"1.0","id":"0190d6d8-6a3e-7c4e-9b1a-2f1e5d6c7b8a",
+//!     "source":"catalog","type":"catalog.product-updated","dataversion":1,
+//!     "data":{"product_id":"p-1"}}"#;
+//! let message = cloudevents::from_structured(bytes)?;
+//! assert_eq!(message.contract, "catalog.product-updated");
+//! assert_eq!(cloudevents::from_structured(&cloudevents::to_structured(&message))?, message);
+//! # Ok::<(), cloudevents::CloudEventError>(())
+//! ```
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::transport::Message;
+
+/// The content type of an event in the JSON event format (structured mode).
+pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
+
+/// The content type of the data: the event, as JSON.
+pub const DATA_CONTENT_TYPE: &str = "application/json";
+
+/// The CloudEvents version tidings speaks.
+const SPEC_VERSION: &str = "1.0";
+
+/// Why bytes or attributes are not a CloudEvent that tidings can read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloudEventError {
+    /// The bytes are not a JSON object.
+    #[error("the message is not a CloudEvent in the JSON event format")]
+    NotJson(#[source] serde_json::Error),
+    /// A required attribute, or one tidings needs, is missing.
+    #[error("the CloudEvent has no `{0}` attribute")]
+    Missing(&'static str),
+    /// An attribute's value is not what it must be.
+    #[error("the CloudEvent's `{name}` attribute is {problem}")]
+    Invalid {
+        /// The attribute.
+        name: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+/// The event's attributes, by CloudEvents name, as text: what a binding in binary mode puts in
+/// headers (with its prefix, such as `ce-`). The data is not among them.
+pub fn attributes(message: &Message) -> Vec<(&'static str, String)> {
+    let mut attributes = vec![
+        ("specversion", SPEC_VERSION.to_owned()),
+        ("id", message.id.to_string()),
+        ("source", message.source.clone()),
+        ("type", message.contract.clone()),
+        ("time", message.time.to_rfc3339()),
+        ("datacontenttype", DATA_CONTENT_TYPE.to_owned()),
+        ("dataversion", message.version.to_string()),
+        ("correlationid", message.correlation_id.to_string()),
+    ];
+    if let Some(key) = &message.key {
+        attributes.push(("partitionkey", key.clone()));
+    }
+    if let Some(causation_id) = message.causation_id {
+        attributes.push(("causationid", causation_id.to_string()));
+    }
+    if let Some(traceparent) = &message.traceparent {
+        attributes.push(("traceparent", traceparent.clone()));
+    }
+    attributes
+}
+
+/// The message whose attributes `attribute` gives (by CloudEvents name, as text) and whose data
+/// is `data`: what a binding in binary mode reads.
+pub fn from_attributes(
+    attribute: impl Fn(&str) -> Option<String>,
+    data: Value,
+) -> Result<Message, CloudEventError> {
+    let required = |name: &'static str| attribute(name).ok_or(CloudEventError::Missing(name));
+    let spec_version = required("specversion")?;
+    if spec_version != SPEC_VERSION {
+        return Err(invalid(
+            "specversion",
+            format!("`{spec_version}`, not `1.0`"),
+        ));
+    }
+    if let Some(content_type) = attribute("datacontenttype")
+        && !is_json(&content_type)
+    {
+        return Err(invalid(
+            "datacontenttype",
+            format!("`{content_type}`, not JSON"),
+        ));
+    }
+    let id = uuid("id", &required("id")?)?;
+    let time = match attribute("time") {
+        Some(time) => DateTime::parse_from_rfc3339(&time)
+            .map_err(|error| invalid("time", format!("`{time}`, not RFC 3339: {error}")))?
+            .with_timezone(&Utc),
+        None => Utc::now(),
+    };
+    // An event that no tidings app published starts its own correlation.
+    let correlation_id = match attribute("correlationid") {
+        Some(correlation_id) => uuid("correlationid", &correlation_id)?,
+        None => id,
+    };
+    Ok(Message {
+        id,
+        source: required("source")?,
+        contract: required("type")?,
+        version: version(attribute("dataversion"))?,
+        key: attribute("partitionkey"),
+        time,
+        correlation_id,
+        causation_id: attribute("causationid")
+            .map(|causation_id| uuid("causationid", &causation_id))
+            .transpose()?,
+        traceparent: attribute("traceparent"),
+        data,
+    })
+}
+
+/// The message as a CloudEvent in the JSON event format: the body of structured mode.
+pub fn to_structured(message: &Message) -> Vec<u8> {
+    let mut event: Map<String, Value> = attributes(message)
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), Value::String(value)))
+        .collect();
+    // An integer, as the CloudEvents type system has one.
+    event.insert("dataversion".to_owned(), Value::from(message.version));
+    event.insert("data".to_owned(), message.data.clone());
+    Value::Object(event).to_string().into_bytes()
+}
+
+/// The message in `bytes`, a CloudEvent in the JSON event format.
+pub fn from_structured(bytes: &[u8]) -> Result<Message, CloudEventError> {
+    let mut event: Map<String, Value> =
+        serde_json::from_slice(bytes).map_err(CloudEventError::NotJson)?;
+    if event.contains_key("data_base64") {
+        return Err(invalid(
+            "data_base64",
+            "binary data, and tidings reads JSON data".to_owned(),
+        ));
+    }
+    let data = event.remove("data").unwrap_or(Value::Null);
+    let attribute = |name: &str| match event.get(name)? {
+        Value::String(text) => Some(text.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    };
+    from_attributes(attribute, data)
+}
+
+/// Whether `content_type` is JSON: `application/json`, `…+json`, with parameters or not.
+fn is_json(content_type: &str) -> bool {
+    let media_type = content_type.split(';').next().unwrap_or_default().trim();
+    media_type.eq_ignore_ascii_case(DATA_CONTENT_TYPE)
+        || media_type.to_ascii_lowercase().ends_with("+json")
+}
+
+/// The UUID in attribute `name`.
+fn uuid(name: &'static str, text: &str) -> Result<Uuid, CloudEventError> {
+    Uuid::parse_str(text).map_err(|error| invalid(name, format!("`{text}`, not a UUID: {error}")))
+}
+
+/// The contract's version in `dataversion`: 1 when the event does not say.
+fn version(text: Option<String>) -> Result<u32, CloudEventError> {
+    let Some(text) = text else { return Ok(1) };
+    match text.parse::<u32>() {
+        Ok(version) if version >= 1 => Ok(version),
+        _ => Err(invalid(
+            "dataversion",
+            format!("`{text}`, not a whole number from 1"),
+        )),
+    }
+}
+
+fn invalid(name: &'static str, problem: String) -> CloudEventError {
+    CloudEventError::Invalid { name, problem }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message() -> Message {
+        let id = Uuid::now_v7();
+        Message {
+            id,
+            source: "catalog".to_owned(),
+            contract: "catalog.product-updated".to_owned(),
+            version: 2,
+            key: Some("p-1".to_owned()),
+            time: Utc::now(),
+            correlation_id: id,
+            causation_id: Some(Uuid::now_v7()),
+            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned()),
+            data: serde_json::json!({ "product_id": "p-1", "price_cents": 1999 }),
+        }
+    }
+
+    #[test]
+    fn structured_mode_round_trips() {
+        let sent = message();
+        let event: Value = serde_json::from_slice(&to_structured(&sent)).unwrap();
+        assert_eq!(event["specversion"], "1.0");
+        assert_eq!(event["type"], "catalog.product-updated");
+        assert_eq!(event["dataversion"], 2);
+        assert_eq!(event["data"]["price_cents"], 1999);
+        let received = from_structured(&to_structured(&sent)).unwrap();
+        assert_eq!(received.id, sent.id);
+        assert_eq!(
+            received.time.timestamp_micros(),
+            sent.time.timestamp_micros()
+        );
+        assert_eq!(
+            Message {
+                time: sent.time,
+                ..received
+            },
+            sent
+        );
+    }
+
+    #[test]
+    fn an_event_of_another_publisher_reads_with_defaults() {
+        let id = Uuid::now_v7();
+        let event = serde_json::json!({
+            "specversion": "1.0", "id": id.to_string(), "source": "https://erp.example/prices",
+            "type": "catalog.product-updated", "data": { "product_id": "p-9" }
+        });
+        let message = from_structured(event.to_string().as_bytes()).unwrap();
+        assert_eq!(message.version, 1);
+        assert_eq!(message.correlation_id, id, "a new correlation starts");
+        assert_eq!(message.key, None);
+    }
+
+    #[test]
+    fn what_is_not_a_readable_event_says_why() {
+        let missing = from_structured(br#"{"specversion":"1.0","source":"x","type":"t"}"#);
+        assert_eq!(
+            missing.unwrap_err().to_string(),
+            "the CloudEvent has no `id` attribute"
+        );
+        let version = from_structured(br#"{"specversion":"0.3","id":"x","source":"x","type":"t"}"#);
+        assert!(version.unwrap_err().to_string().contains("`specversion`"));
+        assert!(matches!(
+            from_structured(b"not json"),
+            Err(CloudEventError::NotJson(_))
+        ));
+        let xml = serde_json::json!({
+            "specversion": "1.0", "id": Uuid::now_v7().to_string(), "source": "x", "type": "t",
+            "datacontenttype": "application/xml", "data": "<a/>"
+        });
+        assert!(from_structured(xml.to_string().as_bytes()).is_err());
+    }
+}
