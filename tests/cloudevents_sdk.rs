@@ -1,0 +1,124 @@
+//! The wire format against the official CloudEvents SDK of another language (Python's
+//! `cloudevents` 2.2): the SDK reads what tidings publishes, and tidings reads what the SDK
+//! builds. Skipped, and saying so, where Python or the SDK is missing, unless
+//! `TIDINGS_REQUIRE_SERVICES` is set (as `.ci/run`, which installs the SDK, does).
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use chrono::Utc;
+use tidings::transport::Message;
+use tidings::transport::cloudevents;
+use uuid::Uuid;
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/cloudevents_check.py");
+
+/// Whether Python and the SDK are here; without them the test says it skips, or fails when
+/// the services are required.
+fn sdk(test: &str) -> bool {
+    let found = Command::new("python3")
+        .args(["-c", "import cloudevents.core.formats.json"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !found {
+        assert!(
+            std::env::var_os("TIDINGS_REQUIRE_SERVICES").is_none(),
+            "{test}: Python's `cloudevents` SDK is missing (pip install cloudevents==2.2.0), and \
+             TIDINGS_REQUIRE_SERVICES says it is required"
+        );
+        eprintln!("SKIPPED {test}: Python's `cloudevents` SDK is missing");
+    }
+    found
+}
+
+/// Runs the SDK script with `args`, `input` on its standard input; its standard output.
+fn run(args: &[&str], input: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("python3")
+        .arg(SCRIPT)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 starts");
+    child
+        .stdin
+        .take()
+        .expect("the child's standard input")
+        .write_all(input)
+        .expect("the event is written to the SDK");
+    let output = child.wait_with_output().expect("the SDK script runs");
+    assert!(
+        output.status.success(),
+        "the SDK failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+#[test]
+fn the_python_sdk_reads_what_tidings_publishes() {
+    if !sdk("the_python_sdk_reads_what_tidings_publishes") {
+        return;
+    }
+    let id = Uuid::now_v7();
+    let message = Message {
+        id,
+        source: "catalog".to_owned(),
+        contract: "catalog.product-updated".to_owned(),
+        version: 2,
+        key: Some("p-1".to_owned()),
+        time: Utc::now(),
+        correlation_id: id,
+        causation_id: Some(Uuid::now_v7()),
+        traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned()),
+        data: serde_json::json!({ "product_id": "p-1", "price_cents": 1999 }),
+    };
+
+    let read: serde_json::Value =
+        serde_json::from_slice(&run(&["read"], &cloudevents::to_structured(&message)))
+            .expect("the script prints JSON");
+
+    let attributes = &read["attributes"];
+    assert_eq!(attributes["specversion"], "1.0");
+    assert_eq!(attributes["id"], id.to_string());
+    assert_eq!(attributes["source"], "catalog");
+    assert_eq!(attributes["type"], "catalog.product-updated");
+    assert_eq!(attributes["datacontenttype"], "application/json");
+    assert_eq!(attributes["dataversion"], 2);
+    assert_eq!(attributes["partitionkey"], "p-1");
+    assert_eq!(attributes["correlationid"], id.to_string());
+    assert_eq!(
+        attributes["causationid"],
+        message.causation_id.expect("set").to_string()
+    );
+    assert_eq!(
+        attributes["traceparent"],
+        message.traceparent.clone().expect("set")
+    );
+    assert!(attributes["time"].is_string());
+    assert_eq!(read["data"], message.data);
+}
+
+#[test]
+fn tidings_reads_what_the_python_sdk_builds() {
+    if !sdk("tidings_reads_what_the_python_sdk_builds") {
+        return;
+    }
+    let built = run(&["write", "catalog.product-updated"], b"");
+
+    let message = cloudevents::from_structured(&built).expect("a CloudEvent tidings reads");
+
+    assert_eq!(message.contract, "catalog.product-updated");
+    assert_eq!(message.version, 1);
+    assert_eq!(message.source, "https://erp.example/prices");
+    assert_eq!(message.key.as_deref(), Some("p-9"));
+    assert_eq!(
+        message.correlation_id, message.id,
+        "a new correlation starts"
+    );
+    assert_eq!(
+        message.data,
+        serde_json::json!({ "product_id": "p-9", "price_cents": 4200 })
+    );
+}
