@@ -67,6 +67,20 @@ impl TypeRef {
         }
     }
 
+    /// A type whose `std::any::type_name` is `type_name`'s: for tests of the wiring.
+    #[cfg(test)]
+    pub(crate) const fn with_type_name(
+        type_id: TypeId,
+        name: &'static str,
+        type_name: fn() -> &'static str,
+    ) -> Self {
+        TypeRef {
+            type_id,
+            name: Some(name),
+            type_name: Some(type_name),
+        }
+    }
+
     /// The type's id.
     pub fn type_id(&self) -> TypeId {
         self.type_id
