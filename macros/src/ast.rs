@@ -94,9 +94,20 @@ pub(crate) enum Param {
     Meta { by_ref: bool },
     /// `DomainEvents`: the publisher of the handler's context.
     Publisher,
-    /// `&mut Transaction<'_, DB>`: the store's transaction, with `DB` and the parameter's type
-    /// as written.
-    Transaction { db: Box<Type>, written: Box<Type> },
+    /// `&mut X`: the store's transaction, the only parameter taken by `&mut`. `db` is the `DB`
+    /// of `X` written `Transaction<'_, DB>`; for another `X`, such as a type alias, the
+    /// expansion finds it through `X`'s type.
+    Transaction {
+        db: Option<Box<Type>>,
+        target: Box<Type>,
+        written: Box<Type>,
+    },
+    /// A type path taken by value that is none of the above by its spelling, such as a type
+    /// alias of `Dep<T>`: resolved by its type.
+    ByType(Box<Type>),
+    /// `&X`, where `X` is a type path that is not `EventMeta` by its spelling: resolved by its
+    /// type.
+    RefByType(Box<Type>),
 }
 
 /// A handler's return type.
@@ -286,49 +297,109 @@ fn type_args(segment: &syn::PathSegment) -> Vec<&Type> {
     }
 }
 
+/// The parameters a `#[handles]` function takes after the event, in words.
+const PARAMETERS: &str = "`Dep<T>` (a provided dependency), `EventMeta`, `&EventMeta`, `DomainEvents` or `&mut Transaction<'_, DB>` (the store's transaction)";
+
 /// A parameter after the event: `Dep<T>`, `EventMeta`, `&EventMeta`, `DomainEvents` or
-/// `&mut Transaction<'_, DB>`.
+/// `&mut Transaction<'_, DB>` by their spelling. Another type path, such as a type alias of one
+/// of them, is left to the expansion, which resolves it by its type; a form that is none of
+/// them whatever its types is an error here.
 fn extra_param(ty: &Type, errors: &mut Errors) -> Option<Param> {
     let ty = bare(ty);
-    if let Type::Reference(r) = ty
-        && r.mutability.is_some()
-        && let Some(segment) = last_segment(bare(&r.elem))
-        && segment.ident == "Transaction"
-        && let [db] = type_args(segment).as_slice()
-    {
-        return Some(Param::Transaction {
-            db: Box::new((*db).clone()),
-            written: Box::new(ty.clone()),
-        });
-    }
-    let (by_ref, inner) = match ty {
-        Type::Reference(r) if r.mutability.is_none() => (true, &*r.elem),
-        _ => (false, ty),
+    let known = |ty: &Type, names: &[&str]| {
+        last_segment(ty).is_some_and(|s| names.iter().any(|name| s.ident == name))
     };
-    if let Some(segment) = last_segment(inner) {
-        let args = type_args(segment);
-        match (segment.ident.to_string().as_str(), by_ref, args.as_slice()) {
-            ("EventMeta", _, []) => return Some(Param::Meta { by_ref }),
-            ("Dep", false, [dep]) => return Some(Param::Dep(Box::new((*dep).clone()))),
-            ("DomainEvents", false, []) => return Some(Param::Publisher),
-            _ => {}
-        }
-    }
-    let known = |name: &str| last_segment(ty).is_some_and(|s| s.ident == name);
     let hint = match ty {
-        Type::Reference(_) if known("Dep") || known("DomainEvents") => {
-            "; take it by value, without `&`".to_owned()
+        Type::Reference(r) if r.mutability.is_some() => {
+            let target = bare(&r.elem);
+            if let Some(segment) = last_segment(target)
+                && segment.ident == "Transaction"
+                && let [db] = type_args(segment).as_slice()
+            {
+                return Some(Param::Transaction {
+                    db: Some(Box::new((*db).clone())),
+                    target: Box::new(target.clone()),
+                    written: Box::new(ty.clone()),
+                });
+            }
+            if by_type(target) && !known(target, &["Dep", "DomainEvents", "EventMeta"]) {
+                return Some(Param::Transaction {
+                    db: None,
+                    target: Box::new(target.clone()),
+                    written: Box::new(ty.clone()),
+                });
+            }
+            if known(target, &["Dep", "DomainEvents"]) {
+                "; take it by value, without `&mut`".to_owned()
+            } else if known(target, &["EventMeta"]) {
+                "; take `EventMeta` or `&EventMeta`, without `mut`".to_owned()
+            } else {
+                String::new()
+            }
         }
-        Type::Reference(r) if r.mutability.is_none() => {
-            let inner = tokens_name(&r.elem);
-            format!("; to use a `{inner}`, take `Dep<{inner}>` and provide the value to the app")
+        Type::Reference(r) => {
+            let target = bare(&r.elem);
+            if let Some(segment) = last_segment(target)
+                && segment.ident == "EventMeta"
+                && type_args(segment).is_empty()
+            {
+                return Some(Param::Meta { by_ref: true });
+            }
+            if by_type(target) && !known(target, &["Dep", "DomainEvents", "Transaction"]) {
+                return Some(Param::RefByType(Box::new(target.clone())));
+            }
+            if known(target, &["Dep", "DomainEvents"]) {
+                "; take it by value, without `&`".to_owned()
+            } else if known(target, &["Transaction"]) {
+                "; take the store's transaction by `&mut`".to_owned()
+            } else {
+                let inner = tokens_name(target);
+                format!(
+                    "; to use a `{inner}`, take `Dep<{inner}>` and provide the value to the app"
+                )
+            }
         }
-        _ => String::new(),
+        _ => {
+            if let Some(segment) = last_segment(ty) {
+                let args = type_args(segment);
+                match (segment.ident.to_string().as_str(), args.as_slice()) {
+                    ("EventMeta", []) => return Some(Param::Meta { by_ref: false }),
+                    ("Dep", [dep]) => return Some(Param::Dep(Box::new((*dep).clone()))),
+                    ("DomainEvents", []) => return Some(Param::Publisher),
+                    ("Transaction", _) => {
+                        return unsupported(
+                            ty,
+                            "; take the store's transaction by `&mut`, `&mut Transaction<'_, DB>`",
+                            errors,
+                        );
+                    }
+                    ("EventMeta" | "Dep" | "DomainEvents", _) => {
+                        return unsupported(ty, "", errors);
+                    }
+                    _ => {}
+                }
+            }
+            if by_type(ty) {
+                return Some(Param::ByType(Box::new(ty.clone())));
+            }
+            String::new()
+        }
     };
+    unsupported(ty, &hint, errors)
+}
+
+/// Whether `ty` may be a handler parameter by its type though not by its spelling: a type path,
+/// such as a type alias, or a macro that expands to a type.
+fn by_type(ty: &Type) -> bool {
+    matches!(bare(ty), Type::Path(_) | Type::Macro(_))
+}
+
+/// The error for a parameter that is no handler parameter, whatever its types.
+fn unsupported(ty: &Type, hint: &str, errors: &mut Errors) -> Option<Param> {
     errors.spanned(
         ty,
         format!(
-            "unsupported parameter: after the event, a `#[handles]` function takes `Dep<T>` (a provided dependency), `EventMeta`, `&EventMeta`, `DomainEvents` or `&mut Transaction<'_, DB>` (the store's transaction){hint}"
+            "unsupported parameter: after the event, a `#[handles]` function takes {PARAMETERS}{hint}"
         ),
     );
     None
@@ -409,5 +480,69 @@ mod tests {
         let handler = Handler::parse(item, &mut errors).expect("the signature is modeled");
         assert!(errors.is_empty());
         assert_eq!(handler.sig.ident, "project");
+    }
+
+    /// The parameters of `item`, modeled, and the errors.
+    fn params(item: TokenStream) -> (Vec<Param>, Vec<String>) {
+        let mut errors = Errors::default();
+        let sig: Signature = syn::parse2(item).unwrap();
+        let params = sig
+            .inputs
+            .iter()
+            .filter_map(|input| match input {
+                FnArg::Typed(param) => extra_param(&param.ty, &mut errors),
+                FnArg::Receiver(_) => None,
+            })
+            .collect();
+        (params, errors.messages())
+    }
+
+    #[test]
+    fn parameters_are_recognised_by_their_spelling_first() {
+        let (params, errors) = params(quote! {
+            fn f(a: Dep<Catalog>, b: EventMeta, c: &EventMeta, d: DomainEvents, e: &mut sqlx::Transaction<'_, Sqlite>)
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(matches!(
+            params.as_slice(),
+            [
+                Param::Dep(_),
+                Param::Meta { by_ref: false },
+                Param::Meta { by_ref: true },
+                Param::Publisher,
+                Param::Transaction { db: Some(_), .. },
+            ]
+        ));
+    }
+
+    #[test]
+    fn other_type_paths_are_left_to_their_types() {
+        let (params, errors) = params(quote! {
+            fn f(a: Recs, b: &Meta, c: &mut Tx<'_>, d: &mut store::Transaction<'a>, e: deps!())
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(matches!(
+            params.as_slice(),
+            [
+                Param::ByType(_),
+                Param::RefByType(_),
+                Param::Transaction { db: None, .. },
+                Param::Transaction { db: None, .. },
+                Param::ByType(_),
+            ]
+        ));
+    }
+
+    #[test]
+    fn forms_that_no_type_makes_a_parameter_are_refused_by_the_macro() {
+        let (params, errors) = params(quote! {
+            fn f(a: &Dep<Catalog>, b: &mut DomainEvents, c: Transaction<'_, Sqlite>, d: (u32, u32), e: &[u8])
+        });
+        assert!(params.is_empty());
+        assert_eq!(errors.len(), 5, "{errors:?}");
+        assert!(errors[0].contains("take it by value, without `&`"));
+        assert!(errors[1].contains("take it by value, without `&mut`"));
+        assert!(errors[2].contains("take the store's transaction by `&mut`"));
+        assert!(errors.iter().all(|e| e.contains("unsupported parameter")));
     }
 }

@@ -33,4 +33,13 @@ impl Errors {
             .map(syn::Error::into_compile_error)
             .unwrap_or_default()
     }
+
+    /// The messages recorded, in order.
+    #[cfg(test)]
+    pub(crate) fn messages(self) -> Vec<String> {
+        self.0
+            .into_iter()
+            .flat_map(|errors| errors.into_iter().map(|e| e.to_string()))
+            .collect()
+    }
 }

@@ -5,7 +5,7 @@
 //! Checks that need types are emitted as calls whose tokens carry the span of the user's type,
 //! so a failed bound points at that type and shows the message of the runtime's trait.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
@@ -52,6 +52,33 @@ fn type_ref(private: &TokenStream, ty: impl ToTokens, name: &str) -> TokenStream
 /// A type as the user wrote it.
 fn type_name(ty: &Type) -> String {
     tokens_name(ty)
+}
+
+/// `ty` with every named lifetime, such as the handler's `'a`, made `'_`: it is written in the
+/// expansion's items, where the handler's lifetimes are not declared.
+fn inferred_lifetimes(ty: &Type) -> TokenStream {
+    fn rewrite(tokens: TokenStream) -> TokenStream {
+        let mut after_quote = false;
+        tokens
+            .into_iter()
+            .map(|token| {
+                let token = match token {
+                    TokenTree::Group(group) => {
+                        let mut rewritten = Group::new(group.delimiter(), rewrite(group.stream()));
+                        rewritten.set_span(group.span());
+                        TokenTree::Group(rewritten)
+                    }
+                    TokenTree::Ident(ident) if after_quote && ident != "static" => {
+                        TokenTree::Ident(Ident::new("_", ident.span()))
+                    }
+                    other => other,
+                };
+                after_quote = matches!(&token, TokenTree::Punct(p) if p.as_char() == '\'');
+                token
+            })
+            .collect()
+    }
+    rewrite(ty.to_token_stream())
 }
 
 /// The `Event` impl of an event type, and the `Sealed` impl that only the event macros write.
@@ -225,7 +252,9 @@ pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
 
     let mut args = Vec::new();
     let mut bindings = Vec::new();
+    // The `T` of each `Dep<T>`; `None` for a parameter resolved by its type that is no `Dep`.
     let mut deps = Vec::new();
+    let mut deps_by_type = false;
     let mut transaction = None;
     // The transaction is taken out of the context for the call, and given back after it.
     let mut give_back = TokenStream::new();
@@ -233,7 +262,8 @@ pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
         let arg = format_ident!("__tidings_arg{}", i);
         let (binding, passed) = match param {
             Param::Dep(ty) => {
-                deps.push(type_ref(private, ty, &type_name(ty)));
+                let dep = type_ref(private, ty, &type_name(ty));
+                deps.push(quote!(::core::option::Option::Some(#dep)));
                 let p = at(private, ty.span());
                 let dep = quote_spanned!(ty.span()=> #p::dep::<#ty>);
                 (quote!(let #arg = #dep(&__tidings_ctx)?;), quote!(#arg))
@@ -249,18 +279,69 @@ pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
                 quote!(let #arg = __tidings_ctx.domain_events()?;),
                 quote!(#arg),
             ),
-            Param::Transaction { db, .. } => {
-                transaction = Some(type_ref(private, db, &type_name(db)));
+            Param::Transaction { db, target, .. } => {
+                transaction = Some(match db {
+                    Some(db) => {
+                        let name = type_name(db);
+                        quote!(#private::TypeRef::of::<#db>(#name))
+                    }
+                    None => {
+                        // Spanned on the type, where a type that is no transaction is reported.
+                        let span = target.span();
+                        let p = at(private, span);
+                        let target = inferred_lifetimes(target);
+                        quote_spanned! {span=>
+                            #p::TypeRef::of_type::<<#target as #p::TransactionParam>::Database>()
+                        }
+                    }
+                });
                 give_back = quote!(__tidings_ctx.give_back_transaction(#arg););
                 (
                     quote!(let mut #arg = __tidings_ctx.take_transaction()?;),
                     quote!(&mut *#arg),
                 )
             }
+            Param::ByType(ty) => {
+                // Spanned on the type, where a type that is no parameter is reported.
+                let span = ty.span();
+                let p = at(private, span);
+                let ty = inferred_lifetimes(ty);
+                let param = quote_spanned!(span=> <#ty as #p::HandlerParam<'_>>);
+                deps.push(quote_spanned!(span=> #param::DEP));
+                deps_by_type = true;
+                (
+                    quote!(let #arg = #param::from_context(&__tidings_ctx)?;),
+                    quote!(#arg),
+                )
+            }
+            Param::RefByType(ty) => {
+                let span = ty.span();
+                let p = at(private, span);
+                let ty = inferred_lifetimes(ty);
+                let param = quote_spanned!(span=> <#ty as #p::RefParam<'_>>::from_context);
+                (quote!(let #arg = #param(&__tidings_ctx);), quote!(#arg))
+            }
         };
         bindings.push(binding);
         args.push(passed);
     }
+    // The registry's `deps` is a slice of `TypeRef`: with parameters resolved by their type,
+    // those that are no `Dep` are left out at compile time.
+    let (deps_items, deps) = if deps_by_type {
+        let items = quote! {
+            const __TIDINGS_PARAMS: &[::core::option::Option<#private::TypeRef>] = &[#(#deps),*];
+            const __TIDINGS_DEP_COUNT: usize = #private::dep_count(__TIDINGS_PARAMS);
+            const __TIDINGS_DEPS: [#private::TypeRef; __TIDINGS_DEP_COUNT] =
+                #private::deps_of(__TIDINGS_PARAMS);
+        };
+        (items, quote!(&__TIDINGS_DEPS))
+    } else {
+        let deps = handler.params.iter().filter_map(|param| match param {
+            Param::Dep(ty) => Some(type_ref(private, ty, &type_name(ty))),
+            _ => None,
+        });
+        (TokenStream::new(), quote!(&[#(#deps),*]))
+    };
 
     let await_ = is_async.then(|| quote!(.await));
     let emit = |value: TokenStream| match &handler.output.produces {
@@ -365,12 +446,13 @@ pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
             #run_fn
             #invoke_fn
             #translation_check
+            #deps_items
             #private::inventory::submit! {
                 #private::HandlerInfo::new(
                     #name,
                     #event_ref,
                     #event_kind,
-                    &[#(#deps),*],
+                    #deps,
                     #produces,
                     #transaction,
                     #private::HandlerFn::#variant,
@@ -444,6 +526,8 @@ mod tests {
                 meta: &EventMeta,
                 ledger: Dep<Ledger>,
                 tx: &mut Transaction<'_, Sqlite>,
+                recs: Recs,
+                envelope: &Meta,
             ) -> Result<Option<OrderPlacedIntegrationEvent>, std::io::Error> {
                 Ok(None)
             }
@@ -455,5 +539,23 @@ mod tests {
 
         let args = HandlesArgs::parse(TokenStream::new(), &mut errors);
         assert_eq!(names(super::handler(&handler, &args)), (true, false));
+
+        let item = quote! {
+            async fn pay(event: &OrderPlaced, tx: &mut Tx<'a>) {}
+        };
+        let handler = Handler::parse(item, &mut errors).unwrap();
+        let args = HandlesArgs::parse(quote!(crate = "renamed"), &mut errors);
+        assert_eq!(names(super::handler(&handler, &args)), (false, true));
+        assert!(errors.is_empty());
+    }
+
+    #[test]
+    fn the_handlers_lifetimes_are_left_out_of_the_expansions_items() {
+        let ty: Type = syn::parse_quote!(Tx<'a, 'static, '_, Inner<'b>, &'c u8>);
+        let rewritten = inferred_lifetimes(&ty).to_string();
+        assert_eq!(
+            rewritten,
+            quote!(Tx<'_, 'static, '_, Inner<'_>, &'_ u8>).to_string()
+        );
     }
 }

@@ -367,6 +367,24 @@ pub enum Problem {
         /// The database, as written.
         database: &'static str,
     },
+    /// A handler takes a transaction of the store's database from another version of sqlx than
+    /// tidings': the two `DB` types have one name and are different types.
+    #[error(
+        "handler `{handler}` ({}) takes a transaction of `{database}` from another version of \
+         sqlx than tidings' ({SQLX_VERSION}), so the app's store, which works in tidings' \
+         `{database}`, cannot give it one: make the handler's crate depend on sqlx \
+         {SQLX_VERSION}, with the features it uses, in place of the other version \
+         (`cargo tree -d -i sqlx` lists the versions of sqlx in the build)",
+        at(.origin)
+    )]
+    SqlxVersionMismatch {
+        /// The handler's name.
+        handler: &'static str,
+        /// Where it is declared.
+        origin: Origin,
+        /// The database type's full name, such as `sqlx_sqlite::Sqlite`.
+        database: &'static str,
+    },
     /// Two handlers have one path, under which their deliveries would be recorded.
     #[error(
         "two handlers are named `{path}` ({}): deliveries are recorded by handler path, so \
@@ -433,6 +451,9 @@ pub enum Problem {
         context: String,
     },
 }
+
+/// The version of sqlx that tidings' stores work with, for a problem's text.
+const SQLX_VERSION: &str = "0.9";
 
 /// Where an item is, for a problem's text.
 fn at(origin: &Origin) -> String {

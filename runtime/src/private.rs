@@ -87,6 +87,146 @@ pub fn dep<T: Send + Sync + 'static>(
     ctx.dep::<T>()
 }
 
+// ---------------------------------------------------------------------------------------------
+// Parameters the macro does not recognise by their spelling, such as type aliases: resolved by
+// their type.
+
+/// A parameter taken by value, found by its type: `Dep<T>`, `EventMeta` and `DomainEvents`,
+/// whatever the alias they are written with.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a parameter of a `#[handles]` function",
+    label = "unsupported parameter",
+    note = "after the event, a `#[handles]` function takes `Dep<T>` (a provided dependency), `EventMeta`, `&EventMeta`, `DomainEvents` or `&mut Transaction<'_, DB>` (the store's transaction)",
+    note = "to use a `{Self}`, take `Dep<{Self}>` and provide the value to the app"
+)]
+pub trait HandlerParam<'a>: Sized {
+    /// The `T` of a `Dep<T>`, for the registry: `build()` checks that it is provided.
+    const DEP: Option<TypeRef>;
+
+    /// The argument, from the call's context.
+    fn from_context(ctx: &HandlerContext<'a>) -> Result<Self, HandlerError>;
+}
+
+impl<'a, T: Send + Sync + 'static> HandlerParam<'a> for crate::deps::Dep<T> {
+    const DEP: Option<TypeRef> = Some(TypeRef::of_type::<T>());
+
+    fn from_context(ctx: &HandlerContext<'a>) -> Result<Self, HandlerError> {
+        ctx.dep::<T>()
+    }
+}
+
+impl<'a> HandlerParam<'a> for crate::meta::EventMeta {
+    const DEP: Option<TypeRef> = None;
+
+    fn from_context(ctx: &HandlerContext<'a>) -> Result<Self, HandlerError> {
+        Ok(ctx.meta().clone())
+    }
+}
+
+impl<'a> HandlerParam<'a> for &'a crate::meta::EventMeta {
+    const DEP: Option<TypeRef> = None;
+
+    fn from_context(ctx: &HandlerContext<'a>) -> Result<Self, HandlerError> {
+        Ok(ctx.meta())
+    }
+}
+
+impl<'a> HandlerParam<'a> for crate::publish::DomainEvents {
+    const DEP: Option<TypeRef> = None;
+
+    fn from_context(ctx: &HandlerContext<'a>) -> Result<Self, HandlerError> {
+        ctx.domain_events()
+    }
+}
+
+/// A `&mut` hidden in a type alias, `type Tx<'a, 'c> = &'a mut Transaction<'c, DB>`: the macro
+/// takes the store's transaction for a parameter whose `&mut` it reads in the signature.
+/// Implemented by no type; the bound is on `&Self`, so that the compiler reports this message.
+#[diagnostic::on_unimplemented(
+    message = "write the store's transaction out in the signature, `&mut sqlx::Transaction<'_, DB>`: `#[handles]` cannot see the `&mut` inside a type alias",
+    label = "a type alias that holds `&mut`",
+    note = "`#[handles]` reads the signature before types are known: it takes the store's transaction for a parameter written `&mut ..`, so an alias may stand for the `Transaction<'_, DB>` but not for the `&mut`"
+)]
+pub trait TransactionWrittenOut {}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl<'a, 'c, 't, DB: sqlx::Database> HandlerParam<'a> for &'c mut sqlx::Transaction<'t, DB>
+where
+    &'c Self: TransactionWrittenOut,
+{
+    const DEP: Option<TypeRef> = None;
+
+    fn from_context(_: &HandlerContext<'a>) -> Result<Self, HandlerError> {
+        unreachable!("no type implements `TransactionWrittenOut`")
+    }
+}
+
+/// A parameter taken by shared reference, `&X`, found by its type: `&EventMeta`, whatever the
+/// alias it is written with.
+#[diagnostic::on_unimplemented(
+    message = "`&{Self}` cannot be a parameter of a `#[handles]` function",
+    label = "unsupported parameter",
+    note = "after the event, a `#[handles]` function takes `Dep<T>` (a provided dependency), `EventMeta`, `&EventMeta`, `DomainEvents` or `&mut Transaction<'_, DB>` (the store's transaction)",
+    note = "`Dep<T>` and `DomainEvents` are taken by value, without `&`; to use a `{Self}` of yours, take `Dep<{Self}>` and provide the value to the app"
+)]
+pub trait RefParam<'a> {
+    /// The argument, from the call's context.
+    fn from_context(ctx: &HandlerContext<'a>) -> &'a Self;
+}
+
+impl<'a> RefParam<'a> for crate::meta::EventMeta {
+    fn from_context(ctx: &HandlerContext<'a>) -> &'a Self {
+        ctx.meta()
+    }
+}
+
+/// The type behind a `&mut X` parameter the macro does not recognise by its spelling: the
+/// store's transaction, `sqlx::Transaction<'_, DB>`, whatever the alias it is written with.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not the store's transaction, so a `#[handles]` function cannot take `&mut {Self}`",
+    label = "not a `sqlx::Transaction<'_, DB>` of tidings' sqlx",
+    note = "the one `&mut` parameter a handler takes is the store's transaction, `&mut sqlx::Transaction<'_, DB>`",
+    note = "if `{Self}` is a `sqlx::Transaction` of another version of sqlx than tidings' (0.9), depend on sqlx 0.9 with the same features: `cargo tree -d -i sqlx` lists the versions in the build"
+)]
+pub trait TransactionParam {
+    /// The `DB` of `sqlx::Transaction<'_, DB>`, for the registry: `build()` checks that the
+    /// app's store works in it.
+    type Database: 'static;
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl<DB: sqlx::Database> TransactionParam for sqlx::Transaction<'_, DB> {
+    type Database = DB;
+}
+
+/// How many of `deps` are dependencies.
+pub const fn dep_count(deps: &[Option<TypeRef>]) -> usize {
+    let mut count = 0;
+    let mut i = 0;
+    while i < deps.len() {
+        if deps[i].is_some() {
+            count += 1;
+        }
+        i += 1;
+    }
+    count
+}
+
+/// The dependencies among `deps`, in order; `N` is their [`dep_count`].
+pub const fn deps_of<const N: usize>(deps: &[Option<TypeRef>]) -> [TypeRef; N] {
+    let mut found = [TypeRef::of_type::<()>(); N];
+    let mut n = 0;
+    let mut i = 0;
+    while i < deps.len() {
+        if let Some(dep) = deps[i] {
+            found[n] = dep;
+            n += 1;
+        }
+        i += 1;
+    }
+    found
+}
+
 /// Decodes an event of type `T` from JSON, without requiring `T` to be deserializable (a type
 /// that is not gets its error from [`check_event_serde`]):
 /// `(&&DecodeProbe::<T>::new()).decoder()`.

@@ -27,16 +27,58 @@ use crate::event::{DynIntegrationEvent, EventKind};
 pub use crate::origin::Origin;
 
 /// A type the registry refers to: its `TypeId` and its name as written in the source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy)]
 pub struct TypeRef {
     type_id: TypeId,
-    name: &'static str,
+    /// As written; `None` for a type the macros found through a trait, which has no spelling.
+    name: Option<&'static str>,
+    /// `std::any::type_name` of the type (not a `const fn`, so kept as a function).
+    type_name: Option<fn() -> &'static str>,
 }
 
 impl TypeRef {
     #[doc(hidden)]
     pub const fn new(type_id: TypeId, name: &'static str) -> Self {
-        TypeRef { type_id, name }
+        TypeRef {
+            type_id,
+            name: Some(name),
+            type_name: None,
+        }
+    }
+
+    /// `T`, written `name`.
+    #[doc(hidden)]
+    pub const fn of<T: ?Sized + 'static>(name: &'static str) -> Self {
+        TypeRef {
+            type_id: TypeId::of::<T>(),
+            name: Some(name),
+            type_name: Some(std::any::type_name::<T>),
+        }
+    }
+
+    /// `T`, which has no spelling: a type found through a trait, such as the `T` of a
+    /// `Dep<T>` behind a type alias.
+    #[doc(hidden)]
+    pub const fn of_type<T: ?Sized + 'static>() -> Self {
+        TypeRef {
+            type_id: TypeId::of::<T>(),
+            name: None,
+            type_name: Some(std::any::type_name::<T>),
+        }
+    }
+
+    /// A type whose `std::any::type_name` is `type_name`'s: for tests of the wiring.
+    #[cfg(test)]
+    pub(crate) const fn with_type_name(
+        type_id: TypeId,
+        name: &'static str,
+        type_name: fn() -> &'static str,
+    ) -> Self {
+        TypeRef {
+            type_id,
+            name: Some(name),
+            type_name: Some(type_name),
+        }
     }
 
     /// The type's id.
@@ -45,15 +87,53 @@ impl TypeRef {
     }
 
     /// The type as written where it was referred to, such as `ProductPutOnSale` or
-    /// `events::ProductPutOnSale`.
+    /// `events::ProductPutOnSale`; for a type reached through a type alias, its name without
+    /// its module path (`Recommendations`), or its full path if it is generic.
     pub fn name(&self) -> &'static str {
-        self.name
+        match self.name {
+            Some(name) => name,
+            None => short_type_name(self.type_name()),
+        }
+    }
+
+    /// The type's full path as [`std::any::type_name`] gives it, such as
+    /// `sqlx_sqlite::database::Sqlite`; the name as written if it is not known.
+    pub fn type_name(&self) -> &'static str {
+        match (self.type_name, self.name) {
+            (Some(type_name), _) => type_name(),
+            (None, Some(name)) => name,
+            (None, None) => "?",
+        }
     }
 
     /// Whether this is the type `T`.
     pub fn is<T: 'static>(&self) -> bool {
         self.type_id == TypeId::of::<T>()
     }
+}
+
+/// Two references to one type are equal if they name it alike.
+impl PartialEq for TypeRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.type_id == other.type_id && self.name() == other.name()
+    }
+}
+
+impl Eq for TypeRef {}
+
+impl std::hash::Hash for TypeRef {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.type_id.hash(state);
+        self.name().hash(state);
+    }
+}
+
+/// `a::b::Name` as `Name`; a generic type's path is kept whole, its arguments have paths too.
+fn short_type_name(type_name: &'static str) -> &'static str {
+    if type_name.contains(['<', '(', '[', '&', ' ']) {
+        return type_name;
+    }
+    type_name.rsplit("::").next().unwrap_or(type_name)
 }
 
 /// Decodes an event from its JSON form, as recorded in the outbox or received from a broker.
@@ -116,7 +196,7 @@ impl DomainEventInfo {
 
     /// The type's name.
     pub fn name(&self) -> &'static str {
-        self.event.name
+        self.event.name()
     }
 
     /// Where the type is declared.
@@ -173,7 +253,7 @@ impl IntegrationEventInfo {
 
     /// The type's name.
     pub fn name(&self) -> &'static str {
-        self.event.name
+        self.event.name()
     }
 
     /// The contract's name on the wire.
@@ -430,8 +510,8 @@ impl Registry {
         let mut handlers: Vec<_> = inventory::iter::<HandlerInfo>.into_iter().collect();
         let mut contexts: Vec<_> = inventory::iter::<ContextDecl>.into_iter().collect();
         contexts.sort_by_key(|c| (c.origin.module_path(), c.name, c.origin));
-        domain_events.sort_by_key(|e| (e.origin.module_path(), e.event.name, e.origin));
-        integration_events.sort_by_key(|e| (e.origin.module_path(), e.event.name, e.origin));
+        domain_events.sort_by_key(|e| (e.origin.module_path(), e.event.name(), e.origin));
+        integration_events.sort_by_key(|e| (e.origin.module_path(), e.event.name(), e.origin));
         handlers.sort_by_key(|h| (h.origin.module_path(), h.name, h.origin));
         Registry {
             contexts,

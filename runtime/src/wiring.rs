@@ -9,7 +9,7 @@ use crate::deps::Deps;
 use crate::error::{BuildError, Problem};
 use crate::event::EventKind;
 use crate::registry::{
-    DomainEventInfo, FromTranslation, HandlerInfo, IntegrationEventInfo, Origin, Registry,
+    DomainEventInfo, FromTranslation, HandlerInfo, IntegrationEventInfo, Origin, Registry, TypeRef,
 };
 use crate::store::StoredEvent;
 
@@ -170,6 +170,59 @@ fn from_route_name(source: &str, contract: &IntegrationEventInfo) -> String {
     format!("From<&{source}> for {}", contract.name())
 }
 
+/// The database in whose transactions the app's store works.
+#[derive(Debug, Clone, Copy)]
+struct StoreDatabase {
+    type_id: TypeId,
+    /// Its `std::any::type_name`, where known.
+    type_name: Option<&'static str>,
+}
+
+/// The `std::any::type_name` of the database type `id`: tidings' own databases are known, and so
+/// is any database a handler's transaction names.
+fn database_name(id: TypeId, registry: &Registry) -> Option<&'static str> {
+    #[cfg(feature = "sqlite")]
+    if id == TypeId::of::<sqlx::Sqlite>() {
+        return Some(std::any::type_name::<sqlx::Sqlite>());
+    }
+    #[cfg(feature = "postgres")]
+    if id == TypeId::of::<sqlx::Postgres>() {
+        return Some(std::any::type_name::<sqlx::Postgres>());
+    }
+    registry
+        .handlers()
+        .iter()
+        .filter_map(|handler| handler.transaction())
+        .find(|db| db.type_id() == id)
+        .map(|db| db.type_name())
+}
+
+/// What is wrong with `handler` taking a transaction of database `db` in an app whose store
+/// works in `store`'s, if anything. A `db` of the store's name that is another type is the same
+/// database from another version of sqlx: a build with two versions of sqlx.
+fn transaction_problem(
+    handler: &HandlerInfo,
+    db: TypeRef,
+    store: Option<StoreDatabase>,
+) -> Option<Problem> {
+    match store {
+        Some(store) if store.type_id == db.type_id() => None,
+        Some(StoreDatabase {
+            type_name: Some(name),
+            ..
+        }) if name == db.type_name() => Some(Problem::SqlxVersionMismatch {
+            handler: handler.name(),
+            origin: handler.origin(),
+            database: name,
+        }),
+        _ => Some(Problem::TransactionOfAnotherDatabase {
+            handler: handler.name(),
+            origin: handler.origin(),
+            database: db.name(),
+        }),
+    }
+}
+
 /// Works out what the app of `context` runs from `registry`, with `deps` provided and a store
 /// that works in the transactions of the database `transactions` (if any), and checks it all;
 /// every problem is reported at once.
@@ -181,6 +234,10 @@ pub(crate) fn wire(
 ) -> Result<Wiring, BuildError> {
     let mut problems = Vec::new();
     let mut wiring = Wiring::default();
+    let store_database = transactions.map(|id| StoreDatabase {
+        type_id: id,
+        type_name: database_name(id, registry),
+    });
 
     if registry.is_empty() {
         problems.push(Problem::NothingLinked);
@@ -262,13 +319,9 @@ pub(crate) fn wire(
             }
         }
         if let Some(db) = handler.transaction()
-            && transactions != Some(db.type_id())
+            && let Some(problem) = transaction_problem(handler, db, store_database)
         {
-            problems.push(Problem::TransactionOfAnotherDatabase {
-                handler: handler.name(),
-                origin: handler.origin(),
-                database: db.name(),
-            });
+            problems.push(problem);
         }
         let route = Route {
             name: handler.path(),
@@ -378,5 +431,107 @@ pub(crate) fn wire(
         Ok(wiring)
     } else {
         Err(BuildError::new(context.to_owned(), problems))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::HandlerFn;
+    use crate::event::EventKind;
+
+    /// The name of the store's database, as another version of sqlx would give it for its own
+    /// type of that name.
+    fn same_name() -> &'static str {
+        "sqlx_sqlite::database::Sqlite"
+    }
+
+    /// The database type of another version of sqlx: another type.
+    struct OtherSqlite;
+
+    fn handler(db: TypeRef) -> &'static HandlerInfo {
+        Box::leak(Box::new(HandlerInfo::new(
+            "save_product",
+            TypeRef::of::<()>("ProductPutOnSale"),
+            EventKind::Domain,
+            &[],
+            None,
+            Some(db),
+            HandlerFn::Sync(|_, _| Ok(Vec::new())),
+            Origin::new("shop::catalog", "src/catalog.rs", 12, 1),
+        )))
+    }
+
+    fn store() -> Option<StoreDatabase> {
+        struct StoreSqlite;
+        Some(StoreDatabase {
+            type_id: TypeId::of::<StoreSqlite>(),
+            type_name: Some(same_name()),
+        })
+    }
+
+    #[test]
+    fn a_database_of_the_stores_name_and_another_type_is_another_sqlx_version() {
+        let db = TypeRef::with_type_name(TypeId::of::<OtherSqlite>(), "Sqlite", same_name);
+        let problem = transaction_problem(handler(db), db, store()).unwrap();
+        assert!(matches!(
+            problem,
+            Problem::SqlxVersionMismatch {
+                handler: "save_product",
+                database: "sqlx_sqlite::database::Sqlite",
+                ..
+            }
+        ));
+        assert_eq!(
+            problem.to_string(),
+            "handler `save_product` (shop::catalog, at src/catalog.rs:12:1) takes a transaction of \
+             `sqlx_sqlite::database::Sqlite` from another version of sqlx than tidings' (0.9), so \
+             the app's store, which works in tidings' `sqlx_sqlite::database::Sqlite`, cannot give \
+             it one: make the handler's crate depend on sqlx 0.9, with the features it uses, in \
+             place of the other version (`cargo tree -d -i sqlx` lists the versions of sqlx in the \
+             build)"
+        );
+    }
+
+    #[test]
+    fn a_database_of_another_name_is_another_database() {
+        fn postgres() -> &'static str {
+            "sqlx_postgres::database::Postgres"
+        }
+        let db = TypeRef::with_type_name(TypeId::of::<OtherSqlite>(), "Postgres", postgres);
+        let problem = transaction_problem(handler(db), db, store()).unwrap();
+        assert!(matches!(
+            problem,
+            Problem::TransactionOfAnotherDatabase {
+                database: "Postgres",
+                ..
+            }
+        ));
+        let no_store = transaction_problem(handler(db), db, None).unwrap();
+        assert!(matches!(
+            no_store,
+            Problem::TransactionOfAnotherDatabase { .. }
+        ));
+    }
+
+    #[test]
+    fn the_stores_database_is_no_problem() {
+        let db = TypeRef::with_type_name(TypeId::of::<OtherSqlite>(), "Sqlite", same_name);
+        let store = StoreDatabase {
+            type_id: TypeId::of::<OtherSqlite>(),
+            type_name: None,
+        };
+        assert_eq!(transaction_problem(handler(db), db, Some(store)), None);
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn tidings_own_databases_have_their_names() {
+        let registry = crate::registry::registry();
+        assert_eq!(
+            database_name(TypeId::of::<sqlx::Sqlite>(), registry),
+            Some(std::any::type_name::<sqlx::Sqlite>())
+        );
+        assert_eq!(database_name(TypeId::of::<OtherSqlite>(), registry), None);
     }
 }
