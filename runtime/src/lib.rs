@@ -207,7 +207,8 @@ pub use tidings_macros::integration_event;
 ///   what it publishes is caused by the handled event), and, in an `async fn`,
 ///   `&mut sqlx::Transaction<'_, DB>`: the store's transaction, in which the handler's database
 ///   effect, its completion and the integration events it returns commit together (`DB` is
-///   `Sqlite` for a `SqliteStore`, `Postgres` for a `PostgresStore`).
+///   `Sqlite` for a `SqliteStore`, `Postgres` for a `PostgresStore`). A type alias of any of
+///   them works too (`type Tx<'a> = sqlx::Transaction<'a, Sqlite>;` then `tx: &mut Tx<'_>`).
 /// - Returns `()`, `Result<(), E>`, an integration event `I`, `Option<I>`, `Vec<I>`, or one of
 ///   those in `Result<_, E>`, where `E: std::error::Error + Send + Sync + 'static`. A handler that
 ///   returns an integration event is a *translation*: it handles a domain event that `I` lists in
