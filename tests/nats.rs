@@ -331,6 +331,20 @@ async fn a_message_published_twice_is_received_once() {
     assert!(again.is_err(), "nothing else arrives: {again:?}");
 }
 
+/// A message larger than the server takes is refused before it is sent: publishing it again
+/// would not help.
+#[tokio::test]
+async fn a_message_larger_than_the_server_takes_is_refused() {
+    let Some(broker) = Broker::new("a_message_larger_than_the_server_takes_is_refused") else {
+        return;
+    };
+    let transport = broker.transport().await;
+    let max_payload = broker.client().await.server_info().max_payload;
+    let big = message("tests.big", json!({ "blob": "x".repeat(max_payload + 1) }));
+    let error = transport.publish(big).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Refused, "{error}");
+}
+
 /// A stream that exists with another configuration is refused, naming it and what differs.
 #[tokio::test]
 async fn a_stream_of_another_configuration_is_refused() {
@@ -373,6 +387,51 @@ async fn a_stream_of_another_configuration_is_refused() {
     let matching = broker.builder().duplicate_window(Duration::from_secs(30));
     let matching = matching.connect(&broker.url).await.unwrap();
     matching.ensure_stream(contract, 1).await.unwrap();
+
+    // A consumer that NATS cannot update to the transport's settings is refused, named.
+    matching
+        .jetstream()
+        .create_consumer_on_stream(
+            async_nats::jetstream::consumer::pull::Config {
+                durable_name: Some("late".to_owned()),
+                deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::New,
+                ..Default::default()
+            },
+            &stream,
+        )
+        .await
+        .unwrap();
+    let subscribe = matching
+        .subscribe(Subscription {
+            contract: contract.to_owned(),
+            version: 1,
+            context: "late".to_owned(),
+        })
+        .await;
+    let error = subscribe.err().unwrap();
+    assert_eq!(error.kind(), ErrorKind::Invalid, "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("NATS consumer `late` on stream `{stream}`")),
+        "{error}"
+    );
+}
+
+/// A server that does not answer is "unavailable": worth trying again later.
+#[tokio::test]
+async fn no_server_is_unavailable() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let error = NatsTransport::connect(&format!("nats://127.0.0.1:{port}"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
+    assert!(
+        error.to_string().contains("could not connect to NATS"),
+        "{error}"
+    );
 }
 
 /// Bytes that are not a CloudEvent, published on the contract's subject by another client,

@@ -676,15 +676,22 @@ fn is_stream_not_found(error: &stream::ConsumerError) -> bool {
 /// A failure to create consumer `name` on `names`' stream.
 fn consumer_error(names: &Names, name: &str, error: stream::ConsumerError) -> TransportError {
     let (kind, why) = match error.kind() {
-        // The server answered: a consumer it cannot update to these settings, or limits.
         stream::ConsumerErrorKind::JetStream(api) if api.code() == 503 => {
             (ErrorKind::Unavailable, "")
         }
-        stream::ConsumerErrorKind::JetStream(_) => (
-            ErrorKind::Invalid,
-            ": a consumer of that name exists with settings NATS cannot update to these; \
-             give the transport its settings, or delete the consumer (`nats consumer rm`)",
-        ),
+        // What NATS says when an existing consumer cannot take these settings (a deliver
+        // policy, for one), or the settings are not valid.
+        stream::ConsumerErrorKind::JetStream(api)
+            if api.code() == 400 || api.error_code() == jetstream::ErrorCode::CONSUMER_CREATE =>
+        {
+            (
+                ErrorKind::Invalid,
+                ": NATS refused the settings (a consumer of that name that exists with \
+                 settings NATS cannot update, such as another deliver policy, is the usual \
+                 cause: give the transport its settings, or delete it with `nats consumer rm`)",
+            )
+        }
+        stream::ConsumerErrorKind::JetStream(_) => (ErrorKind::Refused, ""),
         _ => (ErrorKind::Unavailable, ""),
     };
     TransportError::new(
