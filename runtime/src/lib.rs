@@ -88,6 +88,8 @@ pub use store::postgres::PostgresStore;
 pub use store::sqlite::SqliteStore;
 pub use store::{DeadLetter, DeadLetterId, InMemoryStore, Outcome};
 pub use transport::InMemoryTransport;
+#[cfg(feature = "nats")]
+pub use transport::{NatsStorage, NatsTransport, NatsTransportBuilder};
 
 /// Declares the bounded context of this module and the modules below it: their events,
 /// contracts and handlers belong to the app built with `Tidings::builder(name)`.

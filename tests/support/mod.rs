@@ -21,6 +21,23 @@ pub(crate) fn database_url(test: &str) -> Option<String> {
     }
 }
 
+/// The NATS URL from `NATS_URL`. Without it the test says so and is skipped, unless
+/// `TIDINGS_REQUIRE_SERVICES` is set (as `.ci/run` does): then it fails.
+pub(crate) fn nats_url(test: &str) -> Option<String> {
+    match std::env::var("NATS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("TIDINGS_REQUIRE_SERVICES").is_some() => {
+            panic!(
+                "{test}: NATS_URL is not set, and TIDINGS_REQUIRE_SERVICES says NATS is required"
+            )
+        }
+        _ => {
+            eprintln!("SKIPPED {test}: set NATS_URL to a NATS server with JetStream to run it");
+            None
+        }
+    }
+}
+
 /// A pool on `url`, and an empty schema named after `test`, for this test alone.
 pub(crate) async fn fresh_schema(url: &str, test: &str) -> (sqlx::PgPool, String) {
     let pool = sqlx::postgres::PgPoolOptions::new()

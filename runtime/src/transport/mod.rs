@@ -15,8 +15,12 @@ pub use crate::envelope::cloudevents;
 pub use crate::error::{ErrorKind, TransportError};
 pub use crate::future::BoxFuture;
 pub use memory::InMemoryTransport;
+#[cfg(feature = "nats")]
+pub use nats::{NatsStorage, NatsTransport, NatsTransportBuilder};
 
 mod memory;
+#[cfg(feature = "nats")]
+mod nats;
 
 /// An integration event on the wire: the attributes of a CloudEvents 1.0 event (`id`, `source`,
 /// `type`, `time`, `datacontenttype` JSON) plus the extensions tidings carries.
