@@ -8,13 +8,15 @@
 //! that database (`shop_catalog`, `shop_search`). Either way a second run finds the first run's
 //! dead letters.
 
-use std::fmt::Display;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use support::{dollars, ids, short};
 use tidings::prelude::*;
 use tidings::{PostgresStore, SqliteStore, TidingsBuilder};
+
+mod support;
 
 /// The catalog context: products, prices, stock and orders.
 pub mod catalog {
@@ -290,24 +292,6 @@ pub mod search {
         println!("[search] index_product: {id} indexed as \"{entry}\" {ids}");
         locked(&index.0).insert(id.clone(), entry);
     }
-}
-
-/// The last 8 hex digits of an id. (A UUIDv7 starts with its timestamp: the first digits are
-/// the same for every event of this run.)
-fn short(id: impl Display) -> String {
-    let id = id.to_string();
-    id[id.len().saturating_sub(8)..].to_owned()
-}
-
-/// `(event …, correlation …)`, the end of a handler's line.
-fn ids(meta: &EventMeta) -> String {
-    let (id, correlation) = (short(meta.id), short(meta.correlation_id));
-    format!("(event {id}, correlation {correlation})")
-}
-
-/// Cents as dollars.
-fn dollars(cents: i64) -> String {
-    format!("${}.{:02}", cents / 100, cents % 100)
 }
 
 /// Locks a mutex, also after a handler panicked while holding it: every change here is whole.

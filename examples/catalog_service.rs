@@ -1,0 +1,111 @@
+//! The catalog service of the two-service example: its use cases put products on sale, its
+//! domain handlers react in-process, and a translation publishes the contract
+//! `catalog.product-updated` to NATS, through an outbox in a SQLite file. Run the search service
+//! in another terminal (`cargo run --example search_service`), then:
+//!
+//! ```sh
+//! cargo run --example catalog_service        # NATS_URL, default nats://127.0.0.1:4222
+//! ```
+//!
+//! Each line ends with the event's id and its correlation id; the search service prints the same
+//! correlation id for what it indexes, so the chain across the two processes is visible.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use support::{dollars, ids, short};
+use tidings::prelude::*;
+use tidings::{NatsTransport, SqliteStore};
+
+mod support;
+
+/// A product was put on sale at a new price.
+#[domain_event]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ProductPutOnSale {
+    pub product_id: String,
+    pub name: String,
+    pub price_cents: i64,
+}
+
+/// The catalog's public contract: a product's name and price changed.
+#[integration_event(name = "catalog.product-updated", version = 1, from = ProductPutOnSale, key = product_id)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ProductUpdatedIntegrationEvent {
+    pub product_id: String,
+    pub name: String,
+    pub price_cents: i64,
+}
+
+/// A domain handler: the catalog's own reaction, in-process.
+#[handles]
+fn feature_on_home_page(event: &ProductPutOnSale, meta: &EventMeta) {
+    let price = dollars(event.price_cents);
+    println!(
+        "[catalog] feature_on_home_page: {} at {price} {}",
+        event.product_id,
+        ids(meta)
+    );
+}
+
+/// The translation: the contract other contexts read, published through the outbox.
+#[handles]
+fn publish_product_updated(
+    event: &ProductPutOnSale,
+    meta: &EventMeta,
+) -> ProductUpdatedIntegrationEvent {
+    println!(
+        "[catalog] publish_product_updated: {} → catalog.product-updated {}",
+        event.product_id,
+        ids(meta)
+    );
+    ProductUpdatedIntegrationEvent {
+        product_id: event.product_id.clone(),
+        name: event.name.clone(),
+        price_cents: event.price_cents,
+    }
+}
+
+/// Where the service keeps its outbox: `$SERVICES_DATA`, or `services-data/`.
+fn data_dir() -> std::io::Result<PathBuf> {
+    let dir =
+        std::env::var_os("SERVICES_DATA").map_or_else(|| "services-data".into(), PathBuf::from);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let nats = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let store = SqliteStore::open(data_dir()?.join("catalog.db")).await?;
+    let app = Tidings::builder("catalog")
+        .store(store)
+        .transport(NatsTransport::connect(&nats).await?)
+        .build()?;
+    let running = app.start().await?;
+    println!("[catalog] on {nats}: putting three products on sale");
+
+    for (product_id, name, price_cents) in [
+        ("p-1", "Espresso machine", 19_900),
+        ("p-2", "Milk frother", 4_900),
+        ("p-3", "Coffee grinder", 8_900),
+    ] {
+        let event = ProductPutOnSale {
+            product_id: product_id.to_owned(),
+            name: name.to_owned(),
+            price_cents,
+        };
+        let meta = app.domain_events().publish(event).await?;
+        println!(
+            "[catalog] use case: {product_id} on sale (event {}, correlation {})",
+            short(meta.id),
+            short(meta.correlation_id)
+        );
+    }
+
+    // Every handler ran and every integration event reached the broker.
+    running.settle_for(Duration::from_secs(60)).await?;
+    println!("[catalog] all three are on NATS; done");
+    running.shutdown().await?;
+    Ok(())
+}

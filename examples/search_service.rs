@@ -1,0 +1,122 @@
+//! The search service of the two-service example: it consumes the catalog's contract
+//! `catalog.product-updated` from NATS, with an inbox in a SQLite file, and keeps an index.
+//!
+//! ```sh
+//! cargo run --example search_service                       # until Ctrl-C
+//! cargo run --example search_service -- p-1,p-2,p-3 60     # until those are indexed, at most 60 s
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use support::{dollars, ids};
+use tidings::prelude::*;
+use tidings::{NatsTransport, SqliteStore};
+use tokio::sync::Notify;
+
+mod support;
+
+/// The catalog's contract, as the search service reads it: the name and version are the
+/// agreement between the two services, not a shared type.
+#[integration_event(name = "catalog.product-updated", version = 1, key = product_id)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ProductUpdatedIntegrationEvent {
+    pub product_id: String,
+    pub name: String,
+    pub price_cents: i64,
+}
+
+/// The search index: product id → what is searchable.
+#[derive(Debug, Default)]
+pub struct SearchIndex {
+    entries: Mutex<BTreeMap<String, String>>,
+    changed: Notify,
+}
+
+impl SearchIndex {
+    fn has_all(&self, expected: &[String]) -> bool {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        expected.iter().all(|id| entries.contains_key(id))
+    }
+}
+
+/// An inbound handler: runs once per message, whatever the broker redelivers.
+#[handles]
+fn index_product(
+    event: &ProductUpdatedIntegrationEvent,
+    meta: &EventMeta,
+    index: Dep<SearchIndex>,
+) {
+    let entry = format!("{}, {}", event.name, dollars(event.price_cents));
+    println!(
+        "[search] index_product: {} indexed as \"{entry}\" {} from {}",
+        event.product_id,
+        ids(meta),
+        meta.source
+    );
+    index
+        .entries
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(event.product_id.clone(), entry);
+    index.changed.notify_waiters();
+}
+
+/// Where the service keeps its inbox: `$SERVICES_DATA`, or `services-data/`.
+fn data_dir() -> std::io::Result<PathBuf> {
+    let dir =
+        std::env::var_os("SERVICES_DATA").map_or_else(|| "services-data".into(), PathBuf::from);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let expected: Vec<String> = args
+        .next()
+        .map(|ids| ids.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let timeout = Duration::from_secs(args.next().map_or(Ok(60), |s| s.parse())?);
+
+    let nats = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let store = SqliteStore::open(data_dir()?.join("search.db")).await?;
+    let index = Dep::new(SearchIndex::default());
+    let app = Tidings::builder("search")
+        .store(store)
+        .transport(NatsTransport::connect(&nats).await?)
+        .provide_dep(index.clone())
+        .build()?;
+    let running = app.start().await?;
+
+    if expected.is_empty() {
+        println!("[search] on {nats}: consuming catalog.product-updated until Ctrl-C");
+        tokio::signal::ctrl_c().await?;
+    } else {
+        println!(
+            "[search] on {nats}: waiting for {} ({timeout:?} at most)",
+            expected.join(", ")
+        );
+        let indexed = tokio::time::timeout(timeout, async {
+            loop {
+                let changed = index.changed.notified();
+                if index.has_all(&expected) {
+                    return;
+                }
+                changed.await;
+            }
+        })
+        .await;
+        if indexed.is_err() {
+            running.shutdown().await?;
+            return Err(
+                format!("{} not all indexed within {timeout:?}", expected.join(", ")).into(),
+            );
+        }
+        println!("[search] indexed {}; done", expected.join(", "));
+    }
+    running.shutdown().await?;
+    Ok(())
+}
