@@ -3,58 +3,14 @@
 //! builds. Skipped, and saying so, where Python or the SDK is missing, unless
 //! `TIDINGS_REQUIRE_SERVICES` is set (as `.ci/run`, which installs the SDK, does).
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use chrono::Utc;
 use tidings::transport::Message;
 use tidings::transport::cloudevents;
 use uuid::Uuid;
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/cloudevents_check.py");
+mod support;
 
-/// Whether Python and the SDK are here; without them the test says it skips, or fails when
-/// the services are required.
-fn sdk(test: &str) -> bool {
-    let found = Command::new("python3")
-        .args(["-c", "import cloudevents.core.formats.json"])
-        .status()
-        .is_ok_and(|status| status.success());
-    if !found {
-        assert!(
-            std::env::var_os("TIDINGS_REQUIRE_SERVICES").is_none(),
-            "{test}: Python's `cloudevents` SDK is missing (pip install cloudevents==2.2.0), and \
-             TIDINGS_REQUIRE_SERVICES says it is required"
-        );
-        eprintln!("SKIPPED {test}: Python's `cloudevents` SDK is missing");
-    }
-    found
-}
-
-/// Runs the SDK script with `args`, `input` on its standard input; its standard output.
-fn run(args: &[&str], input: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("python3")
-        .arg(SCRIPT)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 starts");
-    child
-        .stdin
-        .take()
-        .expect("the child's standard input")
-        .write_all(input)
-        .expect("the event is written to the SDK");
-    let output = child.wait_with_output().expect("the SDK script runs");
-    assert!(
-        output.status.success(),
-        "the SDK failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
-}
+use support::{cloudevents_sdk as sdk, run_cloudevents_sdk as run};
 
 #[test]
 fn the_python_sdk_reads_what_tidings_publishes() {

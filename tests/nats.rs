@@ -478,3 +478,38 @@ async fn a_payload_that_is_not_a_cloudevent_is_dead_lettered() {
     catalog_running.shutdown().await.unwrap();
     search_running.shutdown().await.unwrap();
 }
+
+/// A CloudEvent that another language's SDK built (Python's `cloudevents`), published on the
+/// contract's subject by a plain NATS client, is consumed by the inbound handler like one that
+/// tidings published.
+#[tokio::test]
+async fn an_event_built_by_another_languages_sdk_is_consumed() {
+    let test = "an_event_built_by_another_languages_sdk_is_consumed";
+    let Some(broker) = Broker::new(test) else {
+        return;
+    };
+    if !support::cloudevents_sdk(test) {
+        return;
+    }
+    let transport = broker.transport().await;
+    let journal = Dep::new(Journal::default());
+    let contract = "catalog.product-updated";
+    let built = support::run_cloudevents_sdk(&["write", contract], b"");
+    let (_search, search_running) = start("search", &transport, &journal).await;
+
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Content-Type", "application/cloudevents+json");
+    async_nats::jetstream::new(broker.client().await)
+        .publish_with_headers(transport.subject(contract, 1), headers, built.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    let consumed = eventually(|| async { journal.entry("index_product").is_some() }).await;
+    assert!(consumed, "search handled the SDK's event: {journal:?}");
+    let meta = journal.entry("index_product").expect("handled");
+    assert_eq!(meta.source, "https://erp.example/prices");
+    assert_eq!(meta.correlation_id, meta.id, "a new correlation starts");
+    search_running.shutdown().await.unwrap();
+}

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::PathBuf;
 
 /// The PostgreSQL URL from `DATABASE_URL`. Without it the test says so and is skipped, unless
@@ -161,4 +162,50 @@ impl Drop for TempDb {
             let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
         }
     }
+}
+
+/// The script that runs Python's CloudEvents SDK on tidings' wire format.
+const CLOUDEVENTS_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/cloudevents_check.py");
+
+/// Whether Python and the SDK are here; without them the test says it skips, or fails when
+/// the services are required.
+pub(crate) fn cloudevents_sdk(test: &str) -> bool {
+    let found = std::process::Command::new("python3")
+        .args(["-c", "import cloudevents.core.formats.json"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !found {
+        assert!(
+            std::env::var_os("TIDINGS_REQUIRE_SERVICES").is_none(),
+            "{test}: Python's `cloudevents` SDK is missing (pip install cloudevents==2.2.0), and \
+             TIDINGS_REQUIRE_SERVICES says it is required"
+        );
+        eprintln!("SKIPPED {test}: Python's `cloudevents` SDK is missing");
+    }
+    found
+}
+
+/// Runs the SDK's script (`tests/sdk/cloudevents_check.py`) with `args`, `input` on its standard input; its standard output.
+pub(crate) fn run_cloudevents_sdk(args: &[&str], input: &[u8]) -> Vec<u8> {
+    let mut child = std::process::Command::new("python3")
+        .arg(CLOUDEVENTS_SCRIPT)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 starts");
+    child
+        .stdin
+        .take()
+        .expect("the child's standard input")
+        .write_all(input)
+        .expect("the event is written to the SDK");
+    let output = child.wait_with_output().expect("the SDK script runs");
+    assert!(
+        output.status.success(),
+        "the SDK failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
 }
