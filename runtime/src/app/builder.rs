@@ -106,8 +106,8 @@ impl TidingsBuilder {
     /// taken as 1.
     ///
     /// ```
-    /// let app = tidings::Tidings::builder("catalog").relay_window(1024).build();
-    /// assert!(app.is_ok());
+    /// // Up to 1024 publications in flight, for a broker far away and many keys.
+    /// let builder = tidings::Tidings::builder("catalog").relay_window(1024);
     /// ```
     pub fn relay_window(mut self, window: usize) -> Self {
         self.relay_window = window.max(1);
