@@ -84,6 +84,7 @@ store_scenario!(inbox_dedupe, InboxDedupe);
 store_scenario!(prune, Prune);
 store_scenario!(order_per_key, OrderPerKey);
 store_scenario!(waiting, Waiting);
+store_scenario!(rows_published, RowsPublished);
 
 /// The tests above cover the suite's list, no more and no less.
 #[test]
@@ -101,6 +102,7 @@ fn every_store_scenario_has_its_tests() {
         "prune",
         "order_per_key",
         "waiting",
+        "rows_published",
     ];
     let listed: Vec<&str> = STORE_SCENARIOS.iter().map(|s| s.name()).collect();
     assert_eq!(listed, covered);

@@ -33,6 +33,7 @@ pub struct TidingsBuilder {
     retention: Retention,
     poll_interval: Duration,
     batch_size: usize,
+    relay_window: usize,
 }
 
 impl fmt::Debug for TidingsBuilder {
@@ -95,6 +96,24 @@ impl TidingsBuilder {
         self
     }
 
+    /// How many publications the relay keeps in flight at once, across keys. Default: 256.
+    ///
+    /// The relay publishes the head of each key, one at a time per key so that each key stays
+    /// in order, and does not wait for the slowest: as the broker acknowledges publications it
+    /// marks their rows published (in batches, one statement each) and claims more, never
+    /// holding more claimed rows than the window. A larger window hides more of the broker's
+    /// round trip when many keys are waiting; 1 publishes one row at a time. A window of 0 is
+    /// taken as 1.
+    ///
+    /// ```
+    /// // Up to 1024 publications in flight, for a broker far away and many keys.
+    /// let builder = tidings::Tidings::builder("catalog").relay_window(1024);
+    /// ```
+    pub fn relay_window(mut self, window: usize) -> Self {
+        self.relay_window = window.max(1);
+        self
+    }
+
     /// Checks the wiring exactly as [`build`](Self::build) does, without building: for a
     /// one-line test in a user's suite.
     ///
@@ -154,6 +173,7 @@ impl TidingsBuilder {
             retention: self.retention,
             poll_interval: self.poll_interval,
             batch_size: self.batch_size,
+            relay_window: self.relay_window,
             wiring,
             activity: Arc::new(Activity::default()),
             transport_activity,
@@ -180,6 +200,7 @@ impl TidingsBuilder {
             retention: Retention::default(),
             poll_interval: Duration::from_secs(1),
             batch_size: 64,
+            relay_window: 256,
         }
     }
 }

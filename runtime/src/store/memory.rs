@@ -154,6 +154,30 @@ impl MemoryState {
             .is_some_and(|d| d.claimed && d.attempts == attempt);
         held.then(|| self.deliveries.remove(&id)).flatten()
     }
+
+    /// Takes row `id` out of the outbox (into the archive, with `archive`) and out of its key's
+    /// queue.
+    fn publish_row(
+        &mut self,
+        id: RowId,
+        archive: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let row = self.rows.remove(&id).ok_or_else(|| no_row(id))?;
+        if archive {
+            self.archive.push((now, row.event));
+        }
+        if let Some(key) = row.key {
+            let emptied = self.keys.get_mut(&key).is_some_and(|queue| {
+                queue.retain(|queued| *queued != id);
+                queue.is_empty()
+            });
+            if emptied {
+                self.keys.remove(&key);
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Store for InMemoryStore {
@@ -409,25 +433,25 @@ impl Store for InMemoryStore {
     }
 
     fn row_published(&self, id: RowId, archive: bool) -> BoxFuture<'_, Result<(), StoreError>> {
+        let result = self.lock().publish_row(id, archive, Utc::now());
+        Self::ready(result)
+    }
+
+    fn rows_published(
+        &self,
+        ids: Vec<RowId>,
+        archive: bool,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
         let mut state = self.lock();
-        let result = match state.rows.remove(&id) {
-            Some(row) => {
-                if archive {
-                    state.archive.push((Utc::now(), row.event));
-                }
-                if let Some(key) = row.key {
-                    let emptied = state.keys.get_mut(&key).is_some_and(|queue| {
-                        queue.retain(|queued| *queued != id);
-                        queue.is_empty()
-                    });
-                    if emptied {
-                        state.keys.remove(&key);
-                    }
-                }
-                Ok(())
+        let now = Utc::now();
+        let mut result = Ok(());
+        for id in ids {
+            if let Err(error) = state.publish_row(id, archive, now)
+                && result.is_ok()
+            {
+                result = Err(error);
             }
-            None => Err(no_row(id)),
-        };
+        }
         Self::ready(result)
     }
 

@@ -263,6 +263,32 @@ pub trait Store: Send + Sync + 'static {
     /// `archive`, moved to the archive.
     fn row_published(&self, id: RowId, archive: bool) -> BoxFuture<'_, Result<(), StoreError>>;
 
+    /// Marks rows published, as [`row_published`](Self::row_published) marks each: what the
+    /// relay calls with the rows the broker acknowledged, gathered while other publications were
+    /// in flight, so that marking costs one step (one statement) per batch instead of one per
+    /// row. A row that is no longer in the outbox (another process published it after this
+    /// one's claim expired) is marked by nobody twice: a store that cannot tell skips it, one
+    /// that can (the in-memory store) marks the others and returns its error.
+    ///
+    /// Default: [`row_published`](Self::row_published) for each row in turn, each its own
+    /// step; every row is tried, and the first error is returned. A store on a database should
+    /// mark them all in one statement.
+    fn rows_published(
+        &self,
+        ids: Vec<RowId>,
+        archive: bool,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut first_error = None;
+            for id in ids {
+                if let Err(error) = self.row_published(id, archive).await {
+                    first_error.get_or_insert(error);
+                }
+            }
+            first_error.map_or(Ok(()), Err)
+        })
+    }
+
     /// Reschedules a row that could not be published; its key waits until `at`.
     fn retry_row(
         &self,

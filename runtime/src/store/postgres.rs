@@ -677,6 +677,41 @@ impl Store for PostgresStore {
         })
     }
 
+    fn rows_published(
+        &self,
+        ids: Vec<RowId>,
+        archive: bool,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            if ids.is_empty() {
+                return Ok(());
+            }
+            let ids = sql::row_id_params(&ids)?;
+            // One statement for the whole batch; a row no longer in the outbox is skipped.
+            let query = if archive {
+                sqlx::query(self.sql(concat!(
+                    "WITH published AS (DELETE FROM {schema}.tidings_outbox WHERE id = ANY($1) \
+                     RETURNING *) \
+                     INSERT INTO {schema}.tidings_outbox_archive (id, ordering_key, published_at, ",
+                    event_columns!(),
+                    ") SELECT id, ordering_key, $2, ",
+                    event_columns!(),
+                    " FROM published"
+                )))
+                .bind(ids)
+                .bind(Utc::now())
+            } else {
+                sqlx::query(self.sql("DELETE FROM {schema}.tidings_outbox WHERE id = ANY($1)"))
+                    .bind(ids)
+            };
+            query
+                .execute(&self.pool)
+                .await
+                .map_err(error("could not mark rows published"))?;
+            Ok(())
+        })
+    }
+
     fn retry_row(
         &self,
         id: RowId,

@@ -6,7 +6,7 @@
 //! - the reading of stored rows into records ([`deliveries`], [`integration_rows`],
 //!   [`dead_letters`]), over the few column types that differ ([`StoredValues`]);
 //! - the conversions between the records' numbers and the columns' integers ([`convert`],
-//!   [`id_param`], [`stored_id`], [`limit`], [`count`], [`pruned`]): a value out of range is an
+//!   [`id_param`], [`row_id_params`], [`stored_id`], [`limit`], [`count`], [`pruned`]): a value out of range is an
 //!   [`ErrorKind::Invalid`] error that names its table and column, never a default;
 //! - transactions ([`begin`], [`commit`], [`handler_transaction`], [`caller_connection`]);
 //! - errors ([`error`], [`invalid`], [`migration_error`]), leases and migrations.
@@ -143,6 +143,11 @@ where
 /// `BIGINT`s, so an id above `i64::MAX` is none the store gave.
 pub(crate) fn id_param(table: &str, id: u64) -> Result<i64, StoreError> {
     convert(table, "id", id)
+}
+
+/// The ids of outbox rows, as the store binds them (see [`id_param`]).
+pub(crate) fn row_id_params(ids: &[RowId]) -> Result<Vec<i64>, StoreError> {
+    ids.iter().map(|id| id_param(OUTBOX, id.get())).collect()
 }
 
 /// The id read from `table`, as the records hold it.

@@ -272,6 +272,17 @@ fn handler_list(handlers: &[String]) -> Result<String, StoreError> {
     })
 }
 
+/// Outbox row ids as a JSON array, for `json_each`.
+fn row_id_list(ids: &[i64]) -> Result<String, StoreError> {
+    serde_json::to_string(ids).map_err(|source| {
+        StoreError::new(
+            ErrorKind::Invalid,
+            "could not write row ids as JSON",
+            Some(Box::new(source) as _),
+        )
+    })
+}
+
 /// Records events with one delivery per handler, on `connection`; returns how many deliveries
 /// were created (an integration event's handler that already received it gets none).
 /// What to do about a file that stayed locked while recording.
@@ -703,6 +714,42 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(error("could not mark a row published"))?;
+            sql::commit(tx).await
+        })
+    }
+
+    fn rows_published(
+        &self,
+        ids: Vec<RowId>,
+        archive: bool,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            if ids.is_empty() {
+                return Ok(());
+            }
+            // The batch as one JSON array, for `json_each`: one statement whatever its size (two
+            // with the archive, in one transaction); a row no longer in the outbox is skipped.
+            let ids = row_id_list(&sql::row_id_params(&ids)?)?;
+            let mut tx = sql::begin(&self.pool).await?;
+            if archive {
+                sqlx::query(concat!(
+                    "INSERT INTO tidings_outbox_archive (id, ordering_key, published_at, ",
+                    event_columns!(),
+                    ") SELECT id, ordering_key, ?, ",
+                    event_columns!(),
+                    " FROM tidings_outbox WHERE id IN (SELECT value FROM json_each(?))"
+                ))
+                .bind(micros(Utc::now()))
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await
+                .map_err(error("could not archive published rows"))?;
+            }
+            sqlx::query("DELETE FROM tidings_outbox WHERE id IN (SELECT value FROM json_each(?))")
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await
+                .map_err(error("could not mark rows published"))?;
             sql::commit(tx).await
         })
     }

@@ -84,6 +84,8 @@ pub enum StoreScenario {
     OrderPerKey,
     /// [`waiting`]
     Waiting,
+    /// [`rows_published`]
+    RowsPublished,
 }
 
 /// Every scenario of the store suite, in the order [`store_conformance`] runs them.
@@ -100,6 +102,7 @@ pub const SCENARIOS: &[StoreScenario] = &[
     StoreScenario::Prune,
     StoreScenario::OrderPerKey,
     StoreScenario::Waiting,
+    StoreScenario::RowsPublished,
 ];
 
 impl StoreScenario {
@@ -118,6 +121,7 @@ impl StoreScenario {
             StoreScenario::Prune => "prune",
             StoreScenario::OrderPerKey => "order_per_key",
             StoreScenario::Waiting => "waiting",
+            StoreScenario::RowsPublished => "rows_published",
         }
     }
 
@@ -173,6 +177,10 @@ impl StoreScenario {
                  scheduled for later or claimed, with the totals of count_pending (a store that \
                  tells only totals is skipped)"
             }
+            StoreScenario::RowsPublished => {
+                "rows_published marks several rows at once, deleted or archived; the next row of \
+                 each of their keys becomes claimable; an empty batch changes nothing"
+            }
         }
     }
 
@@ -202,6 +210,7 @@ impl StoreScenario {
             StoreScenario::Prune => prune(store).await,
             StoreScenario::OrderPerKey => order_per_key(store).await,
             StoreScenario::Waiting => waiting(store).await,
+            StoreScenario::RowsPublished => rows_published(store).await,
         }
     }
 }
@@ -413,6 +422,13 @@ impl<S: Store + ?Sized> On<'_, S> {
     async fn row_published(&self, id: RowId, archive: bool) {
         self.sc
             .call("row_published", self.store.row_published(id, archive))
+            .await
+    }
+
+    async fn rows_published(&self, rows: &[&IntegrationRow], archive: bool) {
+        let ids = rows.iter().map(|r| r.id).collect();
+        self.sc
+            .call("rows_published", self.store.rows_published(ids, archive))
             .await
     }
 
@@ -1578,6 +1594,99 @@ pub async fn waiting<S: Store + ?Sized>(store: &S) -> Verdict {
             of_contract("billing.invoice-due", counts(1, 0, 0)),
             of_contract("sales.order-confirmed", counts(1, 1, 0)),
         ],
+    );
+    Verdict::Passed
+}
+
+/// [`rows_published`](Store::rows_published), the relay's way of marking what the broker
+/// acknowledged: rows of several keys and rows without key marked in one call leave the outbox
+/// (deleted, or with `archive` moved to the archive, which
+/// [`prune`](Store::prune) then expires); the next row of each of their keys becomes
+/// claimable, and only then; an empty batch changes nothing.
+pub async fn rows_published<S: Store + ?Sized>(store: &S) -> Verdict {
+    let on = on("rows_published", store);
+    let producer = domain_event("BatchShipped", json!({}));
+    on.record(vec![to(&producer, &["translate"])]).await;
+    let delivery = on.claim_one("translate").await;
+    let layout = [
+        ("k1a", Some("k1")),
+        ("k2a", Some("k2")),
+        ("free1", None),
+        ("k1b", Some("k1")),
+        ("free2", None),
+        ("k2b", Some("k2")),
+        ("k3a", Some("k3")),
+        ("k3b", Some("k3")),
+    ];
+    let rows = layout
+        .iter()
+        .map(|(label, key)| integration_row("shipping.shipped", *key, json!({ "row": label })))
+        .collect();
+    on.complete(delivery.id, delivery.attempt, rows).await;
+    let label =
+        |label: &str, key: Option<&'static str>, attempt: u32| (label.to_owned(), key, attempt);
+
+    let heads = on.claim_rows(10).await;
+    on.sc.same(
+        "a claim of the heads of k1, k2 and k3 and the rows without key",
+        rows_seen(&heads),
+        vec![
+            label("k1a", Some("k1"), 1),
+            label("k2a", Some("k2"), 1),
+            label("free1", None, 1),
+            label("free2", None, 1),
+            label("k3a", Some("k3"), 1),
+        ],
+    );
+    let [k1a, k2a, free1, free2, k3a] = &heads[..] else {
+        on.sc.fail("five rows claimed, as checked above")
+    };
+    on.rows_published(&[], false).await;
+    on.expect_pending("after marking an empty batch", (0, 8))
+        .await;
+
+    on.rows_published(&[k1a, free1], false).await;
+    on.rows_published(&[k2a, free2], true).await;
+    on.expect_pending("after marking four rows in two batches", (0, 4))
+        .await;
+    let next = on.claim_rows(10).await;
+    on.sc.same(
+        "a claim after the heads of k1 and k2 were marked (k3's is still claimed)",
+        rows_seen(&next),
+        vec![label("k1b", Some("k1"), 1), label("k2b", Some("k2"), 1)],
+    );
+
+    let mut rest: Vec<&IntegrationRow> = next.iter().collect();
+    rest.push(k3a);
+    on.rows_published(&rest, false).await;
+    let last = on.claim_rows(10).await;
+    on.sc.same(
+        "a claim after k1b, k2b and k3a were marked in one batch",
+        rows_seen(&last),
+        vec![label("k3b", Some("k3"), 1)],
+    );
+    on.rows_published(&[&last[0]], true).await;
+    on.expect_pending("after every row was marked", (0, 0))
+        .await;
+    on.sc.same(
+        "claim_rows with every row marked",
+        rows_seen(&on.claim_rows(10).await),
+        vec![],
+    );
+
+    // The archive holds the three rows marked with `archive`, and only they.
+    let past = Utc::now() - hour();
+    let expired = on
+        .sc
+        .call(
+            "prune",
+            store.prune(past, Utc::now() + hour(), layout.len() * 2),
+        )
+        .await;
+    on.sc.same(
+        "archived rows expired by prune (k2a, free2, k3b)",
+        expired,
+        3,
     );
     Verdict::Passed
 }

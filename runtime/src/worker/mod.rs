@@ -44,6 +44,9 @@ pub(crate) struct Shared {
     pub(crate) retention: Retention,
     pub(crate) poll_interval: Duration,
     pub(crate) batch_size: usize,
+    /// How many publications the relay keeps in flight, at most: also how many claimed rows
+    /// it holds.
+    pub(crate) relay_window: usize,
     pub(crate) wiring: Wiring,
     /// The work in flight in this app.
     pub(crate) activity: Arc<Activity>,
