@@ -220,3 +220,94 @@ async fn many_keys_drain_in_order_within_the_window_on_postgres() {
     let store = PostgresStore::connect_with(pool, &schema).await.unwrap();
     drains_in_order_within_the_window(store, 16, 40, 25).await;
 }
+
+/// A broker that is away for its first `outage` publications, then takes them.
+#[derive(Debug, Clone, Default)]
+struct AwayAtFirst {
+    outage: usize,
+    tried: Arc<AtomicUsize>,
+}
+
+impl Transport for AwayAtFirst {
+    fn publish(&self, _message: Message) -> BoxFuture<'_, Result<(), TransportError>> {
+        let tried = self.tried.fetch_add(1, Ordering::SeqCst);
+        let outcome = if tried < self.outage {
+            let kind = tidings::ErrorKind::Unavailable;
+            Err(TransportError::new(kind, "the broker is away", None))
+        } else {
+            Ok(())
+        };
+        Box::pin(std::future::ready(outcome))
+    }
+
+    fn subscribe(
+        &self,
+        _subscription: Subscription,
+    ) -> BoxFuture<'_, Result<Box<dyn Inbound>, TransportError>> {
+        let refused = TransportError::new(tidings::ErrorKind::Invalid, "no consumers here", None);
+        Box::pin(std::future::ready(Err(refused)))
+    }
+}
+
+/// What the test's subscriber printed.
+#[derive(Debug, Clone, Default)]
+struct Printed(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Printed {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An outage is one log line when the transport goes away and one when it is back, however many
+/// rows and retries it spans.
+#[tokio::test]
+async fn an_outage_is_one_line_when_it_starts_and_one_when_it_ends() {
+    let printed = Printed::default();
+    let writer = printed.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .finish();
+    // The current-thread runtime polls every task of the app on this thread.
+    let _default = tracing::subscriber::set_default(subscriber);
+    let broker = AwayAtFirst {
+        outage: 12,
+        ..AwayAtFirst::default()
+    };
+    let app = Tidings::builder("shipping")
+        .transport(broker.clone())
+        .retry(
+            RetryPolicy::default()
+                .initial_delay(Duration::from_millis(1))
+                .max_delay(Duration::from_millis(5)),
+        )
+        .build()
+        .unwrap();
+    let running = app.start().await.unwrap();
+    for parcel in 0..4 {
+        let scanned = ParcelScanned { parcel, scan: 0 };
+        app.domain_events().publish(scanned).await.unwrap();
+    }
+    running.settle_for(Duration::from_secs(30)).await.unwrap();
+    running.shutdown().await.unwrap();
+
+    let printed = String::from_utf8(printed.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        broker.tried.load(Ordering::SeqCst) > 12,
+        "the outage spanned retries"
+    );
+    assert_eq!(
+        printed.matches("the transport is unavailable").count(),
+        1,
+        "{printed}"
+    );
+    assert_eq!(printed.matches("available again").count(), 1, "{printed}");
+    assert_eq!(printed.matches("will retry").count(), 0, "{printed}");
+}

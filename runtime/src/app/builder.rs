@@ -179,6 +179,7 @@ impl TidingsBuilder {
             transport_activity,
             dispatch_wake,
             relay_wake: Notify::new(),
+            transport_available: AtomicBool::new(true),
         };
         Ok(Tidings {
             shared: Arc::new(shared),

@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -54,6 +55,8 @@ pub(crate) struct Shared {
     pub(crate) transport_activity: Option<Arc<Activity>>,
     pub(crate) dispatch_wake: Arc<Notify>,
     pub(crate) relay_wake: Notify,
+    /// Whether the last publication reached the transport: the relay says so when it changes.
+    pub(crate) transport_available: AtomicBool,
 }
 
 /// The subscriptions of an app, each with the routes of its contract.

@@ -17,6 +17,7 @@
 //! dedupe or the consumer's inbox absorbs it.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use chrono::Utc;
 use tokio::sync::watch;
@@ -25,7 +26,7 @@ use tracing::{Instrument, info_span};
 
 use super::Shared;
 use crate::envelope;
-use crate::error::error_chain;
+use crate::error::{ErrorKind, error_chain};
 use crate::store::{IntegrationRow, RowId};
 
 /// How one publication ended.
@@ -185,12 +186,23 @@ async fn publish(shared: Arc<Shared>, row: IntegrationRow) -> Ended {
     } = row;
     async {
         let error = match shared.transport.publish(message).await {
-            Ok(()) => return Ended::Acknowledged(id),
+            Ok(()) => {
+                if !shared.transport_available.swap(true, Ordering::Relaxed) {
+                    tracing::info!("the transport is available again: the outbox drains");
+                }
+                return Ended::Acknowledged(id);
+            }
             Err(error) => error,
         };
         let delay = shared.retry.delay(attempt);
         let kind = error.kind();
-        if shared.retry.gives_up_after(attempt) {
+        if kind == ErrorKind::Unavailable {
+            // One line when the transport goes away, not one per row and retry.
+            if shared.transport_available.swap(false, Ordering::Relaxed) {
+                tracing::error!(%error, "the transport is unavailable: integration events wait in the outbox, and the relay retries");
+            }
+            tracing::debug!(%error, attempt, ?delay, "publication failed; will retry");
+        } else if shared.retry.gives_up_after(attempt) {
             // Order per key forbids skipping the head: the key is parked, retried at the
             // policy's longest delays, while the other keys flow.
             tracing::error!(%error, %kind, attempt, ?delay, key = ?key, "publication keeps failing; its key is parked");
