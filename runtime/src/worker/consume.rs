@@ -29,13 +29,21 @@ pub(super) async fn run(
         tokio::select! {
             next = inbound.next() => match next {
                 Some(Ok(received)) => {
+                    if failures > 0 {
+                        tracing::info!(failures, "receiving again");
+                    }
                     failures = 0;
                     receive(&shared, received, &routes).await;
                 }
                 Some(Err(error)) => {
                     failures += 1;
                     let delay = shared.retry.delay(failures);
-                    tracing::warn!(%error, ?delay, "could not receive a message");
+                    // One line when receiving starts to fail, not one per retry.
+                    if failures == 1 {
+                        tracing::error!(%error, "could not receive messages: retrying with backoff");
+                    } else {
+                        tracing::debug!(%error, failures, ?delay, "could not receive a message");
+                    }
                     pause(delay, &mut stop).await;
                 }
                 None => return,
