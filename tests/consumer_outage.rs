@@ -1,0 +1,147 @@
+//! A consumer whose broker fails to deliver logs one line when receiving starts to fail and one
+//! when it resumes, however many retries lie between, and loses nothing meanwhile.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tidings::prelude::*;
+use tidings::transport::{BoxFuture, Inbound, Message, Received, Subscription, Transport};
+use tidings::{ErrorKind, TransportError};
+
+#[integration_event(name = "billing.invoice-sent")]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct InvoiceSentIntegrationEvent {
+    pub invoice: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct Seen(Mutex<Vec<u32>>);
+
+#[handles]
+fn file_invoice(event: &InvoiceSentIntegrationEvent, seen: Dep<Seen>) {
+    seen.0.lock().unwrap().push(event.invoice);
+}
+
+/// A broker whose subscription fails `outage` times, then delivers one message.
+#[derive(Debug, Clone)]
+struct Flaky {
+    outage: usize,
+    tried: Arc<AtomicUsize>,
+}
+
+struct FlakyInbound {
+    broker: Flaky,
+    delivered: bool,
+}
+
+impl Inbound for FlakyInbound {
+    fn next(&mut self) -> BoxFuture<'_, Option<Result<Received, TransportError>>> {
+        Box::pin(async move {
+            if self.broker.tried.fetch_add(1, Ordering::SeqCst) < self.broker.outage {
+                let away = TransportError::new(ErrorKind::Unavailable, "the broker is away", None);
+                return Some(Err(away));
+            }
+            if self.delivered {
+                // Nothing more: wait until the app stops.
+                std::future::pending::<()>().await;
+            }
+            self.delivered = true;
+            let id = uuid::Uuid::now_v7();
+            let message = Message {
+                id,
+                source: "billing".to_owned(),
+                contract: "billing.invoice-sent".to_owned(),
+                version: 1,
+                key: None,
+                time: chrono::Utc::now(),
+                correlation_id: id,
+                causation_id: None,
+                traceparent: None,
+                data: serde_json::json!({ "invoice": 7 }),
+            };
+            Some(Ok(Received::new(message, || {
+                Box::pin(std::future::ready(Ok(())))
+            })))
+        })
+    }
+}
+
+impl Transport for Flaky {
+    fn publish(&self, _message: Message) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn subscribe(
+        &self,
+        _subscription: Subscription,
+    ) -> BoxFuture<'_, Result<Box<dyn Inbound>, TransportError>> {
+        let inbound = FlakyInbound {
+            broker: self.clone(),
+            delivered: false,
+        };
+        Box::pin(std::future::ready(
+            Ok(Box::new(inbound) as Box<dyn Inbound>),
+        ))
+    }
+}
+
+/// What the test's subscriber printed.
+#[derive(Debug, Clone, Default)]
+struct Printed(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Printed {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_outage_of_receiving_is_one_line_when_it_starts_and_one_when_it_ends() {
+    let printed = Printed::default();
+    let writer = printed.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .finish();
+    // The current-thread runtime polls every task of the app on this thread.
+    let _default = tracing::subscriber::set_default(subscriber);
+    let broker = Flaky {
+        outage: 8,
+        tried: Arc::default(),
+    };
+    let seen = Dep::new(Seen::default());
+    let app = Tidings::builder("accounting")
+        .transport(broker.clone())
+        .provide_dep(seen.clone())
+        .retry(
+            RetryPolicy::default()
+                .initial_delay(Duration::from_millis(1))
+                .max_delay(Duration::from_millis(5)),
+        )
+        .build()
+        .unwrap();
+    let running = app.start().await.unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while seen.0.lock().unwrap().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    running.settle_for(Duration::from_secs(20)).await.unwrap();
+    running.shutdown().await.unwrap();
+
+    assert_eq!(
+        *seen.0.lock().unwrap(),
+        [7],
+        "the message came after the outage"
+    );
+    let printed = String::from_utf8(printed.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(printed.matches("could not receive").count(), 1, "{printed}");
+    assert_eq!(printed.matches("receiving again").count(), 1, "{printed}");
+}
