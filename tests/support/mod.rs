@@ -5,6 +5,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+pub(crate) mod broker;
+
 /// The PostgreSQL URL from `DATABASE_URL`. Without it the test says so and is skipped, unless
 /// `TIDINGS_REQUIRE_SERVICES` is set (as `.ci/run` does): then it fails.
 pub(crate) fn database_url(test: &str) -> Option<String> {

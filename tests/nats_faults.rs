@@ -1,0 +1,887 @@
+//! Fault tests of the NATS path, each on a private `nats-server` of its own (a free port,
+//! JetStream, a temporary store directory), killed with SIGKILL and started again, or behind a
+//! TCP proxy that cuts the link:
+//!
+//! - F4: the broker is down while use cases keep publishing;
+//! - F12: the broker is killed with SIGKILL and started again in the middle of a stream;
+//! - F6: the link is cut after a publication reached the broker, before its acknowledgement;
+//! - F7: payloads that cannot be decoded and a handler that always fails, next to healthy ones.
+//!
+//! Each keeps a ledger: the publishing side records every order it committed, the consuming
+//! app's handler every order it saw. Each asserts lost = 0 (and order per key where it says
+//! so); duplicates are counted and printed, never failed. The streams' setting is named in each
+//! ledger line: tidings' "no event is lost" is never stronger than the broker's acknowledgement.
+//! The tests run one at a time, so that two servers do not compete for the cores.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use support::broker::{LinkProxy, PrivateNats};
+use tidings::prelude::*;
+use tidings::store::Store;
+use tidings::transport::{BoxFuture, Inbound, Message, Subscription, Transport, cloudevents};
+use tidings::{
+    ErrorKind, NatsStorage, NatsTransport, NatsTransportBuilder, RetryPolicy, Running, SqliteStore,
+    TransportError,
+};
+use uuid::Uuid;
+
+/// The longest wait for what must happen; no test asserts how long anything takes.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The contract the tests publish.
+const CONTRACT: &str = "orders.order-placed";
+
+/// One test at a time: each runs a server of its own, and two cores are few.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// An order: its key, and its place among the orders of that key.
+type Order = (String, u32);
+
+pub mod orders {
+    tidings::context!("orders");
+
+    use tidings::prelude::*;
+
+    #[domain_event]
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    pub struct OrderPlaced {
+        pub key: String,
+        pub seq: u32,
+    }
+
+    #[integration_event(name = "orders.order-placed", from = OrderPlaced, key = key)]
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    pub struct OrderPlacedIntegrationEvent {
+        pub key: String,
+        pub seq: u32,
+    }
+
+    impl From<&OrderPlaced> for OrderPlacedIntegrationEvent {
+        fn from(event: &OrderPlaced) -> Self {
+            OrderPlacedIntegrationEvent {
+                key: event.key.clone(),
+                seq: event.seq,
+            }
+        }
+    }
+}
+
+pub mod billing {
+    tidings::context!("billing");
+
+    use super::Ledger;
+    use super::orders::OrderPlacedIntegrationEvent;
+    use tidings::prelude::*;
+
+    #[handles]
+    fn bill(event: &OrderPlacedIntegrationEvent, ledger: Dep<Ledger>, meta: &EventMeta) {
+        ledger.saw("bill", &event.key, event.seq, meta.id);
+    }
+}
+
+pub mod audit {
+    tidings::context!("audit");
+
+    use super::Ledger;
+    use super::orders::OrderPlacedIntegrationEvent;
+    use tidings::prelude::*;
+
+    /// The key that `audit_strict` refuses every time.
+    pub const POISON: &str = "poison";
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("audit refuses every order of key `poison`")]
+    pub struct Refused;
+
+    #[handles]
+    fn audit_all(event: &OrderPlacedIntegrationEvent, ledger: Dep<Ledger>, meta: &EventMeta) {
+        ledger.saw("audit_all", &event.key, event.seq, meta.id);
+    }
+
+    /// Fails on every run for the poison key; records the others.
+    #[handles]
+    fn audit_strict(
+        event: &OrderPlacedIntegrationEvent,
+        ledger: Dep<Ledger>,
+        meta: &EventMeta,
+    ) -> Result<(), Refused> {
+        if event.key == POISON {
+            ledger.saw("audit_strict refused", &event.key, event.seq, meta.id);
+            return Err(Refused);
+        }
+        ledger.saw("audit_strict", &event.key, event.seq, meta.id);
+        Ok(())
+    }
+}
+
+/// What the consuming handlers saw, every run, in order.
+#[derive(Debug, Default)]
+pub struct Ledger(Mutex<Vec<Seen>>);
+
+/// One run of a handler on one order.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    handler: &'static str,
+    order: Order,
+    id: Uuid,
+}
+
+impl Ledger {
+    fn saw(&self, handler: &'static str, key: &str, seq: u32, id: Uuid) {
+        self.0.lock().unwrap().push(Seen {
+            handler,
+            order: (key.to_owned(), seq),
+            id,
+        });
+    }
+
+    /// The orders `handler` saw, in the order it saw them, every run.
+    fn orders(&self, handler: &str) -> Vec<Order> {
+        let seen = self.0.lock().unwrap();
+        seen.iter()
+            .filter(|s| s.handler == handler)
+            .map(|s| s.order.clone())
+            .collect()
+    }
+
+    /// The event ids `handler` saw, every run.
+    fn ids(&self, handler: &str) -> Vec<Uuid> {
+        let seen = self.0.lock().unwrap();
+        seen.iter()
+            .filter(|s| s.handler == handler)
+            .map(|s| s.id)
+            .collect()
+    }
+
+    /// Whether `handler` saw every order of `expected`.
+    fn has_all(&self, handler: &str, expected: &BTreeSet<Order>) -> bool {
+        let seen: BTreeSet<Order> = self.orders(handler).into_iter().collect();
+        expected.is_subset(&seen)
+    }
+}
+
+/// The count of a ledger: what was published against what one handler saw.
+#[derive(Debug)]
+struct Tally {
+    published: usize,
+    /// Distinct orders seen.
+    received: usize,
+    lost: Vec<Order>,
+    /// Runs beyond the first of one order.
+    duplicates: usize,
+    /// Orders seen that were never published.
+    unexpected: Vec<Order>,
+    /// Orders seen (first runs) after a later order of their key.
+    out_of_order: Vec<String>,
+}
+
+impl Tally {
+    fn new(published: &[Order], seen: &[Order]) -> Self {
+        let published_set: BTreeSet<&Order> = published.iter().collect();
+        let mut first_runs: BTreeSet<&Order> = BTreeSet::new();
+        let mut duplicates = 0;
+        let mut last: BTreeMap<&str, u32> = BTreeMap::new();
+        let mut out_of_order = Vec::new();
+        for order in seen {
+            if !first_runs.insert(order) {
+                duplicates += 1;
+                continue;
+            }
+            let (key, seq) = order;
+            if let Some(&before) = last.get(key.as_str())
+                && before > *seq
+            {
+                out_of_order.push(format!("key {key}: {seq} after {before}"));
+            }
+            let entry = last.entry(key.as_str()).or_insert(*seq);
+            *entry = (*entry).max(*seq);
+        }
+        Tally {
+            published: published.len(),
+            received: first_runs.len(),
+            lost: published_set
+                .iter()
+                .filter(|order| !first_runs.contains(*order))
+                .map(|order| (*order).clone())
+                .collect(),
+            duplicates,
+            unexpected: first_runs
+                .iter()
+                .filter(|order| !published_set.contains(*order))
+                .map(|order| (*order).clone())
+                .collect(),
+            out_of_order,
+        }
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "published {}, received {}, lost {}, duplicates {}",
+            self.published,
+            self.received,
+            self.lost.len(),
+            self.duplicates
+        )
+    }
+
+    /// Asserts lost = 0 and nothing seen that was not published.
+    fn assert_nothing_lost(&self, test: &str) {
+        assert!(self.lost.is_empty(), "{test}: lost {:?}", self.lost);
+        assert!(
+            self.unexpected.is_empty(),
+            "{test}: seen, never published: {:?}",
+            self.unexpected
+        );
+    }
+
+    fn assert_in_order(&self, test: &str, what: &str) {
+        assert!(
+            self.out_of_order.is_empty(),
+            "{test}: {what} out of order per key: {:?}",
+            self.out_of_order
+        );
+    }
+}
+
+/// Waits until `done` says so, at most [`PATIENCE`]; returns whether it did.
+async fn eventually<F, Fut>(mut done: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while tokio::time::Instant::now() < deadline {
+        if done().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    done().await
+}
+
+/// Quick backoff, so that the relay and the consumers come back soon after the broker does.
+fn quick_retry() -> RetryPolicy {
+    RetryPolicy::default()
+        .initial_delay(Duration::from_millis(20))
+        .max_delay(Duration::from_millis(200))
+}
+
+/// A client that reconnects soon (at most 250 ms apart, without end), with requests and
+/// publications timing out after 1 s.
+async fn jetstream(url: &str) -> async_nats::jetstream::Context {
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(1))
+        .reconnect_delay_callback(|attempts| {
+            let attempts = u64::try_from(attempts).unwrap_or(u64::MAX);
+            Duration::from_millis(attempts.saturating_mul(50).min(250))
+        })
+        .connect(url)
+        .await
+        .expect("the private NATS server answers");
+    async_nats::jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(1))
+        .build(client)
+}
+
+/// The settings of the tests' transports: the default names, `storage`, a short ack wait.
+fn builder(storage: NatsStorage) -> NatsTransportBuilder {
+    NatsTransport::builder()
+        .storage(storage)
+        .max_age(Duration::from_secs(3600))
+        .ack_wait(Duration::from_secs(2))
+}
+
+/// The publishing app: the `orders` context on `store`, with a quick relay.
+async fn publisher(transport: impl Transport, store: impl Store) -> (Tidings, Running) {
+    let app = Tidings::builder("orders")
+        .store(store)
+        .transport(transport)
+        .retry(quick_retry())
+        .poll_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let running = app.start().await.unwrap();
+    (app, running)
+}
+
+/// A consuming app of `context`, in memory, writing to `ledger`.
+async fn consumer(
+    context: &str,
+    transport: impl Transport,
+    ledger: &Dep<Ledger>,
+    retry: RetryPolicy,
+) -> (Tidings, Running) {
+    let app = Tidings::builder(context)
+        .transport(transport)
+        .provide_dep(ledger.clone())
+        .retry(retry)
+        .poll_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let running = app.start().await.unwrap();
+    (app, running)
+}
+
+/// A use case places an order; with the broker away, it must still succeed: it only writes the
+/// outbox.
+async fn place(app: &Tidings, committed: &Mutex<Vec<Order>>, key: &str, seq: u32) {
+    app.domain_events()
+        .publish(orders::OrderPlaced {
+            key: key.to_owned(),
+            seq,
+        })
+        .await
+        .expect("a use case publishes whatever the broker does: it only writes the outbox");
+    committed.lock().unwrap().push((key.to_owned(), seq));
+}
+
+/// Waits for the apps to settle, or fails with what still waits.
+async fn settle(apps: &[&Running]) {
+    if let Err(unsettled) = Running::settle_all_for(apps, PATIENCE).await {
+        panic!("{unsettled}");
+    }
+}
+
+/// One publication the relay attempted: the event's id, its order, how it went.
+#[derive(Debug, Clone)]
+struct Attempt {
+    id: Uuid,
+    order: Option<Order>,
+    outcome: Result<(), ErrorKind>,
+}
+
+/// The order a message carries.
+fn order_of(message: &Message) -> Option<Order> {
+    let key = message.data.get("key")?.as_str()?.to_owned();
+    let seq = u32::try_from(message.data.get("seq")?.as_u64()?).ok()?;
+    Some((key, seq))
+}
+
+/// The NATS transport, recording every publication attempted through it and its outcome.
+#[derive(Debug, Clone)]
+struct Recording {
+    inner: NatsTransport,
+    attempts: Arc<Mutex<Vec<Attempt>>>,
+}
+
+impl Recording {
+    fn new(inner: NatsTransport) -> Self {
+        Recording {
+            inner,
+            attempts: Arc::default(),
+        }
+    }
+
+    fn attempts(&self) -> Vec<Attempt> {
+        self.attempts.lock().unwrap().clone()
+    }
+
+    /// The orders the broker acknowledged.
+    fn acknowledged(&self) -> BTreeSet<Order> {
+        self.attempts()
+            .into_iter()
+            .filter(|a| a.outcome.is_ok())
+            .filter_map(|a| a.order)
+            .collect()
+    }
+}
+
+impl Transport for Recording {
+    fn publish(&self, message: Message) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            let id = message.id;
+            let order = order_of(&message);
+            let result = self.inner.publish(message).await;
+            self.attempts.lock().unwrap().push(Attempt {
+                id,
+                order,
+                outcome: result.as_ref().map(drop).map_err(TransportError::kind),
+            });
+            result
+        })
+    }
+
+    fn subscribe(
+        &self,
+        subscription: Subscription,
+    ) -> BoxFuture<'_, Result<Box<dyn Inbound>, TransportError>> {
+        self.inner.subscribe(subscription)
+    }
+}
+
+/// What the contract's stream holds, read back from the broker message by message.
+#[derive(Debug)]
+struct StreamContent {
+    /// Each message's event id and order, in stream order.
+    messages: Vec<(Uuid, Option<Order>)>,
+}
+
+impl StreamContent {
+    async fn read(url: &str, transport: &NatsTransport) -> Self {
+        let client = async_nats::connect(url)
+            .await
+            .expect("the private NATS server answers");
+        let jetstream = async_nats::jetstream::new(client);
+        let mut stream = jetstream
+            .get_stream(transport.stream_name(CONTRACT, 1))
+            .await
+            .expect("the contract's stream exists");
+        let state = stream
+            .info()
+            .await
+            .expect("the stream's state")
+            .state
+            .clone();
+        let mut messages = Vec::new();
+        for sequence in state.first_sequence..=state.last_sequence {
+            if state.messages == 0 {
+                break;
+            }
+            // A sequence may be a gap (a message the server lost or removed).
+            let Ok(raw) = stream.get_raw_message(sequence).await else {
+                continue;
+            };
+            match cloudevents::from_structured(&raw.payload) {
+                Ok(message) => messages.push((message.id, order_of(&message))),
+                Err(_) => messages.push((Uuid::nil(), None)),
+            }
+        }
+        StreamContent { messages }
+    }
+
+    fn orders(&self) -> Vec<Order> {
+        self.messages
+            .iter()
+            .filter_map(|(_, order)| order.clone())
+            .collect()
+    }
+
+    /// Messages stored more than once under one event id.
+    fn copies(&self) -> usize {
+        let ids: BTreeSet<Uuid> = self.messages.iter().map(|(id, _)| *id).collect();
+        self.messages.len() - ids.len()
+    }
+}
+
+fn keys(count: usize) -> Vec<String> {
+    (0..count).map(|k| format!("k{k}")).collect()
+}
+
+/// F4: two contexts on a private broker (file storage); the broker is killed and stays down
+/// while the publisher's use cases keep publishing (they only write the SQLite outbox), then
+/// starts again on the same port and store. Everything arrives, in order per key, in the
+/// stream and at the consumer (one message in flight per consumer, so that a redelivery
+/// cannot overtake).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f4_broker_down_while_use_cases_keep_publishing() {
+    const TEST: &str = "f4_broker_down_while_use_cases_keep_publishing";
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(mut nats) = PrivateNats::start(TEST).await else {
+        return;
+    };
+    let db = support::TempDb::new();
+    let ledger = Dep::new(Ledger::default());
+    let publishing =
+        Recording::new(builder(NatsStorage::File).from_jetstream(jetstream(&nats.url()).await));
+    let consuming = builder(NatsStorage::File)
+        .max_ack_pending(1)
+        .from_jetstream(jetstream(&nats.url()).await);
+    let (orders, orders_running) =
+        publisher(publishing.clone(), SqliteStore::open(&db.0).await.unwrap()).await;
+    let (_billing, billing_running) =
+        consumer("billing", consuming.clone(), &ledger, quick_retry()).await;
+
+    let keys = keys(4);
+    let committed = Mutex::new(Vec::new());
+    let round = |seq: u32| {
+        let (orders, committed, keys) = (&orders, &committed, &keys);
+        async move {
+            for key in keys {
+                place(orders, committed, key, seq).await;
+            }
+        }
+    };
+
+    // The broker up: the path works.
+    round(0).await;
+    let first: BTreeSet<Order> = committed.lock().unwrap().iter().cloned().collect();
+    assert!(
+        eventually(|| async { ledger.has_all("bill", &first) }).await,
+        "{TEST}: the first orders arrived with the broker up"
+    );
+
+    // The broker down, the use cases publishing.
+    nats.kill();
+    let down_from = committed.lock().unwrap().len();
+    for seq in 1..=12 {
+        round(seq).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let during_outage = committed.lock().unwrap().len() - down_from;
+
+    // The broker back, on the same port and store; a few more orders.
+    nats.restart().await;
+    for seq in 13..=14 {
+        round(seq).await;
+    }
+
+    settle(&[&orders_running]).await;
+    let committed = committed.into_inner().unwrap();
+    let expected: BTreeSet<Order> = committed.iter().cloned().collect();
+    let arrived = eventually(|| async { ledger.has_all("bill", &expected) }).await;
+    settle(&[&orders_running, &billing_running]).await;
+
+    let stream = StreamContent::read(&nats.url(), &consuming).await;
+    let in_stream = Tally::new(&committed, &stream.orders());
+    let at_consumer = Tally::new(&committed, &ledger.orders("bill"));
+    let attempts = publishing.attempts();
+    let failed = attempts.iter().filter(|a| a.outcome.is_err()).count();
+    println!(
+        "{TEST} (file storage): {}; {during_outage} published with the broker down; relay \
+         attempts {}, failed {failed}; stream copies {}",
+        at_consumer.line(),
+        attempts.len(),
+        stream.copies()
+    );
+    assert!(
+        arrived,
+        "{TEST}: not everything arrived: {}",
+        at_consumer.line()
+    );
+    in_stream.assert_nothing_lost(TEST);
+    in_stream.assert_in_order(TEST, "the stream");
+    at_consumer.assert_nothing_lost(TEST);
+    at_consumer.assert_in_order(TEST, "the consumer");
+
+    orders_running.shutdown().await.unwrap();
+    billing_running.shutdown().await.unwrap();
+}
+
+/// F12: while a use case publishes a steady stream, the broker (file storage) is killed with
+/// SIGKILL and started again at once, then killed again and started after a pause. Lost = 0 at
+/// the consumer; a message the broker acknowledged and then lost in its crash would be the
+/// broker's loss, counted apart (its file store syncs to disk every 2 minutes by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f12_broker_killed_and_restarted_mid_stream() {
+    const TEST: &str = "f12_broker_killed_and_restarted_mid_stream";
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(mut nats) = PrivateNats::start(TEST).await else {
+        return;
+    };
+    let ledger = Dep::new(Ledger::default());
+    let publishing =
+        Recording::new(builder(NatsStorage::File).from_jetstream(jetstream(&nats.url()).await));
+    let consuming = builder(NatsStorage::File).from_jetstream(jetstream(&nats.url()).await);
+    let (orders, orders_running) = publisher(publishing.clone(), InMemoryStore::new()).await;
+    let (_billing, billing_running) =
+        consumer("billing", consuming.clone(), &ledger, quick_retry()).await;
+
+    let committed = Arc::new(Mutex::new(Vec::new()));
+    let stream_of_orders = tokio::spawn({
+        let (orders, committed) = (orders.clone(), Arc::clone(&committed));
+        async move {
+            let keys = keys(5);
+            for seq in 0..40 {
+                for key in &keys {
+                    place(&orders, &committed, key, seq).await;
+                }
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+        }
+    });
+    let committed_at_least = |n: usize| {
+        let committed = Arc::clone(&committed);
+        async move { eventually(|| async { committed.lock().unwrap().len() >= n }).await }
+    };
+
+    // Killed once the consumer has seen orders flow, started again at once.
+    assert!(committed_at_least(50).await);
+    assert!(eventually(|| async { !ledger.orders("bill").is_empty() }).await);
+    nats.kill();
+    nats.restart().await;
+    // Killed again further on, started after a pause.
+    assert!(committed_at_least(130).await);
+    nats.kill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    nats.restart().await;
+    stream_of_orders.await.unwrap();
+
+    settle(&[&orders_running]).await;
+    let committed = committed.lock().unwrap().clone();
+    let stream = StreamContent::read(&nats.url(), &consuming).await;
+    let in_stream: BTreeSet<Order> = stream.orders().into_iter().collect();
+    // Acknowledged by the server, and not in its stream after its crashes.
+    let broker_lost: BTreeSet<Order> = publishing
+        .acknowledged()
+        .difference(&in_stream)
+        .cloned()
+        .collect();
+    let expected: BTreeSet<Order> = committed
+        .iter()
+        .filter(|order| !broker_lost.contains(*order))
+        .cloned()
+        .collect();
+    let arrived = eventually(|| async { ledger.has_all("bill", &expected) }).await;
+    settle(&[&orders_running, &billing_running]).await;
+
+    let at_consumer = Tally::new(&committed, &ledger.orders("bill"));
+    let attempts = publishing.attempts();
+    let failed = attempts.iter().filter(|a| a.outcome.is_err()).count();
+    println!(
+        "{TEST} (file storage, 2 SIGKILLs): {}; broker lost {} (acknowledged, gone after its \
+         crash); relay attempts {}, failed {failed}; stream copies {}; seen out of order per key \
+         at the consumer {} (not asserted: a redelivery comes after what followed it)",
+        at_consumer.line(),
+        broker_lost.len(),
+        attempts.len(),
+        stream.copies(),
+        at_consumer.out_of_order.len()
+    );
+    let tidings_lost: Vec<&Order> = at_consumer
+        .lost
+        .iter()
+        .filter(|order| !broker_lost.contains(*order))
+        .collect();
+    assert!(
+        arrived && tidings_lost.is_empty(),
+        "{TEST}: lost {tidings_lost:?}"
+    );
+    assert!(
+        broker_lost.is_empty(),
+        "{TEST}: the broker acknowledged and then lost {broker_lost:?} in its crash (nats-server's \
+         loss, not tidings')"
+    );
+    Tally::new(&committed, &stream.orders()).assert_in_order(TEST, "the stream");
+
+    orders_running.shutdown().await.unwrap();
+    billing_running.shutdown().await.unwrap();
+}
+
+/// F6: the publisher's link goes through a proxy that cuts the connection right after it
+/// forwarded a publication to the broker, before the acknowledgement can come back. The relay
+/// sees the publication fail (unknown whether it landed), publishes it again with the same id,
+/// the stream keeps one copy, and the consumer sees each event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f6_link_cut_after_a_publication_before_its_acknowledgement() {
+    const TEST: &str = "f6_link_cut_after_a_publication_before_its_acknowledgement";
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(nats) = PrivateNats::start(TEST).await else {
+        return;
+    };
+    let proxy = LinkProxy::start(nats.port()).await;
+    let ledger = Dep::new(Ledger::default());
+    let publishing =
+        Recording::new(builder(NatsStorage::Memory).from_jetstream(jetstream(&proxy.url()).await));
+    let consuming = builder(NatsStorage::Memory).from_jetstream(jetstream(&nats.url()).await);
+    let (orders, orders_running) = publisher(publishing.clone(), InMemoryStore::new()).await;
+    let (_billing, billing_running) =
+        consumer("billing", consuming.clone(), &ledger, quick_retry()).await;
+
+    // Every second publication on the contract's subject loses its link right after it is
+    // sent, four times in all.
+    let subject = consuming.subject(CONTRACT, 1);
+    proxy.cut_after_sending(&format!("HPUB {subject} "), 2, 4);
+
+    let committed = Mutex::new(Vec::new());
+    for seq in 0..10 {
+        for key in keys(4) {
+            place(&orders, &committed, &key, seq).await;
+        }
+    }
+    settle(&[&orders_running]).await;
+    let committed = committed.into_inner().unwrap();
+    let expected: BTreeSet<Order> = committed.iter().cloned().collect();
+    let arrived = eventually(|| async { ledger.has_all("bill", &expected) }).await;
+    settle(&[&orders_running, &billing_running]).await;
+
+    let stream = StreamContent::read(&nats.url(), &consuming).await;
+    let at_consumer = Tally::new(&committed, &ledger.orders("bill"));
+    let attempts = publishing.attempts();
+    let failed: Vec<&Attempt> = attempts.iter().filter(|a| a.outcome.is_err()).collect();
+    let acknowledged: BTreeSet<Uuid> = attempts
+        .iter()
+        .filter(|a| a.outcome.is_ok())
+        .map(|a| a.id)
+        .collect();
+    println!(
+        "{TEST} (memory storage): {}; links cut {} after {} publications sent; relay attempts \
+         {}, failed {}; stream messages {}, copies {}",
+        at_consumer.line(),
+        proxy.cuts(),
+        proxy.matched(),
+        attempts.len(),
+        failed.len(),
+        stream.messages.len(),
+        stream.copies()
+    );
+    assert!(
+        arrived,
+        "{TEST}: not everything arrived: {}",
+        at_consumer.line()
+    );
+    at_consumer.assert_nothing_lost(TEST);
+    assert!(proxy.cuts() > 0, "{TEST}: the proxy cut no link");
+    assert!(
+        !failed.is_empty(),
+        "{TEST}: no publication failed, though links were cut before their acknowledgements"
+    );
+    // Each failed publication was made again with the same id, and acknowledged.
+    for attempt in &failed {
+        assert_eq!(
+            attempt.outcome,
+            Err(ErrorKind::Unavailable),
+            "{TEST}: an ambiguous failure is worth retrying"
+        );
+        assert!(
+            acknowledged.contains(&attempt.id),
+            "{TEST}: event {} failed and was never acknowledged under its id",
+            attempt.id
+        );
+    }
+    // Retries with the same id are dropped by the stream; the consumer sees each event once.
+    assert_eq!(stream.copies(), 0, "{TEST}: {:?}", stream.messages);
+    assert_eq!(stream.messages.len(), committed.len());
+    assert_eq!(
+        at_consumer.duplicates, 0,
+        "{TEST}: the inbox lets nothing in twice"
+    );
+    let ids = ledger.ids("bill");
+    assert_eq!(
+        ids.iter().collect::<BTreeSet<_>>().len(),
+        ids.len(),
+        "{TEST}: one event id per order"
+    );
+    at_consumer.assert_in_order(TEST, "the consumer");
+
+    orders_running.shutdown().await.unwrap();
+    billing_running.shutdown().await.unwrap();
+}
+
+/// F7: on the contract's stream, a payload that is not a CloudEvent and a CloudEvent whose data
+/// is not the contract's; in the consuming context, a handler that fails every time on one key,
+/// next to a healthy one. The undecodable messages and the poison key's deliveries of the
+/// failing handler are dead-lettered; every other message flows to both handlers, in order per
+/// key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f7_undecodable_payloads_and_a_failing_handler_are_dead_lettered() {
+    const TEST: &str = "f7_undecodable_payloads_and_a_failing_handler_are_dead_lettered";
+    const ATTEMPTS: u32 = 3;
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(nats) = PrivateNats::start(TEST).await else {
+        return;
+    };
+    let ledger = Dep::new(Ledger::default());
+    let publishing = builder(NatsStorage::Memory).from_jetstream(jetstream(&nats.url()).await);
+    let consuming = builder(NatsStorage::Memory).from_jetstream(jetstream(&nats.url()).await);
+    let (orders, orders_running) = publisher(publishing.clone(), InMemoryStore::new()).await;
+    let (audit, audit_running) = consumer(
+        "audit",
+        consuming.clone(),
+        &ledger,
+        quick_retry()
+            .max_attempts(ATTEMPTS)
+            .max_delay(Duration::from_millis(50)),
+    )
+    .await;
+
+    // Bytes that are not a CloudEvent, from another client, first on the stream.
+    let subject = consuming.subject(CONTRACT, 1);
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    async_nats::jetstream::new(client)
+        .publish(subject, "hello, not an event".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    let committed = Mutex::new(Vec::new());
+    let mut all_keys = keys(3);
+    all_keys.push(audit::POISON.to_owned());
+    for seq in 0..5 {
+        for key in &all_keys {
+            place(&orders, &committed, key, seq).await;
+        }
+        if seq == 2 {
+            // A CloudEvent of the contract whose data is not an order, mid-stream.
+            let id = Uuid::now_v7();
+            let unreadable = Message {
+                id,
+                source: "elsewhere".to_owned(),
+                contract: CONTRACT.to_owned(),
+                version: 1,
+                key: Some("k1".to_owned()),
+                time: chrono::Utc::now(),
+                correlation_id: id,
+                causation_id: None,
+                traceparent: None,
+                data: json!({ "unexpected": true }),
+            };
+            publishing.publish(unreadable).await.unwrap();
+        }
+    }
+    let committed = committed.into_inner().unwrap();
+    let expected: BTreeSet<Order> = committed.iter().cloned().collect();
+    let healthy: Vec<Order> = committed
+        .iter()
+        .filter(|(key, _)| key != audit::POISON)
+        .cloned()
+        .collect();
+    let poison = committed.len() - healthy.len();
+    let healthy_set: BTreeSet<Order> = healthy.iter().cloned().collect();
+
+    let flowed = eventually(|| async {
+        ledger.has_all("audit_all", &expected) && ledger.has_all("audit_strict", &healthy_set)
+    })
+    .await;
+    let dead_lettered =
+        eventually(|| async { audit.dead_letters().await.unwrap().len() == 2 + poison }).await;
+    settle(&[&orders_running, &audit_running]).await;
+
+    let dead = audit.dead_letters().await.unwrap();
+    let all = Tally::new(&committed, &ledger.orders("audit_all"));
+    let strict = Tally::new(&healthy, &ledger.orders("audit_strict"));
+    let refused = ledger.orders("audit_strict refused").len();
+    println!(
+        "{TEST} (memory storage): audit_all {}; audit_strict (without key {}) {}; dead letters {} \
+         (2 undecodable, {poison} refused {refused} times in all)",
+        all.line(),
+        audit::POISON,
+        strict.line(),
+        dead.len()
+    );
+    assert!(flowed, "{TEST}: the other messages did not all flow");
+    all.assert_nothing_lost(TEST);
+    all.assert_in_order(TEST, "audit_all");
+    strict.assert_nothing_lost(TEST);
+    strict.assert_in_order(TEST, "audit_strict");
+    assert!(dead_lettered, "{TEST}: dead letters {dead:#?}");
+
+    let undecodable: Vec<_> = dead.iter().filter(|d| d.handler.is_none()).collect();
+    assert_eq!(undecodable.len(), 2, "{dead:#?}");
+    assert!(
+        undecodable
+            .iter()
+            .any(|d| d.error.contains("hello, not an event")),
+        "{undecodable:#?}"
+    );
+    let refusals: Vec<_> = dead.iter().filter(|d| d.handler.is_some()).collect();
+    assert_eq!(refusals.len(), poison, "{dead:#?}");
+    let poison_ids: BTreeSet<Uuid> = ledger.ids("audit_strict refused").into_iter().collect();
+    for letter in &refusals {
+        let handler = letter.handler.as_deref().unwrap_or_default();
+        assert!(handler.contains("audit_strict"), "{letter:#?}");
+        assert_eq!(letter.attempts, ATTEMPTS, "{letter:#?}");
+        assert!(letter.error.contains("refuses"), "{letter:#?}");
+        assert!(poison_ids.contains(&letter.event_id), "{letter:#?}");
+    }
+    assert_eq!(refused, poison * usize::try_from(ATTEMPTS).unwrap());
+
+    orders_running.shutdown().await.unwrap();
+    audit_running.shutdown().await.unwrap();
+}
