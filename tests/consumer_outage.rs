@@ -9,6 +9,8 @@ use tidings::prelude::*;
 use tidings::transport::{BoxFuture, Inbound, Message, Received, Subscription, Transport};
 use tidings::{ErrorKind, TransportError};
 
+mod support;
+
 #[integration_event(name = "billing.invoice-sent")]
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct InvoiceSentIntegrationEvent {
@@ -86,32 +88,10 @@ impl Transport for Flaky {
     }
 }
 
-/// What the test's subscriber printed.
-#[derive(Debug, Clone, Default)]
-struct Printed(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Printed {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn an_outage_of_receiving_is_one_line_when_it_starts_and_one_when_it_ends() {
-    let printed = Printed::default();
-    let writer = printed.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .finish();
     // The current-thread runtime polls every task of the app on this thread.
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (printed, _default) = support::Printed::capture();
     let broker = Flaky {
         outage: 8,
         tried: Arc::default(),
@@ -141,7 +121,7 @@ async fn an_outage_of_receiving_is_one_line_when_it_starts_and_one_when_it_ends(
         [7],
         "the message came after the outage"
     );
-    let printed = String::from_utf8(printed.0.lock().unwrap().clone()).unwrap();
+    let printed = printed.text();
     assert_eq!(printed.matches("could not receive").count(), 1, "{printed}");
     assert_eq!(printed.matches("receiving again").count(), 1, "{printed}");
 }

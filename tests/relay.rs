@@ -249,34 +249,12 @@ impl Transport for AwayAtFirst {
     }
 }
 
-/// What the test's subscriber printed.
-#[derive(Debug, Clone, Default)]
-struct Printed(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Printed {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// An outage is one log line when the transport goes away and one when it is back, however many
 /// rows and retries it spans.
 #[tokio::test]
 async fn an_outage_is_one_line_when_it_starts_and_one_when_it_ends() {
-    let printed = Printed::default();
-    let writer = printed.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .finish();
     // The current-thread runtime polls every task of the app on this thread.
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (printed, _default) = support::Printed::capture();
     let broker = AwayAtFirst {
         outage: 12,
         ..AwayAtFirst::default()
@@ -298,7 +276,7 @@ async fn an_outage_is_one_line_when_it_starts_and_one_when_it_ends() {
     running.settle_for(Duration::from_secs(30)).await.unwrap();
     running.shutdown().await.unwrap();
 
-    let printed = String::from_utf8(printed.0.lock().unwrap().clone()).unwrap();
+    let printed = printed.text();
     assert!(
         broker.tried.load(Ordering::SeqCst) > 12,
         "the outage spanned retries"

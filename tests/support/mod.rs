@@ -211,3 +211,42 @@ pub(crate) fn run_cloudevents_sdk(args: &[&str], input: &[u8]) -> Vec<u8> {
     );
     output.stdout
 }
+
+/// What a test's tracing subscriber printed, at `INFO` and above.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Printed(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Printed {
+    /// Prints this thread's tracing events into a `Printed`, until the guard is dropped: for
+    /// tests on a current-thread runtime, where every task of the app runs on this thread.
+    pub(crate) fn capture() -> (Printed, tracing::subscriber::DefaultGuard) {
+        let printed = Printed::default();
+        let writer = printed.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .finish();
+        (printed, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// Everything printed so far.
+    pub(crate) fn text(&self) -> String {
+        let bytes = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl std::io::Write for Printed {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
