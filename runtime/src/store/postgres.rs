@@ -45,7 +45,8 @@ const NOT_THIS_DATABASE: &str = "the transaction is not on the database of the a
 ///   [`DomainEvents::publish_in`](crate::DomainEvents::publish_in); a handler can take the
 ///   store's transaction as a `&mut sqlx::Transaction<'_, Postgres>` parameter.
 ///
-/// - Leases and due times are reckoned on the database's clock, which every instance shares.
+/// - Leases are reckoned on the database's clock, which every instance shares; a retry's due
+///   time is the failing instance's clock plus the backoff.
 ///
 /// Give each bounded context its own schema, so that its tables hold its work alone.
 ///

@@ -454,3 +454,17 @@ pub(crate) fn waiting<R: Columns>(rows: &[R]) -> Result<Waiting, StoreError> {
     waiting.rows.sort_by(|a, b| a.contract.cmp(&b.contract));
     Ok(waiting)
 }
+
+/// Whether `error` comes from a lock the store waited for in vain: SQLite's busy or locked (5, 6
+/// and their extended codes), or no connection of the pool freed in time.
+pub(crate) fn waited_for_a_lock(error: &StoreError) -> bool {
+    let source = std::error::Error::source(error);
+    match source.and_then(|source| source.downcast_ref::<sqlx::Error>()) {
+        Some(sqlx::Error::PoolTimedOut) => true,
+        Some(sqlx::Error::Database(error)) => error
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| matches!(code & 0xff, 5 | 6)),
+        _ => false,
+    }
+}

@@ -283,8 +283,6 @@ fn row_id_list(ids: &[i64]) -> Result<String, StoreError> {
     })
 }
 
-/// Records events with one delivery per handler, on `connection`; returns how many deliveries
-/// were created (an integration event's handler that already received it gets none).
 /// What to do about a file that stayed locked while recording.
 const LOCKED: &str = "the SQLite file stayed locked for the store's busy timeout (10 s unless \
     `SqliteStore::open_with` set another): if the caller holds a write transaction on the file, \
@@ -295,6 +293,9 @@ const NOT_THIS_FILE: &str = "the transaction is not on the app's store's SQLite 
     events would wait where no dispatcher looks: begin it on the store's file, with \
     `store.pool().begin()` or a pool opened with `SqliteStore::connect_options(path)`";
 
+/// Records events with one delivery per handler, on `connection`; returns how many deliveries
+/// were created (an integration event's handler that already received it gets none).
+///
 /// Each delivery is inserted only where `tidings_store` holds `identity`: in a transaction on
 /// another file, nothing is, and the error says so.
 async fn insert_events(
@@ -392,7 +393,7 @@ impl Store for SqliteStore {
                 Ok(created)
             };
             recorded.await.map_err(|error: StoreError| {
-                if error.kind() == ErrorKind::Unavailable {
+                if sql::waited_for_a_lock(&error) {
                     // The likeliest cause: the caller's own write transaction on this file.
                     StoreError::new(ErrorKind::Unavailable, LOCKED, Some(Box::new(error) as _))
                 } else {

@@ -33,7 +33,7 @@ pub(super) async fn run(
                         tracing::info!(failures, "receiving again");
                     }
                     failures = 0;
-                    receive(&shared, received, &routes).await;
+                    receive(&shared, received, &routes, &mut stop).await;
                 }
                 Some(Err(error)) => {
                     failures += 1;
@@ -48,13 +48,22 @@ pub(super) async fn run(
                 }
                 None => return,
             },
-            _ = stop.changed() => {}
+            // A dropped `Running` drops the sender: that stops the consumer too.
+            changed = stop.changed() => if changed.is_err() { return; }
         }
     }
 }
 
-/// Records one received message for the context's inbound handlers, then acknowledges it.
-async fn receive(shared: &Shared, received: Received, routes: &[usize]) {
+/// Records one received message for the context's inbound handlers, then acknowledges it. A
+/// message whose recording fails is tried again, with backoff, before the next one is taken: a
+/// transport that does not redeliver loses nothing, and order per key holds. Told to stop, it
+/// leaves the message unacknowledged.
+async fn receive(
+    shared: &Shared,
+    received: Received,
+    routes: &[usize],
+    stop: &mut watch::Receiver<bool>,
+) {
     let message = &received.message;
     let span = info_span!(
         "tidings.consume",
@@ -64,14 +73,27 @@ async fn receive(shared: &Shared, received: Received, routes: &[usize]) {
         context = %shared.context,
     );
     async {
-        match record(shared, &received.message, routes).await {
-            Ok(()) => {
-                if let Err(error) = received.ack().await {
-                    tracing::warn!(%error, "could not acknowledge a message; it will come again");
+        let mut failures = 0;
+        loop {
+            match record(shared, &received.message, routes).await {
+                Ok(()) => {
+                    if let Err(error) = received.ack().await {
+                        tracing::warn!(%error, "could not acknowledge a message; it may come again");
+                    }
+                    return;
                 }
-            }
-            Err(error) => {
-                tracing::error!(%error, "could not record a message; it will come again");
+                Err(error) => {
+                    failures += 1;
+                    let delay = shared.retry.delay(failures);
+                    if failures == 1 {
+                        tracing::error!(%error, "could not record a message; trying again");
+                    } else {
+                        tracing::debug!(%error, failures, ?delay, "could not record a message");
+                    }
+                    if pause(delay, stop).await {
+                        return;
+                    }
+                }
             }
         }
     }

@@ -1,8 +1,9 @@
-//! The background loops of a started app, one file each, and the claim–run–sleep loop that the
-//! dispatcher and the relay share:
+//! The background loops of a started app, one file each, over what they share (the app's state,
+//! the wait for work nobody announced):
 //!
-//! - [`dispatch`]: runs due deliveries, each handler's in order;
-//! - [`relay`]: publishes due integration rows to the transport, in order per key;
+//! - [`dispatch`]: runs due deliveries, each handler's in order, in a claim–run–sleep loop;
+//! - [`relay`]: publishes due integration rows to the transport, in order per key, through a
+//!   sliding window of publications;
 //! - [`consume`]: records the messages of one subscription for the inbound handlers;
 //! - [`listen`]: wakes the dispatcher and the relay for work that other processes commit;
 //! - [`sweep`]: deletes what retention no longer keeps.
@@ -128,7 +129,8 @@ async fn claim_run_sleep<'a, T, C, R, N, Fut>(
         tokio::select! {
             () = wake.notified() => {}
             () = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => {}
+            // A dropped `Running` drops the sender: that stops the workers too.
+            changed = stop.changed() => if changed.is_err() { return; }
         }
     }
 }

@@ -72,7 +72,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         // again, and before the claim, which can then take the next row of their keys.
         may_claim |= relay.mark().await;
         // The claimed rows held: in flight (the acknowledged ones are marked by now).
-        let held = in_flight.len() + relay.acknowledged.len();
+        let held = in_flight.len();
         if may_claim && held < window {
             let limit = (window - held).min(relay.batch);
             claimed_at = Utc::now();
@@ -106,7 +106,8 @@ pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             tokio::select! {
                 () = shared.relay_wake.notified() => {}
                 () = tokio::time::sleep(wait) => {}
-                _ = stop.changed() => {}
+                // A dropped `Running` drops the sender: that stops the relay too.
+                changed = stop.changed() => if changed.is_err() { return; }
             }
             may_claim = true;
         } else {
@@ -203,8 +204,8 @@ async fn publish(shared: Arc<Shared>, row: IntegrationRow) -> Ended {
             }
             tracing::debug!(%error, attempt, ?delay, "publication failed; will retry");
         } else if shared.retry.gives_up_after(attempt) {
-            // Order per key forbids skipping the head: the key is parked, retried at the
-            // policy's longest delays, while the other keys flow.
+            // Order per key forbids skipping the head: the key is parked, retried with backoff
+            // capped at the policy's `max_delay`, while the other keys flow.
             tracing::error!(%error, %kind, attempt, ?delay, key = ?key, "publication keeps failing; its key is parked");
         } else {
             tracing::warn!(%error, %kind, attempt, ?delay, "publication failed; will retry");
