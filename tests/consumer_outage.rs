@@ -125,3 +125,55 @@ async fn an_outage_of_receiving_is_one_line_when_it_starts_and_one_when_it_ends(
     assert_eq!(printed.matches("could not receive").count(), 1, "{printed}");
     assert_eq!(printed.matches("receiving again").count(), 1, "{printed}");
 }
+
+/// A message whose recording fails (the store's file is locked) is recorded again, with
+/// backoff, before the next one: a transport that does not redeliver loses nothing.
+#[tokio::test]
+async fn a_message_whose_recording_fails_is_recorded_again() {
+    let db = support::TempDb::new();
+    let options =
+        tidings::SqliteStore::connect_options(&db.0).busy_timeout(Duration::from_millis(20));
+    let store = tidings::SqliteStore::open_with(options).await.unwrap();
+    // Another writer holds the file's write lock: the consumer's recording fails meanwhile.
+    let other = sqlx::SqlitePool::connect_with(tidings::SqliteStore::connect_options(&db.0))
+        .await
+        .unwrap();
+    let lock = other.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    let broker = Flaky {
+        outage: 0,
+        tried: Arc::default(),
+    };
+    let tried = Arc::clone(&broker.tried);
+    let seen = Dep::new(Seen::default());
+    let app = Tidings::builder("accounting")
+        .store(store)
+        .transport(broker)
+        .provide_dep(seen.clone())
+        .retry(
+            RetryPolicy::default()
+                .initial_delay(Duration::from_millis(5))
+                .max_delay(Duration::from_millis(20)),
+        )
+        .build()
+        .unwrap();
+    let running = app.start().await.unwrap();
+    // The one message arrives, and its recording fails while the lock is held.
+    while tried.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(seen.0.lock().unwrap().is_empty(), "nothing recorded yet");
+    lock.rollback().await.unwrap();
+
+    running.settle_for(Duration::from_secs(20)).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while seen.0.lock().unwrap().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    running.shutdown().await.unwrap();
+    assert_eq!(
+        *seen.0.lock().unwrap(),
+        [7],
+        "handled once, after the lock was released"
+    );
+}
