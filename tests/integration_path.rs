@@ -309,10 +309,11 @@ impl tidings::store::Store for CountingClaims {
     fn retry_row(
         &self,
         id: tidings::store::RowId,
+        attempt: u32,
         error: String,
         at: Time,
     ) -> BoxFuture<'_, StoreResult<()>> {
-        self.inner.retry_row(id, error, at)
+        self.inner.retry_row(id, attempt, error, at)
     }
     fn next_row_due(&self) -> BoxFuture<'_, StoreResult<Option<Time>>> {
         self.inner.next_row_due()

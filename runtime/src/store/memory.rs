@@ -458,19 +458,20 @@ impl Store for InMemoryStore {
     fn retry_row(
         &self,
         id: RowId,
+        attempt: u32,
         _error: String,
         at: DateTime<Utc>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         let mut state = self.lock();
-        let result = match state.rows.get_mut(&id) {
-            Some(row) => {
-                row.claimed = false;
-                row.due = at;
-                Ok(())
-            }
-            None => Err(no_row(id)),
-        };
-        Self::ready(result)
+        let held = state
+            .rows
+            .get_mut(&id)
+            .filter(|row| row.claimed && row.attempts == attempt);
+        if let Some(row) = held {
+            row.claimed = false;
+            row.due = at;
+        }
+        Self::ready(Ok(()))
     }
 
     fn next_row_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {

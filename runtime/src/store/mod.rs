@@ -289,10 +289,12 @@ pub trait Store: Send + Sync + 'static {
         })
     }
 
-    /// Reschedules a row that could not be published; its key waits until `at`.
+    /// Reschedules a row that could not be published, if it is still claimed at `attempt`
+    /// (otherwise, another relay took it over, and nothing changes); its key waits until `at`.
     fn retry_row(
         &self,
         id: RowId,
+        attempt: u32,
         error: String,
         at: DateTime<Utc>,
     ) -> BoxFuture<'_, Result<(), StoreError>>;

@@ -716,17 +716,19 @@ impl Store for PostgresStore {
     fn retry_row(
         &self,
         id: RowId,
+        attempt: u32,
         error_text: String,
         at: DateTime<Utc>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             sqlx::query(self.sql(
                 "UPDATE {schema}.tidings_outbox SET claimed_until = NULL, due_at = $1, \
-                 last_error = $2 WHERE id = $3",
+                 last_error = $2 WHERE id = $3 AND attempts = $4",
             ))
             .bind(at)
             .bind(error_text)
             .bind(id_param(OUTBOX, id.get())?)
+            .bind(attempt_param(attempt)?)
             .execute(&self.pool)
             .await
             .map_err(error("could not reschedule a row"))?;

@@ -792,16 +792,19 @@ impl Store for SqliteStore {
     fn retry_row(
         &self,
         id: RowId,
+        attempt: u32,
         error_text: String,
         at: DateTime<Utc>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             sqlx::query(
-                "UPDATE tidings_outbox SET claimed_until = NULL, due_at = ?, last_error = ? WHERE id = ?",
+                "UPDATE tidings_outbox SET claimed_until = NULL, due_at = ?, last_error = ? \
+                 WHERE id = ? AND attempts = ?",
             )
             .bind(micros(at))
             .bind(error_text)
             .bind(id_param(OUTBOX, id.get())?)
+            .bind(i64::from(attempt))
             .execute(&self.pool)
             .await
             .map_err(error("could not reschedule a row"))?;

@@ -170,7 +170,8 @@ impl StoreScenario {
             }
             StoreScenario::OrderPerKey => {
                 "claim_rows takes the head of each key and every row without key; the next of a \
-                 key after row_published; retry_row parks the key until its time"
+                 key after row_published; retry_row parks the key until its time, and a stale \
+                 attempt's retry_row changes nothing"
             }
             StoreScenario::Waiting => {
                 "waiting counts deliveries by handler and rows by contract, each as due now, \
@@ -432,10 +433,11 @@ impl<S: Store + ?Sized> On<'_, S> {
             .await
     }
 
-    async fn retry_row(&self, id: RowId, error: &str, at: DateTime<Utc>) {
-        self.sc
-            .call("retry_row", self.store.retry_row(id, error.to_owned(), at))
-            .await
+    async fn retry_row(&self, row: &IntegrationRow, error: &str, at: DateTime<Utc>) {
+        let retried = self
+            .store
+            .retry_row(row.id, row.attempt, error.to_owned(), at);
+        self.sc.call("retry_row", retried).await
     }
 
     async fn next_row_due(&self) -> Option<DateTime<Utc>> {
@@ -1341,7 +1343,7 @@ pub async fn order_per_key<S: Store + ?Sized>(store: &S) -> Verdict {
     );
 
     let later = Utc::now() + hour();
-    on.retry_row(heads[1].id, "the broker is away", later).await;
+    on.retry_row(&heads[1], "the broker is away", later).await;
     let parked = on.claim_rows(10).await;
     on.sc.same(
         "a claim after k2's head was rescheduled an hour ahead (k2 is parked)",
@@ -1366,7 +1368,18 @@ pub async fn order_per_key<S: Store + ?Sized>(store: &S) -> Verdict {
         rows_seen(&last_of_k1),
         vec![label("k1c", Some("k1"), 1)],
     );
-    on.retry_row(last_of_k1[0].id, "refused", Utc::now() - second())
+    // A relay whose claim another took over (a stale attempt) reschedules nothing.
+    let stale = IntegrationRow {
+        attempt: last_of_k1[0].attempt + 1,
+        ..last_of_k1[0].clone()
+    };
+    on.retry_row(&stale, "late", Utc::now() - second()).await;
+    on.sc.same(
+        "a claim after a stale attempt's retry_row (k1c stays claimed)",
+        rows_seen(&on.claim_rows(10).await),
+        vec![],
+    );
+    on.retry_row(&last_of_k1[0], "refused", Utc::now() - second())
         .await;
     let again = on.claim_rows(10).await;
     on.sc.same(
@@ -1585,7 +1598,7 @@ pub async fn waiting<S: Store + ?Sized>(store: &S) -> Verdict {
             of_contract("sales.order-confirmed", counts(1, 0, 1)),
         ],
     );
-    on.retry_row(head[0].id, "the broker is away", Utc::now() + hour())
+    on.retry_row(&head[0], "the broker is away", Utc::now() + hour())
         .await;
     on.sc.same(
         "waiting with a row retried an hour ahead",

@@ -211,7 +211,7 @@ async fn publish(shared: Arc<Shared>, row: IntegrationRow) -> Ended {
             tracing::warn!(%error, %kind, attempt, ?delay, "publication failed; will retry");
         }
         let at = Utc::now() + delay;
-        if let Err(error) = shared.store.retry_row(id, error_chain(&error), at).await {
+        if let Err(error) = shared.store.retry_row(id, attempt, error_chain(&error), at).await {
             tracing::error!(%error, "could not record a publication's outcome");
         }
         shared.activity.finish(1);
