@@ -10,10 +10,9 @@
 //! Each line ends with the event's id and its correlation id; the search service prints the same
 //! correlation id for what it indexes, so the chain across the two processes is visible.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use support::{dollars, ids, short};
+use support::{data_dir, dollars, ids, short};
 use tidings::prelude::*;
 use tidings::{NatsTransport, SqliteStore};
 
@@ -64,14 +63,6 @@ fn publish_product_updated(
         name: event.name.clone(),
         price_cents: event.price_cents,
     }
-}
-
-/// Where the service keeps its outbox: `$SERVICES_DATA`, or `services-data/`.
-fn data_dir() -> std::io::Result<PathBuf> {
-    let dir =
-        std::env::var_os("SERVICES_DATA").map_or_else(|| "services-data".into(), PathBuf::from);
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
 
 #[tokio::main]

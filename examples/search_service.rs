@@ -7,11 +7,10 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use support::{dollars, ids};
+use support::{data_dir, dollars, ids};
 use tidings::prelude::*;
 use tidings::{NatsTransport, SqliteStore};
 use tokio::sync::Notify;
@@ -62,14 +61,6 @@ fn index_product(
         .unwrap_or_else(|p| p.into_inner())
         .insert(event.product_id.clone(), entry);
     index.changed.notify_waiters();
-}
-
-/// Where the service keeps its inbox: `$SERVICES_DATA`, or `services-data/`.
-fn data_dir() -> std::io::Result<PathBuf> {
-    let dir =
-        std::env::var_os("SERVICES_DATA").map_or_else(|| "services-data".into(), PathBuf::from);
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
 
 #[tokio::main]

@@ -1,6 +1,10 @@
-//! What the examples print with: short ids and prices.
+//! What the examples share: short ids and prices to print, and the two services' data folder.
+
+// Each example uses a part of it.
+#![allow(dead_code)]
 
 use std::fmt::Display;
+use std::path::PathBuf;
 
 use tidings::EventMeta;
 
@@ -20,4 +24,13 @@ pub(crate) fn ids(meta: &EventMeta) -> String {
 /// Cents as dollars.
 pub(crate) fn dollars(cents: i64) -> String {
     format!("${}.{:02}", cents / 100, cents % 100)
+}
+
+/// Where a service of the two-service example keeps its store: `$SERVICES_DATA`, or
+/// `services-data/`.
+pub(crate) fn data_dir() -> std::io::Result<PathBuf> {
+    let dir =
+        std::env::var_os("SERVICES_DATA").map_or_else(|| "services-data".into(), PathBuf::from);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }

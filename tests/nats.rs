@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -94,22 +93,6 @@ impl Drop for Broker {
         });
         let _ = cleanup.join();
     }
-}
-
-/// Waits until `done` says so, at most [`PATIENCE`]; returns whether it did.
-async fn eventually<F, Fut>(mut done: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while tokio::time::Instant::now() < deadline {
-        if done().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    done().await
 }
 
 /// A message of contract `contract` version 1, as the relay sends it.
@@ -274,7 +257,8 @@ async fn two_apps_talk_through_nats() {
         })
         .await
         .unwrap();
-    let warmed = eventually(|| async { journal.entry("warm_cache").is_some() }).await;
+    let warmed =
+        support::eventually(PATIENCE, || async { journal.entry("warm_cache").is_some() }).await;
     assert!(
         warmed,
         "search's handlers ran within {PATIENCE:?}: {journal:?}"
@@ -462,7 +446,10 @@ async fn a_payload_that_is_not_a_cloudevent_is_dead_lettered() {
         .await
         .unwrap();
 
-    let flowed = eventually(|| async { journal.entry("index_product").is_some() }).await;
+    let flowed = support::eventually(PATIENCE, || async {
+        journal.entry("index_product").is_some()
+    })
+    .await;
     assert!(flowed, "the next message reached search: {journal:?}");
     let dead = search.dead_letters().await.unwrap();
     assert_eq!(dead.len(), 1, "{dead:?}");
@@ -506,7 +493,10 @@ async fn an_event_built_by_another_languages_sdk_is_consumed() {
         .await
         .unwrap();
 
-    let consumed = eventually(|| async { journal.entry("index_product").is_some() }).await;
+    let consumed = support::eventually(PATIENCE, || async {
+        journal.entry("index_product").is_some()
+    })
+    .await;
     assert!(consumed, "search handled the SDK's event: {journal:?}");
     let meta = journal.entry("index_product").expect("handled");
     assert_eq!(meta.source, "https://erp.example/prices");

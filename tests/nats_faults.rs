@@ -16,7 +16,6 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -247,22 +246,6 @@ impl Tally {
             self.out_of_order
         );
     }
-}
-
-/// Waits until `done` says so, at most [`PATIENCE`]; returns whether it did.
-async fn eventually<F, Fut>(mut done: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while tokio::time::Instant::now() < deadline {
-        if done().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    done().await
 }
 
 /// Quick backoff, so that the relay and the consumers come back soon after the broker does.
@@ -512,7 +495,7 @@ async fn f4_broker_down_while_use_cases_keep_publishing() {
     round(0).await;
     let first: BTreeSet<Order> = committed.lock().unwrap().iter().cloned().collect();
     assert!(
-        eventually(|| async { ledger.has_all("bill", &first) }).await,
+        support::eventually(PATIENCE, || async { ledger.has_all("bill", &first) }).await,
         "{TEST}: the first orders arrived with the broker up"
     );
 
@@ -534,7 +517,8 @@ async fn f4_broker_down_while_use_cases_keep_publishing() {
     settle(&[&orders_running]).await;
     let committed = committed.into_inner().unwrap();
     let expected: BTreeSet<Order> = committed.iter().cloned().collect();
-    let arrived = eventually(|| async { ledger.has_all("bill", &expected) }).await;
+    let arrived =
+        support::eventually(PATIENCE, || async { ledger.has_all("bill", &expected) }).await;
     settle(&[&orders_running, &billing_running]).await;
 
     let stream = StreamContent::read(&nats.url(), &consuming).await;
@@ -597,12 +581,14 @@ async fn f12_broker_killed_and_restarted_mid_stream() {
     });
     let committed_at_least = |n: usize| {
         let committed = Arc::clone(&committed);
-        async move { eventually(|| async { committed.lock().unwrap().len() >= n }).await }
+        async move {
+            support::eventually(PATIENCE, || async { committed.lock().unwrap().len() >= n }).await
+        }
     };
 
     // Killed once the consumer has seen orders flow, started again at once.
     assert!(committed_at_least(50).await);
-    assert!(eventually(|| async { !ledger.orders("bill").is_empty() }).await);
+    assert!(support::eventually(PATIENCE, || async { !ledger.orders("bill").is_empty() }).await);
     nats.kill();
     nats.restart().await;
     // Killed again further on, started after a pause.
@@ -627,7 +613,8 @@ async fn f12_broker_killed_and_restarted_mid_stream() {
         .filter(|order| !broker_lost.contains(*order))
         .cloned()
         .collect();
-    let arrived = eventually(|| async { ledger.has_all("bill", &expected) }).await;
+    let arrived =
+        support::eventually(PATIENCE, || async { ledger.has_all("bill", &expected) }).await;
     settle(&[&orders_running, &billing_running]).await;
 
     let at_consumer = Tally::new(&committed, &ledger.orders("bill"));
@@ -697,7 +684,8 @@ async fn f6_link_cut_after_a_publication_before_its_acknowledgement() {
     settle(&[&orders_running]).await;
     let committed = committed.into_inner().unwrap();
     let expected: BTreeSet<Order> = committed.iter().cloned().collect();
-    let arrived = eventually(|| async { ledger.has_all("bill", &expected) }).await;
+    let arrived =
+        support::eventually(PATIENCE, || async { ledger.has_all("bill", &expected) }).await;
     settle(&[&orders_running, &billing_running]).await;
 
     let stream = StreamContent::read(&nats.url(), &consuming).await;
@@ -835,12 +823,14 @@ async fn f7_undecodable_payloads_and_a_failing_handler_are_dead_lettered() {
     let poison = committed.len() - healthy.len();
     let healthy_set: BTreeSet<Order> = healthy.iter().cloned().collect();
 
-    let flowed = eventually(|| async {
+    let flowed = support::eventually(PATIENCE, || async {
         ledger.has_all("audit_all", &expected) && ledger.has_all("audit_strict", &healthy_set)
     })
     .await;
-    let dead_lettered =
-        eventually(|| async { audit.dead_letters().await.unwrap().len() == 2 + poison }).await;
+    let dead_lettered = support::eventually(PATIENCE, || async {
+        audit.dead_letters().await.unwrap().len() == 2 + poison
+    })
+    .await;
     settle(&[&orders_running, &audit_running]).await;
 
     let dead = audit.dead_letters().await.unwrap();

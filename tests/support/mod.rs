@@ -250,3 +250,20 @@ impl std::io::Write for Printed {
         Ok(())
     }
 }
+
+/// Waits until `done` says so, asking again every few milliseconds, at most `patience`; returns
+/// whether it did. For what must happen eventually: no test asserts how long it takes.
+pub(crate) async fn eventually<F, Fut>(patience: std::time::Duration, mut done: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
+    while tokio::time::Instant::now() < deadline {
+        if done().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    done().await
+}
