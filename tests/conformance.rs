@@ -183,6 +183,7 @@ mod transport_scenarios {
     transport_scenario!(every_context, EveryContext);
     transport_scenario!(acknowledged, Acknowledged);
     transport_scenario!(order_per_key, OrderPerKey);
+    transport_scenario!(cancelled_next, CancelledNext);
 }
 
 #[test]
@@ -198,6 +199,7 @@ fn every_transport_scenario_has_its_test() {
             "acknowledged",
             "redelivery",
             "order_per_key",
+            "cancelled_next",
         ]
     );
 }

@@ -230,15 +230,24 @@ async fn an_undecodable_message_is_dead_lettered_and_the_next_one_flows() {
     running.shutdown().await.unwrap();
 }
 
-/// A store that counts the relay's claims, to see whether it spins.
+/// A store that counts the relay's claims, to see whether it spins, and the calls that record
+/// received integration events, to see whether the consumer batches them.
 #[derive(Clone, Default)]
-struct CountingClaims {
+struct Counting {
     inner: InMemoryStore,
     claims: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    inbox_records: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
-impl tidings::store::Store for CountingClaims {
+impl tidings::store::Store for Counting {
     fn record(&self, events: Vec<tidings::store::NewEvent>) -> BoxFuture<'_, StoreResult<usize>> {
+        if events
+            .iter()
+            .any(|e| e.event.kind == EventKind::Integration)
+        {
+            self.inbox_records
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         self.inner.record(events)
     }
     fn claim_deliveries<'a>(
@@ -335,7 +344,7 @@ use tidings::store::BoxFuture;
 
 #[tokio::test]
 async fn the_relay_waits_for_a_parked_keys_head_without_spinning() {
-    let store = CountingClaims::default();
+    let store = Counting::default();
     let claims = std::sync::Arc::clone(&store.claims);
     let published = InMemoryTransport::default();
     let broker = support::RefusesKey::new("stuck", published.clone());
@@ -386,4 +395,47 @@ async fn the_relay_waits_for_a_parked_keys_head_without_spinning() {
         .collect();
     assert_eq!(stuck, [0, 1, 2], "only the free key flowed, in order");
     running.shutdown().await.unwrap();
+}
+
+/// Messages the transport already holds are recorded in the inbox together, up to
+/// `inbox_batch` per store call (one transaction), not one call each; every one is handled once.
+#[tokio::test]
+async fn ready_messages_are_recorded_together() {
+    for (batch, calls) in [(64, 2..=4), (1, 100..=100)] {
+        let transport = InMemoryTransport::new().hold(100);
+        for sku in 0..100 {
+            let message = Message {
+                id: Uuid::now_v7(),
+                source: "elsewhere".into(),
+                contract: "catalog.product-discontinued".into(),
+                version: 1,
+                key: Some(sku.to_string()),
+                time: chrono::Utc::now(),
+                correlation_id: Uuid::now_v7(),
+                causation_id: None,
+                traceparent: None,
+                data: serde_json::json!({ "sku": sku.to_string() }),
+            };
+            transport.publish(message).await.unwrap();
+        }
+        let store = Counting::default();
+        let inbox_records = std::sync::Arc::clone(&store.inbox_records);
+        let app = Tidings::builder("catalog")
+            .store(store)
+            .transport(transport)
+            .provide(Received::default())
+            .inbox_batch(batch)
+            .build()
+            .unwrap();
+        let running = app.start().await.unwrap();
+        running.settle().await;
+        running.shutdown().await.unwrap();
+
+        assert_eq!(received(&app).len(), 100, "inbox_batch({batch})");
+        let recorded = inbox_records.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            calls.contains(&recorded),
+            "inbox_batch({batch}): 100 ready messages took {recorded} store calls, not {calls:?}"
+        );
+    }
 }

@@ -34,6 +34,7 @@ pub struct TidingsBuilder {
     poll_interval: Duration,
     batch_size: usize,
     relay_window: usize,
+    inbox_batch: usize,
 }
 
 impl fmt::Debug for TidingsBuilder {
@@ -114,6 +115,23 @@ impl TidingsBuilder {
         self
     }
 
+    /// How many received integration events a consumer records in one store transaction, at
+    /// most. Default: 64.
+    ///
+    /// A consumer takes the messages its transport already holds, up to this many, records them
+    /// in the inbox together and acknowledges them once recorded: one commit for the batch
+    /// instead of one per message. It never waits for a batch to fill, so a lone message is
+    /// recorded at once. 1 records one message at a time. A batch of 0 is taken as 1.
+    ///
+    /// ```
+    /// // Fewer, larger commits for a context that receives bursts.
+    /// let builder = tidings::Tidings::builder("search").inbox_batch(256);
+    /// ```
+    pub fn inbox_batch(mut self, batch: usize) -> Self {
+        self.inbox_batch = batch.max(1);
+        self
+    }
+
     /// Checks the wiring exactly as [`build`](Self::build) does, without building: for a
     /// one-line test in a user's suite.
     ///
@@ -174,6 +192,7 @@ impl TidingsBuilder {
             poll_interval: self.poll_interval,
             batch_size: self.batch_size,
             relay_window: self.relay_window,
+            inbox_batch: self.inbox_batch,
             wiring,
             activity: Arc::new(Activity::default()),
             transport_activity,
@@ -202,6 +221,7 @@ impl TidingsBuilder {
             poll_interval: Duration::from_secs(1),
             batch_size: 64,
             relay_window: 256,
+            inbox_batch: 64,
         }
     }
 }
