@@ -258,13 +258,11 @@ impl tidings::store::Store for Counting {
     ) -> BoxFuture<'a, StoreResult<Vec<tidings::store::Delivery>>> {
         self.inner.claim_deliveries(now, limit, handlers)
     }
-    fn complete_delivery(
+    fn complete_deliveries(
         &self,
-        id: tidings::store::DeliveryId,
-        attempt: u32,
-        produced: Vec<tidings::store::NewIntegrationRow>,
+        completions: Vec<tidings::store::Completion>,
     ) -> BoxFuture<'_, StoreResult<()>> {
-        self.inner.complete_delivery(id, attempt, produced)
+        self.inner.complete_deliveries(completions)
     }
     fn retry_delivery(
         &self,

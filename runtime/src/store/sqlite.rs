@@ -24,8 +24,8 @@ use super::sql::{
 use crate::event::EventKind;
 use crate::store::Waiting;
 use crate::store::{
-    BoxFuture, DeadLetter, DeadLetterId, Delivery, DeliveryId, ErrorKind, IntegrationRow, NewEvent,
-    NewIntegrationRow, RowId, Store, StoreError, StoredEvent,
+    BoxFuture, Completion, DeadLetter, DeadLetterId, Delivery, DeliveryId, ErrorKind,
+    IntegrationRow, NewEvent, NewIntegrationRow, RowId, Store, StoreError, StoredEvent,
 };
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -516,15 +516,25 @@ impl Store for SqliteStore {
         })
     }
 
-    fn complete_delivery(
+    fn complete_deliveries(
         &self,
-        id: DeliveryId,
-        attempt: u32,
-        produced: Vec<NewIntegrationRow>,
+        completions: Vec<Completion>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
+            if completions.is_empty() {
+                return Ok(());
+            }
             let mut tx = sql::begin(&self.pool).await?;
-            if complete(&mut tx, id, Some(attempt), produced).await? {
+            let mut completed = false;
+            for Completion {
+                id,
+                attempt,
+                produced,
+            } in completions
+            {
+                completed |= complete(&mut tx, id, Some(attempt), produced).await?;
+            }
+            if completed {
                 sql::commit(tx).await?;
             }
             Ok(())
