@@ -478,21 +478,33 @@ impl Store for PostgresStore {
             // Each handler's deliveries run in one process at a time, in the order they were
             // recorded: a claim skips the handlers another claim holds. Claims take turns
             // (a lock held until this claim commits) so that two cannot both see a handler free.
+            // The claim walks each free handler's deliveries in order on its index and stops at
+            // the limit: sorting is off so that stale statistics (a backlog just recorded) do
+            // not make it sort the whole backlog, and so is JIT, which such a cost estimate
+            // would start. A claim is a lease: its commit need not wait for the disk, since the
+            // completion's commit, which must, flushes it too (the log is written in order), and
+            // a claim lost in a crash of the database is a claim expired.
             let mut tx = sql::begin(&self.pool).await?;
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                .bind(self.channel())
-                .execute(&mut *tx)
-                .await
-                .map_err(error("could not take the claim lock"))?;
+            sqlx::query(
+                "SELECT pg_advisory_xact_lock(hashtext($1)), \
+                 set_config('enable_sort', 'off', true), set_config('jit', 'off', true), \
+                 set_config('synchronous_commit', 'off', true)",
+            )
+            .bind(self.channel())
+            .execute(&mut *tx)
+            .await
+            .map_err(error("could not take the claim lock"))?;
             let rows = sqlx::query(self.sql(
                 "UPDATE {schema}.tidings_deliveries \
                  SET claimed_until = now() + $1 * interval '1 microsecond', attempts = attempts + 1 \
-                 WHERE id IN (SELECT o.id FROM {schema}.tidings_deliveries o WHERE o.due_at <= now() \
-                 AND (o.claimed_until IS NULL OR o.claimed_until < now()) \
-                 AND o.handler = ANY($3) \
-                 AND NOT EXISTS (SELECT 1 FROM {schema}.tidings_deliveries c \
-                 WHERE c.handler = o.handler AND c.claimed_until >= now()) \
-                 ORDER BY o.id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING *",
+                 WHERE id IN (SELECT x.id FROM unnest($3::text[]) AS h(handler) \
+                 CROSS JOIN LATERAL (SELECT o.id FROM {schema}.tidings_deliveries o \
+                 WHERE o.handler = h.handler AND o.due_at <= now() \
+                 AND coalesce(o.claimed_until, '-infinity') < now() \
+                 ORDER BY o.id LIMIT $2 FOR UPDATE SKIP LOCKED) x \
+                 WHERE NOT EXISTS (SELECT 1 FROM {schema}.tidings_deliveries c \
+                 WHERE c.handler = h.handler AND c.claimed_until >= now()) \
+                 ORDER BY x.id LIMIT $2) RETURNING *",
             ))
             .bind(self.lease_micros())
             .bind(sql::limit(limit))

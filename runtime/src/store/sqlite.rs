@@ -14,7 +14,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Sqlite, SqliteConnection};
+use sqlx::{AssertSqlSafe, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
 use super::sql::{
@@ -261,15 +261,31 @@ impl StoredValues for SqliteRow {
     }
 }
 
-/// The handlers' names as a JSON array, for `json_each`.
-fn handler_list(handlers: &[String]) -> Result<String, StoreError> {
-    serde_json::to_string(handlers).map_err(|source| {
-        StoreError::new(
-            ErrorKind::Invalid,
-            "could not write the handlers' names as JSON",
-            Some(Box::new(source) as _),
-        )
-    })
+/// How many handlers one claim statement covers: a statement has a subquery per handler, and
+/// SQLite takes at most 500 in one compound select.
+const CLAIM_CHUNK: usize = 100;
+
+/// The claim of up to `?3` deliveries due at `?2`, until `?1`, of `handlers` handlers (`?4`
+/// on): a subquery per handler walks its deliveries in order on its index and stops at the
+/// limit, so a claim never sorts a whole backlog; a handler that a claim holds gives none.
+fn claim_sql(handlers: usize) -> String {
+    let per_handler = (0..handlers)
+        .map(|i| {
+            format!(
+                "SELECT id FROM (SELECT o.id FROM tidings_deliveries o WHERE o.handler = ?{} \
+                 AND o.due_at <= ?2 AND (o.claimed_until IS NULL OR o.claimed_until < ?2) \
+                 AND NOT EXISTS (SELECT 1 FROM tidings_deliveries c \
+                 WHERE c.handler = o.handler AND c.claimed_until >= ?2) \
+                 ORDER BY o.id LIMIT ?3)",
+                i + 4
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    format!(
+        "UPDATE tidings_deliveries SET claimed_until = ?1, attempts = attempts + 1 \
+         WHERE id IN (SELECT id FROM ({per_handler}) ORDER BY id LIMIT ?3) RETURNING *"
+    )
 }
 
 /// Outbox row ids as a JSON array, for `json_each`.
@@ -495,22 +511,25 @@ impl Store for SqliteStore {
             let now = micros(now);
             let lease = self.lease_until(now);
             let mut tx = sql::begin(&self.pool).await?;
-            let rows = sqlx::query(
-                "UPDATE tidings_deliveries SET claimed_until = ?1, attempts = attempts + 1 \
-                 WHERE id IN (SELECT o.id FROM tidings_deliveries o WHERE o.due_at <= ?2 \
-                 AND (o.claimed_until IS NULL OR o.claimed_until < ?2) \
-                 AND o.handler IN (SELECT value FROM json_each(?4)) \
-                 AND NOT EXISTS (SELECT 1 FROM tidings_deliveries c \
-                 WHERE c.handler = o.handler AND c.claimed_until >= ?2) \
-                 ORDER BY o.id LIMIT ?3) RETURNING *",
-            )
-            .bind(lease)
-            .bind(now)
-            .bind(sql::limit(limit))
-            .bind(handler_list(handlers)?)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(error("could not claim deliveries"))?;
+            let mut rows = Vec::new();
+            for chunk in handlers.chunks(CLAIM_CHUNK) {
+                let left = limit.saturating_sub(rows.len());
+                if left == 0 {
+                    break;
+                }
+                let mut query = sqlx::query(AssertSqlSafe(claim_sql(chunk.len())))
+                    .bind(lease)
+                    .bind(now)
+                    .bind(sql::limit(left));
+                for handler in chunk {
+                    query = query.bind(handler);
+                }
+                let claimed = query
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(error("could not claim deliveries"))?;
+                rows.extend(claimed);
+            }
             sql::commit(tx).await?;
             sql::deliveries(&rows)
         })
