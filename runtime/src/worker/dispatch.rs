@@ -91,6 +91,11 @@ impl From<HandlerError> for Failure {
 
 /// Runs one handler's claimed deliveries one after the other, in order, extending the claim on
 /// those still waiting so that it does not expire while the earlier ones run.
+///
+/// If the store could not record that a delivery completed, the rest wait: run now, they would
+/// complete before it, and the integration events they produce would be published before its
+/// own, out of order per key. Their claims, and the failed one's, expire with the lease, and
+/// all of them are claimed again, in order.
 async fn run_group(shared: &Arc<Shared>, group: Vec<Delivery>) {
     let claims: Vec<(DeliveryId, u32)> = group.iter().map(|d| (d.id, d.attempt)).collect();
     let mut extended = tokio::time::Instant::now();
@@ -103,12 +108,34 @@ async fn run_group(shared: &Arc<Shared>, group: Vec<Delivery>) {
             }
             extended = tokio::time::Instant::now();
         }
-        deliver(shared, delivery).await;
+        if deliver(shared, delivery).await == Next::Waits {
+            let waiting = claims.len() - i - 1;
+            if waiting > 0 {
+                tracing::warn!(
+                    waiting,
+                    "the handler's next deliveries wait for their claims to expire, so that \
+                     they do not complete before the one whose completion was not recorded"
+                );
+                shared.activity.finish(waiting);
+            }
+            return;
+        }
     }
 }
 
+/// Whether the handler's next delivery runs after this one.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// It runs: this one's outcome is recorded, or this one failed (a failed delivery waiting
+    /// for its retry is overtaken by the next ones).
+    Runs,
+    /// It waits: the store failed to record that this one completed, so this one stays
+    /// claimed until its claim expires, then runs again.
+    Waits,
+}
+
 /// Runs one delivery and records how it went. The delivery is in flight until then.
-async fn deliver(shared: &Arc<Shared>, delivery: Delivery) {
+async fn deliver(shared: &Arc<Shared>, delivery: Delivery) -> Next {
     let Delivery {
         id,
         event,
@@ -123,13 +150,14 @@ async fn deliver(shared: &Arc<Shared>, delivery: Delivery) {
         correlation_id = %event.meta.correlation_id,
         attempt,
     );
-    async {
+    let next = async {
         let Some(route) = shared.wiring.route(&handler) else {
             let failure = Failure::fatal(format!(
                 "no handler named `{handler}` in the `{}` app",
                 shared.context
             ));
-            return record_failure(shared, id, attempt, &handler, failure).await;
+            record_failure(shared, id, attempt, &handler, failure).await;
+            return Next::Runs;
         };
         let (slot, outcome) = match begin(shared, route, id, attempt).await {
             Ok(Some(slot)) => {
@@ -138,7 +166,7 @@ async fn deliver(shared: &Arc<Shared>, delivery: Delivery) {
             }
             Ok(None) => {
                 tracing::info!("the delivery's lease passed to another process; skipped");
-                return;
+                return Next::Runs;
             }
             Err(failure) => (None, Err(failure)),
         };
@@ -159,21 +187,30 @@ async fn deliver(shared: &Arc<Shared>, delivery: Delivery) {
                     )),
                 };
                 match stored {
-                    Ok(()) if count > 0 => shared.relay_wake.notify_one(),
-                    Ok(()) => {}
-                    Err(error) => tracing::error!(%error, "could not record a delivery's outcome"),
+                    Ok(()) => {
+                        if count > 0 {
+                            shared.relay_wake.notify_one();
+                        }
+                        Next::Runs
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "could not record a delivery's outcome");
+                        Next::Waits
+                    }
                 }
             }
             Err(failure) => {
                 // The handler's transaction rolls back before the failure is recorded.
                 drop(slot);
                 record_failure(shared, id, attempt, &handler, failure).await;
+                Next::Runs
             }
         }
     }
     .instrument(span)
     .await;
     shared.activity.finish(1);
+    next
 }
 
 /// Reschedules a failed delivery, or dead-letters it if it may not run again.
