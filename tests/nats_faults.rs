@@ -8,6 +8,8 @@
 //! - F5: latency, then a blackhole, on the link between the relay and the broker;
 //! - F6: the link is cut after a publication reached the broker, before its acknowledgement;
 //! - F7: payloads that cannot be decoded and a handler that always fails, next to healthy ones;
+//! - F11: the publisher's connections to PostgreSQL are cut while the relay marks rows, inside
+//!   the transaction that turns a domain event into an outbox row, and refused for a while;
 //! - F12: the broker is killed with SIGKILL and started again in the middle of a stream.
 //!
 //! Each keeps a ledger: the publishing side records every order it committed, the consuming
@@ -909,6 +911,27 @@ fn waiting_in_sqlite(pool: &sqlx::SqlitePool) -> BoxFuture<'static, Option<BTree
     })
 }
 
+/// The orders waiting in a publisher's PostgreSQL store in `schema`, in one statement (one
+/// snapshot), as [`waiting_in_sqlite`] reads them.
+fn waiting_in_postgres(
+    pool: &sqlx::PgPool,
+    schema: &str,
+) -> BoxFuture<'static, Option<BTreeSet<Order>>> {
+    let pool = pool.clone();
+    let query = format!(
+        "SELECT payload FROM \"{schema}\".tidings_deliveries \
+         UNION ALL SELECT payload FROM \"{schema}\".tidings_outbox"
+    );
+    Box::pin(async move {
+        let rows: Vec<(sqlx::types::Json<serde_json::Value>,)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(query))
+                .fetch_all(&pool)
+                .await
+                .ok()?;
+        Some(orders_in(rows.iter().map(|(payload,)| &payload.0)))
+    })
+}
+
 /// Looks, again and again until finished, whether an order left the publisher's store without
 /// the broker's acknowledgement: at each look, every order committed before it must still wait
 /// in the store (as a delivery or an outbox row), or the transport must have seen the broker
@@ -989,7 +1012,7 @@ async fn consumed_all(url: &str, transport: &NatsTransport, context: &str) -> bo
         .is_ok_and(|info| info.ack_floor.stream_sequence >= last && info.num_ack_pending == 0)
 }
 
-/// How long a claim holds in F3, so that the work of a killed process, or of a call
+/// How long a claim holds in F3 and F11, so that the work of a killed process, or of a call
 /// whose connection was cut, is taken over soon.
 const SHORT_LEASE: Duration = Duration::from_secs(1);
 
@@ -1421,4 +1444,196 @@ async fn f5_latency_then_a_blackhole_on_the_broker_link() {
 
     orders_running.shutdown().await.unwrap();
     billing_running.shutdown().await.unwrap();
+}
+
+/// Places `seqs` rounds of orders, one per key of four, in one transaction of the use case's
+/// own on `pool`: the dispatcher then finds them due together and claims them in one batch.
+async fn place_together(
+    app: &Tidings,
+    pool: &sqlx::PgPool,
+    committed: &Mutex<Vec<Order>>,
+    seqs: std::ops::Range<u32>,
+) {
+    let mut tx = pool
+        .begin()
+        .await
+        .expect("the use case begins a transaction");
+    let mut placed = Vec::new();
+    for seq in seqs {
+        for key in keys(4) {
+            app.domain_events()
+                .publish_in(
+                    &mut tx,
+                    orders::OrderPlaced {
+                        key: key.clone(),
+                        seq,
+                    },
+                )
+                .await
+                .expect("the use case records its event in its transaction");
+            placed.push((key, seq));
+        }
+    }
+    tx.commit().await.expect("the use case commits");
+    committed.lock().unwrap().extend(placed);
+}
+
+/// F11: the publisher's store is on PostgreSQL through a proxy; the broker (memory storage) is
+/// reached directly. The proxy cuts the store's connection:
+///
+/// - A: right after the relay sent the statement that marks a batch of acknowledged rows
+///   published, before it ran: nothing is marked, the rows stay claimed until their lease
+///   expires, and are published again under their ids (the stream drops the copies);
+/// - B: right after the relay told PostgreSQL to run that statement, before its answer came
+///   back: marked, though the relay cannot know;
+/// - C: inside the transaction that turns a domain event into an outbox row, after the
+///   delivery's deletion and before the row's insertion: the transaction rolls back, the
+///   delivery runs again after its lease, and the rows of its key keep their order;
+/// - D: every connection at once, and PostgreSQL refused for a while, with orders waiting.
+///
+/// All along, no order leaves the store without the broker's acknowledgement; once the link is
+/// back, everything arrives, once, in order per key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f11_postgres_link_cut_during_relay_batches() {
+    const TEST: &str = "f11_postgres_link_cut_during_relay_batches";
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(url) = support::database_url(TEST) else {
+        return;
+    };
+    let Some(nats) = PrivateNats::start(TEST).await else {
+        return;
+    };
+    let (direct, schema) = support::fresh_schema(&url, "f11_link_cut").await;
+    let options: sqlx::postgres::PgConnectOptions =
+        url.parse().expect("DATABASE_URL is a PostgreSQL URL");
+    let upstream = tokio::net::lookup_host((options.get_host(), options.get_port()))
+        .await
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .unwrap_or_else(|| panic!("{TEST}: DATABASE_URL names a TCP host the proxy can reach"));
+    let proxy = LinkProxy::start_to(upstream).await;
+    // Every statement is sent with its text (no statement cache), so that the proxy can tell
+    // the statements apart; a connection that cannot be had fails soon.
+    let proxied = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(1))
+        .connect_with(
+            options
+                .host("127.0.0.1")
+                .port(proxy.port())
+                .statement_cache_capacity(0),
+        )
+        .await
+        .expect("PostgreSQL answers through the proxy");
+    let store = tidings::PostgresStore::connect_with(proxied, &schema)
+        .await
+        .expect("the store's schema is created")
+        .lease(SHORT_LEASE);
+    let ledger = Dep::new(Ledger::default());
+    let publishing =
+        Recording::new(builder(NatsStorage::Memory).from_jetstream(jetstream(&nats.url()).await));
+    let consuming = builder(NatsStorage::Memory).from_jetstream(jetstream(&nats.url()).await);
+    let (orders, orders_running) = publisher(publishing.clone(), store).await;
+    let (_billing, billing_running) =
+        consumer("billing", consuming.clone(), &ledger, quick_retry()).await;
+
+    let committed = Arc::new(Mutex::new(Vec::new()));
+    let watch = AckWatch::start(Arc::clone(&committed), publishing.clone(), {
+        let (direct, schema) = (direct.clone(), schema.clone());
+        move || waiting_in_postgres(&direct, &schema)
+    });
+    let mark = format!("DELETE FROM \"{schema}\".tidings_outbox WHERE id = ANY");
+    let insert_row = format!("INSERT INTO \"{schema}\".tidings_outbox (ordering_key");
+
+    // A: the mark, sent and never run.
+    proxy.cut_after_sending_more(&mark, 0, 1, 1);
+    place_together(&orders, &direct, &committed, 0..3).await;
+    settle(&[&orders_running]).await;
+    assert_eq!(proxy.cuts(), 1, "{TEST}: A cut the relay's mark");
+
+    // B: the mark run, its answer lost.
+    proxy.cut_after_sending_more(&mark, 1, 1, 1);
+    place_together(&orders, &direct, &committed, 3..6).await;
+    settle(&[&orders_running]).await;
+    assert_eq!(proxy.cuts(), 2, "{TEST}: B cut the relay's mark");
+
+    // C: inside the transaction that records an outbox row.
+    proxy.cut_after_sending_more(&insert_row, 0, 1, 1);
+    place_together(&orders, &direct, &committed, 6..9).await;
+    settle(&[&orders_running]).await;
+    assert_eq!(
+        proxy.cuts(),
+        3,
+        "{TEST}: C cut the transaction of an outbox row"
+    );
+
+    // D: PostgreSQL away from the publisher, while another process's use case commits orders.
+    proxy.cut_all();
+    proxy.refuse();
+    place_together(&orders, &direct, &committed, 9..12).await;
+    assert!(
+        support::eventually(PATIENCE, || async { proxy.refused() >= 3 }).await,
+        "{TEST}: the publisher tried to reconnect"
+    );
+    proxy.heal();
+    place_together(&orders, &direct, &committed, 12..13).await;
+
+    settle(&[&orders_running]).await;
+    let (looks, unacknowledged) = watch.finish().await;
+    let committed = committed.lock().unwrap().clone();
+    let expected: BTreeSet<Order> = committed.iter().cloned().collect();
+    let arrived =
+        support::eventually(PATIENCE, || async { ledger.has_all("bill", &expected) }).await;
+    settle(&[&orders_running, &billing_running]).await;
+
+    let stream = StreamContent::read(&nats.url(), &consuming).await;
+    let at_consumer = Tally::new(&committed, &ledger.orders("bill"));
+    let attempts = publishing.attempts();
+    let mut acknowledged: BTreeMap<Uuid, usize> = BTreeMap::new();
+    for attempt in attempts.iter().filter(|a| a.outcome.is_ok()) {
+        *acknowledged.entry(attempt.id).or_default() += 1;
+    }
+    let republished = acknowledged.values().filter(|n| **n > 1).count();
+    println!(
+        "{TEST} (memory storage, duplicate window 2 min): {}; links cut {} by statement, \
+         connections refused {}; relay attempts {}, events published again {republished}; \
+         stream messages {}, copies {}; {looks} looks at the outbox",
+        at_consumer.line(),
+        proxy.cuts(),
+        proxy.refused(),
+        attempts.len(),
+        stream.messages.len(),
+        stream.copies()
+    );
+    assert!(
+        arrived,
+        "{TEST}: not everything arrived: {}",
+        at_consumer.line()
+    );
+    assert!(looks > 0, "{TEST}: the watch never read the outbox");
+    assert!(
+        unacknowledged.is_empty(),
+        "{TEST}: left the outbox without the broker's acknowledgement: {unacknowledged:?}"
+    );
+    assert!(
+        republished > 0,
+        "{TEST}: the rows whose mark never ran were not published again"
+    );
+    let in_stream = Tally::new(&committed, &stream.orders());
+    in_stream.assert_nothing_lost(TEST);
+    in_stream.assert_in_order(TEST, "the stream");
+    assert_eq!(stream.copies(), 0, "{TEST}: {:?}", stream.messages);
+    at_consumer.assert_nothing_lost(TEST);
+    at_consumer.assert_in_order(TEST, "the consumer");
+    assert_eq!(at_consumer.duplicates, 0, "{TEST}: the handler ran once");
+
+    orders_running.shutdown().await.unwrap();
+    billing_running.shutdown().await.unwrap();
+    drop(proxy);
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+    )))
+    .execute(&direct)
+    .await
+    .expect("the test's schema is dropped");
 }
