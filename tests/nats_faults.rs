@@ -1271,8 +1271,8 @@ async fn f3_killed_after_the_ack_before_the_mark_within_the_duplicate_window() {
 }
 
 /// F3 after the duplicate window: the streams remember ids for 1 s, and the publisher is
-/// started again 3 s after it was killed. The stream has forgotten the id and holds the event
-/// twice; the consumer receives both copies, and its inbox lets the handler run once.
+/// started again 3 s after it was killed. The stream has forgotten the id and keeps the second
+/// copy; the consumer receives both, and its inbox lets the handler run once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f3_killed_after_the_ack_before_the_mark_past_the_duplicate_window() {
     const TEST: &str = "f3_killed_after_the_ack_before_the_mark_past_the_duplicate_window";
@@ -1281,9 +1281,8 @@ async fn f3_killed_after_the_ack_before_the_mark_past_the_duplicate_window() {
         return;
     };
     run.assert_republished_and_nothing_lost(TEST);
-    assert_eq!(
-        run.copies_of(run.killed_at),
-        2,
+    assert!(
+        run.copies_of(run.killed_at) >= 2,
         "{TEST} (duplicate window 1 s, restarted 3 s after the kill): the stream, past its \
          window, keeps the second copy, which the consumer's inbox must absorb: {:?}",
         run.stream.messages
