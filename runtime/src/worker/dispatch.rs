@@ -125,12 +125,45 @@ async fn holding_claims<F: Future>(
 
 /// Runs one handler's claimed deliveries one after the other, in order; returns the
 /// completions of those that succeeded, for the batch's commit.
+///
+/// If the store could not record that a delivery completed in the handler's transaction, the
+/// rest wait: run now, they would complete before it, and the integration events they produce
+/// would be published before its own, out of order per key. Their claims, and the failed one's,
+/// expire with the lease, and all of them are claimed again, in order. (A batch whose commit
+/// fails stays claimed as a whole, in the same way.)
 async fn run_group(shared: &Arc<Shared>, group: Vec<Delivery>) -> Vec<Completion> {
-    let mut completions = Vec::with_capacity(group.len());
-    for delivery in group {
-        completions.extend(deliver(shared, delivery).await);
+    let count = group.len();
+    let mut completions = Vec::with_capacity(count);
+    for (i, delivery) in group.into_iter().enumerate() {
+        match deliver(shared, delivery).await {
+            Delivered::Completed(completion) => completions.push(completion),
+            Delivered::Recorded => {}
+            Delivered::Unrecorded => {
+                let waiting = count - i - 1;
+                if waiting > 0 {
+                    tracing::warn!(
+                        waiting,
+                        "the handler's next deliveries wait for their claims to expire, so that \
+                         they do not complete before the one whose completion was not recorded"
+                    );
+                    shared.activity.finish(waiting);
+                }
+                break;
+            }
+        }
     }
     completions
+}
+
+/// How a delivery ended, for its handler's next one.
+enum Delivered {
+    /// Its handler succeeded outside the store's transaction: it completes with the batch.
+    Completed(Completion),
+    /// Its outcome is recorded; or it failed and waits for its retry, which the handler's next
+    /// deliveries overtake.
+    Recorded,
+    /// The store failed to record that it completed: the handler's next deliveries wait.
+    Unrecorded,
 }
 
 /// Completes a batch's successful deliveries, with the rows they produced, in one store step:
@@ -152,7 +185,11 @@ async fn complete(shared: &Shared, completions: Vec<Completion>) {
         Ok(()) if produced => shared.relay_wake.notify_one(),
         Ok(()) => {}
         Err(error) => span.in_scope(|| {
-            tracing::error!(%error, "could not record the outcome of {count} deliveries");
+            tracing::error!(
+                %error,
+                "could not record that {count} deliveries completed: they run again, in order, \
+                 once their claims expire"
+            );
         }),
     }
     shared.activity.finish(count);
@@ -160,7 +197,7 @@ async fn complete(shared: &Shared, completions: Vec<Completion>) {
 
 /// Runs one delivery. A success outside the store's transaction is returned, for the batch's
 /// commit: the delivery is in flight until then. Any other outcome is recorded here.
-async fn deliver(shared: &Arc<Shared>, delivery: Delivery) -> Option<Completion> {
+async fn deliver(shared: &Arc<Shared>, delivery: Delivery) -> Delivered {
     let Delivery {
         id,
         event,
@@ -175,14 +212,14 @@ async fn deliver(shared: &Arc<Shared>, delivery: Delivery) -> Option<Completion>
         correlation_id = %event.meta.correlation_id,
         attempt,
     );
-    let completion = async {
+    let delivered = async {
         let Some(route) = shared.wiring.route(&handler) else {
             let failure = Failure::fatal(format!(
                 "no handler named `{handler}` in the `{}` app",
                 shared.context
             ));
             record_failure(shared, id, attempt, &handler, failure).await;
-            return None;
+            return Delivered::Recorded;
         };
         let (slot, outcome) = match begin(shared, route, id, attempt).await {
             Ok(Some(slot)) => {
@@ -191,7 +228,7 @@ async fn deliver(shared: &Arc<Shared>, delivery: Delivery) -> Option<Completion>
             }
             Ok(None) => {
                 tracing::info!("the delivery's lease passed to another process; skipped");
-                return None;
+                return Delivered::Recorded;
             }
             Err(failure) => (None, Err(failure)),
         };
@@ -200,7 +237,7 @@ async fn deliver(shared: &Arc<Shared>, delivery: Delivery) -> Option<Completion>
                 let count = produced.len();
                 let stored = match slot.map(TransactionSlot::into_inner) {
                     None => {
-                        return Some(Completion {
+                        return Delivered::Completed(Completion {
                             id,
                             attempt,
                             produced,
@@ -218,25 +255,32 @@ async fn deliver(shared: &Arc<Shared>, delivery: Delivery) -> Option<Completion>
                     )),
                 };
                 match stored {
-                    Ok(()) if count > 0 => shared.relay_wake.notify_one(),
-                    Ok(()) => {}
-                    Err(error) => tracing::error!(%error, "could not record a delivery's outcome"),
+                    Ok(()) => {
+                        if count > 0 {
+                            shared.relay_wake.notify_one();
+                        }
+                        Delivered::Recorded
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "could not record a delivery's outcome");
+                        Delivered::Unrecorded
+                    }
                 }
             }
             Err(failure) => {
                 // The handler's transaction rolls back before the failure is recorded.
                 drop(slot);
                 record_failure(shared, id, attempt, &handler, failure).await;
+                Delivered::Recorded
             }
         }
-        None
     }
     .instrument(span)
     .await;
-    if completion.is_none() {
+    if !matches!(delivered, Delivered::Completed(_)) {
         shared.activity.finish(1);
     }
-    completion
+    delivered
 }
 
 /// Reschedules a failed delivery, or dead-letters it if it may not run again.
