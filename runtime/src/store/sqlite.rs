@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::migrate::MigrateError;
+use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Sqlite, SqliteConnection};
+use sqlx::{AssertSqlSafe, Connection, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
 use super::sql::{
@@ -258,6 +259,66 @@ impl StoredValues for SqliteRow {
     fn payload(&self, table: &str) -> Result<serde_json::Value, StoreError> {
         serde_json::from_str(&self.text(table, "payload")?)
             .map_err(|source| invalid(table, "payload", "not JSON", Some(Box::new(source))))
+    }
+}
+
+/// The store's connection for a claim, whose commit does not wait for the disk
+/// (`synchronous = NORMAL`). A claim is a lease: the commit that completes the claimed work, which
+/// does wait (`FULL`), flushes the log past the claim (the log is written in order), and a claim
+/// lost when the machine loses power is a claim expired. It saves a claim one flush.
+///
+/// Given back with `FULL` again by [`restore`](Self::restore); dropped before (cancelled, or
+/// failing), it closes the connection rather than give it back as it is.
+struct Unflushed(Option<PoolConnection<Sqlite>>);
+
+impl Unflushed {
+    async fn acquire(pool: &SqlitePool) -> Result<Self, StoreError> {
+        let connection = pool
+            .acquire()
+            .await
+            .map_err(error("could not begin a claim"))?;
+        let mut unflushed = Unflushed(Some(connection));
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(unflushed.connection())
+            .await
+            .map_err(error("could not begin a claim"))?;
+        Ok(unflushed)
+    }
+
+    fn connection(&mut self) -> &mut SqliteConnection {
+        match &mut self.0 {
+            Some(connection) => connection,
+            None => unreachable!("the connection is taken only by `restore`, which consumes it"),
+        }
+    }
+
+    async fn begin(&mut self) -> Result<sqlx::Transaction<'_, Sqlite>, StoreError> {
+        self.connection()
+            .begin()
+            .await
+            .map_err(error("could not begin a transaction"))
+    }
+
+    /// Sets `synchronous = FULL` again and gives the connection back to the pool; if it cannot,
+    /// the connection is closed (and the claim, committed, stands).
+    async fn restore(mut self) {
+        let restored = sqlx::query("PRAGMA synchronous = FULL")
+            .execute(self.connection())
+            .await;
+        match restored {
+            Ok(_) => drop(self.0.take()),
+            Err(error) => {
+                tracing::warn!(%error, "closing a connection left at `synchronous = NORMAL`")
+            }
+        }
+    }
+}
+
+impl Drop for Unflushed {
+    fn drop(&mut self) {
+        if let Some(connection) = &mut self.0 {
+            connection.close_on_drop();
+        }
     }
 }
 
@@ -510,7 +571,8 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let now = micros(now);
             let lease = self.lease_until(now);
-            let mut tx = sql::begin(&self.pool).await?;
+            let mut claiming = Unflushed::acquire(&self.pool).await?;
+            let mut tx = claiming.begin().await?;
             let mut rows = Vec::new();
             for chunk in handlers.chunks(CLAIM_CHUNK) {
                 let left = limit.saturating_sub(rows.len());
@@ -531,6 +593,7 @@ impl Store for SqliteStore {
                 rows.extend(claimed);
             }
             sql::commit(tx).await?;
+            claiming.restore().await;
             sql::deliveries(&rows)
         })
     }
@@ -700,7 +763,8 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let now = micros(now);
             let lease = self.lease_until(now);
-            let mut tx = sql::begin(&self.pool).await?;
+            let mut claiming = Unflushed::acquire(&self.pool).await?;
+            let mut tx = claiming.begin().await?;
             // The oldest row of each key, and every row with no key.
             let rows = sqlx::query(
                 "UPDATE tidings_outbox SET claimed_until = ?, attempts = attempts + 1 \
@@ -718,6 +782,7 @@ impl Store for SqliteStore {
             .await
             .map_err(error("could not claim integration rows"))?;
             sql::commit(tx).await?;
+            claiming.restore().await;
             sql::integration_rows(&rows)
         })
     }
