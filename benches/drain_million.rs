@@ -1,7 +1,7 @@
 //! Bounded memory at scale: a started app drains a backlog of 1,000,000 deliveries on SQLite,
 //! and the process's resident memory is reported along the way.
 //!
-//! A [`SqliteStore`] on a fresh file (WAL, `synchronous = FULL`, in a temporary directory)
+//! A [`SqliteStore`] (or a [`PostgresStore`], below) on a fresh file (WAL, `synchronous = FULL`, in a temporary directory)
 //! receives `EVENTS` `ParcelScanned` events, each with one no-op `fn` handler (one delivery
 //! each), recorded with [`DomainEvents::publish_in`] in transactions of `RECORD_CHUNK` events on
 //! the store's pool, before the app starts. The app is then started and drained: the handler
@@ -21,20 +21,36 @@
 //! 1,000,000 to 0, and the peak does not scale with the backlog: it is what recording a chunk
 //! and claiming a batch take, whatever waits behind them.
 //!
+//! The progress readings also give the drain's rate over each `PROGRESS` deliveries: a rate that
+//! climbs as the backlog shrinks is work per claim that grows with the backlog.
+//!
+//! `TIDINGS_MILLION_DATABASE=postgres` drains on PostgreSQL instead (`DATABASE_URL`, the schema
+//! `bench_million`, dropped before and after), recorded with `publish_in` on the same pool. The
+//! readings are still this process's alone; the database's own work shows in one more line: the
+//! temporary files PostgreSQL wrote during the drain (`pg_stat_database`, the whole database's,
+//! so other sessions' sorts count too), which is where a sort bigger than `work_mem` goes.
+//!
 //! Without `--bench` (as `cargo test --benches` runs it) it drains `SMOKE_EVENTS` instead.
 //! `TIDINGS_MILLION_EVENTS` sets another backlog size (at most 1,000,000).
 //!
-//! Run: `cargo bench -p tidings-benches --bench drain_million`.
+//! Run: `cargo bench -p tidings-benches --bench drain_million`, or
+//! `TIDINGS_MILLION_DATABASE=postgres DATABASE_URL=postgres://postgres@127.0.0.1:5432/test
+//! TIDINGS_MILLION_EVENTS=100000 cargo bench -p tidings-benches --bench drain_million`.
 #![allow(missing_docs)]
 
+mod support;
+
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::any::Any;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tidings::SqliteStore;
+use sqlx::postgres::PgPool;
 use tidings::prelude::*;
+use tidings::{PostgresStore, SqliteStore};
 
 // ---------------------------------------------------------------------------------------------
 // The Rust heap, counted.
@@ -223,41 +239,146 @@ fn events(measuring: bool) -> usize {
 }
 
 /// The size in MiB of the SQLite file at `path` and of its WAL.
-fn file_sizes(path: &std::path::Path) -> (f64, f64) {
-    let size = |path: &std::path::Path| {
-        std::fs::metadata(path).map_or(0.0, |m| m.len() as f64 / (1024.0 * 1024.0))
-    };
+fn file_sizes(path: &Path) -> (f64, f64) {
+    let size = |path: &Path| std::fs::metadata(path).map_or(0.0, |m| m.len() as f64 / MIB);
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
-    (size(path), size(std::path::Path::new(&wal)))
+    (size(path), size(Path::new(&wal)))
 }
 
-async fn run(events: usize) {
-    let mut readings = Vec::new();
-    for runs in &RUNS {
-        runs.store(0, Ordering::Relaxed);
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// The PostgreSQL schema of the store, dropped before and after.
+const SCHEMA: &str = "bench_million";
+
+/// Where the backlog is kept.
+enum Database {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL schema, `SCHEMA`.
+    Postgres(PgPool),
+}
+
+impl Database {
+    /// `TIDINGS_MILLION_DATABASE`: `sqlite` (the default) or `postgres` (on `DATABASE_URL`).
+    async fn chosen() -> Option<Self> {
+        match std::env::var("TIDINGS_MILLION_DATABASE").as_deref() {
+            Err(_) | Ok("sqlite") => {
+                let dir = std::env::temp_dir()
+                    .join(format!("tidings-bench-million-{}", std::process::id()));
+                std::fs::create_dir_all(&dir).expect("the temporary directory is created");
+                Some(Database::Sqlite(dir.join("million.db")))
+            }
+            Ok("postgres") => {
+                let pool = support::postgres(8).await?;
+                support::drop_schema(&pool, SCHEMA).await;
+                Some(Database::Postgres(pool))
+            }
+            Ok(other) => {
+                panic!("TIDINGS_MILLION_DATABASE is `sqlite` or `postgres`, not `{other}`")
+            }
+        }
     }
-    EXPECTED.store(events, Ordering::SeqCst);
-    note(&mut readings, Reading::now("before the store opens"));
 
-    let dir = std::env::temp_dir().join(format!("tidings-bench-million-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("the temporary directory is created");
-    let path = dir.join("million.db");
-    let store = SqliteStore::open(&path)
-        .await
-        .expect("the SQLite store opens");
-    let pool = store.pool().clone();
-    let app = Tidings::builder("parcels")
-        .store(store)
-        .build()
-        .expect("the handler needs nothing");
-    note(
-        &mut readings,
-        Reading::now("before the backlog is recorded"),
-    );
+    fn name(&self) -> &'static str {
+        match self {
+            Database::Sqlite(_) => "SQLite",
+            Database::Postgres(_) => "PostgreSQL",
+        }
+    }
 
-    let recording = Instant::now();
-    let publisher = app.domain_events();
+    /// The app on a fresh store, and the backlog recorded in it.
+    async fn app_with_backlog(&self, events: usize, readings: &mut Vec<Reading>) -> Tidings {
+        let (app, recording) = match self {
+            Database::Sqlite(path) => {
+                let store = SqliteStore::open(path)
+                    .await
+                    .expect("the SQLite store opens");
+                let pool = store.pool().clone();
+                let app = builder().store(store).build().expect("the app builds");
+                note(readings, Reading::now("before the backlog is recorded"));
+                let began = Instant::now();
+                record(&app.domain_events(), &pool, events).await;
+                (app, began.elapsed())
+            }
+            Database::Postgres(pool) => {
+                let store = PostgresStore::connect_with(pool.clone(), SCHEMA)
+                    .await
+                    .expect("the PostgreSQL store connects");
+                let app = builder().store(store).build().expect("the app builds");
+                note(readings, Reading::now("before the backlog is recorded"));
+                let began = Instant::now();
+                record(&app.domain_events(), pool, events).await;
+                (app, began.elapsed())
+            }
+        };
+        let size = match self {
+            Database::Sqlite(path) => {
+                let (db, wal) = file_sizes(path);
+                format!("file {db:.0} MiB, WAL {wal:.0} MiB")
+            }
+            Database::Postgres(pool) => {
+                let bytes: i64 = sqlx::query_scalar(
+                    "SELECT pg_total_relation_size('bench_million.tidings_deliveries')",
+                )
+                .fetch_one(pool)
+                .await
+                .expect("the table's size is read");
+                format!("table and indexes {:.0} MiB", bytes as f64 / MIB)
+            }
+        };
+        println!(
+            "recorded {events} deliveries in {:.1} s ({:.0}/s), in transactions of \
+             {RECORD_CHUNK}; {size}",
+            recording.as_secs_f64(),
+            events as f64 / recording.as_secs_f64()
+        );
+        note(readings, Reading::now("after the backlog is recorded"));
+        app
+    }
+
+    /// PostgreSQL's temporary files so far, `(files, bytes)`, over the whole database: what
+    /// sorts too big for `work_mem` wrote to disk.
+    async fn temp_files(&self) -> Option<(i64, i64)> {
+        let Database::Postgres(pool) = self else {
+            return None;
+        };
+        // The statistics of other sessions reach the view within a second or so.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Some(
+            sqlx::query_as(
+                "SELECT temp_files, temp_bytes FROM pg_stat_database \
+                 WHERE datname = current_database()",
+            )
+            .fetch_one(pool)
+            .await
+            .expect("the database's statistics are read"),
+        )
+    }
+
+    async fn remove(&self) {
+        match self {
+            Database::Sqlite(path) => {
+                if let Some(dir) = path.parent() {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            }
+            Database::Postgres(pool) => support::drop_schema(pool, SCHEMA).await,
+        }
+    }
+}
+
+fn builder() -> tidings::TidingsBuilder {
+    Tidings::builder("parcels")
+}
+
+/// Records the backlog of `events` with `publish_in`, in transactions of `RECORD_CHUNK` events
+/// on `pool`.
+async fn record<DB>(publisher: &DomainEvents, pool: &sqlx::Pool<DB>, events: usize)
+where
+    DB: sqlx::Database,
+    DB::Connection: Any,
+{
     for first in (0..events).step_by(RECORD_CHUNK) {
         let mut tx = pool.begin().await.expect("a transaction begins");
         for seq in first..events.min(first + RECORD_CHUNK) {
@@ -270,15 +391,17 @@ async fn run(events: usize) {
             .await
             .expect("the backlog's transaction commits");
     }
-    let recorded_in = recording.elapsed();
-    let (db, wal) = file_sizes(&path);
-    println!(
-        "recorded {events} deliveries in {:.1} s ({:.0}/s), in transactions of {RECORD_CHUNK}; \
-         file {db:.0} MiB, WAL {wal:.0} MiB",
-        recorded_in.as_secs_f64(),
-        events as f64 / recorded_in.as_secs_f64()
-    );
-    note(&mut readings, Reading::now("after the backlog is recorded"));
+}
+
+async fn run(database: Database, events: usize) {
+    let mut readings = Vec::new();
+    for runs in &RUNS {
+        runs.store(0, Ordering::Relaxed);
+    }
+    EXPECTED.store(events, Ordering::SeqCst);
+    note(&mut readings, Reading::now("before the store opens"));
+    let app = database.app_with_backlog(events, &mut readings).await;
+    let temp_before = database.temp_files().await;
 
     let began = Instant::now();
     let running = app.start().await.expect("the app starts");
@@ -312,8 +435,9 @@ async fn run(events: usize) {
     note(&mut readings, Reading::now("after the drain (settled)"));
     running.shutdown().await.expect("the app shuts down");
     drop(app);
-    pool.close().await;
     note(&mut readings, Reading::now("after the shutdown"));
+    let temp_after = database.temp_files().await;
+    database.remove().await;
 
     let mut duplicates = 0;
     let mut missing = 0;
@@ -324,7 +448,6 @@ async fn run(events: usize) {
             n => duplicates += n as usize - 1,
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 
     let to_last = last - began;
     let peak = |at: usize| readings[at].hwm;
@@ -334,9 +457,10 @@ async fn run(events: usize) {
         .map(|r| r.rss)
         .collect();
     println!(
-        "\ndrain_million summary: {events} deliveries, 1 handler, SQLite; drained in {:.1} s \
+        "\ndrain_million summary: {events} deliveries, 1 handler, {}; drained in {:.1} s \
          ({:.0}/s to the last handler run, {:.0}/s to settled); run twice {duplicates}, never \
          run {missing}",
+        database.name(),
         drained.as_secs_f64(),
         events as f64 / to_last.as_secs_f64(),
         events as f64 / drained.as_secs_f64(),
@@ -352,6 +476,16 @@ async fn run(events: usize) {
         mb(drain_rss.iter().copied().max().unwrap_or_default()),
         mb(readings[readings.len() - 1].heap_peak as u64),
     );
+    if let (Some((files_before, bytes_before)), Some((files_after, bytes_after))) =
+        (temp_before, temp_after)
+    {
+        println!(
+            "PostgreSQL temporary files during the drain (the whole database's): {} files, \
+             {:.0} MiB",
+            files_after - files_before,
+            (bytes_after - bytes_before) as f64 / MIB
+        );
+    }
     assert_eq!(missing, 0, "every delivery ran");
 }
 
@@ -366,5 +500,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("a multi-thread runtime");
-    runtime.block_on(run(events));
+    runtime.block_on(async {
+        match Database::chosen().await {
+            Some(database) => run(database, events).await,
+            None => println!("skipping: no PostgreSQL to drain on"),
+        }
+    });
 }
