@@ -13,7 +13,7 @@
 //! (bytes live now, and their peak). SQLite allocates with the C library's `malloc`, which the
 //! counting allocator does not see: resident memory minus the Rust heap is mostly SQLite's page
 //! cache, the C heap, the threads' stacks and the program's code. The steps: before the store
-//! opens, before the backlog is recorded, after, every `PROGRESS` deliveries of the drain, once
+//! opens, before the backlog is recorded, after, every tenth of the drain, once
 //! the app is settled, and after its shutdown. The ledger (4 bytes per delivery, 3.8 MiB) is
 //! written before the first reading, so that it is in every one.
 //!
@@ -21,7 +21,7 @@
 //! 1,000,000 to 0, and the peak does not scale with the backlog: it is what recording a chunk
 //! and claiming a batch take, whatever waits behind them.
 //!
-//! The progress readings also give the drain's rate over each `PROGRESS` deliveries: a rate that
+//! The progress readings also give the drain's rate over each tenth: a rate that
 //! climbs as the backlog shrinks is work per claim that grows with the backlog.
 //!
 //! `TIDINGS_MILLION_DATABASE=postgres` drains on PostgreSQL instead (`DATABASE_URL`, the schema
@@ -195,8 +195,8 @@ const SMOKE_EVENTS: usize = 2_000;
 /// Events recorded per transaction when the backlog is built.
 const RECORD_CHUNK: usize = 10_000;
 
-/// A reading every this many deliveries of the drain.
-const PROGRESS: usize = 100_000;
+/// Readings taken during the drain, evenly spaced.
+const PROGRESS_READINGS: usize = 10;
 
 /// How long the drain may take before the bench gives up.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(4 * 3_600);
@@ -434,7 +434,8 @@ async fn run(database: Database, events: usize) {
 
     let began = Instant::now();
     let running = app.start().await.expect("the app starts");
-    let mut next = PROGRESS.min(events);
+    let progress = (events / PROGRESS_READINGS).max(1);
+    let mut next = progress;
     let mut last_lap = (0, began);
     while TOTAL.load(Ordering::SeqCst) < events {
         assert!(
@@ -452,7 +453,7 @@ async fn run(database: Database, events: usize) {
                 &mut readings,
                 Reading::now(format!("drain: {total} run, {rate:.0}/s")),
             );
-            next = (total / PROGRESS + 1) * PROGRESS;
+            next = (total / progress + 1) * progress;
         }
     }
     let last = LAST
