@@ -391,10 +391,10 @@ impl Database {
 }
 
 /// Whether to `ANALYZE` the deliveries once the backlog is recorded (`TIDINGS_MILLION_ANALYZE`
-/// set): the store never does, and without statistics the query planners pick other plans for
+/// set, not empty): the store never does, and without statistics the query planners pick other plans for
 /// the dispatcher's claim.
 fn analyze() -> bool {
-    std::env::var_os("TIDINGS_MILLION_ANALYZE").is_some()
+    std::env::var_os("TIDINGS_MILLION_ANALYZE").is_some_and(|value| !value.is_empty())
 }
 
 fn builder() -> tidings::TidingsBuilder {
