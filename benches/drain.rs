@@ -26,7 +26,10 @@
 //!   figure, "drained", and shut down.
 //! - `tidings x2` (B9, PostgreSQL only): the same backlog drained by two apps of the same
 //!   context on the same schema, each with its own `PostgresStore` on its own pool, as two
-//!   processes would; started one after the other, timed from the first start.
+//!   processes would; started one after the other, timed from the first start. A claim takes
+//!   only handlers that no other claim holds, so that each handler's deliveries run in one
+//!   process at a time, in order: with one hot handler the second instance finds nothing to
+//!   take, with four the two split the handlers between them.
 //! - `sqlx loop`: a job-queue table of the same number of rows (`id` primary key, `handler`,
 //!   `payload` as JSON, `due_at`), filled with one `INSERT ... SELECT` (unmeasured), drained by
 //!   one loop that claims `BATCH` rows in id order (PostgreSQL: `SELECT ... ORDER BY id LIMIT
