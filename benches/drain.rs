@@ -83,9 +83,8 @@ const DELIVERIES: usize = 50_000;
 /// The deliveries of a backlog in the smoke run.
 const SMOKE_DELIVERIES: usize = 256;
 
-/// Rows one claim takes, in both arms: the dispatcher's `batch_size`, 64 (set in
-/// `TidingsBuilder::new`, runtime/src/app/builder.rs, and not public). The `sqlx loop` claims
-/// and completes the same number.
+/// Rows one claim takes, in both arms: the dispatcher's default `batch_size`, 64, set on the
+/// app explicitly. The `sqlx loop` claims and completes the same number.
 const BATCH: i64 = 64;
 
 /// Events recorded per transaction when the backlog is built.
@@ -455,6 +454,7 @@ impl Database {
 fn app(store: impl tidings::store::Store) -> Tidings {
     Tidings::builder(CONTEXT)
         .store(store)
+        .batch_size(BATCH as usize)
         .build()
         .expect("the bench's handlers need nothing")
 }
