@@ -86,6 +86,7 @@ store_scenario!(prune, Prune);
 store_scenario!(order_per_key, OrderPerKey);
 store_scenario!(waiting, Waiting);
 store_scenario!(rows_published, RowsPublished);
+store_scenario!(claim_rows_past_in_flight, ClaimRowsPastInFlight);
 
 /// The tests above cover the suite's list, no more and no less.
 #[test]
@@ -105,6 +106,7 @@ fn every_store_scenario_has_its_tests() {
         "order_per_key",
         "waiting",
         "rows_published",
+        "claim_rows_past_in_flight",
     ];
     let listed: Vec<&str> = STORE_SCENARIOS.iter().map(|s| s.name()).collect();
     assert_eq!(listed, covered);

@@ -329,12 +329,13 @@ const CLAIM_ROWS: &str = "UPDATE {schema}.tidings_outbox \
        FROM keys WHERE keys.ordering_key IS NOT NULL \
        UNION ALL \
        SELECT r.id FROM (SELECT f.id, f.ordering_key FROM {schema}.tidings_outbox f \
+                         WHERE coalesce(f.claimed_until, '-infinity') < now() \
                          ORDER BY f.id LIMIT $2) r \
        WHERE r.ordering_key IS NULL OR r.id = (SELECT h.id FROM {schema}.tidings_outbox h \
              WHERE h.ordering_key = r.ordering_key ORDER BY h.ordering_key, h.id LIMIT 1) \
        UNION ALL \
        (SELECT u.id FROM {schema}.tidings_outbox u WHERE u.ordering_key IS NULL \
-        ORDER BY u.id LIMIT $2)) \
+        AND coalesce(u.claimed_until, '-infinity') < now() ORDER BY u.id LIMIT $2)) \
      AND o.due_at <= now() AND coalesce(o.claimed_until, '-infinity') < now() \
      ORDER BY o.id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING *";
 
@@ -696,8 +697,9 @@ impl Store for PostgresStore {
             // is skipped, and so is every later row of its key. The candidates come from
             // indexes, so that a claim reads about `limit` rows of each kind whatever the
             // backlog: the heads of the first keys (a skip scan of the key index), the oldest
-            // rows if they head their key, and the oldest rows without a key. Scanning the
-            // outbox in order for heads instead reads every row of a busy key behind its head.
+            // unclaimed rows if they head their key, and the oldest unclaimed rows without a
+            // key. Scanning the outbox in order for heads instead reads every row of a busy key
+            // behind its head.
             let rows = sqlx::query(self.sql(CLAIM_ROWS))
                 .bind(self.lease_micros())
                 .bind(sql::limit(limit))

@@ -325,8 +325,8 @@ impl Drop for Unflushed {
 /// The relay's claim of up to `?3` rows due at `?2`, until `?1`: the oldest row of each key and
 /// every row without a key, if no claim holds it. The candidates come from indexes, so that a
 /// claim reads about `?3` rows of each kind whatever the backlog: the heads of the first keys (a
-/// skip scan of the key index), the oldest rows if they head their key, and the oldest rows
-/// without a key. Scanning the outbox in order for heads instead reads every row of a busy key
+/// skip scan of the key index), the oldest unclaimed rows if they head their key, and the
+/// oldest unclaimed rows without a key. Scanning the outbox in order for heads instead reads every row of a busy key
 /// behind its head.
 const CLAIM_ROWS: &str = "UPDATE tidings_outbox SET claimed_until = ?1, attempts = attempts + 1 \
      WHERE id IN (SELECT o.id FROM tidings_outbox o WHERE o.id IN ( \
@@ -343,11 +343,13 @@ const CLAIM_ROWS: &str = "UPDATE tidings_outbox SET claimed_until = ?1, attempts
        FROM keys WHERE keys.ordering_key IS NOT NULL \
        UNION ALL \
        SELECT r.id FROM (SELECT f.id, f.ordering_key FROM tidings_outbox f \
+                         WHERE f.claimed_until IS NULL OR f.claimed_until < ?2 \
                          ORDER BY f.id LIMIT ?3) r \
        WHERE r.ordering_key IS NULL OR r.id = (SELECT h.id FROM tidings_outbox h \
              WHERE h.ordering_key = r.ordering_key ORDER BY h.ordering_key, h.id LIMIT 1) \
        UNION ALL \
        SELECT * FROM (SELECT u.id FROM tidings_outbox u WHERE u.ordering_key IS NULL \
+                      AND (u.claimed_until IS NULL OR u.claimed_until < ?2) \
                       ORDER BY u.id LIMIT ?3)) \
      AND o.due_at <= ?2 AND (o.claimed_until IS NULL OR o.claimed_until < ?2) \
      ORDER BY o.id LIMIT ?3) RETURNING *";

@@ -88,6 +88,8 @@ pub enum StoreScenario {
     Waiting,
     /// [`rows_published`]
     RowsPublished,
+    /// [`claim_rows_past_in_flight`]
+    ClaimRowsPastInFlight,
 }
 
 /// Every scenario of the store suite, in the order [`store_conformance`] runs them.
@@ -106,6 +108,7 @@ pub const SCENARIOS: &[StoreScenario] = &[
     StoreScenario::OrderPerKey,
     StoreScenario::Waiting,
     StoreScenario::RowsPublished,
+    StoreScenario::ClaimRowsPastInFlight,
 ];
 
 impl StoreScenario {
@@ -126,6 +129,7 @@ impl StoreScenario {
             StoreScenario::OrderPerKey => "order_per_key",
             StoreScenario::Waiting => "waiting",
             StoreScenario::RowsPublished => "rows_published",
+            StoreScenario::ClaimRowsPastInFlight => "claim_rows_past_in_flight",
         }
     }
 
@@ -191,6 +195,10 @@ impl StoreScenario {
                 "rows_published marks several rows at once, deleted or archived; the next row of \
                  each of their keys becomes claimable; an empty batch changes nothing"
             }
+            StoreScenario::ClaimRowsPastInFlight => {
+                "while the oldest rows are claimed, claim_rows takes the next ones: rows without \
+                 a key and the heads of other keys, however many rows wait"
+            }
         }
     }
 
@@ -222,6 +230,7 @@ impl StoreScenario {
             StoreScenario::OrderPerKey => order_per_key(store).await,
             StoreScenario::Waiting => waiting(store).await,
             StoreScenario::RowsPublished => rows_published(store).await,
+            StoreScenario::ClaimRowsPastInFlight => claim_rows_past_in_flight(store).await,
         }
     }
 }
@@ -1778,6 +1787,66 @@ pub async fn rows_published<S: Store + ?Sized>(store: &S) -> Verdict {
         "archived rows expired by prune (k2a, free2, k3b)",
         expired,
         3,
+    );
+    Verdict::Passed
+}
+
+/// While the oldest rows are claimed (in flight at the broker), `claim_rows` takes the next
+/// ones: the rows without a key after them, and the heads of keys other than the busy one,
+/// however many rows of the busy key wait behind its head.
+pub async fn claim_rows_past_in_flight<S: Store + ?Sized>(store: &S) -> Verdict {
+    let on = on("claim_rows_past_in_flight", store);
+    let producer = domain_event("StockMoved", json!({}));
+    on.record(vec![to(&producer, &["translate"])]).await;
+    let delivery = on.claim_one("translate").await;
+    let mut rows = Vec::new();
+    for n in 0..40 {
+        rows.push(integration_row(
+            "stock.moved",
+            Some("busy"),
+            json!({ "row": format!("busy{n}") }),
+        ));
+    }
+    for n in 0..6 {
+        rows.push(integration_row(
+            "stock.moved",
+            None,
+            json!({ "row": format!("free{n}") }),
+        ));
+    }
+    rows.push(integration_row(
+        "stock.moved",
+        Some("other"),
+        json!({ "row": "other0" }),
+    ));
+    on.complete(delivery.id, delivery.attempt, rows).await;
+    let label = |label: &str, key: Option<&'static str>| (label.to_owned(), key, 1);
+
+    let first = on.claim_rows(3).await;
+    on.sc.same(
+        "a claim of 3: the oldest rows that may go (busy's head, free0, free1)",
+        rows_seen(&first),
+        vec![
+            label("busy0", Some("busy")),
+            label("free0", None),
+            label("free1", None),
+        ],
+    );
+    let next = on.claim_rows(3).await;
+    on.sc.same(
+        "the next claim of 3, while those are claimed (free2, free3, free4)",
+        rows_seen(&next),
+        vec![
+            label("free2", None),
+            label("free3", None),
+            label("free4", None),
+        ],
+    );
+    let last = on.claim_rows(10).await;
+    on.sc.same(
+        "a claim of 10 after them: the last row without a key and the other key's head",
+        rows_seen(&last),
+        vec![label("free5", None), label("other0", Some("other"))],
     );
     Verdict::Passed
 }
