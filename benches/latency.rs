@@ -12,10 +12,11 @@
 //! Cases:
 //!
 //! - in-process (SQLite): a started app on a [`SqliteStore`] file (WAL, `synchronous = FULL`),
-//!   events recorded with `publish` (the store's own transaction), and with `publish_in` in a
-//!   transaction of a separate `SqlitePool` on the same file (`BEGIN IMMEDIATE`, as the
-//!   store's documentation asks), then committed. The publisher wakes the dispatcher
-//!   directly.
+//!   events recorded with `publish` (the store's own transaction), with `publish_in` in a
+//!   transaction of the store's pool (`store.pool()`, one connection, as the store's
+//!   documentation asks: the application and the store take turns on it), and with
+//!   `publish_in` in a transaction of a separate `SqlitePool` on the same file (`BEGIN
+//!   IMMEDIATE`), then committed. The publisher wakes the dispatcher directly.
 //! - LISTEN/NOTIFY (PostgreSQL, `DATABASE_URL`; skipped when it is unset or does not answer):
 //!   app A is started with a poll interval of one hour, so that only the commit's `NOTIFY` can
 //!   wake it; app B, on the same schema and never started, records the events with
@@ -100,6 +101,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 enum Case {
     /// A started app on SQLite, `publish`.
     SqlitePublish,
+    /// A started app on SQLite, `publish_in` on the store's pool, as its documentation asks.
+    SqliteStorePool,
     /// A started app on SQLite, `publish_in` on a separate pool.
     SqlitePublishIn,
     /// App A started on PostgreSQL (polls hourly), app B records with `publish_in`.
@@ -124,6 +127,7 @@ impl Case {
     fn label(self) -> String {
         match self {
             Case::SqlitePublish => "in-process publish (SQLite)".to_owned(),
+            Case::SqliteStorePool => "in-process publish_in (SQLite, store's pool)".to_owned(),
             Case::SqlitePublishIn => "in-process publish_in (SQLite, own pool)".to_owned(),
             Case::PostgresNotify => "LISTEN/NOTIFY publish_in by B (PostgreSQL)".to_owned(),
             Case::PostgresPublishIn => "in-process publish_in (PostgreSQL)".to_owned(),
@@ -136,7 +140,9 @@ impl Case {
 
     fn target(self) -> Target {
         match self {
-            Case::SqlitePublish | Case::SqlitePublishIn => Target::InProcess,
+            Case::SqlitePublish | Case::SqliteStorePool | Case::SqlitePublishIn => {
+                Target::InProcess
+            }
             Case::PostgresNotify | Case::PostgresPublishIn => Target::Notify,
             Case::SqlitePolling => Target::None,
         }
@@ -151,7 +157,7 @@ impl Case {
 enum Publisher {
     /// `publish`: the store's own transaction.
     Plain(DomainEvents),
-    /// `publish_in` on a transaction of the application's SQLite pool.
+    /// `publish_in` on a transaction of a SQLite pool: the store's or the application's own.
     Sqlite(DomainEvents, SqlitePool),
     /// `publish_in` on a transaction of the PostgreSQL pool.
     Postgres(DomainEvents, PgPool),
@@ -166,7 +172,8 @@ impl Publisher {
                 events.publish(event).await.expect("the event is recorded");
             }
             Publisher::Sqlite(events, pool) => {
-                // As `SqliteStore`'s documentation asks of a pool of the application's own.
+                // As `SqliteStore`'s documentation asks of a pool of the application's own (on
+                // the store's pool, with its one connection, it changes nothing).
                 let mut tx = pool
                     .begin_with("BEGIN IMMEDIATE")
                     .await
@@ -230,16 +237,17 @@ struct Setup {
 async fn setup(case: Case, file: PathBuf, postgres: Option<PgPool>, schema: &str) -> Setup {
     let default_poll = Duration::from_secs(1);
     let (handling, publisher) = match case {
-        Case::SqlitePublish | Case::SqlitePublishIn => {
+        Case::SqlitePublish | Case::SqliteStorePool | Case::SqlitePublishIn => {
             let store = SqliteStore::open(&file)
                 .await
                 .expect("the SQLite store opens");
+            let pool = store.pool().clone();
             let handling = app(store, default_poll);
             let events = handling.domain_events();
-            let publisher = if case == Case::SqlitePublish {
-                Publisher::Plain(events)
-            } else {
-                Publisher::Sqlite(events, user_sqlite_pool(&file).await)
+            let publisher = match case {
+                Case::SqlitePublish => Publisher::Plain(events),
+                Case::SqliteStorePool => Publisher::Sqlite(events, pool),
+                _ => Publisher::Sqlite(events, user_sqlite_pool(&file).await),
             };
             (handling, publisher)
         }
@@ -421,6 +429,7 @@ async fn run(full: bool) {
     std::fs::create_dir_all(&dir).expect("the temporary directory is created");
     let cases = [
         Case::SqlitePublish,
+        Case::SqliteStorePool,
         Case::SqlitePublishIn,
         Case::PostgresNotify,
         Case::PostgresPublishIn,

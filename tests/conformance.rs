@@ -76,6 +76,7 @@ store_scenario!(record, Record);
 store_scenario!(claim, Claim);
 store_scenario!(lease_expiry, LeaseExpiry);
 store_scenario!(complete_with_rows, CompleteWithRows);
+store_scenario!(complete_many, CompleteMany);
 store_scenario!(retry, Retry);
 store_scenario!(dead_letter, DeadLetter);
 store_scenario!(replay, Replay);
@@ -94,6 +95,7 @@ fn every_store_scenario_has_its_tests() {
         "claim",
         "lease_expiry",
         "complete_with_rows",
+        "complete_many",
         "retry",
         "dead_letter",
         "replay",
@@ -183,6 +185,7 @@ mod transport_scenarios {
     transport_scenario!(every_context, EveryContext);
     transport_scenario!(acknowledged, Acknowledged);
     transport_scenario!(order_per_key, OrderPerKey);
+    transport_scenario!(cancelled_next, CancelledNext);
 }
 
 #[test]
@@ -198,6 +201,7 @@ fn every_transport_scenario_has_its_test() {
             "acknowledged",
             "redelivery",
             "order_per_key",
+            "cancelled_next",
         ]
     );
 }

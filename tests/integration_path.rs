@@ -230,15 +230,38 @@ async fn an_undecodable_message_is_dead_lettered_and_the_next_one_flows() {
     running.shutdown().await.unwrap();
 }
 
-/// A store that counts the relay's claims, to see whether it spins.
+/// A store around another that counts the relay's claims, to see whether it spins, and the
+/// calls that record received integration events, to see whether the consumer batches them; and
+/// fails to record as many completions that produce integration events as it is told to, as a
+/// store that lost its connection does.
 #[derive(Clone, Default)]
-struct CountingClaims {
-    inner: InMemoryStore,
+struct Counting<S = InMemoryStore> {
+    inner: S,
     claims: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    inbox_records: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    failing_completions: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
-impl tidings::store::Store for CountingClaims {
+impl<S: tidings::store::Store> Counting<S> {
+    fn around(inner: S, failing_completions: usize) -> Self {
+        Counting {
+            inner,
+            claims: Default::default(),
+            inbox_records: Default::default(),
+            failing_completions: std::sync::Arc::new(failing_completions.into()),
+        }
+    }
+}
+
+impl<S: tidings::store::Store> tidings::store::Store for Counting<S> {
     fn record(&self, events: Vec<tidings::store::NewEvent>) -> BoxFuture<'_, StoreResult<usize>> {
+        if events
+            .iter()
+            .any(|e| e.event.kind == EventKind::Integration)
+        {
+            self.inbox_records
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         self.inner.record(events)
     }
     fn claim_deliveries<'a>(
@@ -249,13 +272,28 @@ impl tidings::store::Store for CountingClaims {
     ) -> BoxFuture<'a, StoreResult<Vec<tidings::store::Delivery>>> {
         self.inner.claim_deliveries(now, limit, handlers)
     }
-    fn complete_delivery(
+    fn complete_deliveries(
         &self,
-        id: tidings::store::DeliveryId,
-        attempt: u32,
-        produced: Vec<tidings::store::NewIntegrationRow>,
+        completions: Vec<tidings::store::Completion>,
     ) -> BoxFuture<'_, StoreResult<()>> {
-        self.inner.complete_delivery(id, attempt, produced)
+        let fail = completions.iter().any(|c| !c.produced.is_empty())
+            && self
+                .failing_completions
+                .fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |left| left.checked_sub(1),
+                )
+                .is_ok();
+        if fail {
+            let lost = tidings::StoreError::new(
+                tidings::ErrorKind::Unavailable,
+                "the connection to the database was lost",
+                None,
+            );
+            return Box::pin(std::future::ready(Err(lost)));
+        }
+        self.inner.complete_deliveries(completions)
     }
     fn retry_delivery(
         &self,
@@ -327,6 +365,15 @@ impl tidings::store::Store for CountingClaims {
     fn prune(&self, inbox: Time, archive: Time, limit: usize) -> BoxFuture<'_, StoreResult<usize>> {
         self.inner.prune(inbox, archive, limit)
     }
+    fn lease(&self) -> Option<std::time::Duration> {
+        self.inner.lease()
+    }
+    fn extend_claims(
+        &self,
+        claims: Vec<(tidings::store::DeliveryId, u32)>,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        self.inner.extend_claims(claims)
+    }
 }
 
 type Time = chrono::DateTime<chrono::Utc>;
@@ -335,7 +382,7 @@ use tidings::store::BoxFuture;
 
 #[tokio::test]
 async fn the_relay_waits_for_a_parked_keys_head_without_spinning() {
-    let store = CountingClaims::default();
+    let store: Counting = Counting::default();
     let claims = std::sync::Arc::clone(&store.claims);
     let published = InMemoryTransport::default();
     let broker = support::RefusesKey::new("stuck", published.clone());
@@ -385,5 +432,98 @@ async fn the_relay_waits_for_a_parked_keys_head_without_spinning() {
         .map(|m| m.data["step"].as_u64().unwrap() as u32)
         .collect();
     assert_eq!(stuck, [0, 1, 2], "only the free key flowed, in order");
+    running.shutdown().await.unwrap();
+}
+
+/// Messages the transport already holds are recorded in the inbox together, up to
+/// `inbox_batch` per store call (one transaction), not one call each; every one is handled once.
+#[tokio::test]
+async fn ready_messages_are_recorded_together() {
+    for (batch, calls) in [(64, 2..=4), (1, 100..=100)] {
+        let transport = InMemoryTransport::new().hold(100);
+        for sku in 0..100 {
+            let message = Message {
+                id: Uuid::now_v7(),
+                source: "elsewhere".into(),
+                contract: "catalog.product-discontinued".into(),
+                version: 1,
+                key: Some(sku.to_string()),
+                time: chrono::Utc::now(),
+                correlation_id: Uuid::now_v7(),
+                causation_id: None,
+                traceparent: None,
+                data: serde_json::json!({ "sku": sku.to_string() }),
+            };
+            transport.publish(message).await.unwrap();
+        }
+        let store: Counting = Counting::default();
+        let inbox_records = std::sync::Arc::clone(&store.inbox_records);
+        let app = Tidings::builder("catalog")
+            .store(store)
+            .transport(transport)
+            .provide(Received::default())
+            .inbox_batch(batch)
+            .build()
+            .unwrap();
+        let running = app.start().await.unwrap();
+        running.settle().await;
+        running.shutdown().await.unwrap();
+
+        assert_eq!(received(&app).len(), 100, "inbox_batch({batch})");
+        let recorded = inbox_records.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            calls.contains(&recorded),
+            "inbox_batch({batch}): 100 ready messages took {recorded} store calls, not {calls:?}"
+        );
+    }
+}
+
+/// A translation whose completion the store failed to record (its connection was lost) is not
+/// overtaken by the next events of its handler's claimed batch: they would complete before it,
+/// and their integration events would be published before its own, out of order per key. The
+/// rest of the batch waits for the claims to expire; then all of it is published, in order.
+#[tokio::test]
+async fn a_completion_the_store_failed_to_record_is_not_overtaken() {
+    let db = support::TempDb::new();
+    let sqlite = tidings::SqliteStore::open(&db.0)
+        .await
+        .unwrap()
+        .lease(std::time::Duration::from_millis(300));
+    let store = Counting::around(sqlite, 1);
+    let transport = InMemoryTransport::default();
+    let app = Tidings::builder("catalog")
+        .store(store.clone())
+        .transport(transport.clone())
+        .provide(Received::default())
+        .poll_interval(std::time::Duration::from_millis(50))
+        .build()
+        .unwrap();
+    // Recorded before the app starts: the dispatcher claims them in one batch.
+    for step in 0..4 {
+        let event = PriceReduced {
+            sku: "a".into(),
+            step,
+        };
+        app.domain_events().publish(event).await.unwrap();
+    }
+    let running = app.start().await.unwrap();
+    if let Err(unsettled) = running.settle_for(std::time::Duration::from_secs(20)).await {
+        panic!("{unsettled}");
+    }
+    assert_eq!(
+        store
+            .failing_completions
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the store failed a completion"
+    );
+    let steps: Vec<u32> = transport
+        .published_of::<PriceChangedIntegrationEvent>()
+        .iter()
+        .map(|event| event.step)
+        .collect();
+    assert_eq!(steps, [0, 1, 2, 3], "published in order");
+    let seen: Vec<u32> = received(&app).iter().map(|s| s.1).collect();
+    assert_eq!(seen, [0, 1, 2, 3], "received in order, once each");
     running.shutdown().await.unwrap();
 }

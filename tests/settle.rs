@@ -280,7 +280,11 @@ async fn a_claim_held_by_another_process_is_reported() {
     assert!(text.contains("another process holds them"), "{text}");
 
     other_process
-        .complete_delivery(claimed[0].id, claimed[0].attempt, Vec::new())
+        .complete_deliveries(vec![tidings::store::Completion {
+            id: claimed[0].id,
+            attempt: claimed[0].attempt,
+            produced: Vec::new(),
+        }])
         .await
         .unwrap();
     running.settle_for(PATIENT).await.unwrap();

@@ -98,7 +98,10 @@ async fn record_price(
 }
 
 async fn app(db: &TempDb, transport: &InMemoryTransport) -> Tidings {
-    let store = SqliteStore::open(&db.0).await.unwrap();
+    app_on(SqliteStore::open(&db.0).await.unwrap(), transport).await
+}
+
+async fn app_on(store: SqliteStore, transport: &InMemoryTransport) -> Tidings {
     sqlx::query("CREATE TABLE IF NOT EXISTS prices (sku TEXT NOT NULL, step INTEGER NOT NULL)")
         .execute(store.pool())
         .await
@@ -124,6 +127,34 @@ fn repriced(app: &Tidings) -> Vec<(String, u32)> {
         .lock()
         .unwrap()
         .clone()
+}
+
+/// Claims commit without waiting for the disk (a claim is a lease), and the store's connection,
+/// which the application's transactions share (`store.pool()`), is back at `synchronous =
+/// FULL` after each: what the application commits on it is durable.
+#[tokio::test]
+async fn the_stores_connection_is_durable_again_after_claims() {
+    let db = TempDb::new();
+    let transport = InMemoryTransport::default();
+    let store = SqliteStore::open(&db.0).await.unwrap();
+    let pool = store.pool().clone();
+    let app = app_on(store, &transport).await;
+    let running = app.start().await.unwrap();
+    for step in 0..5 {
+        let event = PriceReduced {
+            sku: "a".into(),
+            step,
+        };
+        app.domain_events().publish(event).await.unwrap();
+    }
+    running.settle().await;
+    assert_eq!(repriced(&app).len(), 5, "claimed, handled and relayed");
+    let (synchronous,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(synchronous, 2, "the store's connection is at FULL (2)");
+    running.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -343,7 +374,7 @@ async fn migrations_apply_once_from_processes_opening_the_file_together() {
         .fetch_one(again.pool())
         .await
         .unwrap();
-    assert_eq!(applied, 4, "each of the four migrations once");
+    assert_eq!(applied, 5, "each of the five migrations once");
     let theirs: Option<(String,)> =
         sqlx::query_as("SELECT name FROM sqlite_master WHERE name = '_sqlx_migrations'")
             .fetch_optional(again.pool())

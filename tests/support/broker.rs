@@ -1,6 +1,7 @@
 //! Brokers for fault tests: a private `nats-server` of the test's own (a free port, JetStream,
 //! a temporary store directory) that the test can kill with SIGKILL and start again on the same
-//! port and store, and a TCP proxy between a client and the broker that cuts the link on cue.
+//! port and store, and a TCP proxy between a client and a server (the broker, the database)
+//! that slows, holds or cuts the link on cue.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,7 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 /// The `nats-server` binary: `NATS_SERVER` if set, else `nats-server` on the `PATH`, in
 /// `/usr/sbin` or in `/usr/local/bin`. Without it the test says so and is skipped, unless
@@ -174,10 +178,22 @@ impl Drop for PrivateNats {
     }
 }
 
-/// A TCP proxy on a free port of 127.0.0.1 in front of `upstream`, that forwards both ways and,
-/// when told, cuts a connection right after it forwarded bytes from the client that hold a
-/// marker (such as `HPUB <subject>`: a publication reached the server, its acknowledgement
-/// cannot come back). Dropping it closes every connection.
+/// A TCP proxy on a free port of 127.0.0.1 in front of an upstream server (a broker, a
+/// database), with toxiproxy's vocabulary. It forwards both ways, and, when told:
+///
+/// - delays every chunk by a latency, each way ([`latency`](Self::latency));
+/// - becomes a blackhole ([`blackhole`](Self::blackhole)): it holds what it reads, both ways,
+///   and forwards nothing, without closing anything, until it is [healed](Self::heal); then
+///   what it held goes on, in order;
+/// - cuts a connection right after it forwarded a client chunk that holds a marker, or a given
+///   number of chunks after it on that connection ([`cut_after_sending`](Self::cut_after_sending),
+///   [`cut_after_sending_more`](Self::cut_after_sending_more)): such as `HPUB <subject>`, a
+///   publication that reached the broker and whose acknowledgement cannot come back, or the
+///   text of a SQL statement;
+/// - cuts every open connection at once ([`cut_all`](Self::cut_all)), and refuses new ones
+///   until healed ([`refuse`](Self::refuse)).
+///
+/// Dropping it closes every connection.
 #[derive(Debug)]
 pub(crate) struct LinkProxy {
     addr: SocketAddr,
@@ -189,15 +205,35 @@ pub(crate) struct LinkProxy {
 struct LinkState {
     upstream: SocketAddr,
     rule: Mutex<Option<CutRule>>,
+    /// How the link behaves now; every connection watches it.
+    link: watch::Sender<Link>,
     /// Client chunks forwarded that held the marker.
     matched: AtomicUsize,
-    /// Connections cut.
+    /// Connections cut by the rule.
     cuts: AtomicUsize,
+    /// Connections refused.
+    refused: AtomicUsize,
+}
+
+/// How the link behaves.
+#[derive(Debug, Clone, Copy, Default)]
+struct Link {
+    /// How long each chunk waits before it is forwarded, each way.
+    latency: Duration,
+    /// Whether every chunk is held, both ways.
+    blackhole: bool,
+    /// Whether new connections are closed as soon as they are accepted.
+    refusing: bool,
+    /// Counts the calls of `cut_all`: a connection opened before the last one is closed.
+    cut_all: u64,
 }
 
 #[derive(Debug)]
 struct CutRule {
     marker: Vec<u8>,
+    /// How many client chunks of the connection are forwarded after the one with the marker
+    /// before the cut.
+    more: usize,
     every: usize,
     budget: usize,
 }
@@ -205,22 +241,35 @@ struct CutRule {
 impl LinkProxy {
     /// A proxy in front of the server on `upstream_port` of 127.0.0.1.
     pub(crate) async fn start(upstream_port: u16) -> Self {
+        Self::start_to(SocketAddr::from(([127, 0, 0, 1], upstream_port))).await
+    }
+
+    /// A proxy in front of the server at `upstream`.
+    pub(crate) async fn start_to(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a free port for the proxy");
         let addr = listener.local_addr().expect("the proxy's address");
         let state = Arc::new(LinkState {
-            upstream: SocketAddr::from(([127, 0, 0, 1], upstream_port)),
+            upstream,
             rule: Mutex::new(None),
+            link: watch::Sender::new(Link::default()),
             matched: AtomicUsize::new(0),
             cuts: AtomicUsize::new(0),
+            refused: AtomicUsize::new(0),
         });
         let accepting = Arc::clone(&state);
         let accept = tokio::spawn(async move {
             // Dropped with this task when the proxy is: every connection closes.
             let mut connections = tokio::task::JoinSet::new();
             while let Ok((client, _)) = listener.accept().await {
-                connections.spawn(pipe(client, Arc::clone(&accepting)));
+                let link = *accepting.link.borrow();
+                if link.refusing {
+                    accepting.refused.fetch_add(1, Ordering::SeqCst);
+                    drop(client);
+                    continue;
+                }
+                connections.spawn(pipe(client, Arc::clone(&accepting), link.cut_all));
                 while connections.try_join_next().is_some() {}
             }
         });
@@ -231,22 +280,75 @@ impl LinkProxy {
         }
     }
 
-    /// The URL of the proxy, for the client.
+    /// The URL of the proxy, for a NATS client.
     pub(crate) fn url(&self) -> String {
         format!("nats://{}", self.addr)
+    }
+
+    /// The port of the proxy, on 127.0.0.1.
+    pub(crate) fn port(&self) -> u16 {
+        self.addr.port()
     }
 
     /// From now on, cuts the connection right after forwarding every `every`-th client chunk
     /// that holds `marker`, `budget` times in all.
     pub(crate) fn cut_after_sending(&self, marker: &str, every: usize, budget: usize) {
+        self.cut_after_sending_more(marker, 0, every, budget);
+    }
+
+    /// From now on, cuts the connection after forwarding every `every`-th client chunk that
+    /// holds `marker` and then `more` client chunks of that connection, `budget` times in all.
+    /// For a database client that sends a statement's text and, once the server parsed it,
+    /// runs it in a chunk of its own: `more` 0 cuts the connection before the statement ran,
+    /// 1 after the server got the order to run it, before its answer came back.
+    pub(crate) fn cut_after_sending_more(
+        &self,
+        marker: &str,
+        more: usize,
+        every: usize,
+        budget: usize,
+    ) {
         *self.state.rule.lock().unwrap() = Some(CutRule {
             marker: marker.as_bytes().to_vec(),
+            more,
             every: every.max(1),
             budget,
         });
     }
 
-    /// How many connections it cut so far.
+    /// From now on, every chunk waits `latency` before it is forwarded, each way.
+    pub(crate) fn latency(&self, latency: Duration) {
+        self.state.link.send_modify(|link| link.latency = latency);
+    }
+
+    /// From now on, the proxy holds every chunk it reads, both ways, and forwards nothing,
+    /// without closing a connection, until [healed](Self::heal).
+    pub(crate) fn blackhole(&self) {
+        self.state.link.send_modify(|link| link.blackhole = true);
+    }
+
+    /// Closes every open connection, both sides, now.
+    pub(crate) fn cut_all(&self) {
+        self.state.link.send_modify(|link| link.cut_all += 1);
+    }
+
+    /// From now on, closes every new connection as soon as it is accepted, until
+    /// [healed](Self::heal).
+    pub(crate) fn refuse(&self) {
+        self.state.link.send_modify(|link| link.refusing = true);
+    }
+
+    /// Back to a plain link: no latency, no blackhole (what it held is forwarded, in order),
+    /// new connections welcome. A cut rule stays until its budget is spent.
+    pub(crate) fn heal(&self) {
+        self.state.link.send_modify(|link| {
+            link.latency = Duration::ZERO;
+            link.blackhole = false;
+            link.refusing = false;
+        });
+    }
+
+    /// How many connections the cut rule cut so far.
     pub(crate) fn cuts(&self) -> usize {
         self.state.cuts.load(Ordering::SeqCst)
     }
@@ -254,6 +356,11 @@ impl LinkProxy {
     /// How many forwarded client chunks held the marker so far.
     pub(crate) fn matched(&self) -> usize {
         self.state.matched.load(Ordering::SeqCst)
+    }
+
+    /// How many connections it refused so far.
+    pub(crate) fn refused(&self) -> usize {
+        self.state.refused.load(Ordering::SeqCst)
     }
 }
 
@@ -264,51 +371,117 @@ impl Drop for LinkProxy {
 }
 
 impl LinkState {
-    /// Whether the connection is cut after forwarding `chunk`.
-    fn cut_after(&self, chunk: &[u8]) -> bool {
+    /// After forwarding `chunk` from a client: `Some(more)` if the rule cuts its connection
+    /// after `more` further client chunks.
+    fn armed_by(&self, chunk: &[u8]) -> Option<usize> {
         let mut rule = self.rule.lock().unwrap();
-        let Some(rule) = rule.as_mut() else {
-            return false;
-        };
+        let rule = rule.as_mut()?;
         if rule.budget == 0 || !chunk.windows(rule.marker.len()).any(|w| w == rule.marker) {
-            return false;
+            return None;
         }
         let matched = self.matched.fetch_add(1, Ordering::SeqCst) + 1;
         if !matched.is_multiple_of(rule.every) {
-            return false;
+            return None;
         }
         rule.budget -= 1;
-        self.cuts.fetch_add(1, Ordering::SeqCst);
-        true
+        Some(rule.more)
     }
 }
 
-/// Forwards one client connection to the upstream server, both ways, until either side closes
-/// or the rule cuts it: then both sockets close.
-async fn pipe(client: TcpStream, state: Arc<LinkState>) {
+/// Forwards one client connection to the upstream server, both ways, until either side closes,
+/// the rule cuts it, or every connection opened before `cut_all` changes from `generation` is
+/// cut: then both sockets close.
+async fn pipe(client: TcpStream, state: Arc<LinkState>, generation: u64) {
     let Ok(server) = TcpStream::connect(state.upstream).await else {
         return;
     };
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut server_read, mut server_write) = server.into_split();
-    let up = async {
+    let mut link = state.link.subscribe();
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
+    let up = forward(client_read, server_write, &state, true);
+    let down = forward(server_read, client_write, &state, false);
+    let cut = link.wait_for(|link| link.cut_all != generation);
+    tokio::select! {
+        () = up => {}
+        () = down => {}
+        _ = cut => {}
+    }
+}
+
+/// Forwards what `from` reads to `to`, each chunk when the link lets it through: after the
+/// latency, and not while the link is a blackhole. Reading goes on meanwhile, so that neither
+/// side sees its writes held back. Ends when `from` is closed and everything it sent was
+/// forwarded, when `to` is closed, or, for the client's side (`from_client`), when the rule
+/// cuts the connection.
+async fn forward(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    state: &LinkState,
+    from_client: bool,
+) {
+    let (chunks, mut held) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let reading = async move {
         let mut buffer = vec![0; 64 * 1024];
         loop {
-            let n = match client_read.read(&mut buffer).await {
+            match from.read(&mut buffer).await {
                 Ok(0) | Err(_) => return,
-                Ok(n) => n,
+                Ok(n) => {
+                    if chunks.send((Instant::now(), buffer[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    let writing = async {
+        let mut link = state.link.subscribe();
+        // Client chunks still to forward before the rule's cut, once it is armed.
+        let mut countdown: Option<usize> = None;
+        while let Some((read_at, chunk)) = held.recv().await {
+            let Ok(latency) = link
+                .wait_for(|link| !link.blackhole)
+                .await
+                .map(|l| l.latency)
+            else {
+                return;
             };
-            if server_write.write_all(&buffer[..n]).await.is_err() {
+            tokio::time::sleep_until(read_at + latency).await;
+            // The link may have become a blackhole meanwhile.
+            if link.wait_for(|link| !link.blackhole).await.is_err() {
                 return;
             }
-            if state.cut_after(&buffer[..n]) {
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+            if !from_client {
+                continue;
+            }
+            let cut = match countdown {
+                Some(left) => {
+                    countdown = Some(left - 1);
+                    left == 1
+                }
+                None => match state.armed_by(&chunk) {
+                    Some(0) => true,
+                    Some(more) => {
+                        countdown = Some(more);
+                        false
+                    }
+                    None => false,
+                },
+            };
+            if cut {
+                state.cuts.fetch_add(1, Ordering::SeqCst);
                 return;
             }
         }
     };
-    let down = tokio::io::copy(&mut server_read, &mut client_write);
+    let mut reading = std::pin::pin!(reading);
+    let mut writing = std::pin::pin!(writing);
     tokio::select! {
-        () = up => {}
-        _ = down => {}
+        () = &mut writing => return,
+        // Closed: what was read is still forwarded.
+        () = &mut reading => {}
     }
+    writing.await;
 }

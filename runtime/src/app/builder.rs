@@ -34,6 +34,7 @@ pub struct TidingsBuilder {
     poll_interval: Duration,
     batch_size: usize,
     relay_window: usize,
+    inbox_batch: usize,
 }
 
 impl fmt::Debug for TidingsBuilder {
@@ -96,6 +97,24 @@ impl TidingsBuilder {
         self
     }
 
+    /// How many items one store step takes, at most. Default: 64.
+    ///
+    /// The dispatcher claims up to this many due deliveries at once, runs each handler's in
+    /// order (handlers concurrently), and completes the successful ones, with the integration
+    /// events they produced, in one transaction: a group commit, one disk flush for the batch
+    /// instead of one per delivery. The relay marks up to this many acknowledged rows at once.
+    /// A larger batch drains a backlog faster; a smaller one lets the next claim, and so other
+    /// handlers' new work, start sooner after slow handlers. A batch of 0 is taken as 1.
+    ///
+    /// ```
+    /// // Handlers that take microseconds and a deep backlog: fewer, larger commits.
+    /// let builder = tidings::Tidings::builder("shipping").batch_size(256);
+    /// ```
+    pub fn batch_size(mut self, batch: usize) -> Self {
+        self.batch_size = batch.max(1);
+        self
+    }
+
     /// How many publications the relay keeps in flight at once, across keys. Default: 256.
     ///
     /// The relay publishes the head of each key, one at a time per key so that each key stays
@@ -111,6 +130,23 @@ impl TidingsBuilder {
     /// ```
     pub fn relay_window(mut self, window: usize) -> Self {
         self.relay_window = window.max(1);
+        self
+    }
+
+    /// How many received integration events a consumer records in one store transaction, at
+    /// most. Default: 64.
+    ///
+    /// A consumer takes the messages its transport already holds, up to this many, records them
+    /// in the inbox together and acknowledges them once recorded: one commit for the batch
+    /// instead of one per message. It never waits for a batch to fill, so a lone message is
+    /// recorded at once. 1 records one message at a time. A batch of 0 is taken as 1.
+    ///
+    /// ```
+    /// // Fewer, larger commits for a context that receives bursts.
+    /// let builder = tidings::Tidings::builder("search").inbox_batch(256);
+    /// ```
+    pub fn inbox_batch(mut self, batch: usize) -> Self {
+        self.inbox_batch = batch.max(1);
         self
     }
 
@@ -174,6 +210,7 @@ impl TidingsBuilder {
             poll_interval: self.poll_interval,
             batch_size: self.batch_size,
             relay_window: self.relay_window,
+            inbox_batch: self.inbox_batch,
             wiring,
             activity: Arc::new(Activity::default()),
             transport_activity,
@@ -202,6 +239,7 @@ impl TidingsBuilder {
             poll_interval: Duration::from_secs(1),
             batch_size: 64,
             relay_window: 256,
+            inbox_batch: 64,
         }
     }
 }

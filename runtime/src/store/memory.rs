@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    BoxFuture, DeadLetter, DeadLetterId, Delivery, DeliveryId, ErrorKind, IntegrationRow, NewEvent,
-    NewIntegrationRow, RowId, Store, StoreError, StoredEvent,
+    BoxFuture, Completion, DeadLetter, DeadLetterId, Delivery, DeliveryId, ErrorKind,
+    IntegrationRow, NewEvent, NewIntegrationRow, RowId, Store, StoreError, StoredEvent,
 };
 use super::{ContractWaiting, HandlerWaiting, WaitCounts, Waiting};
 use crate::event::EventKind;
@@ -247,20 +247,26 @@ impl Store for InMemoryStore {
         Self::ready(Ok(claimed))
     }
 
-    fn complete_delivery(
+    fn complete_deliveries(
         &self,
-        id: DeliveryId,
-        attempt: u32,
-        produced: Vec<NewIntegrationRow>,
+        completions: Vec<Completion>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         let mut state = self.lock();
-        if let Some(delivery) = state.take_delivery(id, attempt) {
+        let now = Utc::now();
+        for Completion {
+            id,
+            attempt,
+            produced,
+        } in completions
+        {
+            let Some(delivery) = state.take_delivery(id, attempt) else {
+                continue;
+            };
             state.outcomes.push(Outcome::Completed {
                 handler: delivery.handler,
                 event_id: delivery.event.meta.id,
                 attempt: delivery.attempts,
             });
-            let now = Utc::now();
             for NewIntegrationRow { event, key } in produced {
                 let id = RowId::new(state.next());
                 if let Some(key) = &key {

@@ -113,6 +113,17 @@ pub struct Delivery {
     pub attempt: u32,
 }
 
+/// A delivery whose handler succeeded, to complete with what it produced.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// The delivery.
+    pub id: DeliveryId,
+    /// The claim's attempt: the delivery completes only if it is still claimed at it.
+    pub attempt: u32,
+    /// The integration events its handler produced, for the outbox.
+    pub produced: Vec<NewIntegrationRow>,
+}
+
 /// An integration event to put in the outbox, for the relay.
 #[derive(Debug, Clone)]
 pub struct NewIntegrationRow {
@@ -186,14 +197,13 @@ pub trait Store: Send + Sync + 'static {
         handlers: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>>;
 
-    /// Completes a delivery and records the integration events it produced, in one step, if
-    /// the delivery is still claimed at `attempt`; otherwise (another process took it over)
-    /// nothing changes.
-    fn complete_delivery(
+    /// Completes deliveries and records the integration events each produced, all in one step:
+    /// the dispatcher's group commit, one transaction for a batch of deliveries. Each completes
+    /// only if it is still claimed at its attempt; one that is not (another process took it
+    /// over, or it is unknown or already completed) changes nothing, and the others complete.
+    fn complete_deliveries(
         &self,
-        id: DeliveryId,
-        attempt: u32,
-        produced: Vec<NewIntegrationRow>,
+        completions: Vec<Completion>,
     ) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// Reschedules a failed delivery for `at`, keeping its error, if it is still claimed at

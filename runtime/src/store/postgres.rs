@@ -17,8 +17,9 @@ use super::sql::{
 use crate::event::EventKind;
 use crate::store::Waiting;
 use crate::store::{
-    BoxFuture, DeadLetter, DeadLetterId, Delivery, DeliveryId, ErrorKind, IntegrationRow, NewEvent,
-    NewIntegrationRow, RowId, Store, StoreError, StoreListener, StoredEvent, Wake,
+    BoxFuture, Completion, DeadLetter, DeadLetterId, Delivery, DeliveryId, ErrorKind,
+    IntegrationRow, NewEvent, NewIntegrationRow, RowId, Store, StoreError, StoreListener,
+    StoredEvent, Wake,
 };
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -254,39 +255,51 @@ impl PostgresStore {
         Ok(created)
     }
 
-    /// Completes delivery `id`, if it is still claimed at `attempt` (or whatever its attempt,
-    /// for `None`), and records the rows it produced, on `connection`. Returns whether it did.
+    /// Completes each delivery still claimed at its attempt (or whatever its attempt, for
+    /// `None`), with one statement for them all, and records the rows those produced, on
+    /// `connection`. Returns whether it completed any.
     async fn complete(
         &self,
         connection: &mut PgConnection,
-        id: DeliveryId,
-        attempt: Option<u32>,
-        rows: Vec<NewIntegrationRow>,
+        completions: Vec<(DeliveryId, Option<u32>, Vec<NewIntegrationRow>)>,
     ) -> Result<bool, StoreError> {
-        let deleted = sqlx::query(self.sql(
-            "DELETE FROM {schema}.tidings_deliveries WHERE id = $1 \
-             AND ($2::integer IS NULL OR attempts = $2)",
+        let mut ids = Vec::with_capacity(completions.len());
+        let mut attempts = Vec::with_capacity(completions.len());
+        for (id, attempt, _) in &completions {
+            ids.push(id_param(DELIVERIES, id.get())?);
+            attempts.push(attempt.map(attempt_param).transpose()?);
+        }
+        let deleted: Vec<i64> = sqlx::query_scalar(self.sql(
+            "DELETE FROM {schema}.tidings_deliveries d \
+             USING unnest($1::bigint[], $2::integer[]) AS c(id, attempt) \
+             WHERE d.id = c.id AND (c.attempt IS NULL OR d.attempts = c.attempt) RETURNING d.id",
         ))
-        .bind(id_param(DELIVERIES, id.get())?)
-        .bind(attempt.map(attempt_param).transpose()?)
-        .execute(&mut *connection)
+        .bind(&ids)
+        .bind(&attempts)
+        .fetch_all(&mut *connection)
         .await
-        .map_err(error("could not complete a delivery"))?;
-        if deleted.rows_affected() == 0 {
+        .map_err(error("could not complete deliveries"))?;
+        if deleted.is_empty() {
             return Ok(false);
         }
-        let produced = !rows.is_empty();
-        for NewIntegrationRow { event, key } in rows {
-            let query = sqlx::query(self.sql(concat!(
-                "INSERT INTO {schema}.tidings_outbox (ordering_key, due_at, ",
-                event_columns!(),
-                ") VALUES ($1, now(), $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-            )))
-            .bind(key);
-            bind_event(query, OUTBOX, &event)?
-                .execute(&mut *connection)
-                .await
-                .map_err(error("could not record an integration event"))?;
+        let mut produced = false;
+        for ((_, _, rows), id) in completions.into_iter().zip(ids) {
+            if rows.is_empty() || !deleted.contains(&id) {
+                continue;
+            }
+            produced = true;
+            for NewIntegrationRow { event, key } in rows {
+                let query = sqlx::query(self.sql(concat!(
+                    "INSERT INTO {schema}.tidings_outbox (ordering_key, due_at, ",
+                    event_columns!(),
+                    ") VALUES ($1, now(), $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                )))
+                .bind(key);
+                bind_event(query, OUTBOX, &event)?
+                    .execute(&mut *connection)
+                    .await
+                    .map_err(error("could not record an integration event"))?;
+            }
         }
         if produced {
             sqlx::query("SELECT pg_notify($1, 'r')")
@@ -406,7 +419,7 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let mut tx = sql::handler_transaction::<Postgres>(transaction)?;
             // The transaction holds the delivery's row since `begin`: it is this claim's.
-            self.complete(&mut tx, id, None, produced).await?;
+            self.complete(&mut tx, vec![(id, None, produced)]).await?;
             sql::commit(*tx).await
         })
     }
@@ -465,21 +478,33 @@ impl Store for PostgresStore {
             // Each handler's deliveries run in one process at a time, in the order they were
             // recorded: a claim skips the handlers another claim holds. Claims take turns
             // (a lock held until this claim commits) so that two cannot both see a handler free.
+            // The claim walks each free handler's deliveries in order on its index and stops at
+            // the limit: sorting is off so that stale statistics (a backlog just recorded) do
+            // not make it sort the whole backlog, and so is JIT, which such a cost estimate
+            // would start. A claim is a lease: its commit need not wait for the disk, since the
+            // completion's commit, which must, flushes it too (the log is written in order), and
+            // a claim lost in a crash of the database is a claim expired.
             let mut tx = sql::begin(&self.pool).await?;
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                .bind(self.channel())
-                .execute(&mut *tx)
-                .await
-                .map_err(error("could not take the claim lock"))?;
+            sqlx::query(
+                "SELECT pg_advisory_xact_lock(hashtext($1)), \
+                 set_config('enable_sort', 'off', true), set_config('jit', 'off', true), \
+                 set_config('synchronous_commit', 'off', true)",
+            )
+            .bind(self.channel())
+            .execute(&mut *tx)
+            .await
+            .map_err(error("could not take the claim lock"))?;
             let rows = sqlx::query(self.sql(
                 "UPDATE {schema}.tidings_deliveries \
                  SET claimed_until = now() + $1 * interval '1 microsecond', attempts = attempts + 1 \
-                 WHERE id IN (SELECT o.id FROM {schema}.tidings_deliveries o WHERE o.due_at <= now() \
-                 AND (o.claimed_until IS NULL OR o.claimed_until < now()) \
-                 AND o.handler = ANY($3) \
-                 AND NOT EXISTS (SELECT 1 FROM {schema}.tidings_deliveries c \
-                 WHERE c.handler = o.handler AND c.claimed_until >= now()) \
-                 ORDER BY o.id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING *",
+                 WHERE id IN (SELECT x.id FROM unnest($3::text[]) AS h(handler) \
+                 CROSS JOIN LATERAL (SELECT o.id FROM {schema}.tidings_deliveries o \
+                 WHERE o.handler = h.handler AND o.due_at <= now() \
+                 AND coalesce(o.claimed_until, '-infinity') < now() \
+                 ORDER BY o.id LIMIT $2 FOR UPDATE SKIP LOCKED) x \
+                 WHERE NOT EXISTS (SELECT 1 FROM {schema}.tidings_deliveries c \
+                 WHERE c.handler = h.handler AND c.claimed_until >= now()) \
+                 ORDER BY x.id LIMIT $2) RETURNING *",
             ))
             .bind(self.lease_micros())
             .bind(sql::limit(limit))
@@ -492,15 +517,20 @@ impl Store for PostgresStore {
         })
     }
 
-    fn complete_delivery(
+    fn complete_deliveries(
         &self,
-        id: DeliveryId,
-        attempt: u32,
-        produced: Vec<NewIntegrationRow>,
+        completions: Vec<Completion>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
+            if completions.is_empty() {
+                return Ok(());
+            }
+            let completions = completions
+                .into_iter()
+                .map(|c| (c.id, Some(c.attempt), c.produced))
+                .collect();
             let mut tx = sql::begin(&self.pool).await?;
-            if self.complete(&mut tx, id, Some(attempt), produced).await? {
+            if self.complete(&mut tx, completions).await? {
                 sql::commit(tx).await?;
             }
             Ok(())

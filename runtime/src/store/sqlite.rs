@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::migrate::MigrateError;
+use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Sqlite, SqliteConnection};
+use sqlx::{AssertSqlSafe, Connection, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
 use super::sql::{
@@ -24,8 +25,8 @@ use super::sql::{
 use crate::event::EventKind;
 use crate::store::Waiting;
 use crate::store::{
-    BoxFuture, DeadLetter, DeadLetterId, Delivery, DeliveryId, ErrorKind, IntegrationRow, NewEvent,
-    NewIntegrationRow, RowId, Store, StoreError, StoredEvent,
+    BoxFuture, Completion, DeadLetter, DeadLetterId, Delivery, DeliveryId, ErrorKind,
+    IntegrationRow, NewEvent, NewIntegrationRow, RowId, Store, StoreError, StoredEvent,
 };
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -261,15 +262,91 @@ impl StoredValues for SqliteRow {
     }
 }
 
-/// The handlers' names as a JSON array, for `json_each`.
-fn handler_list(handlers: &[String]) -> Result<String, StoreError> {
-    serde_json::to_string(handlers).map_err(|source| {
-        StoreError::new(
-            ErrorKind::Invalid,
-            "could not write the handlers' names as JSON",
-            Some(Box::new(source) as _),
-        )
-    })
+/// The store's connection for a claim, whose commit does not wait for the disk
+/// (`synchronous = NORMAL`). A claim is a lease: the commit that completes the claimed work, which
+/// does wait (`FULL`), flushes the log past the claim (the log is written in order), and a claim
+/// lost when the machine loses power is a claim expired. It saves a claim one flush.
+///
+/// Given back with `FULL` again by [`restore`](Self::restore); dropped before (cancelled, or
+/// failing), it closes the connection rather than give it back as it is.
+struct Unflushed(Option<PoolConnection<Sqlite>>);
+
+impl Unflushed {
+    async fn acquire(pool: &SqlitePool) -> Result<Self, StoreError> {
+        let connection = pool
+            .acquire()
+            .await
+            .map_err(error("could not begin a claim"))?;
+        let mut unflushed = Unflushed(Some(connection));
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(unflushed.connection())
+            .await
+            .map_err(error("could not begin a claim"))?;
+        Ok(unflushed)
+    }
+
+    fn connection(&mut self) -> &mut SqliteConnection {
+        match &mut self.0 {
+            Some(connection) => connection,
+            None => unreachable!("the connection is taken only by `restore`, which consumes it"),
+        }
+    }
+
+    async fn begin(&mut self) -> Result<sqlx::Transaction<'_, Sqlite>, StoreError> {
+        self.connection()
+            .begin()
+            .await
+            .map_err(error("could not begin a transaction"))
+    }
+
+    /// Sets `synchronous = FULL` again and gives the connection back to the pool; if it cannot,
+    /// the connection is closed (and the claim, committed, stands).
+    async fn restore(mut self) {
+        let restored = sqlx::query("PRAGMA synchronous = FULL")
+            .execute(self.connection())
+            .await;
+        match restored {
+            Ok(_) => drop(self.0.take()),
+            Err(error) => {
+                tracing::warn!(%error, "closing a connection left at `synchronous = NORMAL`")
+            }
+        }
+    }
+}
+
+impl Drop for Unflushed {
+    fn drop(&mut self) {
+        if let Some(connection) = &mut self.0 {
+            connection.close_on_drop();
+        }
+    }
+}
+
+/// How many handlers one claim statement covers: a statement has a subquery per handler, and
+/// SQLite takes at most 500 in one compound select.
+const CLAIM_CHUNK: usize = 100;
+
+/// The claim of up to `?3` deliveries due at `?2`, until `?1`, of `handlers` handlers (`?4`
+/// on): a subquery per handler walks its deliveries in order on its index and stops at the
+/// limit, so a claim never sorts a whole backlog; a handler that a claim holds gives none.
+fn claim_sql(handlers: usize) -> String {
+    let per_handler = (0..handlers)
+        .map(|i| {
+            format!(
+                "SELECT id FROM (SELECT o.id FROM tidings_deliveries o WHERE o.handler = ?{} \
+                 AND o.due_at <= ?2 AND (o.claimed_until IS NULL OR o.claimed_until < ?2) \
+                 AND NOT EXISTS (SELECT 1 FROM tidings_deliveries c \
+                 WHERE c.handler = o.handler AND c.claimed_until >= ?2) \
+                 ORDER BY o.id LIMIT ?3)",
+                i + 4
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    format!(
+        "UPDATE tidings_deliveries SET claimed_until = ?1, attempts = attempts + 1 \
+         WHERE id IN (SELECT id FROM ({per_handler}) ORDER BY id LIMIT ?3) RETURNING *"
+    )
 }
 
 /// Outbox row ids as a JSON array, for `json_each`.
@@ -494,37 +571,52 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let now = micros(now);
             let lease = self.lease_until(now);
-            let mut tx = sql::begin(&self.pool).await?;
-            let rows = sqlx::query(
-                "UPDATE tidings_deliveries SET claimed_until = ?1, attempts = attempts + 1 \
-                 WHERE id IN (SELECT o.id FROM tidings_deliveries o WHERE o.due_at <= ?2 \
-                 AND (o.claimed_until IS NULL OR o.claimed_until < ?2) \
-                 AND o.handler IN (SELECT value FROM json_each(?4)) \
-                 AND NOT EXISTS (SELECT 1 FROM tidings_deliveries c \
-                 WHERE c.handler = o.handler AND c.claimed_until >= ?2) \
-                 ORDER BY o.id LIMIT ?3) RETURNING *",
-            )
-            .bind(lease)
-            .bind(now)
-            .bind(sql::limit(limit))
-            .bind(handler_list(handlers)?)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(error("could not claim deliveries"))?;
+            let mut claiming = Unflushed::acquire(&self.pool).await?;
+            let mut tx = claiming.begin().await?;
+            let mut rows = Vec::new();
+            for chunk in handlers.chunks(CLAIM_CHUNK) {
+                let left = limit.saturating_sub(rows.len());
+                if left == 0 {
+                    break;
+                }
+                let mut query = sqlx::query(AssertSqlSafe(claim_sql(chunk.len())))
+                    .bind(lease)
+                    .bind(now)
+                    .bind(sql::limit(left));
+                for handler in chunk {
+                    query = query.bind(handler);
+                }
+                let claimed = query
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(error("could not claim deliveries"))?;
+                rows.extend(claimed);
+            }
             sql::commit(tx).await?;
+            claiming.restore().await;
             sql::deliveries(&rows)
         })
     }
 
-    fn complete_delivery(
+    fn complete_deliveries(
         &self,
-        id: DeliveryId,
-        attempt: u32,
-        produced: Vec<NewIntegrationRow>,
+        completions: Vec<Completion>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
+            if completions.is_empty() {
+                return Ok(());
+            }
             let mut tx = sql::begin(&self.pool).await?;
-            if complete(&mut tx, id, Some(attempt), produced).await? {
+            let mut completed = false;
+            for Completion {
+                id,
+                attempt,
+                produced,
+            } in completions
+            {
+                completed |= complete(&mut tx, id, Some(attempt), produced).await?;
+            }
+            if completed {
                 sql::commit(tx).await?;
             }
             Ok(())
@@ -671,7 +763,8 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let now = micros(now);
             let lease = self.lease_until(now);
-            let mut tx = sql::begin(&self.pool).await?;
+            let mut claiming = Unflushed::acquire(&self.pool).await?;
+            let mut tx = claiming.begin().await?;
             // The oldest row of each key, and every row with no key.
             let rows = sqlx::query(
                 "UPDATE tidings_outbox SET claimed_until = ?, attempts = attempts + 1 \
@@ -689,6 +782,7 @@ impl Store for SqliteStore {
             .await
             .map_err(error("could not claim integration rows"))?;
             sql::commit(tx).await?;
+            claiming.restore().await;
             sql::integration_rows(&rows)
         })
     }

@@ -19,11 +19,11 @@ use serde_json::json;
 use super::check::Scenario;
 use super::records::{domain_event, integration_event, integration_row};
 use super::{Report, Verdict};
-use crate::store::{ContractWaiting, HandlerWaiting, WaitCounts, Waiting};
 use crate::store::{
-    DeadLetter, DeadLetterId, Delivery, DeliveryId, IntegrationRow, NewEvent, NewIntegrationRow,
-    RowId, Store, StoredEvent,
+    Completion, DeadLetter, DeadLetterId, Delivery, DeliveryId, IntegrationRow, NewEvent,
+    NewIntegrationRow, RowId, Store, StoredEvent,
 };
+use crate::store::{ContractWaiting, HandlerWaiting, WaitCounts, Waiting};
 
 /// What a scenario asks of the store that the factory of [`store_conformance`] makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +68,8 @@ pub enum StoreScenario {
     LeaseExpiry,
     /// [`complete_with_rows`]
     CompleteWithRows,
+    /// [`complete_many`]
+    CompleteMany,
     /// [`retry`]
     Retry,
     /// [`dead_letter`]
@@ -94,6 +96,7 @@ pub const SCENARIOS: &[StoreScenario] = &[
     StoreScenario::Claim,
     StoreScenario::LeaseExpiry,
     StoreScenario::CompleteWithRows,
+    StoreScenario::CompleteMany,
     StoreScenario::Retry,
     StoreScenario::DeadLetter,
     StoreScenario::Replay,
@@ -113,6 +116,7 @@ impl StoreScenario {
             StoreScenario::Claim => "claim",
             StoreScenario::LeaseExpiry => "lease_expiry",
             StoreScenario::CompleteWithRows => "complete_with_rows",
+            StoreScenario::CompleteMany => "complete_many",
             StoreScenario::Retry => "retry",
             StoreScenario::DeadLetter => "dead_letter",
             StoreScenario::Replay => "replay",
@@ -143,6 +147,11 @@ impl StoreScenario {
             StoreScenario::CompleteWithRows => {
                 "completion records the produced integration rows with it; a stale attempt or an \
                  unknown delivery changes nothing"
+            }
+            StoreScenario::CompleteMany => {
+                "complete_deliveries completes the deliveries of several handlers in one call, \
+                 each with its rows; a stale attempt or an unknown delivery among them changes \
+                 nothing and does not stop the others"
             }
             StoreScenario::Retry => {
                 "retry_delivery reschedules: not due before its time, due again after it at the \
@@ -203,6 +212,7 @@ impl StoreScenario {
             StoreScenario::Claim => claim(store).await,
             StoreScenario::LeaseExpiry => lease_expiry(store).await,
             StoreScenario::CompleteWithRows => complete_with_rows(store).await,
+            StoreScenario::CompleteMany => complete_many(store).await,
             StoreScenario::Retry => retry(store).await,
             StoreScenario::DeadLetter => dead_letter(store).await,
             StoreScenario::Replay => replay(store).await,
@@ -341,10 +351,23 @@ impl<S: Store + ?Sized> On<'_, S> {
     }
 
     async fn complete(&self, delivery: DeliveryId, attempt: u32, rows: Vec<NewIntegrationRow>) {
+        self.complete_all(vec![(delivery, attempt, rows)]).await
+    }
+
+    /// Completes several deliveries in one call.
+    async fn complete_all(&self, completions: Vec<(DeliveryId, u32, Vec<NewIntegrationRow>)>) {
+        let completions = completions
+            .into_iter()
+            .map(|(id, attempt, produced)| Completion {
+                id,
+                attempt,
+                produced,
+            })
+            .collect();
         self.sc
             .call(
-                "complete_delivery",
-                self.store.complete_delivery(delivery, attempt, rows),
+                "complete_deliveries",
+                self.store.complete_deliveries(completions),
             )
             .await
     }
@@ -804,6 +827,61 @@ pub async fn complete_with_rows<S: Store + ?Sized>(store: &S) -> Verdict {
         (0, 2),
     )
     .await;
+    Verdict::Passed
+}
+
+/// `complete_deliveries` completes many deliveries in one call (the dispatcher's group commit),
+/// of several handlers, each with the rows it produced; a delivery at a stale attempt and an
+/// unknown one in the same call change nothing and do not stop the others: the stale one stays
+/// claimed, and completes at its own attempt later.
+pub async fn complete_many<S: Store + ?Sized>(store: &S) -> Verdict {
+    let on = on("complete_many", store);
+    let first = domain_event("StockCounted", json!({ "n": 1 }));
+    let second = domain_event("StockAudited", json!({ "n": 2 }));
+    on.record(vec![to(&first, &["a", "b"]), to(&second, &["a", "b"])])
+        .await;
+    let claimed = on.claim(10, &["a", "b"]).await;
+    let find = |handler: &str, event: &str| -> &Delivery {
+        claimed
+            .iter()
+            .find(|d| d.handler == handler && d.event.name == event)
+            .unwrap_or_else(|| {
+                on.sc.fail(format_args!(
+                    "no claimed delivery of `{event}` to `{handler}` in {:?}",
+                    seen(&claimed)
+                ))
+            })
+    };
+    let (a1, a2) = (find("a", "StockCounted"), find("a", "StockAudited"));
+    let (b1, b2) = (find("b", "StockCounted"), find("b", "StockAudited"));
+    let row = |label: &str| integration_row("stock.counted", Some("s1"), json!({ "row": label }));
+    let unknown = DeliveryId::new(a1.id.get().max(b2.id.get()) + 1000);
+    on.complete_all(vec![
+        (a1.id, a1.attempt, vec![row("a1")]),
+        (a2.id, a2.attempt + 1, vec![row("stale")]),
+        (unknown, 1, vec![row("unknown")]),
+        (b1.id, b1.attempt, Vec::new()),
+        (b2.id, b2.attempt, vec![row("b2")]),
+    ])
+    .await;
+    on.expect_pending(
+        "after one call completed three deliveries (one stale, one unknown)",
+        (1, 2),
+    )
+    .await;
+    on.sc.same(
+        "a claim after it (a's stale delivery is still held)",
+        seen(&on.claim(10, &["a", "b"]).await),
+        vec![],
+    );
+    on.sc.same(
+        "a claim of rows: the head of key s1, a1's (b2's row waits behind it)",
+        rows_seen(&on.claim_rows(10).await),
+        vec![("a1".to_owned(), Some("s1"), 1)],
+    );
+    on.complete_all(vec![(a2.id, a2.attempt, Vec::new())]).await;
+    on.expect_pending("after the stale one completed at its attempt", (0, 2))
+        .await;
     Verdict::Passed
 }
 

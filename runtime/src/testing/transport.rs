@@ -7,7 +7,9 @@
 //!
 //! Each scenario subscribes before it publishes, to contracts and contexts named for it alone
 //! (with a fresh suffix, so that runs on a durable broker do not meet), and receives on tasks of
-//! its own (`tokio::spawn`), so that a subscription's `next` is never cancelled half-way. It
+//! its own (`tokio::spawn`), so that a subscription's `next` is never cancelled half-way, but
+//! for [`cancelled_next`], which cancels it on purpose (as a consumer does when it only takes
+//! what is ready, or is told to stop). It
 //! waits for an expected message at most [`Patience::wait`], and listens [`Patience::quiet`]
 //! for messages that must not come; it asserts no timing.
 
@@ -15,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -93,6 +96,8 @@ pub enum TransportScenario {
     Redelivery,
     /// [`order_per_key`]
     OrderPerKey,
+    /// [`cancelled_next`]
+    CancelledNext,
 }
 
 /// Every scenario of the transport suite, in the order [`transport_conformance`] runs them.
@@ -104,6 +109,7 @@ pub const SCENARIOS: &[TransportScenario] = &[
     TransportScenario::Acknowledged,
     TransportScenario::Redelivery,
     TransportScenario::OrderPerKey,
+    TransportScenario::CancelledNext,
 ];
 
 impl TransportScenario {
@@ -117,6 +123,7 @@ impl TransportScenario {
             TransportScenario::Acknowledged => "acknowledged",
             TransportScenario::Redelivery => "redelivery",
             TransportScenario::OrderPerKey => "order_per_key",
+            TransportScenario::CancelledNext => "cancelled_next",
         }
     }
 
@@ -148,6 +155,10 @@ impl TransportScenario {
             TransportScenario::OrderPerKey => {
                 "messages of one key reach a subscriber in the order they were published"
             }
+            TransportScenario::CancelledNext => {
+                "a `next` dropped before it resolved loses no message: a reader that gives up \
+                 waiting again and again gets every message once, in order per key"
+            }
         }
     }
 
@@ -164,6 +175,7 @@ impl TransportScenario {
             TransportScenario::Acknowledged => acknowledged(transport, patience).await,
             TransportScenario::Redelivery => redelivery(transport, patience).await,
             TransportScenario::OrderPerKey => order_per_key(transport, patience).await,
+            TransportScenario::CancelledNext => cancelled_next(transport, patience).await,
         }
     }
 }
@@ -707,5 +719,85 @@ pub async fn order_per_key<T: Transport + ?Sized>(transport: &T, patience: Patie
         );
     }
     listening.close().await;
+    Verdict::Passed
+}
+
+/// A `next` dropped before it resolved loses no message. The reader polls `next` once and drops
+/// it, or gives up after a millisecond, again and again, before and while messages of one key
+/// arrive: it gets every message once, in the order they were published.
+pub async fn cancelled_next<T: Transport + ?Sized>(transport: &T, patience: Patience) -> Verdict {
+    let sc = Scenario::new("transport", "cancelled_next");
+    let names = Names::fresh();
+    let x = names.contract("x");
+    let reader = subscription(&x, 1, &names.context("reader"));
+    let mut inbound = sc
+        .call(
+            &format!("subscribe to {reader:?}"),
+            transport.subscribe(reader.clone()),
+        )
+        .await;
+    let mut received = Vec::new();
+    let take = |next: Option<Option<Result<Received, TransportError>>>| match next {
+        Some(Some(Ok(received))) => Some(received),
+        Some(Some(Err(error))) => sc.fail(format_args!("the subscription failed: {error}")),
+        Some(None) => sc.fail("the subscription ended"),
+        None => None,
+    };
+    // Given up on before anything was published.
+    for _ in 0..3 {
+        if let Some(early) = take(inbound.next().now_or_never()) {
+            sc.fail(format_args!(
+                "a message arrived before any was published: {early:?}"
+            ));
+        }
+        let waited = tokio::time::timeout(Duration::from_millis(1), inbound.next()).await;
+        if let Some(early) = take(waited.ok()) {
+            sc.fail(format_args!(
+                "a message arrived before any was published: {early:?}"
+            ));
+        }
+    }
+    let sent: Vec<Message> = (0..20)
+        .map(|seq| message(&x, 1, Some("k"), json!({ "seq": seq })))
+        .collect();
+    for message in &sent {
+        publish(&sc, transport, message).await;
+    }
+    let deadline = tokio::time::Instant::now() + patience.wait;
+    let mut wait = false;
+    while received.len() < sent.len() && tokio::time::Instant::now() < deadline {
+        // Polled once and dropped, or dropped after a millisecond's wait, in turn.
+        wait = !wait;
+        let next = if !wait {
+            inbound.next().now_or_never()
+        } else {
+            tokio::time::timeout(Duration::from_millis(1), inbound.next())
+                .await
+                .ok()
+        };
+        match take(next) {
+            Some(got) => {
+                let message = got.message.clone();
+                sc.call("acknowledging a message", got.ack()).await;
+                received.push((0, message));
+            }
+            None => tokio::time::sleep(Duration::from_millis(1)).await,
+        }
+    }
+    if received.len() < sent.len() {
+        sc.fail(format_args!(
+            "{} of {} messages arrived within {:?} to a reader that gives up waiting (got {:?})",
+            received.len(),
+            sent.len(),
+            patience.wait,
+            ids(&received)
+        ));
+    }
+    each_once(&sc, "the messages received", &received, &sent);
+    sc.same(
+        "the order in which the messages arrived",
+        ids(&received),
+        sent.iter().map(|m| m.id).collect::<Vec<_>>(),
+    );
     Verdict::Passed
 }

@@ -96,6 +96,9 @@ impl fmt::Debug for Received {
 /// The messages of one subscription.
 pub trait Inbound: Send {
     /// The next message; `None` once the subscription has ended.
+    ///
+    /// It must be cancel-safe: a consumer drops this future unresolved when it is told to stop,
+    /// or when it only takes what is ready, and a message must not be lost by that.
     fn next(&mut self) -> BoxFuture<'_, Option<Result<Received, TransportError>>>;
 }
 

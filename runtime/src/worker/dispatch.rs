@@ -1,8 +1,13 @@
-//! The dispatcher: claims due deliveries and runs each handler's in order, each delivery in a
-//! `tidings.dispatch` span, and records how each went.
+//! The dispatcher: claims due deliveries in batches and runs each handler's in order, each
+//! delivery in a `tidings.dispatch` span. It completes a batch's successful deliveries, with the
+//! integration rows they produced, in one store step (a group commit, in a `tidings.complete`
+//! span); a failure is recorded on its own, and a handler that takes the store's transaction
+//! completes in it.
 
 use std::error::Error as StdError;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::watch;
@@ -14,7 +19,7 @@ use crate::envelope;
 use crate::error::{ErrorKind, StoreError, error_chain};
 use crate::handler::HandlerError;
 use crate::publish::DomainEvents;
-use crate::store::{Delivery, DeliveryId, NewIntegrationRow, StoredEvent};
+use crate::store::{Completion, Delivery, DeliveryId, NewIntegrationRow, StoredEvent};
 use crate::wiring::{Route, Target};
 
 /// Runs due deliveries until told to stop.
@@ -26,6 +31,7 @@ pub(super) async fn run(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
             .claim_deliveries(now, shared.batch_size, &handlers)
     };
     let run = |batch: Vec<Delivery>| async {
+        let claims: Vec<(DeliveryId, u32)> = batch.iter().map(|d| (d.id, d.attempt)).collect();
         // Handlers run concurrently; each one's deliveries run one at a time, in the order
         // the events were recorded, so a handler sees the events in that order (a delivery
         // that failed and waits for its retry is overtaken by later ones).
@@ -42,7 +48,9 @@ pub(super) async fn run(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
         let runs = by_handler
             .into_iter()
             .map(|group| run_group(&shared, group));
-        futures_util::future::join_all(runs).await;
+        let runs = futures_util::future::join_all(runs);
+        let completions = holding_claims(&shared, claims, runs).await;
+        complete(&shared, completions.into_iter().flatten().collect()).await;
     };
     let next_due = || shared.store.next_delivery_due();
     claim_run_sleep(
@@ -89,26 +97,107 @@ impl From<HandlerError> for Failure {
     }
 }
 
-/// Runs one handler's claimed deliveries one after the other, in order, extending the claim on
-/// those still waiting so that it does not expire while the earlier ones run.
-async fn run_group(shared: &Arc<Shared>, group: Vec<Delivery>) {
-    let claims: Vec<(DeliveryId, u32)> = group.iter().map(|d| (d.id, d.attempt)).collect();
-    let mut extended = tokio::time::Instant::now();
-    for (i, delivery) in group.into_iter().enumerate() {
-        if let Some(lease) = shared.store.lease()
-            && extended.elapsed() >= lease / 3
-        {
-            if let Err(error) = shared.store.extend_claims(claims[i..].to_vec()).await {
-                tracing::warn!(%error, "could not extend the claim on deliveries");
+/// Runs `work`, extending the claims on a batch's deliveries every third of the store's lease
+/// meanwhile, so that no claim expires while the batch runs: another process would run its
+/// deliveries again.
+async fn holding_claims<F: Future>(
+    shared: &Shared,
+    claims: Vec<(DeliveryId, u32)>,
+    work: F,
+) -> F::Output {
+    let Some(lease) = shared.store.lease() else {
+        return work.await;
+    };
+    let every = (lease / 3).max(Duration::from_millis(1));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            output = &mut work => return output,
+            _ = tick.tick() => {
+                if let Err(error) = shared.store.extend_claims(claims.clone()).await {
+                    tracing::warn!(%error, "could not extend the claim on deliveries");
+                }
             }
-            extended = tokio::time::Instant::now();
         }
-        deliver(shared, delivery).await;
     }
 }
 
-/// Runs one delivery and records how it went. The delivery is in flight until then.
-async fn deliver(shared: &Arc<Shared>, delivery: Delivery) {
+/// Runs one handler's claimed deliveries one after the other, in order; returns the
+/// completions of those that succeeded, for the batch's commit.
+///
+/// If the store could not record that a delivery completed in the handler's transaction, the
+/// rest wait: run now, they would complete before it, and the integration events they produce
+/// would be published before its own, out of order per key. Their claims, and the failed one's,
+/// expire with the lease, and all of them are claimed again, in order. (A batch whose commit
+/// fails stays claimed as a whole, in the same way.)
+async fn run_group(shared: &Arc<Shared>, group: Vec<Delivery>) -> Vec<Completion> {
+    let count = group.len();
+    let mut completions = Vec::with_capacity(count);
+    for (i, delivery) in group.into_iter().enumerate() {
+        match deliver(shared, delivery).await {
+            Delivered::Completed(completion) => completions.push(completion),
+            Delivered::Recorded => {}
+            Delivered::Unrecorded => {
+                let waiting = count - i - 1;
+                if waiting > 0 {
+                    tracing::warn!(
+                        waiting,
+                        "the handler's next deliveries wait for their claims to expire, so that \
+                         they do not complete before the one whose completion was not recorded"
+                    );
+                    shared.activity.finish(waiting);
+                }
+                break;
+            }
+        }
+    }
+    completions
+}
+
+/// How a delivery ended, for its handler's next one.
+enum Delivered {
+    /// Its handler succeeded outside the store's transaction: it completes with the batch.
+    Completed(Completion),
+    /// Its outcome is recorded; or it failed and waits for its retry, which the handler's next
+    /// deliveries overtake.
+    Recorded,
+    /// The store failed to record that it completed: the handler's next deliveries wait.
+    Unrecorded,
+}
+
+/// Completes a batch's successful deliveries, with the rows they produced, in one store step:
+/// the group commit. A commit that fails leaves them claimed: they run again once the claim
+/// expires.
+async fn complete(shared: &Shared, completions: Vec<Completion>) {
+    if completions.is_empty() {
+        return;
+    }
+    let count = completions.len();
+    let produced = completions.iter().any(|c| !c.produced.is_empty());
+    let span = info_span!("tidings.complete", deliveries = count);
+    let stored = shared
+        .store
+        .complete_deliveries(completions)
+        .instrument(span.clone())
+        .await;
+    match stored {
+        Ok(()) if produced => shared.relay_wake.notify_one(),
+        Ok(()) => {}
+        Err(error) => span.in_scope(|| {
+            tracing::error!(
+                %error,
+                "could not record that {count} deliveries completed: they run again, in order, \
+                 once their claims expire"
+            );
+        }),
+    }
+    shared.activity.finish(count);
+}
+
+/// Runs one delivery. A success outside the store's transaction is returned, for the batch's
+/// commit: the delivery is in flight until then. Any other outcome is recorded here.
+async fn deliver(shared: &Arc<Shared>, delivery: Delivery) -> Delivered {
     let Delivery {
         id,
         event,
@@ -123,13 +212,14 @@ async fn deliver(shared: &Arc<Shared>, delivery: Delivery) {
         correlation_id = %event.meta.correlation_id,
         attempt,
     );
-    async {
+    let delivered = async {
         let Some(route) = shared.wiring.route(&handler) else {
             let failure = Failure::fatal(format!(
                 "no handler named `{handler}` in the `{}` app",
                 shared.context
             ));
-            return record_failure(shared, id, attempt, &handler, failure).await;
+            record_failure(shared, id, attempt, &handler, failure).await;
+            return Delivered::Recorded;
         };
         let (slot, outcome) = match begin(shared, route, id, attempt).await {
             Ok(Some(slot)) => {
@@ -138,7 +228,7 @@ async fn deliver(shared: &Arc<Shared>, delivery: Delivery) {
             }
             Ok(None) => {
                 tracing::info!("the delivery's lease passed to another process; skipped");
-                return;
+                return Delivered::Recorded;
             }
             Err(failure) => (None, Err(failure)),
         };
@@ -146,7 +236,13 @@ async fn deliver(shared: &Arc<Shared>, delivery: Delivery) {
             Ok(produced) => {
                 let count = produced.len();
                 let stored = match slot.map(TransactionSlot::into_inner) {
-                    None => shared.store.complete_delivery(id, attempt, produced).await,
+                    None => {
+                        return Delivered::Completed(Completion {
+                            id,
+                            attempt,
+                            produced,
+                        });
+                    }
                     Some(Some(transaction)) => {
                         shared.store.complete_in(transaction, id, produced).await
                     }
@@ -159,21 +255,32 @@ async fn deliver(shared: &Arc<Shared>, delivery: Delivery) {
                     )),
                 };
                 match stored {
-                    Ok(()) if count > 0 => shared.relay_wake.notify_one(),
-                    Ok(()) => {}
-                    Err(error) => tracing::error!(%error, "could not record a delivery's outcome"),
+                    Ok(()) => {
+                        if count > 0 {
+                            shared.relay_wake.notify_one();
+                        }
+                        Delivered::Recorded
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "could not record a delivery's outcome");
+                        Delivered::Unrecorded
+                    }
                 }
             }
             Err(failure) => {
                 // The handler's transaction rolls back before the failure is recorded.
                 drop(slot);
                 record_failure(shared, id, attempt, &handler, failure).await;
+                Delivered::Recorded
             }
         }
     }
     .instrument(span)
     .await;
-    shared.activity.finish(1);
+    if !matches!(delivered, Delivered::Completed(_)) {
+        shared.activity.finish(1);
+    }
+    delivered
 }
 
 /// Reschedules a failed delivery, or dead-letters it if it may not run again.

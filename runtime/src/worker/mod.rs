@@ -49,6 +49,8 @@ pub(crate) struct Shared {
     /// How many publications the relay keeps in flight, at most: also how many claimed rows
     /// it holds.
     pub(crate) relay_window: usize,
+    /// How many received messages a consumer records in one store call, at most.
+    pub(crate) inbox_batch: usize,
     pub(crate) wiring: Wiring,
     /// The work in flight in this app.
     pub(crate) activity: Arc<Activity>,
