@@ -14,13 +14,14 @@
 //!   so one key is a publication at a time.
 //! - `B10` consume: `MESSAGES` (10,000; `POSTGRES_MESSAGES`, 500, into PostgreSQL) messages
 //!   already in a stream; a started app of another context with one inbound handler (it does
-//!   nothing) receives each, records it in its inbox (one delivery for the handler) and
-//!   acknowledges it (a double acknowledgement, confirmed by the server), against a raw
-//!   `async-nats` pull consumer of the configuration tidings gives its own that
-//!   double-acknowledges each message as it comes. Timed from `start()` (which creates the
-//!   consumer) to the last acknowledgement, as the raw arm is from the creation of its
-//!   consumer; the dispatcher runs the handler's deliveries meanwhile, as it would. The size of
-//!   the app's inbox writes is a parameter of the case: see [`INBOX_BATCHES`].
+//!   nothing) receives them, records them in its inbox (one delivery each for the handler), up
+//!   to `inbox_batch` ready messages in one store call, and acknowledges each once recorded (a
+//!   double acknowledgement, confirmed by the server). `inbox_batch` is swept over 1, 16, 64
+//!   and 256 ([`INBOX_BATCHES`]). The raw arm is a `async-nats` pull consumer of the
+//!   configuration tidings gives its own that double-acknowledges the messages it has ready
+//!   together, as many as the app's batch (one by one for 1). Timed from `start()`, which
+//!   creates the consumer, to the last acknowledgement, as the raw arm is from the creation of
+//!   its consumer; the app's dispatcher runs the handler's deliveries meanwhile, as it would.
 //!
 //! # The backlog (B6, B8)
 //!
@@ -90,7 +91,8 @@ use std::time::{Duration, Instant};
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
-use futures_util::StreamExt;
+use futures_util::future::join_all;
+use futures_util::{FutureExt, StreamExt};
 use sqlx::postgres::PgPool;
 use tidings::PostgresStore;
 use tidings::prelude::*;
@@ -714,18 +716,20 @@ impl Bench {
     }
 
     /// B10: `messages` messages in the stream, drained by a started app of the `search`
-    /// context with its inbox written in batches of `batch`.
+    /// context that records up to `batch` of them in one store call.
     async fn consume(&self, kind: StoreKind, batch: usize, messages: usize) -> Drain {
         let transport = self.transport();
         self.stream(&transport, UNKEYED).await;
         publish_raw(transport.clone(), wire_messages(messages), WINDOW).await;
         let store = self.store(kind).await;
         let meter = Meter::new(true, messages);
-        let builder = store.attach(Tidings::builder("search")).transport(Metered {
-            inner: transport.clone(),
-            meter: Arc::clone(&meter),
-        });
-        let app = inbox_batch(builder, batch)
+        let app = store
+            .attach(Tidings::builder("search"))
+            .transport(Metered {
+                inner: transport.clone(),
+                meter: Arc::clone(&meter),
+            })
+            .inbox_batch(batch)
             .build()
             .expect("the search context's wiring is complete");
 
@@ -747,13 +751,14 @@ impl Bench {
     }
 
     /// B10's raw arm: a durable pull consumer of the configuration tidings gives its own,
-    /// created at the start of the timing as `start` creates the app's, each message
-    /// double-acknowledged in turn.
-    async fn raw_consume(&self, messages: usize) -> Drain {
+    /// created at the start of the timing as `start` creates the app's; the messages it has
+    /// ready, up to `batch`, double-acknowledged together, as the app's consumer acknowledges
+    /// a recorded batch.
+    async fn raw_consume(&self, batch: usize, messages: usize) -> Drain {
         let transport = self.transport();
         self.stream(&transport, UNKEYED).await;
         publish_raw(transport.clone(), wire_messages(messages), WINDOW).await;
-        let time = timed_on_worker(consume_raw(transport.clone(), messages)).await;
+        let time = timed_on_worker(consume_raw(transport.clone(), batch, messages)).await;
         Drain {
             time,
             messages,
@@ -776,9 +781,9 @@ async fn timed_on_worker(work: impl Future<Output = ()> + Send + 'static) -> Dur
 }
 
 /// Creates a durable pull consumer on the unkeyed contract's stream of `transport`, with the
-/// configuration tidings gives its own, and double-acknowledges its first `messages` messages
-/// one after the other.
-async fn consume_raw(transport: NatsTransport, messages: usize) {
+/// configuration tidings gives its own, and double-acknowledges its first `messages` messages:
+/// the first one it waits for and what is ready after it, up to `batch`, together.
+async fn consume_raw(transport: NatsTransport, batch: usize, messages: usize) {
     let stream = transport.stream_name(UNKEYED, 1);
     let consumer: consumer::PullConsumer = transport
         .jetstream()
@@ -802,16 +807,21 @@ async fn consume_raw(transport: NatsTransport, messages: usize) {
         .messages()
         .await
         .expect("the raw consumer pulls");
-    for _ in 0..messages {
-        let message = pulled
-            .next()
-            .await
-            .expect("the pull goes on")
-            .expect("a message");
-        message
-            .double_ack()
-            .await
-            .expect("the message is acknowledged");
+    let mut acknowledged = 0;
+    while acknowledged < messages {
+        let first = pulled.next().await.expect("the pull goes on");
+        let mut ready = vec![first.expect("a message")];
+        while ready.len() < batch {
+            // Polling a stream once and dropping the future loses nothing.
+            match pulled.next().now_or_never() {
+                Some(Some(message)) => ready.push(message.expect("a message")),
+                Some(None) | None => break,
+            }
+        }
+        acknowledged += ready.len();
+        for acked in join_all(ready.iter().map(|message| message.double_ack())).await {
+            acked.expect("the message is acknowledged");
+        }
     }
 }
 
@@ -897,22 +907,10 @@ async fn publish_raw(transport: NatsTransport, messages: Vec<Wire>, window: usiz
 // ---------------------------------------------------------------------------------------------
 // B10's inbox batch.
 
-/// The inbox batch sizes B10 sweeps.
-///
-/// THE SWEEP PLUGS IN HERE: `TidingsBuilder::inbox_batch(n)` (a consumer records up to `n`
-/// received messages in one inbox write) is not in this version of tidings, so B10 runs with
-/// the consumer as it is, one message per write (`1`). Once the builder has it, make this
-/// `[1, 16, 64, 256]` and call it in [`inbox_batch`].
-const INBOX_BATCHES: [usize; 1] = [1];
-
-/// `builder` with its consumers' inbox written `batch` messages at a time.
-fn inbox_batch(builder: TidingsBuilder, batch: usize) -> TidingsBuilder {
-    assert_eq!(
-        batch, 1,
-        "this version of tidings records one received message per inbox write"
-    );
-    builder
-}
+/// The inbox batches B10 sweeps: `TidingsBuilder::inbox_batch(n)`, the most received messages
+/// a consumer records in one store call (one transaction), from what its transport has ready
+/// (64 unless set).
+const INBOX_BATCHES: [usize; 4] = [1, 16, 64, 256];
 
 // ---------------------------------------------------------------------------------------------
 // Cases, and what each measured.
@@ -927,8 +925,8 @@ enum Case {
     RawPublish(usize),
     /// B10: an app on a store consumes, with this inbox batch.
     Consume(StoreKind, usize),
-    /// B10: raw consume.
-    RawConsume,
+    /// B10: raw consume, acknowledging up to this many ready messages together.
+    RawConsume(usize),
 }
 
 impl Case {
@@ -944,7 +942,10 @@ impl Case {
             Case::Consume(store, batch) => {
                 format!("tidings consumer, inbox batch {batch} ({})", store.name())
             }
-            Case::RawConsume => "raw async-nats pull + double ack".to_owned(),
+            Case::RawConsume(1) => "raw async-nats pull, double acks one by one".to_owned(),
+            Case::RawConsume(batch) => {
+                format!("raw async-nats pull, double acks by {batch} ready")
+            }
         }
     }
 
@@ -956,7 +957,7 @@ impl Case {
             Case::Relay(StoreKind::Postgres) | Case::RawPublish(_) => sizes.small_rows,
             Case::Keyed(..) => sizes.keyed_rows,
             Case::Consume(StoreKind::Postgres, _) => sizes.postgres_messages,
-            Case::Consume(StoreKind::Memory, _) | Case::RawConsume => sizes.messages,
+            Case::Consume(StoreKind::Memory, _) | Case::RawConsume(_) => sizes.messages,
         }
     }
 
@@ -967,7 +968,7 @@ impl Case {
             Case::Keyed(store, keys) => bench.relay(store, keys, size).await,
             Case::RawPublish(window) => bench.raw_publish(window, size).await,
             Case::Consume(store, batch) => bench.consume(store, batch, size).await,
-            Case::RawConsume => bench.raw_consume(size).await,
+            Case::RawConsume(batch) => bench.raw_consume(batch, size).await,
         }
     }
 }
@@ -1137,14 +1138,20 @@ fn summary(bench: &Bench, server: &str, host_at_start: &str) -> String {
     );
     header(
         &mut out,
-        "B10 consume: messages in the stream, received -> inbox -> acknowledged",
+        "B10 consume: messages in the stream, received -> inbox -> acknowledged \
+         (raw: the same batch of ready messages)",
         "vs raw",
     );
-    let raw = Some(Case::RawConsume);
-    row(&mut out, Case::RawConsume, raw);
+    for batch in INBOX_BATCHES {
+        row(&mut out, Case::RawConsume(batch), Some(Case::RawConsume(1)));
+    }
     for store in bench.stores() {
         for batch in INBOX_BATCHES {
-            row(&mut out, Case::Consume(store, batch), raw);
+            row(
+                &mut out,
+                Case::Consume(store, batch),
+                Some(Case::RawConsume(batch)),
+            );
         }
     }
     out
@@ -1216,7 +1223,7 @@ fn main() {
         .collect();
     group(&mut c, &runtime, &bench, "B8 relay drain by key", &keyed);
 
-    let mut consume = vec![Case::RawConsume];
+    let mut consume: Vec<Case> = INBOX_BATCHES.map(Case::RawConsume).to_vec();
     consume.extend(
         stores
             .iter()
