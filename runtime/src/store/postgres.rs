@@ -312,6 +312,32 @@ impl PostgresStore {
     }
 }
 
+/// The relay's claim of up to `$2` rows for a lease of `$1` microseconds: see `claim_rows`.
+const CLAIM_ROWS: &str = "UPDATE {schema}.tidings_outbox \
+     SET claimed_until = now() + $1 * interval '1 microsecond', attempts = attempts + 1 \
+     WHERE id IN (SELECT o.id FROM {schema}.tidings_outbox o WHERE o.id IN ( \
+       WITH RECURSIVE keys(ordering_key, n) AS ( \
+         (SELECT k.ordering_key, 1 FROM {schema}.tidings_outbox k \
+          WHERE k.ordering_key IS NOT NULL ORDER BY k.ordering_key LIMIT 1) \
+         UNION ALL \
+         SELECT (SELECT k.ordering_key FROM {schema}.tidings_outbox k \
+                 WHERE k.ordering_key > keys.ordering_key ORDER BY k.ordering_key LIMIT 1), \
+                keys.n + 1 \
+         FROM keys WHERE keys.ordering_key IS NOT NULL AND keys.n < $2) \
+       SELECT (SELECT h.id FROM {schema}.tidings_outbox h WHERE h.ordering_key = keys.ordering_key \
+               ORDER BY h.ordering_key, h.id LIMIT 1) \
+       FROM keys WHERE keys.ordering_key IS NOT NULL \
+       UNION ALL \
+       SELECT r.id FROM (SELECT f.id, f.ordering_key FROM {schema}.tidings_outbox f \
+                         ORDER BY f.id LIMIT $2) r \
+       WHERE r.ordering_key IS NULL OR r.id = (SELECT h.id FROM {schema}.tidings_outbox h \
+             WHERE h.ordering_key = r.ordering_key ORDER BY h.ordering_key, h.id LIMIT 1) \
+       UNION ALL \
+       (SELECT u.id FROM {schema}.tidings_outbox u WHERE u.ordering_key IS NULL \
+        ORDER BY u.id LIMIT $2)) \
+     AND o.due_at <= now() AND coalesce(o.claimed_until, '-infinity') < now() \
+     ORDER BY o.id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING *";
+
 /// PostgreSQL keeps UUIDs as `uuid`, times as `timestamptz`, payloads as `jsonb` and counts
 /// and versions as 32-bit `integer`s.
 impl StoredValues for PgRow {
@@ -664,21 +690,17 @@ impl Store for PostgresStore {
     ) -> BoxFuture<'_, Result<Vec<IntegrationRow>, StoreError>> {
         Box::pin(async move {
             // The oldest row of each key, and every row with no key; a row another relay holds
-            // is skipped, and so is every later row of its key.
-            let rows = sqlx::query(self.sql(
-                "UPDATE {schema}.tidings_outbox \
-                 SET claimed_until = now() + $1 * interval '1 microsecond', attempts = attempts + 1 \
-                 WHERE id IN (SELECT o.id FROM {schema}.tidings_outbox o WHERE o.due_at <= now() \
-                 AND (o.claimed_until IS NULL OR o.claimed_until < now()) \
-                 AND (o.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM {schema}.tidings_outbox h \
-                 WHERE h.ordering_key = o.ordering_key AND h.id < o.id)) \
-                 ORDER BY o.id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING *",
-            ))
-            .bind(self.lease_micros())
-            .bind(sql::limit(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(error("could not claim integration rows"))?;
+            // is skipped, and so is every later row of its key. The candidates come from
+            // indexes, so that a claim reads about `limit` rows of each kind whatever the
+            // backlog: the heads of the first keys (a skip scan of the key index), the oldest
+            // rows if they head their key, and the oldest rows without a key. Scanning the
+            // outbox in order for heads instead reads every row of a busy key behind its head.
+            let rows = sqlx::query(self.sql(CLAIM_ROWS))
+                .bind(self.lease_micros())
+                .bind(sql::limit(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(error("could not claim integration rows"))?;
             sql::integration_rows(&rows)
         })
     }

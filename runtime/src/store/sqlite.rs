@@ -322,6 +322,36 @@ impl Drop for Unflushed {
     }
 }
 
+/// The relay's claim of up to `?3` rows due at `?2`, until `?1`: the oldest row of each key and
+/// every row without a key, if no claim holds it. The candidates come from indexes, so that a
+/// claim reads about `?3` rows of each kind whatever the backlog: the heads of the first keys (a
+/// skip scan of the key index), the oldest rows if they head their key, and the oldest rows
+/// without a key. Scanning the outbox in order for heads instead reads every row of a busy key
+/// behind its head.
+const CLAIM_ROWS: &str = "UPDATE tidings_outbox SET claimed_until = ?1, attempts = attempts + 1 \
+     WHERE id IN (SELECT o.id FROM tidings_outbox o WHERE o.id IN ( \
+       WITH RECURSIVE keys(ordering_key, n) AS ( \
+         SELECT * FROM (SELECT k.ordering_key, 1 FROM tidings_outbox k \
+                        WHERE k.ordering_key IS NOT NULL ORDER BY k.ordering_key LIMIT 1) \
+         UNION ALL \
+         SELECT (SELECT k.ordering_key FROM tidings_outbox k \
+                 WHERE k.ordering_key > keys.ordering_key ORDER BY k.ordering_key LIMIT 1), \
+                keys.n + 1 \
+         FROM keys WHERE keys.ordering_key IS NOT NULL AND keys.n < ?3) \
+       SELECT (SELECT h.id FROM tidings_outbox h WHERE h.ordering_key = keys.ordering_key \
+               ORDER BY h.ordering_key, h.id LIMIT 1) \
+       FROM keys WHERE keys.ordering_key IS NOT NULL \
+       UNION ALL \
+       SELECT r.id FROM (SELECT f.id, f.ordering_key FROM tidings_outbox f \
+                         ORDER BY f.id LIMIT ?3) r \
+       WHERE r.ordering_key IS NULL OR r.id = (SELECT h.id FROM tidings_outbox h \
+             WHERE h.ordering_key = r.ordering_key ORDER BY h.ordering_key, h.id LIMIT 1) \
+       UNION ALL \
+       SELECT * FROM (SELECT u.id FROM tidings_outbox u WHERE u.ordering_key IS NULL \
+                      ORDER BY u.id LIMIT ?3)) \
+     AND o.due_at <= ?2 AND (o.claimed_until IS NULL OR o.claimed_until < ?2) \
+     ORDER BY o.id LIMIT ?3) RETURNING *";
+
 /// How many handlers one claim statement covers: a statement has a subquery per handler, and
 /// SQLite takes at most 500 in one compound select.
 const CLAIM_CHUNK: usize = 100;
@@ -765,22 +795,15 @@ impl Store for SqliteStore {
             let lease = self.lease_until(now);
             let mut claiming = Unflushed::acquire(&self.pool).await?;
             let mut tx = claiming.begin().await?;
-            // The oldest row of each key, and every row with no key.
-            let rows = sqlx::query(
-                "UPDATE tidings_outbox SET claimed_until = ?, attempts = attempts + 1 \
-                 WHERE id IN (SELECT o.id FROM tidings_outbox o WHERE o.due_at <= ? \
-                 AND (o.claimed_until IS NULL OR o.claimed_until < ?) \
-                 AND (o.ordering_key IS NULL OR o.id = (SELECT MIN(h.id) FROM tidings_outbox h \
-                 WHERE h.ordering_key = o.ordering_key)) ORDER BY o.id LIMIT ?) \
-                 RETURNING *",
-            )
-            .bind(lease)
-            .bind(now)
-            .bind(now)
-            .bind(sql::limit(limit))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(error("could not claim integration rows"))?;
+            // The oldest row of each key, and every row with no key, from candidates that
+            // indexes give (see `CLAIM_ROWS`).
+            let rows = sqlx::query(CLAIM_ROWS)
+                .bind(lease)
+                .bind(now)
+                .bind(sql::limit(limit))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(error("could not claim integration rows"))?;
             sql::commit(tx).await?;
             claiming.restore().await;
             sql::integration_rows(&rows)
