@@ -503,7 +503,9 @@ impl Store for PostgresStore {
         Box::pin(async move {
             // Each handler's deliveries run in one process at a time, in the order they were
             // recorded: a claim skips the handlers another claim holds. Claims take turns
-            // (a lock held until this claim commits) so that two cannot both see a handler free.
+            // (a lock held until this claim commits) so that two cannot both see a handler free;
+            // no row lock is needed, and a row changed meanwhile (its late owner retried it) is
+            // checked again against the conditions of the update itself.
             // The claim walks each free handler's deliveries in order on its index and stops at
             // the limit: sorting is off so that stale statistics (a backlog just recorded) do
             // not make it sort the whole backlog, and so is JIT, which such a cost estimate
@@ -527,10 +529,11 @@ impl Store for PostgresStore {
                  CROSS JOIN LATERAL (SELECT o.id FROM {schema}.tidings_deliveries o \
                  WHERE o.handler = h.handler AND o.due_at <= now() \
                  AND coalesce(o.claimed_until, '-infinity') < now() \
-                 ORDER BY o.id LIMIT $2 FOR UPDATE SKIP LOCKED) x \
+                 ORDER BY o.id LIMIT $2) x \
                  WHERE NOT EXISTS (SELECT 1 FROM {schema}.tidings_deliveries c \
                  WHERE c.handler = h.handler AND c.claimed_until >= now()) \
-                 ORDER BY x.id LIMIT $2) RETURNING *",
+                 ORDER BY x.id LIMIT $2) \
+                 AND due_at <= now() AND coalesce(claimed_until, '-infinity') < now() RETURNING *",
             ))
             .bind(self.lease_micros())
             .bind(sql::limit(limit))

@@ -452,39 +452,54 @@ async fn insert_events(
     Ok(created)
 }
 
-/// Completes delivery `id`, if it is still claimed at `attempt` (or whatever its attempt, for
-/// `None`), and records the integration rows it produced, on `connection`. Returns whether it
-/// did.
+/// Completes each delivery still claimed at its attempt (or whatever its attempt, for `None`),
+/// with one statement for them all, and records the integration rows those produced, on
+/// `connection`. Returns whether it completed any.
 async fn complete(
     connection: &mut SqliteConnection,
-    id: DeliveryId,
-    attempt: Option<u32>,
-    rows: Vec<NewIntegrationRow>,
+    completions: Vec<(DeliveryId, Option<u32>, Vec<NewIntegrationRow>)>,
 ) -> Result<bool, StoreError> {
-    let deleted = sqlx::query(
-        "DELETE FROM tidings_deliveries WHERE id = ?1 AND (?2 IS NULL OR attempts = ?2)",
+    let claims = completions
+        .iter()
+        .map(|(id, attempt, _)| Ok((id_param(DELIVERIES, id.get())?, *attempt)))
+        .collect::<Result<Vec<(i64, Option<u32>)>, StoreError>>()?;
+    let claims = serde_json::to_string(&claims).map_err(|source| {
+        StoreError::new(
+            ErrorKind::Invalid,
+            "could not write the completed deliveries as JSON",
+            Some(Box::new(source) as _),
+        )
+    })?;
+    let deleted: Vec<i64> = sqlx::query_scalar(
+        "DELETE FROM tidings_deliveries WHERE id IN (SELECT d.id FROM json_each(?1) c \
+         JOIN tidings_deliveries d ON d.id = c.value ->> 0 \
+         WHERE c.value ->> 1 IS NULL OR d.attempts = c.value ->> 1) RETURNING id",
     )
-    .bind(id_param(DELIVERIES, id.get())?)
-    .bind(attempt.map(i64::from))
-    .execute(&mut *connection)
+    .bind(claims)
+    .fetch_all(&mut *connection)
     .await
-    .map_err(error("could not complete a delivery"))?;
-    if deleted.rows_affected() == 0 {
+    .map_err(error("could not complete deliveries"))?;
+    if deleted.is_empty() {
         return Ok(false);
     }
     let now = micros(Utc::now());
-    for NewIntegrationRow { event, key } in rows {
-        let query = sqlx::query(concat!(
-            "INSERT INTO tidings_outbox (ordering_key, due_at, ",
-            event_columns!(),
-            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(key)
-        .bind(now);
-        bind_event(query, &event)
-            .execute(&mut *connection)
-            .await
-            .map_err(error("could not record an integration event"))?;
+    for (id, _, rows) in completions {
+        if rows.is_empty() || !deleted.contains(&id_param(DELIVERIES, id.get())?) {
+            continue;
+        }
+        for NewIntegrationRow { event, key } in rows {
+            let query = sqlx::query(concat!(
+                "INSERT INTO tidings_outbox (ordering_key, due_at, ",
+                event_columns!(),
+                ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ))
+            .bind(key)
+            .bind(now);
+            bind_event(query, &event)
+                .execute(&mut *connection)
+                .await
+                .map_err(error("could not record an integration event"))?;
+        }
     }
     Ok(true)
 }
@@ -561,7 +576,7 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let mut tx = sql::handler_transaction::<Sqlite>(transaction)?;
             // The transaction holds the write lock since `begin`: the delivery is this claim's.
-            complete(&mut tx, id, None, produced).await?;
+            complete(&mut tx, vec![(id, None, produced)]).await?;
             sql::commit(*tx).await
         })
     }
@@ -636,16 +651,12 @@ impl Store for SqliteStore {
             if completions.is_empty() {
                 return Ok(());
             }
+            let completions = completions
+                .into_iter()
+                .map(|c| (c.id, Some(c.attempt), c.produced))
+                .collect();
             let mut tx = sql::begin(&self.pool).await?;
-            let mut completed = false;
-            for Completion {
-                id,
-                attempt,
-                produced,
-            } in completions
-            {
-                completed |= complete(&mut tx, id, Some(attempt), produced).await?;
-            }
+            let completed = complete(&mut tx, completions).await?;
             if completed {
                 sql::commit(tx).await?;
             }
