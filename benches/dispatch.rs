@@ -6,9 +6,12 @@
 //!   ([`HandlerInfo::invoke`]), without the panic isolation and the future of `call`: it shows
 //!   what the generated entry itself costs.
 //! - `B2 async handlers`: the same with `async fn` handlers, against awaiting the same functions
-//!   directly, on a current-thread tokio runtime.
+//!   directly, on a current-thread tokio runtime. A third arm, `boxed`, awaits each through a
+//!   `Pin<Box<dyn Future>>`: the allocation that any type-erased call of an `async fn` makes,
+//!   the floor under `tidings`.
 //! - `B1-e2e`: publish one event and settle a running app (store, dispatcher, activity
-//!   tracking): end to end, not comparable to the hand-written loop.
+//!   tracking): end to end, not comparable to the hand-written loop. The allocations per event,
+//!   the dispatcher's included, are printed before it.
 //!
 //! Registrations are global per binary, so each N has its own event type; every handler here
 //! needs nothing but its event, so the end-to-end app of this binary builds.
@@ -19,7 +22,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 
@@ -100,9 +103,11 @@ macro_rules! sync_handlers {
     };
 }
 
-/// `async fn` handlers of `$event`, and `$direct(event)`: awaits each of them in turn.
+/// `async fn` handlers of `$event`; `$direct(event)`: awaits each of them in turn; and
+/// `$boxed(event)`: awaits each through a boxed `dyn Future`, as any type-erased call of an
+/// `async fn` must.
 macro_rules! async_handlers {
-    ($event:ident, $direct:ident: $($name:ident),+) => {
+    ($event:ident, $direct:ident, $boxed:ident: $($name:ident),+) => {
         event!($event);
         $(
             #[handles]
@@ -113,6 +118,9 @@ macro_rules! async_handlers {
         async fn $direct(event: &$event) {
             $($name(event).await;)+
         }
+        async fn $boxed(event: &$event) {
+            $((Box::pin($name(event)) as Pin<Box<dyn Future<Output = ()> + Send + '_>>).await;)+
+        }
     };
 }
 
@@ -120,9 +128,9 @@ sync_handlers!(OnePinged, boxed_one: one_a);
 sync_handlers!(TwoPinged, boxed_two: two_a, two_b);
 sync_handlers!(EightPinged, boxed_eight: eight_a, eight_b, eight_c, eight_d, eight_e, eight_f, eight_g, eight_h);
 
-async_handlers!(OneAsyncPinged, direct_one: one_async_a);
-async_handlers!(TwoAsyncPinged, direct_two: two_async_a, two_async_b);
-async_handlers!(EightAsyncPinged, direct_eight: eight_async_a, eight_async_b, eight_async_c, eight_async_d, eight_async_e, eight_async_f, eight_async_g, eight_async_h);
+async_handlers!(OneAsyncPinged, direct_one, boxed_async_one: one_async_a);
+async_handlers!(TwoAsyncPinged, direct_two, boxed_async_two: two_async_a, two_async_b);
+async_handlers!(EightAsyncPinged, direct_eight, boxed_async_eight: eight_async_a, eight_async_b, eight_async_c, eight_async_d, eight_async_e, eight_async_f, eight_async_g, eight_async_h);
 
 event!(EndToEndPinged);
 
@@ -135,7 +143,9 @@ fn end_to_end(event: &EndToEndPinged) {
 // Harness.
 
 /// Runs a future that completes at its first poll, as `HandlerInfo::call` of a plain `fn`
-/// handler does: the smallest executor there is.
+/// handler does: the smallest executor there is. Inlined, as the poll of an `.await` is in the
+/// async fn that awaits it (the dispatcher's).
+#[inline(always)]
 fn ready<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
     match future
@@ -303,21 +313,24 @@ fn async_handlers(c: &mut Criterion) {
     let mut group = c.benchmark_group("B2 async handlers");
 
     macro_rules! arms {
-        ($n:literal, $event:ident, $direct:ident) => {{
+        ($n:literal, $event:ident, $direct:ident, $boxed:ident) => {{
             let event = $event { value: 1 };
             let registered = handlers::<$event>($n);
             group.bench_with_input(BenchmarkId::new("tidings", $n), &event, |b, event| {
                 b.to_async(&runtime)
                     .iter(|| call_async(&registered, black_box(event), &deps, &meta))
             });
+            group.bench_with_input(BenchmarkId::new("boxed", $n), &event, |b, event| {
+                b.to_async(&runtime).iter(|| $boxed(black_box(event)))
+            });
             group.bench_with_input(BenchmarkId::new("direct", $n), &event, |b, event| {
                 b.to_async(&runtime).iter(|| $direct(black_box(event)))
             });
         }};
     }
-    arms!(1, OneAsyncPinged, direct_one);
-    arms!(2, TwoAsyncPinged, direct_two);
-    arms!(8, EightAsyncPinged, direct_eight);
+    arms!(1, OneAsyncPinged, direct_one, boxed_async_one);
+    arms!(2, TwoAsyncPinged, direct_two, boxed_async_two);
+    arms!(8, EightAsyncPinged, direct_eight, boxed_async_eight);
     group.finish();
 }
 
@@ -328,16 +341,29 @@ fn end_to_end_publish(c: &mut Criterion) {
         .expect("every handler of the bench binary is wired");
     let running = runtime.block_on(app.start()).expect("the app starts");
     let publisher = app.domain_events();
+    let publish_and_settle = || async {
+        publisher
+            .publish(EndToEndPinged { value: 1 })
+            .await
+            .expect("the event is recorded");
+        running.settle().await;
+    };
+
+    // Allocations per event, the dispatcher's included, counted outside criterion's timing.
+    let before = allocations();
+    runtime.block_on(async {
+        for _ in 0..COUNTED_CALLS {
+            publish_and_settle().await;
+        }
+    });
+    eprintln!(
+        "allocs per event (publish + settle, end to end): {}",
+        (allocations() - before) as f64 / COUNTED_CALLS as f64
+    );
 
     let mut group = c.benchmark_group("B1-e2e publish+settle (end to end, not comparable)");
     group.bench_function("1 sync handler, per event", |b| {
-        b.to_async(&runtime).iter(|| async {
-            publisher
-                .publish(EndToEndPinged { value: 1 })
-                .await
-                .expect("the event is recorded");
-            running.settle().await;
-        })
+        b.to_async(&runtime).iter(publish_and_settle)
     });
     group.finish();
 

@@ -249,7 +249,7 @@ async fn a_handler_error_is_returned_with_its_message() {
     assert!(reserve.call(&stock(1), ctx).await.unwrap().is_empty());
     let error = reserve.call(&stock(-1), ctx).await.unwrap_err();
     assert!(matches!(
-        error,
+        *error,
         HandlerError::Failed {
             retryable: true,
             ..
@@ -318,7 +318,7 @@ async fn a_missing_dependency_is_an_error_that_names_the_type() {
         .call(&stock(1), HandlerContext::new(&deps, &meta))
         .await
         .unwrap_err();
-    assert!(matches!(error, HandlerError::MissingDependency { .. }));
+    assert!(matches!(*error, HandlerError::MissingDependency { .. }));
     assert!(error.to_string().contains("handlers::Journal"), "{error}");
     assert!(error.to_string().contains(".provide("), "{error}");
 }
@@ -335,7 +335,7 @@ async fn an_event_of_another_type_is_refused() {
         .await
         .unwrap_err();
     assert!(matches!(
-        error,
+        *error,
         HandlerError::WrongEvent {
             handler: "log_stock",
             expected: "StockRecalculated"

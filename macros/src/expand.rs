@@ -373,7 +373,9 @@ pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
                         use #private::{ProbeNotRetryable as _, ProbeRetryable as _};
                         let __tidings_retryable =
                             (&&#private::RetryProbe(&__tidings_error)).retryable();
-                        ::core::result::Result::Err(#failed(__tidings_error, __tidings_retryable))
+                        ::core::result::Result::Err(::std::boxed::Box::new(
+                            #failed(__tidings_error, __tidings_retryable),
+                        ))
                     }
                 }
             }

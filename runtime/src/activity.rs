@@ -16,18 +16,15 @@ pub(crate) struct Activity {
 }
 
 impl Activity {
-    /// `n` more units of work started.
+    /// `n` more units of work started. Nobody waits for that: more work never settles anything.
     pub(crate) fn start(&self, n: usize) {
-        if n > 0 {
-            self.busy.fetch_add(n, Ordering::SeqCst);
-            self.changed.notify_waiters();
-        }
+        self.busy.fetch_add(n, Ordering::SeqCst);
     }
 
-    /// `n` units of work are done.
+    /// `n` units of work are done; those waiting in [`settle`](Self::settle) look again if that
+    /// was the last.
     pub(crate) fn finish(&self, n: usize) {
-        if n > 0 {
-            self.busy.fetch_sub(n, Ordering::SeqCst);
+        if n > 0 && self.busy.fetch_sub(n, Ordering::SeqCst) == n {
             self.changed.notify_waiters();
         }
     }
@@ -39,8 +36,8 @@ impl Activity {
 
     /// Waits until every activity in `all` is idle and, at that moment, `quiet` says nothing
     /// else waits (such as work recorded in a store and not yet claimed). `quiet` is asked again
-    /// after each change of an activity, and every `recheck` while nothing changes here (the
-    /// work may be another process's).
+    /// each time an activity becomes idle, and every `recheck` while none does (the work may be
+    /// another process's).
     pub(crate) async fn settle<F, Q>(all: &[&Activity], recheck: Duration, mut quiet: Q)
     where
         Q: FnMut() -> F,

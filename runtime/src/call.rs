@@ -9,9 +9,6 @@ use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
 
-use futures_util::FutureExt;
-use futures_util::future::CatchUnwind;
-
 use crate::deps::{Dep, Deps};
 use crate::event::DynIntegrationEvent;
 use crate::handler::HandlerError;
@@ -129,11 +126,13 @@ impl<'a> HandlerContext<'a> {
     }
 }
 
-/// The integration events a handler call produced (empty for a handler that returns `()`).
-pub type Emitted = Vec<Box<dyn DynIntegrationEvent>>;
+/// The integration events a handler call produced: empty, with no allocation, for a handler
+/// that returns `()`.
+pub type Emitted = Box<[Box<dyn DynIntegrationEvent>]>;
 
-/// The result of one handler call.
-pub type HandlerResult = Result<Emitted, HandlerError>;
+/// The result of one handler call: two words, the error boxed (failing is the rare path), where
+/// `Result<Vec<_>, HandlerError>` is five, each moved at every step of every call.
+pub type HandlerResult = Result<Emitted, Box<HandlerError>>;
 
 /// The future of one call of an `async fn` handler.
 pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = HandlerResult> + Send + 'a>>;
@@ -166,22 +165,23 @@ impl HandlerFn {
     /// A plain `fn` handler runs at once, inside this call, and the returned future is ready:
     /// no allocation, no state machine. An `async fn` handler's boxed future is returned to be
     /// awaited.
-    #[inline]
+    ///
+    /// Always inlined, as is the call's `poll`: awaited, the call of a plain `fn` handler
+    /// compiles to the call of its entry and a check for a panic, with no future in between.
+    #[inline(always)]
     pub fn call<'a>(
         self,
         event: &'a (dyn Any + Send + Sync),
         ctx: HandlerContext<'a>,
     ) -> HandlerCall<'a> {
-        match self {
+        HandlerCall(match self {
             HandlerFn::Sync(f) => {
                 let result = panic::catch_unwind(AssertUnwindSafe(|| f(event, ctx)))
-                    .unwrap_or_else(|panic| Err(HandlerError::panicked(panic)));
-                HandlerCall(CallState::Ready(Some(result)))
+                    .unwrap_or_else(|panic| Err(Box::new(HandlerError::panicked(panic))));
+                CallState::Ready(Some(result))
             }
-            HandlerFn::Async(f) => HandlerCall(CallState::Pending(
-                AssertUnwindSafe(f(event, ctx)).catch_unwind(),
-            )),
-        }
+            HandlerFn::Async(f) => CallState::Pending(f(event, ctx)),
+        })
     }
 }
 
@@ -191,13 +191,13 @@ pub struct HandlerCall<'a>(CallState<'a>);
 
 enum CallState<'a> {
     Ready(Option<HandlerResult>),
-    Pending(CatchUnwind<AssertUnwindSafe<HandlerFuture<'a>>>),
+    Pending(HandlerFuture<'a>),
 }
 
 impl Future for HandlerCall<'_> {
     type Output = HandlerResult;
 
-    #[inline]
+    #[inline(always)]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<HandlerResult> {
         match &mut self.0 {
             CallState::Ready(result) => Poll::Ready(
@@ -205,9 +205,12 @@ impl Future for HandlerCall<'_> {
                     .take()
                     .expect("a handler call is not polled after it completed"),
             ),
-            CallState::Pending(future) => Pin::new(future)
-                .poll(cx)
-                .map(|result| result.unwrap_or_else(|panic| Err(HandlerError::panicked(panic)))),
+            CallState::Pending(future) => {
+                match panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+                    Ok(poll) => poll,
+                    Err(panic) => Poll::Ready(Err(Box::new(HandlerError::panicked(panic)))),
+                }
+            }
         }
     }
 }

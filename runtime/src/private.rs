@@ -39,10 +39,12 @@ pub trait CallHandler {
 }
 
 impl CallHandler for HandlerInfo {
+    #[inline(always)]
     fn invoke(&self) -> HandlerFn {
         self.handler_fn()
     }
 
+    #[inline(always)]
     fn call<'a>(
         &self,
         event: &'a (dyn Any + Send + Sync),
@@ -314,13 +316,14 @@ impl<I: IntegrationEvent> Returnable for I {
 }
 
 /// A handler that returns nothing produced nothing.
+#[inline]
 pub fn emit_nothing(_: ()) -> HandlerResult {
-    Ok(Vec::new())
+    Ok(Box::new([]))
 }
 
 /// A handler that returns `I` produced one event.
 pub fn emit_one<I: Returnable>(event: I) -> HandlerResult {
-    Ok(vec![event.boxed()])
+    Ok(Box::new([event.boxed()]))
 }
 
 /// A handler that returns `Option<I>` produced zero or one event.

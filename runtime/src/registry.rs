@@ -416,6 +416,7 @@ impl HandlerInfo {
     }
 
     /// The function with its types erased.
+    #[inline(always)]
     pub(crate) fn handler_fn(&self) -> HandlerFn {
         self.invoke
     }

@@ -457,7 +457,7 @@ mod tests {
             &[],
             None,
             Some(db),
-            HandlerFn::Sync(|_, _| Ok(Vec::new())),
+            HandlerFn::Sync(|_, _| Ok(Box::new([]))),
             Origin::new("shop::catalog", "src/catalog.rs", 12, 1),
         )))
     }

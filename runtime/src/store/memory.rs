@@ -146,6 +146,29 @@ impl MemoryState {
         self.next_id
     }
 
+    /// Adds the delivery of `event` to `handler`, due at `now`; returns how many it added: none
+    /// for an integration event the handler already received (the inbox).
+    fn add_delivery(&mut self, event: StoredEvent, handler: String, now: DateTime<Utc>) -> usize {
+        if event.kind == EventKind::Integration
+            && self
+                .inbox
+                .insert((handler.clone(), event.meta.id), now)
+                .is_some()
+        {
+            return 0;
+        }
+        let id = DeliveryId::new(self.next());
+        let delivery = MemoryDelivery {
+            event,
+            handler,
+            attempts: 0,
+            due: now,
+            claimed: false,
+        };
+        self.deliveries.insert(id, delivery);
+        1
+    }
+
     /// Takes delivery `id` out, if it is still claimed at `attempt`.
     fn take_delivery(&mut self, id: DeliveryId, attempt: u32) -> Option<MemoryDelivery> {
         let held = self
@@ -185,27 +208,19 @@ impl Store for InMemoryStore {
         let mut state = self.lock();
         let now = Utc::now();
         let mut created = 0;
-        for NewEvent { event, handlers } in events {
+        for NewEvent {
+            event,
+            mut handlers,
+        } in events
+        {
+            // Each delivery holds the event: the last one takes it, the others a copy.
+            let Some(last) = handlers.pop() else {
+                continue;
+            };
             for handler in handlers {
-                if event.kind == EventKind::Integration
-                    && state
-                        .inbox
-                        .insert((handler.clone(), event.meta.id), now)
-                        .is_some()
-                {
-                    continue;
-                }
-                let id = DeliveryId::new(state.next());
-                let delivery = MemoryDelivery {
-                    event: event.clone(),
-                    handler,
-                    attempts: 0,
-                    due: now,
-                    claimed: false,
-                };
-                state.deliveries.insert(id, delivery);
-                created += 1;
+                created += state.add_delivery(event.clone(), handler, now);
             }
+            created += state.add_delivery(event, last, now);
         }
         Self::ready(Ok(created))
     }
@@ -252,7 +267,7 @@ impl Store for InMemoryStore {
         completions: Vec<Completion>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         let mut state = self.lock();
-        let now = Utc::now();
+        let mut now = None;
         for Completion {
             id,
             attempt,
@@ -268,6 +283,7 @@ impl Store for InMemoryStore {
                 attempt: delivery.attempts,
             });
             for NewIntegrationRow { event, key } in produced {
+                let now = *now.get_or_insert_with(Utc::now);
                 let id = RowId::new(state.next());
                 if let Some(key) = &key {
                     state.keys.entry(key.clone()).or_default().push_back(id);

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tracing::{Instrument, info_span};
 
 use super::{Shared, claim_run_sleep};
-use crate::call::{HandlerContext, TransactionSlot};
+use crate::call::{Emitted, HandlerContext, TransactionSlot};
 use crate::envelope;
 use crate::error::{ErrorKind, StoreError, error_chain};
 use crate::handler::HandlerError;
@@ -83,9 +83,9 @@ impl Failure {
     }
 }
 
-impl From<HandlerError> for Failure {
-    fn from(error: HandlerError) -> Self {
-        let text = match &error {
+impl From<Box<HandlerError>> for Failure {
+    fn from(error: Box<HandlerError>) -> Self {
+        let text = match &*error {
             // Its message is the handler's error's: the chain starts there.
             HandlerError::Failed { error, .. } => error_chain(&**error),
             other => error_chain(other),
@@ -368,13 +368,13 @@ async fn handle(
             Target::From {
                 translation,
                 source,
-            } => translation
-                .translate(&*typed)
-                .map(|e| vec![e])
-                .ok_or(HandlerError::WrongEvent {
+            } => match translation.translate(&*typed) {
+                Some(produced) => Ok(Box::new([produced]) as Emitted),
+                None => Err(Box::new(HandlerError::WrongEvent {
                     handler: "From translation",
                     expected: source,
-                }),
+                })),
+            },
         }
     }
     .instrument(span)
