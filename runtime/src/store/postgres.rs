@@ -102,6 +102,59 @@ fn valid_schema(schema: &str) -> bool {
         && schema.len() <= 48
 }
 
+/// The deliveries of recorded events, one per (event, handler), as the columns of one insert.
+/// An integration event listed twice for a handler is one delivery (the inbox's rule).
+#[derive(Default)]
+struct DeliveryRows {
+    kinds: Vec<&'static str>,
+    handlers: Vec<String>,
+    event_ids: Vec<Uuid>,
+    names: Vec<String>,
+    versions: Vec<i32>,
+    occurred_at: Vec<DateTime<Utc>>,
+    correlation_ids: Vec<Uuid>,
+    causation_ids: Vec<Option<Uuid>>,
+    traceparents: Vec<Option<String>>,
+    sources: Vec<String>,
+    payloads: Vec<String>,
+}
+
+impl DeliveryRows {
+    fn of(events: Vec<NewEvent>) -> Result<Self, StoreError> {
+        let mut rows = DeliveryRows::default();
+        let mut received = std::collections::HashSet::new();
+        for NewEvent { event, handlers } in events {
+            let version: i32 = sql::convert(DELIVERIES, "version", event.version)?;
+            let payload = serde_json::to_string(&*event.payload).map_err(|source| {
+                StoreError::new(
+                    ErrorKind::Invalid,
+                    "could not write an event's payload as JSON",
+                    Some(Box::new(source) as _),
+                )
+            })?;
+            for handler in handlers {
+                if event.kind == EventKind::Integration
+                    && !received.insert((handler.clone(), event.meta.id))
+                {
+                    continue;
+                }
+                rows.kinds.push(kind_name(event.kind));
+                rows.handlers.push(handler);
+                rows.event_ids.push(event.meta.id);
+                rows.names.push(event.name.clone());
+                rows.versions.push(version);
+                rows.occurred_at.push(event.meta.occurred_at);
+                rows.correlation_ids.push(event.meta.correlation_id);
+                rows.causation_ids.push(event.meta.causation_id);
+                rows.traceparents.push(event.meta.traceparent.clone());
+                rows.sources.push(event.meta.source.clone());
+                rows.payloads.push(payload.clone());
+            }
+        }
+        Ok(rows)
+    }
+}
+
 impl PostgresStore {
     /// Connects to the database at `url` and applies the migrations in the `tidings` schema.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -196,63 +249,54 @@ impl PostgresStore {
         connection: &mut PgConnection,
         events: Vec<NewEvent>,
     ) -> Result<usize, StoreError> {
-        let now = Utc::now();
-        let mut created = 0;
-        for NewEvent { event, handlers } in events {
-            let handlers = if event.kind == EventKind::Integration {
-                // The inbox: a handler that already received this event id gets nothing.
-                sqlx::query_scalar(self.sql(
-                    "INSERT INTO {schema}.tidings_inbox (handler, event_id, received_at) \
-                     SELECT h, $2, $3 FROM UNNEST($1::text[]) AS h \
-                     ON CONFLICT DO NOTHING RETURNING handler",
-                ))
-                .bind(handlers)
-                .bind(event.meta.id)
-                .bind(now)
-                .fetch_all(&mut *connection)
-                .await
-                .map_err(error("could not record in the inbox"))?
-            } else {
-                handlers
-            };
-            if handlers.is_empty() {
-                continue;
-            }
-            let count = handlers.len();
-            // One statement per event, whatever its number of handlers, with its notification.
-            // The common case of one handler takes a plain `VALUES`, which plans faster.
-            let query = match <[String; 1]>::try_from(handlers) {
-                Ok([handler]) => sqlx::query(self.sql(concat!(
-                    "WITH inserted AS (INSERT INTO {schema}.tidings_deliveries (kind, handler, due_at, ",
-                    event_columns!(),
-                    ") SELECT $1, $2, now(), $3, $4, $5, $6, $7, $8, $9, $10, $11 \
-                     WHERE EXISTS (SELECT 1 FROM {schema}.tidings_store WHERE id = $13) RETURNING 1) \
-                     SELECT pg_notify($12, 'd') FROM inserted"
-                )))
-                .bind(kind_name(event.kind))
-                .bind(handler),
-                Err(handlers) => sqlx::query(self.sql(concat!(
-                    "WITH inserted AS (INSERT INTO {schema}.tidings_deliveries (kind, handler, due_at, ",
-                    event_columns!(),
-                    ") SELECT $1, h, now(), $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM UNNEST($2::text[]) AS h \
-                     WHERE EXISTS (SELECT 1 FROM {schema}.tidings_store WHERE id = $13) \
-                     RETURNING 1) SELECT pg_notify($12, 'd') WHERE EXISTS (SELECT 1 FROM inserted)"
-                )))
-                .bind(kind_name(event.kind))
-                .bind(handlers),
-            };
-            let inserted = bind_event(query, DELIVERIES, &event)?
-                .bind(self.channel())
-                .bind(&*self.identity)
-                .execute(&mut *connection)
-                .await
-                .map_err(|source| sql::recording_error(source, NOT_THIS_DATABASE))?;
-            if inserted.rows_affected() == 0 {
-                return Err(sql::not_this_store(NOT_THIS_DATABASE));
-            }
-            created += count;
+        let rows = DeliveryRows::of(events)?;
+        if rows.kinds.is_empty() {
+            return Ok(0);
         }
-        Ok(created)
+        // One statement for every (event, handler) pair, with its notification: the inbox keeps
+        // a handler from an integration event it already received, and the deliveries are
+        // inserted in order, only where `tidings_store` holds this store's id.
+        // The last column reads `notified`, so that the notification is sent (a CTE that
+        // modifies nothing runs only when read).
+        let (created, ours, _notified): (i64, bool, i64) = sqlx::query_as(self.sql(concat!(
+            "WITH input AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::uuid[], $4::text[], \
+             $5::integer[], $6::timestamptz[], $7::uuid[], $8::uuid[], $9::text[], $10::text[], \
+             $11::text[]) WITH ORDINALITY AS i(kind, handler, event_id, name, version, occurred_at, \
+             correlation_id, causation_id, traceparent, source, payload, n)), \
+             ours AS (SELECT EXISTS (SELECT 1 FROM {schema}.tidings_store WHERE id = $13) AS is_ours), \
+             inbox AS (INSERT INTO {schema}.tidings_inbox (handler, event_id, received_at) \
+             SELECT handler, event_id, now() FROM input, ours WHERE is_ours AND kind = 'integration' \
+             ON CONFLICT DO NOTHING RETURNING handler, event_id), \
+             inserted AS (INSERT INTO {schema}.tidings_deliveries (kind, handler, due_at, ",
+            event_columns!(),
+            ") SELECT kind, handler, now(), event_id, name, version, occurred_at, correlation_id, \
+             causation_id, traceparent, source, payload::jsonb FROM input, ours WHERE is_ours \
+             AND (kind <> 'integration' OR (handler, event_id) IN (SELECT handler, event_id FROM inbox)) \
+             ORDER BY n RETURNING 1), \
+             notified AS (SELECT pg_notify($12, 'd') FROM (SELECT 1 FROM inserted LIMIT 1) AS first) \
+             SELECT (SELECT COUNT(*) FROM inserted), (SELECT is_ours FROM ours), \
+             (SELECT COUNT(*) FROM notified)"
+        )))
+        .bind(rows.kinds)
+        .bind(rows.handlers)
+        .bind(rows.event_ids)
+        .bind(rows.names)
+        .bind(rows.versions)
+        .bind(rows.occurred_at)
+        .bind(rows.correlation_ids)
+        .bind(rows.causation_ids)
+        .bind(rows.traceparents)
+        .bind(rows.sources)
+        .bind(rows.payloads)
+        .bind(self.channel())
+        .bind(&*self.identity)
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(|source| sql::recording_error(source, NOT_THIS_DATABASE))?;
+        if !ours {
+            return Err(sql::not_this_store(NOT_THIS_DATABASE));
+        }
+        sql::count(DELIVERIES, created)
     }
 
     /// Completes each delivery still claimed at its attempt (or whatever its attempt, for
