@@ -102,3 +102,41 @@ async fn an_app_starts_once() {
     );
     running.shutdown().await.unwrap();
 }
+
+/// A long-running app on the in-memory store does not grow with every delivery: the store keeps
+/// the last `capture` outcomes.
+#[tokio::test]
+async fn the_in_memory_store_keeps_the_last_outcomes() {
+    let store = InMemoryStore::new().capture(2);
+    let app = Tidings::builder("reports")
+        .store(store.clone())
+        .provide(Gate {
+            started: Semaphore::new(0),
+            release: Semaphore::new(100),
+        })
+        .build()
+        .unwrap();
+    let running = app.start().await.unwrap();
+    let mut published = Vec::new();
+    for report_id in 0..4 {
+        let meta = app
+            .domain_events()
+            .publish(ReportRequested { report_id })
+            .await
+            .unwrap();
+        published.push(meta.id);
+        // One at a time, so that the outcomes come in this order.
+        running.settle().await;
+    }
+    running.shutdown().await.unwrap();
+
+    let kept: Vec<uuid::Uuid> = store
+        .outcomes()
+        .into_iter()
+        .map(|outcome| match outcome {
+            Outcome::Completed { event_id, .. } => event_id,
+            other => panic!("the handler completes: {other:?}"),
+        })
+        .collect();
+    assert_eq!(kept, published[2..], "the last two outcomes");
+}

@@ -52,6 +52,9 @@ pub enum Outcome {
 
 /// The in-memory store: for tests, and the default when an app names no store. Nothing survives
 /// the process. Clones share the same state, so a test can keep one to inspect.
+/// [`outcomes`](Self::outcomes) keeps the last [`capture`](Self::capture) outcomes
+/// ([`DEFAULT_CAPTURE`](Self::DEFAULT_CAPTURE) unless set), so a long-running process does not
+/// grow with every delivery.
 ///
 /// ```
 /// use tidings::InMemoryStore;
@@ -60,9 +63,21 @@ pub enum Outcome {
 /// let inspect = store.clone(); // pass `store` to the builder, keep `inspect`
 /// assert!(inspect.outcomes().is_empty());
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct InMemoryStore {
     state: Arc<Mutex<MemoryState>>,
+}
+
+impl Default for InMemoryStore {
+    fn default() -> Self {
+        let state = MemoryState {
+            capture: InMemoryStore::DEFAULT_CAPTURE,
+            ..MemoryState::default()
+        };
+        InMemoryStore {
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -78,7 +93,9 @@ struct MemoryState {
     keys: BTreeMap<String, VecDeque<RowId>>,
     /// Dead letters with the events they hold.
     dead: Vec<(DeadLetter, StoredEvent)>,
-    outcomes: Vec<Outcome>,
+    /// The last `capture` outcomes.
+    outcomes: VecDeque<Outcome>,
+    capture: usize,
 }
 
 struct MemoryDelivery {
@@ -109,18 +126,46 @@ impl fmt::Debug for InMemoryStore {
 }
 
 impl InMemoryStore {
+    /// How many outcomes [`outcomes`](Self::outcomes) keeps, unless [`capture`](Self::capture)
+    /// says otherwise.
+    ///
+    /// ```
+    /// assert_eq!(tidings::InMemoryStore::DEFAULT_CAPTURE, 10_000);
+    /// ```
+    pub const DEFAULT_CAPTURE: usize = 10_000;
+
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Keeps the last `capacity` outcomes for [`outcomes`](Self::outcomes) (default
+    /// [`DEFAULT_CAPTURE`](Self::DEFAULT_CAPTURE)). `0` keeps none. It applies to every clone.
+    ///
+    /// ```
+    /// use tidings::InMemoryStore;
+    ///
+    /// // A long-running process that never asserts on what its handlers did.
+    /// let store = InMemoryStore::new().capture(0);
+    /// assert!(store.outcomes().is_empty());
+    /// ```
+    pub fn capture(self, capacity: usize) -> Self {
+        let mut state = self.lock();
+        state.capture = capacity;
+        while state.outcomes.len() > capacity {
+            state.outcomes.pop_front();
+        }
+        drop(state);
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, MemoryState> {
         crate::sync::lock(&self.state)
     }
 
-    /// How every delivery went so far, in order.
+    /// How the last deliveries went (as many as [`capture`](Self::capture) keeps), in order.
     pub fn outcomes(&self) -> Vec<Outcome> {
-        self.lock().outcomes.clone()
+        self.lock().outcomes.iter().cloned().collect()
     }
 
     /// How many deliveries and integration rows are still waiting.
@@ -141,6 +186,17 @@ impl InMemoryStore {
 }
 
 impl MemoryState {
+    /// Keeps `outcome`, dropping the oldest beyond `capture`.
+    fn record_outcome(&mut self, outcome: Outcome) {
+        if self.capture == 0 {
+            return;
+        }
+        if self.outcomes.len() == self.capture {
+            self.outcomes.pop_front();
+        }
+        self.outcomes.push_back(outcome);
+    }
+
     fn next(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
@@ -277,7 +333,7 @@ impl Store for InMemoryStore {
             let Some(delivery) = state.take_delivery(id, attempt) else {
                 continue;
             };
-            state.outcomes.push(Outcome::Completed {
+            state.record_outcome(Outcome::Completed {
                 handler: delivery.handler,
                 event_id: delivery.event.meta.id,
                 attempt: delivery.attempts,
@@ -317,12 +373,13 @@ impl Store for InMemoryStore {
         if let Some(delivery) = held {
             delivery.claimed = false;
             delivery.due = at;
-            state.outcomes.push(Outcome::Retrying {
+            let outcome = Outcome::Retrying {
                 handler: delivery.handler.clone(),
                 event_id: delivery.event.meta.id,
                 attempt: delivery.attempts,
                 error,
-            });
+            };
+            state.record_outcome(outcome);
         }
         Self::ready(Ok(()))
     }
@@ -335,7 +392,7 @@ impl Store for InMemoryStore {
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         let mut state = self.lock();
         if let Some(delivery) = state.take_delivery(id, attempt) {
-            state.outcomes.push(Outcome::DeadLettered {
+            state.record_outcome(Outcome::DeadLettered {
                 handler: delivery.handler.clone(),
                 event_id: delivery.event.meta.id,
                 attempt: delivery.attempts,
