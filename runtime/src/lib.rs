@@ -56,6 +56,7 @@ mod handler;
 mod meta;
 mod origin;
 mod publish;
+mod recent;
 pub mod registry;
 mod retention;
 mod retry;

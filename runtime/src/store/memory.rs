@@ -13,6 +13,7 @@ use super::{
 };
 use super::{ContractWaiting, HandlerWaiting, WaitCounts, Waiting};
 use crate::event::EventKind;
+use crate::recent::Recent;
 
 /// How one delivery ended, as [`InMemoryStore::outcomes`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,8 +72,14 @@ pub struct InMemoryStore {
 impl Default for InMemoryStore {
     fn default() -> Self {
         let state = MemoryState {
-            capture: InMemoryStore::DEFAULT_CAPTURE,
-            ..MemoryState::default()
+            outcomes: Recent::new(InMemoryStore::DEFAULT_CAPTURE),
+            next_id: 0,
+            deliveries: BTreeMap::new(),
+            inbox: HashMap::new(),
+            rows: BTreeMap::new(),
+            archive: Vec::new(),
+            keys: BTreeMap::new(),
+            dead: Vec::new(),
         };
         InMemoryStore {
             state: Arc::new(Mutex::new(state)),
@@ -80,7 +87,6 @@ impl Default for InMemoryStore {
     }
 }
 
-#[derive(Default)]
 struct MemoryState {
     next_id: u64,
     deliveries: BTreeMap<DeliveryId, MemoryDelivery>,
@@ -93,9 +99,8 @@ struct MemoryState {
     keys: BTreeMap<String, VecDeque<RowId>>,
     /// Dead letters with the events they hold.
     dead: Vec<(DeadLetter, StoredEvent)>,
-    /// The last `capture` outcomes.
-    outcomes: VecDeque<Outcome>,
-    capture: usize,
+    /// The last outcomes, as many as `capture` says.
+    outcomes: Recent<Outcome>,
 }
 
 struct MemoryDelivery {
@@ -150,12 +155,7 @@ impl InMemoryStore {
     /// assert!(store.outcomes().is_empty());
     /// ```
     pub fn capture(self, capacity: usize) -> Self {
-        let mut state = self.lock();
-        state.capture = capacity;
-        while state.outcomes.len() > capacity {
-            state.outcomes.pop_front();
-        }
-        drop(state);
+        self.lock().outcomes.set_capacity(capacity);
         self
     }
 
@@ -165,7 +165,7 @@ impl InMemoryStore {
 
     /// How the last deliveries went (as many as [`capture`](Self::capture) keeps), in order.
     pub fn outcomes(&self) -> Vec<Outcome> {
-        self.lock().outcomes.iter().cloned().collect()
+        self.lock().outcomes.to_vec()
     }
 
     /// How many deliveries and integration rows are still waiting.
@@ -186,17 +186,6 @@ impl InMemoryStore {
 }
 
 impl MemoryState {
-    /// Keeps `outcome`, dropping the oldest beyond `capture`.
-    fn record_outcome(&mut self, outcome: Outcome) {
-        if self.capture == 0 {
-            return;
-        }
-        if self.outcomes.len() == self.capture {
-            self.outcomes.pop_front();
-        }
-        self.outcomes.push_back(outcome);
-    }
-
     fn next(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
@@ -333,7 +322,7 @@ impl Store for InMemoryStore {
             let Some(delivery) = state.take_delivery(id, attempt) else {
                 continue;
             };
-            state.record_outcome(Outcome::Completed {
+            state.outcomes.push(Outcome::Completed {
                 handler: delivery.handler,
                 event_id: delivery.event.meta.id,
                 attempt: delivery.attempts,
@@ -379,7 +368,7 @@ impl Store for InMemoryStore {
                 attempt: delivery.attempts,
                 error,
             };
-            state.record_outcome(outcome);
+            state.outcomes.push(outcome);
         }
         Self::ready(Ok(()))
     }
@@ -392,7 +381,7 @@ impl Store for InMemoryStore {
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         let mut state = self.lock();
         if let Some(delivery) = state.take_delivery(id, attempt) {
-            state.record_outcome(Outcome::DeadLettered {
+            state.outcomes.push(Outcome::DeadLettered {
                 handler: delivery.handler.clone(),
                 event_id: delivery.event.meta.id,
                 attempt: delivery.attempts,

@@ -305,7 +305,7 @@ impl PostgresStore {
     async fn complete(
         &self,
         connection: &mut PgConnection,
-        completions: Vec<(DeliveryId, Option<u32>, Vec<NewIntegrationRow>)>,
+        completions: Vec<sql::Finished>,
     ) -> Result<bool, StoreError> {
         let mut ids = Vec::with_capacity(completions.len());
         let mut attempts = Vec::with_capacity(completions.len());
@@ -599,10 +599,7 @@ impl Store for PostgresStore {
             if completions.is_empty() {
                 return Ok(());
             }
-            let completions = completions
-                .into_iter()
-                .map(|c| (c.id, Some(c.attempt), c.produced))
-                .collect();
+            let completions = sql::at_their_attempts(completions);
             let mut tx = sql::begin(&self.pool).await?;
             if self.complete(&mut tx, completions).await? {
                 sql::commit(tx).await?;

@@ -21,6 +21,7 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::{ColumnIndex, Database, Decode, Pool, Row, Transaction, Type};
 use uuid::Uuid;
 
+use super::{Completion, NewIntegrationRow};
 use super::{ContractWaiting, HandlerWaiting, WaitCounts, Waiting};
 use super::{DeadLetter, DeadLetterId, Delivery, DeliveryId, IntegrationRow, RowId, StoredEvent};
 use super::{ErrorKind, StoreError};
@@ -198,6 +199,19 @@ pub(crate) fn kind_of(table: &str, name: &str) -> Result<EventKind, StoreError> 
             None,
         )),
     }
+}
+
+/// A delivery to complete: its id, the attempt it must still be claimed at (`None`: whatever
+/// its attempt, in the handler's own transaction, which holds it since `begin`), and the rows it
+/// produced.
+pub(crate) type Finished = (DeliveryId, Option<u32>, Vec<NewIntegrationRow>);
+
+/// `completions`, each to complete only if still claimed at its attempt.
+pub(crate) fn at_their_attempts(completions: Vec<Completion>) -> Vec<Finished> {
+    completions
+        .into_iter()
+        .map(|c| (c.id, Some(c.attempt), c.produced))
+        .collect()
 }
 
 /// Begins a transaction on `pool`.

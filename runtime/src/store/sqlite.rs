@@ -459,7 +459,7 @@ async fn insert_events(
 /// `connection`. Returns whether it completed any.
 async fn complete(
     connection: &mut SqliteConnection,
-    completions: Vec<(DeliveryId, Option<u32>, Vec<NewIntegrationRow>)>,
+    completions: Vec<sql::Finished>,
 ) -> Result<bool, StoreError> {
     let claims = completions
         .iter()
@@ -653,10 +653,7 @@ impl Store for SqliteStore {
             if completions.is_empty() {
                 return Ok(());
             }
-            let completions = completions
-                .into_iter()
-                .map(|c| (c.id, Some(c.attempt), c.produced))
-                .collect();
+            let completions = sql::at_their_attempts(completions);
             let mut tx = sql::begin(&self.pool).await?;
             let completed = complete(&mut tx, completions).await?;
             if completed {

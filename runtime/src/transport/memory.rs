@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use super::{BoxFuture, Inbound, Message, Received, Subscription, Transport, TransportError};
 use crate::activity::Activity;
 use crate::event::EventKind;
+use crate::recent::Recent;
 use crate::registry::{Registry, registry};
 
 /// The in-process transport: the bounded contexts of one process (a modular monolith) talk
@@ -86,12 +87,10 @@ struct HubState {
     unclaimed: HashMap<Key, Held>,
     /// The consumers of each contract version published so far.
     consumers: HashMap<Key, Consumers>,
-    /// The last messages published, for tests.
-    published: VecDeque<Message>,
+    /// The last messages published, for tests, as many as `capture` says.
+    published: Recent<Message>,
     /// How many messages wait per contract version and context, at most.
     hold: usize,
-    /// How many published messages `published` keeps, at most.
-    capture: usize,
 }
 
 impl Default for HubState {
@@ -100,9 +99,8 @@ impl Default for HubState {
             groups: HashMap::new(),
             unclaimed: HashMap::new(),
             consumers: HashMap::new(),
-            published: VecDeque::new(),
+            published: Recent::new(InMemoryTransport::DEFAULT_CAPTURE),
             hold: InMemoryTransport::DEFAULT_HOLD,
-            capture: InMemoryTransport::DEFAULT_CAPTURE,
         }
     }
 }
@@ -302,12 +300,7 @@ impl InMemoryTransport {
     /// assert!(transport.published().is_empty());
     /// ```
     pub fn capture(self, capacity: usize) -> Self {
-        let mut state = self.hub.lock();
-        state.capture = capacity;
-        while state.published.len() > capacity {
-            state.published.pop_front();
-        }
-        drop(state);
+        self.hub.lock().published.set_capacity(capacity);
         self
     }
 
@@ -340,7 +333,7 @@ impl InMemoryTransport {
     /// # }
     /// ```
     pub fn published(&self) -> Vec<Message> {
-        self.hub.lock().published.iter().cloned().collect()
+        self.hub.lock().published.to_vec()
     }
 
     /// The published messages of integration event `I`, decoded: those among the last
@@ -481,12 +474,7 @@ impl Transport for InMemoryTransport {
         for (context, group) in groups.iter_mut() {
             group.deliver(message.clone(), &self.hub.activity, state.hold, context);
         }
-        if state.capture > 0 {
-            if state.published.len() >= state.capture {
-                state.published.pop_front();
-            }
-            state.published.push_back(message);
-        }
+        state.published.push(message);
         Box::pin(std::future::ready(Ok(())))
     }
 
