@@ -576,6 +576,8 @@ impl FreshStore {
 /// How an arm's drain went.
 struct Drain {
     time: Duration,
+    /// The CPU time of this process (every thread; not the server's) over the drain.
+    cpu: Duration,
     messages: usize,
     /// The stream's bytes per stored message, at the end of the drain.
     bytes_per_message: f64,
@@ -694,17 +696,20 @@ impl Bench {
             .await;
 
         let start = Instant::now();
+        let cpu = process_cpu();
         meter.open.send_replace(true);
         meter.wait("the relay's drain").await;
         store
             .wait_for((0, 0), Duration::from_millis(1), "marking the rows")
             .await;
         let time = start.elapsed();
+        let cpu = process_cpu().saturating_sub(cpu);
 
         running.shutdown().await.expect("the shop shuts down");
         store.remove().await;
         Drain {
             time,
+            cpu,
             messages: rows,
             bytes_per_message: self.finish_stream(&transport, contract).await,
         }
@@ -716,9 +721,12 @@ impl Bench {
         let transport = self.transport();
         self.stream(&transport, UNKEYED).await;
         let messages = wire_messages(rows);
+        let cpu = process_cpu();
         let time = timed_on_worker(publish_raw(transport.clone(), messages, window)).await;
+        let cpu = process_cpu().saturating_sub(cpu);
         Drain {
             time,
+            cpu,
             messages: rows,
             bytes_per_message: self.finish_stream(&transport, UNKEYED).await,
         }
@@ -743,9 +751,11 @@ impl Bench {
             .expect("the search context's wiring is complete");
 
         let start = Instant::now();
+        let cpu = process_cpu();
         let running = app.start().await.expect("the search context starts");
         meter.wait("the consumer's drain").await;
         let time = start.elapsed();
+        let cpu = process_cpu().saturating_sub(cpu);
 
         running
             .shutdown()
@@ -754,6 +764,7 @@ impl Bench {
         store.remove().await;
         Drain {
             time,
+            cpu,
             messages,
             bytes_per_message: self.finish_stream(&transport, UNKEYED).await,
         }
@@ -767,9 +778,12 @@ impl Bench {
         let transport = self.transport();
         self.stream(&transport, UNKEYED).await;
         publish_raw(transport.clone(), wire_messages(messages), WINDOW).await;
+        let cpu = process_cpu();
         let time = timed_on_worker(consume_raw(transport.clone(), batch, messages)).await;
+        let cpu = process_cpu().saturating_sub(cpu);
         Drain {
             time,
+            cpu,
             messages,
             bytes_per_message: self.finish_stream(&transport, UNKEYED).await,
         }
@@ -997,8 +1011,9 @@ fn note(case: Case, drain: Drain) {
 }
 
 /// Messages per second over the measured drains of `case` (the last `SAMPLES`, or all of them
-/// in a smoke run), and the stream's bytes per message.
-fn throughput(case: Case) -> Option<(f64, f64)> {
+/// in a smoke run), the stream's bytes per message, and this process's CPU microseconds per
+/// message.
+fn throughput(case: Case) -> Option<(f64, f64, f64)> {
     let drains = DRAINS
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -1011,7 +1026,35 @@ fn throughput(case: Case) -> Option<(f64, f64)> {
         .map(|drain| drain.bytes_per_message)
         .sum::<f64>()
         / measured.len() as f64;
-    Some((messages as f64 / time.as_secs_f64(), bytes))
+    let cpu: Duration = measured.iter().map(|drain| drain.cpu).sum();
+    Some((
+        messages as f64 / time.as_secs_f64(),
+        bytes,
+        cpu.as_secs_f64() * 1e6 / messages as f64,
+    ))
+}
+
+/// The CPU time this process has used so far, every thread (from `/proc/self/stat`, in ticks
+/// of 10 ms: a drain of a second or more reads it to about 1 %); zero where there is none.
+fn process_cpu() -> Duration {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            // The fields after the command's name, which is in parentheses: utime and stime
+            // are the 14th and 15th of the whole line.
+            let fields: Vec<u64> = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .ok()?;
+            Some(fields.iter().sum::<u64>())
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
 }
 
 /// Runs `cases` as one criterion group, each case's drain size as its throughput; prints each
@@ -1044,7 +1087,7 @@ fn group(
                 time
             })
         });
-        if let Some((rate, _)) = throughput(case) {
+        if let Some((rate, ..)) = throughput(case) {
             println!(
                 "{name} | {}: {rate:.0} msg/s ({} per drain)",
                 case.label(),
@@ -1077,35 +1120,38 @@ fn host() -> String {
 fn summary(bench: &Bench, server: &str, host_at_start: &str) -> String {
     let sizes = bench.sizes;
     let row = |out: &mut String, case: Case, baseline: Option<Case>| {
-        let Some((rate, bytes)) = throughput(case) else {
+        let Some((rate, bytes, cpu)) = throughput(case) else {
             return;
         };
         let ratio = baseline
             .and_then(throughput)
-            .map_or("-".to_owned(), |(base, _)| format!("{:.2}x", rate / base));
+            .map_or("-".to_owned(), |(base, ..)| format!("{:.2}x", rate / base));
         let _ = writeln!(
             out,
-            "{:<44} {:>8} {:>9.0} {:>9} {:>6.0}",
+            "{:<44} {:>8} {:>9.0} {:>9} {:>6.0} {:>9.1}",
             case.label(),
             case.size(sizes),
             rate,
             ratio,
-            bytes
+            bytes,
+            cpu
         );
     };
     let header = |out: &mut String, title: &str, versus: &str| {
         let _ = writeln!(out, "{title}");
         let _ = writeln!(
             out,
-            "{:<44} {:>8} {:>9} {:>9} {:>6}",
-            "case", "messages", "msg/s", versus, "B/msg"
+            "{:<44} {:>8} {:>9} {:>9} {:>6} {:>9}",
+            "case", "messages", "msg/s", versus, "B/msg", "CPU µs/msg"
         );
     };
     let mut out = format!(
         "\nNATS summary: {server}, streams on file, 1 replica; relay window {WINDOW}\n\
          host: at start {host_at_start}; at end {}\n\
          msg/s: the messages of the measured drains (the last {SAMPLES}) over their time; \
-         B/msg: the stream's stored bytes per message\n",
+         B/msg: the stream's stored bytes per message; CPU µs/msg: this process's CPU time \
+         (every thread, not the server's) over the drains, per message: it moves less with \
+         the host's load than msg/s\n",
         host()
     );
     let raw = Some(Case::RawPublish(WINDOW));
