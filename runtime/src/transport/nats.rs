@@ -116,8 +116,11 @@ struct Inner {
     /// The streams known to exist with the settings' configuration.
     ready: Mutex<HashSet<String>>,
     /// The names of each contract version met, by contract: checked once.
-    names: Mutex<HashMap<String, Vec<(u32, Arc<Names>)>>>,
+    names: Mutex<HashMap<String, Versions>>,
 }
+
+/// The names of a contract's versions met so far.
+type Versions = Vec<(u32, Arc<Names>)>;
 
 /// Where a stream keeps its messages.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
