@@ -69,8 +69,11 @@
 //! Each case is a criterion benchmark of `sample_size(10)`, one drain per sample plus one of
 //! warm-up (`iter_custom`: the time of the drains alone), with `Throughput::Elements` of the
 //! messages drained. The summary at the end gives each case's msg/s over its measured drains,
-//! the ratios, and the host's load average at the start and the end: the bench and the server
-//! share the machine's cores with whatever else runs, and the figures move with it. Without
+//! the ratios, this process's CPU time per message over the drains (every thread of the bench,
+//! which runs the app or the raw arm and the client, not the server's: what tidings costs
+//! besides the broker, a figure that moves less than msg/s with the host's load), and the
+//! host's load average at the start and the end: the bench and the server share the machine's
+//! cores with whatever else runs, and the figures move with it. Without
 //! `--bench` (as `cargo test --benches` runs it) each case drains a small backlog once.
 //!
 //! Run: `DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p tidings-benches
