@@ -14,7 +14,7 @@
 //! a commit per row: acknowledged rows are marked in one call
 //! ([`Store::rows_published`](crate::store::Store::rows_published)) when they fill a batch
 //! (`batch_size`), or before a claim; a claim waits, while publications are in flight, until
-//! the window has room for a batch, and takes all the room there is. A row acknowledged and not
+//! the window has room for a batch, and takes up to a batch. A row acknowledged and not
 //! yet marked when the process dies is published again after its claim expires, with the same
 //! event id, as it always was: the broker's dedupe or the consumer's inbox absorbs it.
 
@@ -53,13 +53,14 @@ struct Relay<'a> {
 /// The loop: take in every publication that has ended, without waiting; when the window has
 /// room for a batch (or nothing is in flight) and a claim may find rows (after an
 /// acknowledgement, a wake-up, the poll interval, or a claim that came back full), mark the
-/// acknowledged rows and claim as many rows as the window has room for; else mark them if they
-/// fill a batch; then wait for the next publication to end, or, with none in flight, sleep as
-/// the dispatcher does. Claims and marks thus move a batch at least while the broker keeps up,
-/// and more when the store is the slower of the two: what ends while the relay waits for the
-/// store is marked, and refilled, by the next call. It stops only when nothing is in flight
-/// and nothing was due at the last claim, as before: what was due when the app was told to
-/// stop is published first. A publication that panics (in the transport) panics the relay.
+/// acknowledged rows and claim as many rows as the window has room for, a batch at most; else
+/// mark them if they fill a batch; then wait for the next publication to end, or, with none in
+/// flight, sleep as the dispatcher does. Store calls thus move a batch at a time while the
+/// broker keeps up, and claims follow each other when the store is the slower of the two:
+/// what ends while the relay waits for the store is marked by the next call. It stops only
+/// when nothing is in flight and nothing was due at the last claim, as before: what was due
+/// when the app was told to stop is published first. A publication that panics (in the
+/// transport) panics the relay.
 pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let window = shared.relay_window.max(1);
     let batch = shared.batch_size.max(1);
@@ -89,10 +90,11 @@ pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             // row of their keys.
             alongside(relay.mark(), &mut in_flight, &mut ended).await;
             claimed_at = Utc::now();
-            let claim = shared.store.claim_rows(claimed_at, room);
+            let limit = room.min(batch);
+            let claim = shared.store.claim_rows(claimed_at, limit);
             match alongside(claim, &mut in_flight, &mut ended).await {
                 Ok(rows) => {
-                    may_claim = rows.len() >= room;
+                    may_claim = rows.len() >= limit;
                     shared.activity.start(rows.len());
                     let claimed = !rows.is_empty();
                     // A row can come back while the end of its last publication is not yet
