@@ -11,7 +11,7 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Ident, Path, Type};
 
-use crate::args::{DomainEventArgs, HandlesArgs, IntegrationEventArgs};
+use crate::args::{CrateArgs, DomainEventArgs, HandlesArgs, IntegrationEventArgs};
 use crate::ast::{EventBody, EventItem, Handler, Param, Produces};
 use crate::names::{default_contract_name, path_name, tokens_name};
 
@@ -118,12 +118,63 @@ fn decoder(private: &TokenStream, ident: &Ident) -> TokenStream {
     }
 }
 
+/// The attributes that derive the item's JSON Schema with the runtime's schemars, written before
+/// the item's own attributes: its `#[serde(..)]` attributes shape the schema as they shape the
+/// JSON.
+pub(crate) fn schema_derive(krate: &Path) -> TokenStream {
+    let private = private(krate);
+    let schemars = quote!(#private::schemars).to_string();
+    quote! {
+        #[derive(#private::JsonSchema)]
+        #[schemars(crate = #schemars)]
+    }
+}
+
+/// The registry's schema of an event type, and one check per field type, spanned on it, so
+/// that a field whose type has no schema is reported there with the message that says how to
+/// give it one.
+fn schema(private: &TokenStream, item: &EventItem) -> TokenStream {
+    let ident = &item.ident;
+    let checks = field_checks(private, item);
+    quote! {
+        #checks
+        fn __tidings_schema() -> #private::serde_json::Value {
+            #private::schema_of::<#ident>()
+        }
+    }
+}
+
+/// `#[schema]`: the checks of the fields of a type that events hold; nothing for a generic
+/// type, whose fields' types are its parameters' business.
+pub(crate) fn schema_checks(item: &EventItem, args: &CrateArgs) -> TokenStream {
+    if !item.generics.params.is_empty() {
+        return TokenStream::new();
+    }
+    let checks = field_checks(&private(&args.krate()), item);
+    quote! {
+        #[doc(hidden)]
+        const _: () = { #checks };
+    }
+}
+
+/// A check that each field type of `item`'s schema has a schema, spanned on the type.
+fn field_checks(private: &TokenStream, item: &EventItem) -> TokenStream {
+    item.schema_fields
+        .iter()
+        .map(|ty| {
+            let p = at(private, ty.span());
+            quote_spanned!(ty.span()=> const _: () = #p::check_field_schema::<#ty>();)
+        })
+        .collect()
+}
+
 /// `#[domain_event]`: the traits and the registration.
 pub(crate) fn domain_event(item: &EventItem, args: &DomainEventArgs) -> TokenStream {
     let private = &private(&args.krate());
     let ident = &item.ident;
     let event_impl = event_impl(private, ident, "Domain");
     let decoder = decoder(private, ident);
+    let schema = schema(private, item);
     let event = type_ref(private, ident, &ident.unraw().to_string());
     let origin = origin(private);
     quote! {
@@ -133,8 +184,9 @@ pub(crate) fn domain_event(item: &EventItem, args: &DomainEventArgs) -> TokenStr
             #[automatically_derived]
             impl #private::DomainEvent for #ident where for<'__tidings> #ident: #private::EventData {}
             #decoder
+            #schema
             #private::inventory::submit! {
-                #private::DomainEventInfo::new(#event, __tidings_decoder, #origin)
+                #private::DomainEventInfo::new(#event, __tidings_decoder, __tidings_schema, #origin)
             }
         };
     }
@@ -147,6 +199,7 @@ pub(crate) fn integration_event(item: &EventItem, args: &IntegrationEventArgs) -
     let ident = &item.ident;
     let event_impl = event_impl(private, ident, "Integration");
     let decoder = decoder(private, ident);
+    let schema = schema(private, item);
     let contract = args
         .name
         .as_ref()
@@ -229,9 +282,11 @@ pub(crate) fn integration_event(item: &EventItem, args: &IntegrationEventArgs) -
             }
             #(#items)*
             #decoder
+            #schema
             #private::inventory::submit! {
                 #private::IntegrationEventInfo::new(
-                    #event, #contract, #version, #key_name, &[#(#entries),*], __tidings_decoder, #origin,
+                    #event, #contract, #version, #key_name, &[#(#entries),*], __tidings_decoder,
+                    __tidings_schema, #origin,
                 )
             }
         };
@@ -502,6 +557,7 @@ mod tests {
                 }
             ),
             "domain_event",
+            "",
         )
         .unwrap();
         let args = DomainEventArgs::parse(quote!(crate = "renamed"), &mut errors);
@@ -514,6 +570,7 @@ mod tests {
                 }
             ),
             "integration_event",
+            "",
         )
         .unwrap();
         let args = IntegrationEventArgs::parse(
@@ -535,18 +592,18 @@ mod tests {
             }
         };
         let handler = Handler::parse(item, &mut errors).unwrap();
-        let args = HandlesArgs::parse(quote!(crate = "crate::renamed"), &mut errors);
+        let args = HandlesArgs::parse(quote!(crate = "crate::renamed"), "handles", &mut errors);
         assert_eq!(names(super::handler(&handler, &args)), (false, true));
         assert!(errors.is_empty());
 
-        let args = HandlesArgs::parse(TokenStream::new(), &mut errors);
+        let args = HandlesArgs::parse(TokenStream::new(), "handles", &mut errors);
         assert_eq!(names(super::handler(&handler, &args)), (true, false));
 
         let item = quote! {
             async fn pay(event: &OrderPlaced, tx: &mut Tx<'a>) {}
         };
         let handler = Handler::parse(item, &mut errors).unwrap();
-        let args = HandlesArgs::parse(quote!(crate = "renamed"), &mut errors);
+        let args = HandlesArgs::parse(quote!(crate = "renamed"), "handles", &mut errors);
         assert_eq!(names(super::handler(&handler, &args)), (false, true));
         assert!(errors.is_empty());
     }

@@ -11,6 +11,8 @@ use std::fmt;
 use std::marker::PhantomData;
 
 pub use inventory;
+pub use schemars::{self, JsonSchema};
+pub use serde_json;
 
 pub use crate::call::{
     Emitted, HandlerCall, HandlerContext, HandlerFn, HandlerFuture, HandlerResult, TransactionSlot,
@@ -53,6 +55,27 @@ impl CallHandler for HandlerInfo {
         self.handler_fn().call(event, ctx)
     }
 }
+
+/// The JSON Schema of an event type, for the registry.
+pub fn schema_of<T: JsonSchema>() -> serde_json::Value {
+    crate::catalog::schema_of::<T>()
+}
+
+/// A type that a field of an event or of a `#[tidings::schema]` type has: its schema is part of
+/// theirs.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no JSON Schema, and the schema of the type that holds it is made of its fields' schemas",
+    label = "this field's type has no JSON Schema",
+    note = "mark each type of yours in `{Self}` with `#[tidings::schema]`, as the events are marked: it derives the schema from the type and its serde attributes",
+    note = "for a type of another crate, give the field the schema of its JSON form: `#[schemars(with = \"String\")]` for one that serializes as a string"
+)]
+pub trait FieldSchema {}
+
+#[diagnostic::do_not_recommend]
+impl<T: JsonSchema + ?Sized> FieldSchema for T {}
+
+/// Checks that a field's type has a JSON Schema.
+pub const fn check_field_schema<T: FieldSchema + ?Sized>() {}
 
 /// What `EventData` asks of serde, with its own message.
 #[diagnostic::on_unimplemented(
