@@ -11,7 +11,7 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Ident, Path, Type};
 
-use crate::args::{CrateArgs, DomainEventArgs, HandlesArgs, IntegrationEventArgs};
+use crate::args::{DomainEventArgs, HandlesArgs, IntegrationEventArgs};
 use crate::ast::{EventBody, EventItem, Handler, Param, Produces};
 use crate::names::{default_contract_name, path_name, tokens_name};
 
@@ -81,7 +81,7 @@ fn inferred_lifetimes(ty: &Type) -> TokenStream {
     rewrite(ty.to_token_stream())
 }
 
-/// The `Event` impl of an event type, and the `Sealed` impl that only the event macros write.
+/// The `Event` impl of an event type, and the `SealedEvent` impl that only the event macros write.
 /// Spanned on its name: a type that is not serde-serializable gets the error there.
 fn event_impl(private: &TokenStream, ident: &Ident, kind: &str) -> TokenStream {
     let name = ident.unraw().to_string();
@@ -101,7 +101,7 @@ fn event_impl(private: &TokenStream, ident: &Ident, kind: &str) -> TokenStream {
     };
     quote! {
         #[automatically_derived]
-        impl #private::Sealed for #ident {}
+        impl #private::SealedEvent for #ident {}
         #event
     }
 }
@@ -118,54 +118,42 @@ fn decoder(private: &TokenStream, ident: &Ident) -> TokenStream {
     }
 }
 
-/// The attributes that derive the item's JSON Schema with the runtime's schemars, written before
-/// the item's own attributes: its `#[serde(..)]` attributes shape the schema as they shape the
-/// JSON.
-pub(crate) fn schema_derive(krate: &Path) -> TokenStream {
+/// What goes before an item whose JSON Schema is derived: a check that each of its fields'
+/// types has a schema, spanned on the type, so that a field whose type has none is reported
+/// there, first, with the message that says how to give it one; then, unless the item derives
+/// `JsonSchema` itself, the attributes that derive it with the runtime's schemars, written
+/// before the item's own attributes, so that its `#[serde(..)]` attributes shape the schema as
+/// they shape the JSON. A generic item gets no checks: its fields' types are its parameters'.
+pub(crate) fn schema_derive(item: &EventItem, krate: &Path) -> TokenStream {
     let private = private(krate);
-    let schemars = quote!(#private::schemars).to_string();
-    quote! {
-        #[derive(#private::JsonSchema)]
-        #[schemars(crate = #schemars)]
-    }
+    let checks = item.generics.params.is_empty().then(|| {
+        let checks = item.schema_fields.iter().map(|ty| {
+            let p = at(&private, ty.span());
+            quote_spanned!(ty.span()=> #p::check_field_schema::<#ty>();)
+        });
+        quote! {
+            #[doc(hidden)]
+            const _: () = { #(#checks)* };
+        }
+    });
+    let derive = (!item.derives_schema).then(|| {
+        let schemars = quote!(#private::schemars).to_string();
+        quote! {
+            #[derive(#private::JsonSchema)]
+            #[schemars(crate = #schemars)]
+        }
+    });
+    quote!(#checks #derive)
 }
 
-/// The registry's schema of an event type, and one check per field type, spanned on it, so
-/// that a field whose type has no schema is reported there with the message that says how to
-/// give it one.
+/// The registry's schema of an event type.
 fn schema(private: &TokenStream, item: &EventItem) -> TokenStream {
     let ident = &item.ident;
-    let checks = field_checks(private, item);
     quote! {
-        #checks
         fn __tidings_schema() -> #private::serde_json::Value {
             #private::schema_of::<#ident>()
         }
     }
-}
-
-/// `#[schema]`: the checks of the fields of a type that events hold; nothing for a generic
-/// type, whose fields' types are its parameters' business.
-pub(crate) fn schema_checks(item: &EventItem, args: &CrateArgs) -> TokenStream {
-    if !item.generics.params.is_empty() {
-        return TokenStream::new();
-    }
-    let checks = field_checks(&private(&args.krate()), item);
-    quote! {
-        #[doc(hidden)]
-        const _: () = { #checks };
-    }
-}
-
-/// A check that each field type of `item`'s schema has a schema, spanned on the type.
-fn field_checks(private: &TokenStream, item: &EventItem) -> TokenStream {
-    item.schema_fields
-        .iter()
-        .map(|ty| {
-            let p = at(private, ty.span());
-            quote_spanned!(ty.span()=> const _: () = #p::check_field_schema::<#ty>();)
-        })
-        .collect()
 }
 
 /// `#[domain_event]`: the traits and the registration.

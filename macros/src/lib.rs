@@ -96,17 +96,14 @@ pub fn schema(args: TokenStream, item: TokenStream) -> TokenStream {
     let item = TokenStream2::from(item);
     let mut errors = Errors::default();
     let args = CrateArgs::parse(args.into(), "schema", &mut errors);
-    let (derive, expansion) = match EventItem::parse(item.clone(), "schema", SCHEMA_IS_DATA) {
-        Ok(data) => {
-            let derive = (!data.derives_schema).then(|| expand::schema_derive(&args.krate()));
-            (derive, Some(expand::schema_checks(&data, &args)))
-        }
+    let derive = match EventItem::parse(item.clone(), "schema", SCHEMA_IS_DATA) {
+        Ok(data) => Some(expand::schema_derive(&data, &args.krate())),
         Err(error) => {
             errors.push(error);
-            (None, None)
+            None
         }
     };
-    output(derive, item, expansion, errors)
+    output(derive, item, None, errors)
 }
 
 /// Why an event macro goes on a struct or an enum.
@@ -115,11 +112,11 @@ const EVENT_IS_DATA: &str = "an event is data that is recorded and sent";
 /// Why `#[schema]` goes on a struct or an enum.
 const SCHEMA_IS_DATA: &str = "it describes data that events hold";
 
-/// The attributes that derive an event's JSON Schema, unless it derives one itself or cannot
-/// be an event (generic parameters).
+/// What derives an event's JSON Schema; nothing for an item that cannot be an event (generic
+/// parameters).
 fn event_schema_derive(event: &EventItem, krate: syn::Path) -> Option<TokenStream2> {
-    let wanted = !event.derives_schema && event.generics.params.is_empty();
-    wanted.then(|| expand::schema_derive(&krate))
+    let wanted = event.generics.params.is_empty();
+    wanted.then(|| expand::schema_derive(event, &krate))
 }
 
 /// The attributes written before the item, the item as written, then the errors, then the

@@ -19,7 +19,7 @@ pub use crate::call::{
 };
 pub use crate::deps::Deps;
 pub use crate::event::{
-    DomainEvent, DynIntegrationEvent, Event, EventData, EventKind, IntegrationEvent, Sealed,
+    DomainEvent, DynIntegrationEvent, Event, EventData, EventKind, IntegrationEvent, SealedEvent,
 };
 pub use crate::handler::HandlerError;
 pub use crate::registry::{
@@ -66,7 +66,7 @@ pub fn schema_of<T: JsonSchema>() -> serde_json::Value {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has no JSON Schema, and the schema of the type that holds it is made of its fields' schemas",
     label = "this field's type has no JSON Schema",
-    note = "mark each type of yours in `{Self}` with `#[tidings::schema]`, as the events are marked: it derives the schema from the type and its serde attributes",
+    note = "mark `{Self}`, or each type of yours inside it, with `#[tidings::schema]`: it derives the schema from the type and its serde attributes",
     note = "for a type of another crate, give the field the schema of its JSON form: `#[schemars(with = \"String\")]` for one that serializes as a string"
 )]
 pub trait FieldSchema {}

@@ -380,8 +380,24 @@ impl Catalog {
     /// change still fails. Snapshots are `<contract>.v<version>.json`: the contract's name,
     /// version, key and JSON Schema, pretty-printed, for review in a diff.
     pub fn check_contracts(&self, dir: impl AsRef<Path>) -> Result<ContractsReport, CatalogError> {
-        let dir = dir.as_ref();
-        let overwrite = overwrite();
+        self.compare_snapshots(dir.as_ref(), overwrite())
+    }
+
+    /// Compares as [`check_contracts`](Self::check_contracts) does in refresh mode: writes the
+    /// missing snapshots and refreshes those changed compatibly; a breaking change, or a
+    /// snapshot no longer published, still fails.
+    pub fn refresh_contracts(
+        &self,
+        dir: impl AsRef<Path>,
+    ) -> Result<ContractsReport, CatalogError> {
+        self.compare_snapshots(dir.as_ref(), true)
+    }
+
+    fn compare_snapshots(
+        &self,
+        dir: &Path,
+        overwrite: bool,
+    ) -> Result<ContractsReport, CatalogError> {
         let command = refresh_command();
         let mut report = ContractsReport::default();
         let mut problems = Vec::new();
