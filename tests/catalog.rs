@@ -261,7 +261,7 @@ fn the_catalog_shows_each_contexts_events_handlers_translations_and_consumers() 
         "shipping__translation__publish_parcel_weighed --> contract__shipping_parcel_weighed_v1"
     ));
     assert!(mermaid.contains(
-        "shipping__event__ParcelWeighed -- From --> contract__shipping_parcel_status_v1"
+        "shipping__from__ParcelWeighed__shipping_parcel_status --> contract__shipping_parcel_status_v1"
     ));
     assert!(
         mermaid

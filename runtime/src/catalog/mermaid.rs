@@ -10,8 +10,8 @@ use crate::transport::address::contract_version;
 impl Catalog {
     /// The flow as a Mermaid flowchart, read left to right: a box per context with its domain
     /// events (rounded), their domain handlers (rectangles) and translation handlers
-    /// (subroutines); the contracts (hexagons) between the contexts, with a dotted arrow to
-    /// each handler that consumes one. A translation by `From` is an arrow labelled `From`.
+    /// (subroutines, `From<&Event>` for a translation by `From`); the contracts (hexagons)
+    /// between the contexts, with a dotted arrow to each handler that consumes one.
     ///
     /// It answers "which integration events does this use case cause, and who reacts?", and
     /// renders where Markdown's ` ```mermaid ` blocks do (GitHub, GitLab, ..).
@@ -59,7 +59,16 @@ impl Catalog {
                             edges.push(format!("  {event_id} --> {handler_id}"));
                             edges.push(format!("  {handler_id} --> {contract_id}"));
                         }
-                        None => edges.push(format!("  {event_id} -- From --> {contract_id}")),
+                        None => {
+                            let from_id = id(&[c, "from", &event.name, &translation.contract]);
+                            let _ = writeln!(
+                                out,
+                                "    {from_id}[[\"From#lt;#amp;{}#gt;\"]]:::translation",
+                                label(&event.name)
+                            );
+                            edges.push(format!("  {event_id} --> {from_id}"));
+                            edges.push(format!("  {from_id} --> {contract_id}"));
+                        }
                     }
                 }
             }
