@@ -89,8 +89,8 @@ impl Change {
     pub fn is_breaking(&self, direction: Direction) -> bool {
         use ChangeKind::*;
         match (&self.kind, direction) {
-            (FieldAdded { required }, Direction::Snapshot) => *required,
-            (FieldRemoved { required, .. }, Direction::Consumer) => *required,
+            (FieldAdded { required }, Direction::Snapshot)
+            | (FieldRemoved { required, .. }, Direction::Consumer) => *required,
             (FieldAdded { .. } | BecameRequired | VariantRemoved { .. }, Direction::Consumer) => {
                 false
             }
@@ -674,8 +674,8 @@ impl<'a> Walk<'a> {
             self.change(
                 field,
                 ChangeKind::TypeChanged {
-                    from: describe(self.old_root, old),
-                    to: describe(self.new_root, new),
+                    from: describe(old),
+                    to: describe(new),
                 },
             );
             return;
@@ -743,10 +743,10 @@ impl<'a> Walk<'a> {
             .collect();
         for (name, old_property) in &old_properties {
             let Some(new_property) = new_properties.get(name) else {
-                let was = describe(self.old_root, old_property);
+                let was = describe(old_property);
                 let renamed_to = added
                     .iter()
-                    .find(|(_, schema)| describe(self.new_root, schema) == was)
+                    .find(|(_, schema)| describe(schema) == was)
                     .map(|(name, _)| join(name));
                 self.change(
                     &join(name),

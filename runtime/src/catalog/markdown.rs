@@ -133,7 +133,7 @@ fn fields(out: &mut String, root: &Value) {
         .and_then(|schema| schema.get("properties"))
         .and_then(Value::as_object);
     let Some(properties) = properties else {
-        let _ = writeln!(out, "Payload: {}.", describe(root, root));
+        let _ = writeln!(out, "Payload: {}.", describe(root));
         return;
     };
     let required = |name: &str| {
@@ -147,7 +147,7 @@ fn fields(out: &mut String, root: &Value) {
         let _ = writeln!(
             out,
             "| `{name}` | {} | {required} |",
-            describe(root, schema).replace('|', "\\|")
+            describe(schema).replace('|', "\\|")
         );
     }
 }

@@ -429,7 +429,7 @@ impl Builder<'_> {
             .to_owned()
     }
 
-    fn context<'c>(contexts: &'c mut BTreeMap<String, Context>, name: String) -> &'c mut Context {
+    fn context(contexts: &mut BTreeMap<String, Context>, name: String) -> &mut Context {
         contexts.entry(name.clone()).or_insert_with(|| Context {
             name,
             domain_events: Vec::new(),

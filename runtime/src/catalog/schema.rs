@@ -50,9 +50,9 @@ pub(crate) fn types(schema: &Value) -> Vec<&str> {
     types
 }
 
-/// `schema`, within `root`, in a few words: `string`, `integer (int64)`, `array of string`,
-/// `Address`, `string or null`, `one of 3`.
-pub(crate) fn describe(root: &Value, schema: &Value) -> String {
+/// `schema` in a few words: `string`, `integer (int64)`, `array of string`, `` `Address` `` (a
+/// type of the schema's definitions, by name), `string or null`.
+pub(crate) fn describe(schema: &Value) -> String {
     if let Some(name) = reference(schema) {
         return format!("`{name}`");
     }
@@ -65,7 +65,7 @@ pub(crate) fn describe(root: &Value, schema: &Value) -> String {
     }
     for alternatives in ["oneOf", "anyOf"] {
         if let Some(Value::Array(options)) = schema.get(alternatives) {
-            let described: Vec<String> = options.iter().map(|o| describe(root, o)).collect();
+            let described: Vec<String> = options.iter().map(describe).collect();
             return described.join(" or ");
         }
     }
@@ -74,12 +74,12 @@ pub(crate) fn describe(root: &Value, schema: &Value) -> String {
         .iter()
         .map(|&ty| match ty {
             "array" => match schema.get("items") {
-                Some(items) => format!("array of {}", describe(root, items)),
+                Some(items) => format!("array of {}", describe(items)),
                 None => "array".to_owned(),
             },
             "object" => match schema.get("additionalProperties") {
                 Some(values @ Value::Object(_)) if schema.get("properties").is_none() => {
-                    format!("map of {}", describe(root, values))
+                    format!("map of {}", describe(values))
                 }
                 _ => "object".to_owned(),
             },
@@ -141,13 +141,10 @@ mod tests {
         });
         let to = &root["properties"]["to"];
         assert_eq!(resolve(&root, to), Some(&root["definitions"]["Address"]));
-        assert_eq!(describe(&root, to), "`Address`");
+        assert_eq!(describe(to), "`Address`");
+        assert_eq!(describe(&root["properties"]["tags"]), "array of string");
         assert_eq!(
-            describe(&root, &root["properties"]["tags"]),
-            "array of string"
-        );
-        assert_eq!(
-            describe(&root, &root["properties"]["price"]),
+            describe(&root["properties"]["price"]),
             "integer (int64) or null"
         );
         let embedded = embedded(&root, "#/components/schemas/x");
