@@ -508,6 +508,7 @@ fn committed_documents_that_differ_from_the_code_fail_with_the_refresh_command()
     catalog.docs().check(&dir).expect("current");
 
     std::fs::write(dir.join("catalog.md"), "# An old catalog\n").expect("written");
+    std::fs::write(dir.join("asyncapi/gone.nats.json"), "{}").expect("written");
     std::fs::remove_file(dir.join("asyncapi/billing.amqp.json")).expect("removed");
     let error = catalog.docs().check(&dir).expect_err("stale");
     let message = error.to_string();
@@ -515,6 +516,10 @@ fn committed_documents_that_differ_from_the_code_fail_with_the_refresh_command()
     assert!(
         message.contains(&path(&dir, "asyncapi/billing.amqp.json")),
         "{message}"
+    );
+    assert!(
+        message.contains(&path(&dir, "asyncapi/gone.nats.json")),
+        "a document the code no longer produces: {message}"
     );
     assert!(message.contains("TIDINGS_CATALOG=overwrite cargo test -p tidings-tests -- committed_documents_that_differ_from_the_code_fail_with_the_refresh_command"), "{message}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -187,12 +187,11 @@ impl Document<'_> {
             let schema_pointer = format!("#/components/schemas/{id}");
             schemas.insert(id.clone(), embedded(channel.schema, &schema_pointer));
             messages.insert(id.clone(), self.message(&channel, &id));
-            let message_name = channel.type_name;
             let entry = channels.entry(id.clone()).or_insert_with(|| {
                 json!({
                     "address": self.broker.address(channel.contract, channel.version),
                     "title": format!("{} v{}", channel.contract, channel.version),
-                    "messages": { message_name: { "$ref": format!("#/components/messages/{id}") } },
+                    "messages": { &id: { "$ref": format!("#/components/messages/{id}") } },
                 })
             });
             if let Some(bindings) = self.channel_bindings(channel.contract, channel.version) {
@@ -209,7 +208,7 @@ impl Document<'_> {
                     "action": action,
                     "channel": { "$ref": format!("#/channels/{id}") },
                     "summary": channel.summary,
-                    "messages": [{ "$ref": format!("#/channels/{id}/messages/{message_name}") }],
+                    "messages": [{ "$ref": format!("#/channels/{id}/messages/{id}") }],
                 }),
             );
         }

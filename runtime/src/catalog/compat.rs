@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::docs::{overwrite, refresh_command, write_file};
+use super::docs::{json_files, overwrite, refresh_command, write_file};
 use super::schema::{describe, reference, resolve, types};
 use super::{Catalog, CatalogError, PublishedContract, pretty};
 
@@ -342,6 +342,11 @@ impl Snapshot {
         }
     }
 
+    /// The snapshot's file text.
+    fn to_json(&self) -> String {
+        pretty(&serde_json::to_value(self).expect("a snapshot is plain JSON data"))
+    }
+
     fn file_name(contract: &str, version: u32) -> String {
         format!("{contract}.v{version}.json")
     }
@@ -408,10 +413,7 @@ impl Catalog {
             let current = Snapshot::of(contract);
             let Some(snapshot) = read_snapshot(&path)? else {
                 if overwrite {
-                    write_file(
-                        &path,
-                        &pretty(&serde_json::to_value(&current).unwrap_or_default()),
-                    )?;
+                    write_file(&path, &current.to_json())?;
                     report.notes.push(format!(
                         "wrote the snapshot of contract `{}` v{}: `{}`",
                         contract.name,
@@ -457,10 +459,7 @@ impl Catalog {
                     what.join("; ")
                 };
                 if overwrite {
-                    write_file(
-                        &path,
-                        &pretty(&serde_json::to_value(&current).unwrap_or_default()),
-                    )?;
+                    write_file(&path, &current.to_json())?;
                     report.notes.push(format!(
                         "refreshed the snapshot `{}` of contract `{}` v{} ({what})",
                         path.display(),
@@ -475,7 +474,7 @@ impl Catalog {
                 }
             }
         }
-        for path in snapshot_files(dir)? {
+        for path in json_files(dir)? {
             if published.contains(&path) {
                 continue;
             }
@@ -595,36 +594,6 @@ fn read_snapshot(path: &Path) -> Result<Option<Snapshot>, CatalogError> {
             expected: "a contract snapshot",
             source,
         })
-}
-
-/// The `.json` files in `dir`, sorted; none if it does not exist.
-fn snapshot_files(dir: &Path) -> Result<Vec<PathBuf>, CatalogError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(CatalogError::Io {
-                action: "read",
-                path: dir.to_owned(),
-                source,
-            });
-        }
-    };
-    let mut files = Vec::new();
-    for entry in entries {
-        let path = entry
-            .map_err(|source| CatalogError::Io {
-                action: "read",
-                path: dir.to_owned(),
-                source,
-            })?
-            .path();
-        if path.extension().is_some_and(|e| e == "json") {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
 }
 
 /// Every change from schema `old` to schema `new` (root schemas, with their definitions),

@@ -121,14 +121,17 @@ impl Docs<'_> {
     }
 
     /// Checks that the documents in `dir` are what the code produces: the test that keeps
-    /// committed docs from going stale. Fails with every file that differs or is missing and
-    /// the command that writes them anew; with `TIDINGS_CATALOG=overwrite`
-    /// ([`OVERWRITE_ENV`]), writes them instead.
+    /// committed docs from going stale. Fails with every file that differs, is missing, or is
+    /// an AsyncAPI document the code no longer produces, and the command that writes them
+    /// anew; with `TIDINGS_CATALOG=overwrite` ([`OVERWRITE_ENV`]), writes (and removes) them
+    /// instead.
     pub fn check(&self, dir: impl AsRef<Path>) -> Result<(), CatalogError> {
         let dir = dir.as_ref();
         let overwrite = overwrite();
         let mut stale = Vec::new();
-        for (file, text) in self.files()? {
+        let files = self.files()?;
+        let produced: Vec<PathBuf> = files.iter().map(|(file, _)| dir.join(file)).collect();
+        for (file, text) in files {
             let path = dir.join(&file);
             let committed = match std::fs::read_to_string(&path) {
                 Ok(committed) => Some(committed),
@@ -152,6 +155,22 @@ impl Docs<'_> {
                 stale.push(path);
             }
         }
+        // AsyncAPI documents of a context or broker the code no longer has.
+        for path in json_files(&dir.join("asyncapi"))? {
+            if produced.contains(&path) {
+                continue;
+            }
+            if overwrite {
+                std::fs::remove_file(&path).map_err(|source| CatalogError::Io {
+                    action: "remove",
+                    path: path.clone(),
+                    source,
+                })?;
+                eprintln!("tidings: removed `{}`", path.display());
+            } else {
+                stale.push(path);
+            }
+        }
         if stale.is_empty() {
             Ok(())
         } else {
@@ -162,4 +181,27 @@ impl Docs<'_> {
             })
         }
     }
+}
+
+/// The `.json` files in `dir`, sorted; none if it does not exist.
+pub(super) fn json_files(dir: &Path) -> Result<Vec<PathBuf>, CatalogError> {
+    let io = |source| CatalogError::Io {
+        action: "read",
+        path: dir.to_owned(),
+        source,
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(io(source)),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(io)?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
 }

@@ -232,7 +232,7 @@ pub enum CatalogError {
     /// A file could not be read or written.
     #[error("could not {action} `{}`: {source}", .path.display())]
     Io {
-        /// `read` or `write`.
+        /// `read`, `write` or `remove`.
         action: &'static str,
         /// The file.
         path: PathBuf,
@@ -354,7 +354,7 @@ impl Catalog {
 
     /// The JSON form, pretty-printed, with a final newline: see [the module](self).
     pub fn to_json(&self) -> String {
-        pretty(&serde_json::to_value(self).unwrap_or_default())
+        pretty(&serde_json::to_value(self).expect("a catalog is plain JSON data"))
     }
 
     /// A catalog from its JSON form, such as another program's.
@@ -410,7 +410,7 @@ impl Context {
 
 /// `value` as pretty JSON with a final newline: the form of every file the catalog writes.
 pub(crate) fn pretty(value: &serde_json::Value) -> String {
-    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    let mut text = serde_json::to_string_pretty(value).expect("a JSON value prints");
     text.push('\n');
     text
 }
