@@ -28,7 +28,7 @@ pub(crate) const VERSION: Symbol = Symbol("version");
 pub(crate) const FROM: Symbol = Symbol("from");
 /// `#[integration_event(key = field)]`.
 pub(crate) const KEY: Symbol = Symbol("key");
-/// `crate = "my_tidings"`, on all three macros.
+/// `crate = "my_tidings"`, on every macro.
 pub(crate) const CRATE: Symbol = Symbol("crate");
 
 /// How `crate` is written.

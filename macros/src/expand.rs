@@ -566,6 +566,12 @@ mod tests {
             &mut errors,
         );
         assert_eq!(names(integration_event(&contract, &args)), (false, true));
+        let derive = schema_derive(&contract, &args.krate());
+        assert_eq!(names(derive.clone()), (false, true));
+        assert!(
+            derive.to_string().contains("\":: renamed :: __private :: schemars\""),
+            "schemars is told where its crate is: {derive}"
+        );
 
         let item = quote! {
             async fn bill(
