@@ -569,7 +569,9 @@ mod tests {
         let derive = schema_derive(&contract, &args.krate());
         assert_eq!(names(derive.clone()), (false, true));
         assert!(
-            derive.to_string().contains("\":: renamed :: __private :: schemars\""),
+            derive
+                .to_string()
+                .contains("\":: renamed :: __private :: schemars\""),
             "schemars is told where its crate is: {derive}"
         );
 

@@ -142,6 +142,9 @@ fn fields(out: &mut String, root: &Value) {
             .is_some_and(|r| r.iter().any(|v| v == name))
     };
     out.push_str("| Field | Type | Required |\n|---|---|---|\n");
+    // By name, whatever the order serde_json keeps.
+    let mut properties: Vec<(&String, &Value)> = properties.iter().collect();
+    properties.sort_by(|a, b| a.0.cmp(b.0));
     for (name, schema) in properties {
         let required = if required(name) { "yes" } else { "no" };
         let _ = writeln!(

@@ -408,11 +408,32 @@ impl Context {
     }
 }
 
-/// `value` as pretty JSON with a final newline: the form of every file the catalog writes.
+/// `value` as pretty JSON with a final newline, its keys sorted: the form of every file the
+/// catalog writes, the same whatever serde_json's features in a build (`preserve_order` keeps
+/// keys in the order they came).
 pub(crate) fn pretty(value: &serde_json::Value) -> String {
-    let mut text = serde_json::to_string_pretty(value).expect("a JSON value prints");
+    let mut text = serde_json::to_string_pretty(&sorted(value)).expect("a JSON value prints");
     text.push('\n');
     text
+}
+
+/// `value` with the keys of every object in order.
+fn sorted(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), sorted(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
 }
 
 /// Builds a catalog from the registry.
