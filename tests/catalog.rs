@@ -69,8 +69,17 @@ mod billing {
 
     use super::shipping::ParcelWeighedIntegrationEvent;
 
+    /// The publisher of the context, under another name: found by its type.
+    type UseCases = tidings::DomainEvents;
+
     #[tidings::handles]
-    fn charge_postage(_event: &ParcelWeighedIntegrationEvent) {}
+    fn charge_postage(_event: &ParcelWeighedIntegrationEvent, _use_cases: UseCases) {}
+
+    #[tidings::handles]
+    fn file_invoice(_event: &ParcelWeighedIntegrationEvent, _events: tidings::DomainEvents) {}
+
+    #[tidings::handles]
+    fn count_parcels(_event: &ParcelWeighedIntegrationEvent) {}
 }
 
 /// Schemas after a change, each the changed form of `shipping.parcel-weighed` (or of
@@ -247,12 +256,25 @@ fn the_catalog_shows_each_contexts_events_handlers_translations_and_consumers() 
 
     let billing = catalog.context("billing").expect("declared");
     assert_eq!(billing.consumes[0].name, "shipping.parcel-weighed");
-    assert_eq!(billing.consumes[0].handlers[0].name, "charge_postage");
+    let inbound: Vec<(&str, bool)> = billing.consumes[0]
+        .handlers
+        .iter()
+        .map(|h| (h.name.as_str(), h.runs_use_cases))
+        .collect();
+    assert_eq!(
+        inbound,
+        [
+            ("charge_postage", true),
+            ("count_parcels", false),
+            ("file_invoice", true)
+        ],
+        "a handler that takes `DomainEvents`, by name or alias, runs use cases"
+    );
 
     let markdown = catalog.markdown();
     assert!(markdown.contains("## Context `shipping`"));
     assert!(markdown.contains("| `ParcelWeighed` | `print_label` | `From<&ParcelWeighed>` → `shipping.parcel-status` v1<br>`publish_parcel_weighed` → `shipping.parcel-weighed` v1 |"), "{markdown}");
-    assert!(markdown.contains("`billing`: `charge_postage`"));
+    assert!(markdown.contains("`billing`: `charge_postage` (runs use cases)"));
     let mermaid = catalog.mermaid();
     assert!(mermaid.contains(
         "shipping__event__ParcelWeighed --> shipping__translation__publish_parcel_weighed"
@@ -262,6 +284,9 @@ fn the_catalog_shows_each_contexts_events_handlers_translations_and_consumers() 
     ));
     assert!(mermaid.contains(
         "shipping__from__ParcelWeighed__shipping_parcel_status --> contract__shipping_parcel_status_v1"
+    ));
+    assert!(mermaid.contains(
+        "billing__handler__charge_postage[\"charge_postage<br>runs use cases\"]:::inbound"
     ));
     assert!(
         mermaid

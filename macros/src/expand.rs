@@ -298,6 +298,8 @@ pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
     // The `T` of each `Dep<T>`; `None` for a parameter resolved by its type that is no `Dep`.
     let mut deps = Vec::new();
     let mut deps_by_type = false;
+    // Whether each parameter is `DomainEvents`: `true`, or, resolved by its type, a constant.
+    let mut publishers = Vec::new();
     let mut transaction = None;
     // The transaction is taken out of the context for the call, and given back after it.
     let mut give_back = TokenStream::new();
@@ -318,10 +320,13 @@ pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
                 quote!(let #arg = ::core::clone::Clone::clone(__tidings_ctx.meta());),
                 quote!(#arg),
             ),
-            Param::Publisher => (
-                quote!(let #arg = __tidings_ctx.domain_events()?;),
-                quote!(#arg),
-            ),
+            Param::Publisher => {
+                publishers.push(quote!(true));
+                (
+                    quote!(let #arg = __tidings_ctx.domain_events()?;),
+                    quote!(#arg),
+                )
+            }
             Param::Transaction { db, target, .. } => {
                 transaction = Some(match db {
                     Some(db) => {
@@ -351,6 +356,7 @@ pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
                 let ty = inferred_lifetimes(ty);
                 let param = quote_spanned!(span=> <#ty as #p::HandlerParam<'_>>);
                 deps.push(quote_spanned!(span=> #param::DEP));
+                publishers.push(quote_spanned!(span=> #param::PUBLISHER));
                 deps_by_type = true;
                 (
                     quote!(let #arg = #param::from_context(&__tidings_ctx)?;),
@@ -481,6 +487,9 @@ pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
         Some(db) => quote!(::core::option::Option::Some(#db)),
         None => quote!(::core::option::Option::None),
     };
+    let publishes = quote! {
+        const __TIDINGS_PUBLISHES: bool = false #(|| #publishers)*;
+    };
     let event_ref = type_ref(private, event, &event_name);
     let p = at(private, event.span());
     let event_kind = quote_spanned!(event.span()=> #p::event_kind::<#event>());
@@ -492,6 +501,7 @@ pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
             #invoke_fn
             #translation_check
             #deps_items
+            #publishes
             #private::inventory::submit! {
                 #private::HandlerInfo::new(
                     #name,
@@ -500,6 +510,7 @@ pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
                     #deps,
                     #produces,
                     #transaction,
+                    __TIDINGS_PUBLISHES,
                     #private::HandlerFn::#variant,
                     #origin,
                 )

@@ -128,6 +128,9 @@ pub trait HandlerParam<'a>: Sized {
     /// The `T` of a `Dep<T>`, for the registry: `build()` checks that it is provided.
     const DEP: Option<TypeRef>;
 
+    /// Whether it is `DomainEvents`, for the registry: the handler runs use cases.
+    const PUBLISHER: bool = false;
+
     /// The argument, from the call's context.
     fn from_context(ctx: &HandlerContext<'a>) -> Result<Self, HandlerError>;
 }
@@ -158,6 +161,7 @@ impl<'a> HandlerParam<'a> for &'a crate::meta::EventMeta {
 
 impl<'a> HandlerParam<'a> for crate::publish::DomainEvents {
     const DEP: Option<TypeRef> = None;
+    const PUBLISHER: bool = true;
 
     fn from_context(ctx: &HandlerContext<'a>) -> Result<Self, HandlerError> {
         ctx.domain_events()

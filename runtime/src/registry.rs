@@ -372,6 +372,7 @@ pub struct HandlerInfo {
     deps: &'static [TypeRef],
     produces: Option<TypeRef>,
     transaction: Option<TypeRef>,
+    publishes: bool,
     invoke: HandlerFn,
     origin: Origin,
 }
@@ -386,6 +387,7 @@ impl HandlerInfo {
         deps: &'static [TypeRef],
         produces: Option<TypeRef>,
         transaction: Option<TypeRef>,
+        publishes: bool,
         invoke: HandlerFn,
         origin: Origin,
     ) -> Self {
@@ -396,9 +398,16 @@ impl HandlerInfo {
             deps,
             produces,
             transaction,
+            publishes,
             invoke,
             origin,
         }
+    }
+
+    /// Whether it takes `DomainEvents`: it runs use cases of its context, and publishes their
+    /// domain events.
+    pub fn publishes_domain_events(&self) -> bool {
+        self.publishes
     }
 
     /// The database `DB` of its `&mut Transaction<'_, DB>` parameter, if it takes the store's

@@ -5,13 +5,14 @@ use std::fmt::Write;
 use serde_json::Value;
 
 use super::schema::{describe, resolve};
-use super::{Catalog, Context};
+use super::{Catalog, Context, HandlerEntry};
 
 impl Catalog {
     /// The catalog as a Markdown page: the [Mermaid diagram](Self::mermaid), then a section per
     /// context with its domain events (what handles and translates each), the contracts it
     /// publishes (version, key, `from`, consumers in this catalog, and the payload's fields) and
-    /// the contracts it consumes (producer in this catalog, inbound handlers).
+    /// the contracts it consumes (producer in this catalog, inbound handlers). A handler that
+    /// takes `DomainEvents` is marked "runs use cases": its context's domain events may follow.
     ///
     /// ```
     /// use tidings::prelude::*;
@@ -46,7 +47,7 @@ impl Catalog {
             out.push_str("\n### Domain events\n\n");
             out.push_str("| Domain event | Handlers | Translations |\n|---|---|---|\n");
             for event in &context.domain_events {
-                let handlers = code_list(event.handlers.iter().map(|h| h.name.as_str()));
+                let handlers = handler_list(&event.handlers);
                 let translations: Vec<String> = event
                     .translations
                     .iter()
@@ -82,7 +83,7 @@ impl Catalog {
                             .flat_map(move |k| {
                                 k.handlers
                                     .iter()
-                                    .map(move |h| format!("`{}`: `{}`", c.name, h.name))
+                                    .map(move |h| format!("`{}`: {}", c.name, handler(h)))
                             })
                     })
                     .collect();
@@ -120,7 +121,7 @@ impl Catalog {
                     consumed.name,
                     consumed.version,
                     consumed.type_name,
-                    code_list(consumed.handlers.iter().map(|h| h.name.as_str())),
+                    handler_list(&consumed.handlers),
                 );
             }
         }
@@ -152,6 +153,21 @@ fn fields(out: &mut String, root: &Value) {
             "| `{name}` | {} | {required} |",
             describe(schema).replace('|', "\\|")
         );
+    }
+}
+
+/// `` `a`, `b` (runs use cases) ``.
+fn handler_list(handlers: &[HandlerEntry]) -> String {
+    let handlers: Vec<String> = handlers.iter().map(handler).collect();
+    handlers.join(", ")
+}
+
+/// `` `name` ``, and what it does besides, if it runs use cases.
+fn handler(handler: &HandlerEntry) -> String {
+    if handler.runs_use_cases {
+        format!("`{}` (runs use cases)", handler.name)
+    } else {
+        format!("`{}`", handler.name)
     }
 }
 

@@ -4,14 +4,15 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
-use super::Catalog;
+use super::{Catalog, HandlerEntry};
 use crate::transport::address::contract_version;
 
 impl Catalog {
     /// The flow as a Mermaid flowchart, read left to right: a box per context with its domain
     /// events (rounded), their domain handlers (rectangles) and translation handlers
     /// (subroutines, `From<&Event>` for a translation by `From`); the contracts (hexagons)
-    /// between the contexts, with a dotted arrow to each handler that consumes one.
+    /// between the contexts, with a dotted arrow to each handler that consumes one. A handler
+    /// that takes `DomainEvents` says "runs use cases" under its name.
     ///
     /// It answers "which integration events does this use case cause, and who reacts?", and
     /// renders where Markdown's ` ```mermaid ` blocks do (GitHub, GitLab, ..).
@@ -42,7 +43,7 @@ impl Catalog {
                 let _ = writeln!(out, "    {event_id}([\"{}\"]):::event", label(&event.name));
                 for handler in &event.handlers {
                     let handler_id = id(&[c, "handler", &handler.name]);
-                    let _ = writeln!(out, "    {handler_id}[\"{}\"]", label(&handler.name));
+                    let _ = writeln!(out, "    {handler_id}[\"{}\"]", handler_label(handler));
                     edges.push(format!("  {event_id} --> {handler_id}"));
                 }
                 for translation in &event.translations {
@@ -80,7 +81,7 @@ impl Catalog {
                     let _ = writeln!(
                         out,
                         "    {handler_id}[\"{}\"]:::inbound",
-                        label(&handler.name)
+                        handler_label(handler)
                     );
                     edges.push(format!("  {contract_id} -.-> {handler_id}"));
                 }
@@ -124,6 +125,15 @@ fn id(parts: &[&str]) -> String {
 
 fn contract_id(contract: &str, version: u32) -> String {
     id(&["contract", &contract_version(contract, version)])
+}
+
+/// A handler's node's text: its name, and a second line if it runs use cases.
+fn handler_label(handler: &HandlerEntry) -> String {
+    if handler.runs_use_cases {
+        format!("{}<br>runs use cases", label(&handler.name))
+    } else {
+        label(&handler.name)
+    }
 }
 
 /// A node's text, inside `"…"`.

@@ -51,14 +51,17 @@
 //!     }],
 //!     "consumes": [{
 //!       "name": "catalog.product-updated", "version": 1, "type": "..", "path": "..",
-//!       "handlers": [{ "name": "index_product", "path": "shop::search::index_product" }],
+//!       "handlers": [{ "name": "index_product", "path": "shop::search::index_product",
+//!                      "runs_use_cases": true }],
 //!       "schema": { ".." : ".." }
 //!     }]
 //!   }]
 //! }
 //! ```
 //!
-//! A translation whose `handler` is absent is an `impl From<&DomainEvent>`. A consumed
+//! A translation whose `handler` is absent is an `impl From<&DomainEvent>`. A handler's
+//! `runs_use_cases` (absent: `false`) says that it takes `DomainEvents`: it runs use cases of its
+//! context, whose domain events start flows of their own. A consumed
 //! contract's `schema` is the consumer's own type's: what it expects of the producer.
 
 mod asyncapi;
@@ -162,6 +165,10 @@ pub struct HandlerEntry {
     pub name: String,
     /// Its path, with its module.
     pub path: String,
+    /// Whether it runs use cases of its context (it takes `DomainEvents`), whose domain events
+    /// it publishes; which ones, only its code says.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub runs_use_cases: bool,
 }
 
 /// A translation of a domain event into a contract.
@@ -601,6 +608,7 @@ fn entry(handler: &HandlerInfo) -> HandlerEntry {
     HandlerEntry {
         name: handler.name().to_owned(),
         path: handler.path(),
+        runs_use_cases: handler.publishes_domain_events(),
     }
 }
 
