@@ -612,3 +612,43 @@ fn asyncapi_documents_carry_the_brokers_addresses_and_the_cloudevents_headers() 
         "{unknown}"
     );
 }
+
+/// What `TIDINGS_CATALOG=overwrite cargo test` does, in a run of this test binary with it set:
+/// the missing snapshot and the missing documents are written, and the checks pass.
+#[test]
+fn refresh_mode_is_switched_on_by_the_environment_variable() {
+    let dir = folder("environment");
+    let run = std::process::Command::new(std::env::current_exe().expect("this test binary"))
+        .args([
+            "--exact",
+            "checks_in_the_folder_of_the_environment",
+            "--ignored",
+        ])
+        .env(tidings::catalog::OVERWRITE_ENV, "overwrite")
+        .env("CATALOG_TEST_FOLDER", &dir)
+        .output()
+        .expect("the test binary runs");
+    let output = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{output}");
+    assert!(output.contains("1 passed"), "{output}");
+    assert!(
+        dir.join("contracts/shipping.parcel-weighed.v1.json")
+            .is_file()
+    );
+    assert!(dir.join("docs/catalog.md").is_file());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Run by `refresh_mode_is_switched_on_by_the_environment_variable`, with the folder to check.
+#[test]
+#[ignore = "run by refresh_mode_is_switched_on_by_the_environment_variable"]
+fn checks_in_the_folder_of_the_environment() {
+    let dir = PathBuf::from(std::env::var_os("CATALOG_TEST_FOLDER").expect("a folder"));
+    publishing(vec![published("shipping.parcel-weighed")])
+        .check_contracts(dir.join("contracts"))
+        .expect("written in refresh mode");
+    tidings::catalog()
+        .docs()
+        .check(dir.join("docs"))
+        .expect("written in refresh mode");
+}
