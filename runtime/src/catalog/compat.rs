@@ -598,7 +598,7 @@ fn read_snapshot(path: &Path) -> Result<Option<Snapshot>, CatalogError> {
 
 /// Every change from schema `old` to schema `new` (root schemas, with their definitions),
 /// breaking or not in either [`Direction`].
-pub(crate) fn diff(old: &Value, new: &Value) -> Vec<Change> {
+fn diff(old: &Value, new: &Value) -> Vec<Change> {
     let mut walk = Walk {
         old_root: old,
         new_root: new,
