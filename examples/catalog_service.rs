@@ -9,14 +9,20 @@
 //!
 //! Each line ends with the event's id and its correlation id; the search service prints the same
 //! correlation id for what it indexes, so the chain across the two processes is visible.
+//!
+//! `cargo run --example catalog_service -- catalog` writes the service's event catalog into
+//! `examples/docs/catalog_service/`; its `catalog.json` and the search service's combine into
+//! the system's view in `examples/docs/system/` (see the search service's tests).
 
 use std::time::Duration;
 
-use support::{data_dir, dollars, ids, short};
+use support::{catalog_command, data_dir, dollars, ids, short};
 use tidings::prelude::*;
 use tidings::{NatsTransport, SqliteStore};
 
 mod support;
+
+tidings::context!("catalog");
 
 /// A product was put on sale at a new price.
 #[domain_event]
@@ -67,6 +73,9 @@ fn publish_product_updated(
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if catalog_command("catalog_service")? {
+        return Ok(());
+    }
     let nats = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
     let store = SqliteStore::open(data_dir()?.join("catalog.db")).await?;
     let app = Tidings::builder("catalog")
@@ -99,4 +108,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("[catalog] all three are on NATS; done");
     running.shutdown().await?;
     Ok(())
+}
+
+/// The service's committed catalog and contract snapshots are what the code produces.
+#[cfg(test)]
+mod tests {
+    use super::support::{contracts_dir, docs_dir};
+
+    #[test]
+    fn the_committed_catalog_is_what_the_code_produces() {
+        tidings::catalog()
+            .docs()
+            .check(docs_dir("catalog_service"))
+            .unwrap();
+    }
+
+    #[test]
+    fn the_contracts_are_compatible_with_their_snapshots() {
+        tidings::catalog()
+            .check_contracts(contracts_dir("catalog_service"))
+            .unwrap();
+    }
 }

@@ -4,18 +4,21 @@
 //! ```sh
 //! cargo run --example search_service                       # until Ctrl-C
 //! cargo run --example search_service -- p-1,p-2,p-3 60     # until those are indexed, at most 60 s
+//! cargo run --example search_service -- catalog            # its event catalog, into examples/docs/
 //! ```
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use support::{data_dir, dollars, ids};
+use support::{catalog_command, data_dir, dollars, ids};
 use tidings::prelude::*;
 use tidings::{NatsTransport, SqliteStore};
 use tokio::sync::Notify;
 
 mod support;
+
+tidings::context!("search");
 
 /// The catalog's contract, as the search service reads it: the name and version are the
 /// agreement between the two services, not a shared type.
@@ -65,6 +68,9 @@ fn index_product(
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if catalog_command("search_service")? {
+        return Ok(());
+    }
     let mut args = std::env::args().skip(1);
     let expected: Vec<String> = args
         .next()
@@ -110,4 +116,48 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     running.shutdown().await?;
     Ok(())
+}
+
+/// The service's committed catalog is what the code produces; it reads what the catalog
+/// service publishes; and the two services' catalogs combine into the system's view.
+#[cfg(test)]
+mod tests {
+    use tidings::catalog::Catalog;
+
+    use super::support::docs_dir;
+
+    /// The catalog service's catalog, as it committed it.
+    fn producer() -> Catalog {
+        let path = docs_dir("catalog_service").join("catalog.json");
+        let json = std::fs::read_to_string(&path).expect("the catalog service's catalog");
+        Catalog::from_json(&json).unwrap()
+    }
+
+    #[test]
+    fn the_committed_catalog_is_what_the_code_produces() {
+        tidings::catalog()
+            .docs()
+            .check(docs_dir("search_service"))
+            .unwrap();
+    }
+
+    /// The consumer's expectation against the producer's contract, from its catalog JSON.
+    #[test]
+    fn search_reads_what_the_catalog_service_publishes() {
+        tidings::catalog().check_against(&producer()).unwrap();
+    }
+
+    /// The system's view: both services' catalogs combined, committed in `examples/docs/system/`.
+    #[test]
+    fn the_two_services_combine_into_the_systems_view() {
+        let system = Catalog::combine([producer(), tidings::catalog()]);
+        let mermaid = system.mermaid();
+        assert!(
+            mermaid.contains(
+                "contract__catalog_product_updated_v1 -.-> search__handler__index_product"
+            ),
+            "{mermaid}"
+        );
+        system.docs().brokers([]).check(docs_dir("system")).unwrap();
+    }
 }

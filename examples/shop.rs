@@ -7,12 +7,17 @@
 //! PostgreSQL URL, `cargo run --example shop -- postgres://localhost/shop`, they are schemas of
 //! that database (`shop_catalog`, `shop_search`). Either way a second run finds the first run's
 //! dead letters.
+//!
+//! `cargo run --example shop -- catalog` writes the event catalog of both contexts into
+//! `examples/docs/shop/`: Markdown with the Mermaid diagram, JSON, and AsyncAPI documents. The
+//! tests at the end keep them, the snapshots of the contracts in `examples/contracts/shop/` and
+//! the README's diagram current (`cargo test -p tidings-examples --example shop`).
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use support::{dollars, ids, short};
+use support::{catalog_command, dollars, ids, short};
 use tidings::prelude::*;
 use tidings::{PostgresStore, SqliteStore, TidingsBuilder};
 
@@ -347,6 +352,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     use catalog::{Catalog, Erp, ProductsOnSale, Recommendations, Stock};
     use search::SearchIndex;
 
+    if catalog_command("shop")? {
+        return Ok(());
+    }
+
     println!("0. Two bounded contexts, catalog and search, share one in-memory broker.");
     println!("   Each handler's line ends with the id of the event it handled, and its");
     println!("   correlation id: the id of the use case's event that started it all.");
@@ -430,4 +439,81 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     search_running.shutdown().await?;
     println!("\n4. Both apps shut down: work in flight finished first");
     Ok(())
+}
+
+/// The shop's catalog, contracts and README diagram are what the code produces; a breaking
+/// change to a contract fails with what to do.
+#[cfg(test)]
+mod tests {
+    use super::support::{contracts_dir, docs_dir};
+
+    /// The committed documents: `cargo run --example shop -- catalog` writes them anew.
+    #[test]
+    fn the_committed_catalog_is_what_the_code_produces() {
+        tidings::catalog().docs().check(docs_dir("shop")).unwrap();
+    }
+
+    /// The one line a team's suite adds for its contracts.
+    #[test]
+    fn the_contracts_are_compatible_with_their_snapshots() {
+        tidings::catalog()
+            .check_contracts(contracts_dir("shop"))
+            .unwrap();
+    }
+
+    #[test]
+    fn the_readme_shows_the_shops_current_diagram() {
+        let readme = include_str!("../README.md");
+        let diagram = format!("```mermaid\n{}```", tidings::catalog().mermaid());
+        assert!(
+            readme.contains(&diagram),
+            "the README's diagram of the shop is not the current one: replace it with \
+             `examples/docs/shop/catalog.mmd`, which `cargo run --example shop -- catalog` writes"
+        );
+    }
+
+    /// A deliberately breaking change: the schema that `catalog.product-updated` v1 has once its
+    /// field `price_cents` is renamed `price`.
+    #[test]
+    fn renaming_a_field_of_a_shop_contract_fails_with_what_to_do() {
+        let mut catalog = tidings::catalog();
+        let contract = catalog
+            .contexts
+            .iter_mut()
+            .flat_map(|context| &mut context.publishes)
+            .find(|contract| contract.name == "catalog.product-updated")
+            .expect("the shop publishes it");
+        let schema = serde_json::to_string(&contract.schema).expect("JSON");
+        contract.schema =
+            serde_json::from_str(&schema.replace("price_cents", "price")).expect("JSON");
+
+        // Checked against a copy of the snapshots: a breaking change is never written, but a
+        // run in refresh mode must not touch the committed ones from here.
+        let copy = std::env::temp_dir().join(format!("shop-contracts-{}", std::process::id()));
+        std::fs::create_dir_all(&copy).expect("a folder");
+        for entry in std::fs::read_dir(contracts_dir("shop")).expect("the snapshots") {
+            let path = entry.expect("a snapshot").path();
+            let file = path.file_name().expect("a file");
+            std::fs::copy(&path, copy.join(file)).expect("copied");
+        }
+        let message = catalog
+            .check_contracts(&copy)
+            .expect_err("a renamed field breaks the contract")
+            .to_string();
+        let _ = std::fs::remove_dir_all(&copy);
+        assert!(
+            message.contains("contract `catalog.product-updated` v1 breaks its snapshot"),
+            "{message}"
+        );
+        assert!(
+            message.contains("field `price_cents` was removed (renamed to `price`?)"),
+            "{message}"
+        );
+        assert!(
+            message.contains(
+                "`#[integration_event(name = \"catalog.product-updated\", version = 2, from = ProductPutOnSale)]`"
+            ),
+            "{message}"
+        );
+    }
 }

@@ -1,10 +1,11 @@
-//! What the examples share: short ids and prices to print, and the two services' data folder.
+//! What the examples share: short ids and prices to print, the two services' data folder, and
+//! the `catalog` command.
 
 // Each example uses a part of it.
 #![allow(dead_code)]
 
 use std::fmt::Display;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use tidings::EventMeta;
 
@@ -33,4 +34,32 @@ pub(crate) fn data_dir() -> std::io::Result<PathBuf> {
         std::env::var_os("SERVICES_DATA").map_or_else(|| "services-data".into(), PathBuf::from);
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// Where the catalog documents of example `name` are committed: `examples/docs/<name>/`.
+pub(crate) fn docs_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs")
+        .join(name)
+}
+
+/// Where the snapshots of the contracts of example `name` are committed:
+/// `examples/contracts/<name>/`.
+pub(crate) fn contracts_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("contracts")
+        .join(name)
+}
+
+/// `cargo run --example <name> -- catalog`: writes the program's event catalog (Markdown with
+/// the Mermaid diagram, JSON, AsyncAPI per context and broker) into [`docs_dir`]. Returns
+/// whether the command was given.
+pub(crate) fn catalog_command(name: &str) -> Result<bool, tidings::catalog::CatalogError> {
+    if std::env::args().nth(1).as_deref() != Some("catalog") {
+        return Ok(false);
+    }
+    for path in tidings::catalog().docs().write(docs_dir(name))? {
+        println!("wrote {}", path.display());
+    }
+    Ok(true)
 }

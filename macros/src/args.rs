@@ -1,5 +1,5 @@
-//! The arguments of the three macros: `#[domain_event(..)]`, `#[integration_event(..)]` and
-//! `#[handles(..)]`, which all take `crate = ".."`, the path of a renamed `tidings` dependency. Each accepted key is a [`Symbol`] constant, used both to recognize the key
+//! The arguments of the macros: `#[domain_event(..)]`, `#[integration_event(..)]`,
+//! `#[handles(..)]` and `#[schema(..)]`, which all take `crate = ".."`, the path of a renamed `tidings` dependency. Each accepted key is a [`Symbol`] constant, used both to recognize the key
 //! and to list the accepted keys in messages, so that the two cannot drift apart.
 
 use std::fmt::{self, Display};
@@ -28,7 +28,7 @@ pub(crate) const VERSION: Symbol = Symbol("version");
 pub(crate) const FROM: Symbol = Symbol("from");
 /// `#[integration_event(key = field)]`.
 pub(crate) const KEY: Symbol = Symbol("key");
-/// `crate = "my_tidings"`, on all three macros.
+/// `crate = "my_tidings"`, on every macro.
 pub(crate) const CRATE: Symbol = Symbol("crate");
 
 /// How `crate` is written.
@@ -319,15 +319,19 @@ impl IntegrationEventArgs {
 }
 
 /// `#[handles(..)]` arguments.
+pub(crate) type HandlesArgs = CrateArgs;
+
+/// The arguments of a macro whose one argument is `crate = ".."`: `#[handles]` and `#[schema]`.
 #[derive(Default)]
-pub(crate) struct HandlesArgs {
+pub(crate) struct CrateArgs {
     /// `crate = ".."`.
     krate: Option<Path>,
 }
 
-impl HandlesArgs {
-    pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Self {
-        let mut args = HandlesArgs::default();
+impl CrateArgs {
+    /// The arguments of `#[macro_name(..)]`.
+    pub(crate) fn parse(tokens: TokenStream, macro_name: &str, errors: &mut Errors) -> Self {
+        let mut args = CrateArgs::default();
         for RawArg { key, value } in raw_args_or_record(tokens, errors) {
             if key == CRATE {
                 crate_path(&mut args.krate, &key, value, errors);
@@ -335,7 +339,7 @@ impl HandlesArgs {
                 errors.spanned(
                     &key,
                     format!(
-                        "unknown argument `{key}`: `#[handles]` takes only `{CRATE_EXAMPLE}`, the path of a renamed `tidings` dependency; without it, write `#[handles]`"
+                        "unknown argument `{key}`: `#[{macro_name}]` takes only `{CRATE_EXAMPLE}`, the path of a renamed `tidings` dependency; without it, write `#[{macro_name}]`"
                     ),
                 );
             }

@@ -2,7 +2,7 @@
 //! `#[handles]` with its parameters and return type. Errors that leave nothing to model are
 //! reported here; the rules are `validate`'s.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Span, TokenStream, TokenTree};
 use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
 use syn::{
@@ -18,6 +18,12 @@ pub(crate) struct EventItem {
     pub(crate) ident: Ident,
     pub(crate) generics: Generics,
     pub(crate) body: EventBody,
+    /// Whether the item derives `JsonSchema` itself, as `#[derive(schemars::JsonSchema)]`.
+    pub(crate) derives_schema: bool,
+    /// The types of the fields its JSON Schema is made of: every field's, but those that serde
+    /// never reads (`skip`, `skip_deserializing`) or reads through a function (`with`,
+    /// `deserialize_with`), and those whose schema is given (`#[schemars(with = ..)]`).
+    pub(crate) schema_fields: Vec<Type>,
 }
 
 /// The part of an event item that the rules look at.
@@ -29,22 +35,42 @@ pub(crate) enum EventBody {
 }
 
 impl EventItem {
-    /// Parses the item under `#[macro_name]`; anything but a struct or an enum is an error.
-    pub(crate) fn parse(item: TokenStream, macro_name: &str) -> syn::Result<EventItem> {
+    /// Parses the item under `#[macro_name]`; anything but a struct or an enum is an error,
+    /// whose message ends with `why`, the reason the macro wants data.
+    pub(crate) fn parse(item: TokenStream, macro_name: &str, why: &str) -> syn::Result<EventItem> {
         let item: Item = syn::parse2(item)?;
-        let (ident, generics, body) = match item {
-            Item::Struct(s) => (s.ident, s.generics, EventBody::Struct(s.fields)),
+        let (ident, generics, body, attrs, schema_fields) = match item {
+            Item::Struct(s) => {
+                let schema_fields = schema_fields(&s.fields);
+                (
+                    s.ident,
+                    s.generics,
+                    EventBody::Struct(s.fields),
+                    s.attrs,
+                    schema_fields,
+                )
+            }
             Item::Enum(e) => {
+                let schema_fields = e
+                    .variants
+                    .iter()
+                    .filter(|v| !v.attrs.iter().any(|a| names_one_of(a, SKIPPED)))
+                    .flat_map(|v| schema_fields(&v.fields))
+                    .collect();
                 let variants = e.variants.into_iter().map(|v| v.ident).collect();
-                (e.ident, e.generics, EventBody::Enum(variants))
+                (
+                    e.ident,
+                    e.generics,
+                    EventBody::Enum(variants),
+                    e.attrs,
+                    schema_fields,
+                )
             }
             other => {
                 let (what, span) = item_kind(&other);
                 return Err(syn::Error::new(
                     span,
-                    format!(
-                        "`#[{macro_name}]` goes on a struct or an enum, not on {what}: an event is data that is recorded and sent"
-                    ),
+                    format!("`#[{macro_name}]` goes on a struct or an enum, not on {what}: {why}"),
                 ));
             }
         };
@@ -52,8 +78,55 @@ impl EventItem {
             ident,
             generics,
             body,
+            derives_schema: attrs.iter().any(derives_json_schema),
+            schema_fields,
         })
     }
+}
+
+/// What takes a field or a variant out of the schema, or gives its schema another way, in a
+/// `#[serde(..)]` or `#[schemars(..)]` attribute.
+const SKIPPED: &[&str] = &[
+    "skip",
+    "skip_deserializing",
+    "with",
+    "deserialize_with",
+    "schema_with",
+];
+
+/// The types of `fields` that their schema is made of.
+fn schema_fields(fields: &Fields) -> Vec<Type> {
+    fields
+        .iter()
+        .filter(|f| !f.attrs.iter().any(|a| names_one_of(a, SKIPPED)))
+        .map(|f| f.ty.clone())
+        .collect()
+}
+
+/// Whether `attr` is `#[serde(..)]` or `#[schemars(..)]` with one of `words` at its top level.
+fn names_one_of(attr: &Attribute, words: &[&str]) -> bool {
+    let helper = attr.path().is_ident("serde") || attr.path().is_ident("schemars");
+    let Ok(list) = attr.meta.require_list() else {
+        return false;
+    };
+    helper
+        && list.tokens.clone().into_iter().any(
+            |token| matches!(token, TokenTree::Ident(ident) if words.iter().any(|w| ident == w)),
+        )
+}
+
+/// Whether `attr` is a `#[derive(..)]` that lists `JsonSchema` (by any path).
+fn derives_json_schema(attr: &Attribute) -> bool {
+    if !attr.path().is_ident("derive") {
+        return false;
+    }
+    let Ok(list) = attr.meta.require_list() else {
+        return false;
+    };
+    list.tokens
+        .clone()
+        .into_iter()
+        .any(|token| matches!(token, TokenTree::Ident(ident) if ident == "JsonSchema"))
 }
 
 /// What an item is, in words, and the span of its keyword.

@@ -81,7 +81,7 @@ fn inferred_lifetimes(ty: &Type) -> TokenStream {
     rewrite(ty.to_token_stream())
 }
 
-/// The `Event` impl of an event type, and the `Sealed` impl that only the event macros write.
+/// The `Event` impl of an event type, and the `SealedEvent` impl that only the event macros write.
 /// Spanned on its name: a type that is not serde-serializable gets the error there.
 fn event_impl(private: &TokenStream, ident: &Ident, kind: &str) -> TokenStream {
     let name = ident.unraw().to_string();
@@ -101,7 +101,7 @@ fn event_impl(private: &TokenStream, ident: &Ident, kind: &str) -> TokenStream {
     };
     quote! {
         #[automatically_derived]
-        impl #private::Sealed for #ident {}
+        impl #private::SealedEvent for #ident {}
         #event
     }
 }
@@ -118,12 +118,51 @@ fn decoder(private: &TokenStream, ident: &Ident) -> TokenStream {
     }
 }
 
+/// What goes before an item whose JSON Schema is derived: a check that each of its fields'
+/// types has a schema, spanned on the type, so that a field whose type has none is reported
+/// there, first, with the message that says how to give it one; then, unless the item derives
+/// `JsonSchema` itself, the attributes that derive it with the runtime's schemars, written
+/// before the item's own attributes, so that its `#[serde(..)]` attributes shape the schema as
+/// they shape the JSON. A generic item gets no checks: its fields' types are its parameters'.
+pub(crate) fn schema_derive(item: &EventItem, krate: &Path) -> TokenStream {
+    let private = private(krate);
+    let checks = item.generics.params.is_empty().then(|| {
+        let checks = item.schema_fields.iter().map(|ty| {
+            let p = at(&private, ty.span());
+            quote_spanned!(ty.span()=> #p::check_field_schema::<#ty>();)
+        });
+        quote! {
+            #[doc(hidden)]
+            const _: () = { #(#checks)* };
+        }
+    });
+    let derive = (!item.derives_schema).then(|| {
+        let schemars = quote!(#private::schemars).to_string();
+        quote! {
+            #[derive(#private::JsonSchema)]
+            #[schemars(crate = #schemars)]
+        }
+    });
+    quote!(#checks #derive)
+}
+
+/// The registry's schema of an event type.
+fn schema(private: &TokenStream, item: &EventItem) -> TokenStream {
+    let ident = &item.ident;
+    quote! {
+        fn __tidings_schema() -> #private::serde_json::Value {
+            #private::schema_of::<#ident>()
+        }
+    }
+}
+
 /// `#[domain_event]`: the traits and the registration.
 pub(crate) fn domain_event(item: &EventItem, args: &DomainEventArgs) -> TokenStream {
     let private = &private(&args.krate());
     let ident = &item.ident;
     let event_impl = event_impl(private, ident, "Domain");
     let decoder = decoder(private, ident);
+    let schema = schema(private, item);
     let event = type_ref(private, ident, &ident.unraw().to_string());
     let origin = origin(private);
     quote! {
@@ -133,8 +172,9 @@ pub(crate) fn domain_event(item: &EventItem, args: &DomainEventArgs) -> TokenStr
             #[automatically_derived]
             impl #private::DomainEvent for #ident where for<'__tidings> #ident: #private::EventData {}
             #decoder
+            #schema
             #private::inventory::submit! {
-                #private::DomainEventInfo::new(#event, __tidings_decoder, #origin)
+                #private::DomainEventInfo::new(#event, __tidings_decoder, __tidings_schema, #origin)
             }
         };
     }
@@ -147,6 +187,7 @@ pub(crate) fn integration_event(item: &EventItem, args: &IntegrationEventArgs) -
     let ident = &item.ident;
     let event_impl = event_impl(private, ident, "Integration");
     let decoder = decoder(private, ident);
+    let schema = schema(private, item);
     let contract = args
         .name
         .as_ref()
@@ -229,9 +270,11 @@ pub(crate) fn integration_event(item: &EventItem, args: &IntegrationEventArgs) -
             }
             #(#items)*
             #decoder
+            #schema
             #private::inventory::submit! {
                 #private::IntegrationEventInfo::new(
-                    #event, #contract, #version, #key_name, &[#(#entries),*], __tidings_decoder, #origin,
+                    #event, #contract, #version, #key_name, &[#(#entries),*], __tidings_decoder,
+                    __tidings_schema, #origin,
                 )
             }
         };
@@ -255,6 +298,8 @@ pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
     // The `T` of each `Dep<T>`; `None` for a parameter resolved by its type that is no `Dep`.
     let mut deps = Vec::new();
     let mut deps_by_type = false;
+    // Whether each parameter is `DomainEvents`: `true`, or, resolved by its type, a constant.
+    let mut publishers = Vec::new();
     let mut transaction = None;
     // The transaction is taken out of the context for the call, and given back after it.
     let mut give_back = TokenStream::new();
@@ -275,10 +320,13 @@ pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
                 quote!(let #arg = ::core::clone::Clone::clone(__tidings_ctx.meta());),
                 quote!(#arg),
             ),
-            Param::Publisher => (
-                quote!(let #arg = __tidings_ctx.domain_events()?;),
-                quote!(#arg),
-            ),
+            Param::Publisher => {
+                publishers.push(quote!(true));
+                (
+                    quote!(let #arg = __tidings_ctx.domain_events()?;),
+                    quote!(#arg),
+                )
+            }
             Param::Transaction { db, target, .. } => {
                 transaction = Some(match db {
                     Some(db) => {
@@ -308,6 +356,7 @@ pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
                 let ty = inferred_lifetimes(ty);
                 let param = quote_spanned!(span=> <#ty as #p::HandlerParam<'_>>);
                 deps.push(quote_spanned!(span=> #param::DEP));
+                publishers.push(quote_spanned!(span=> #param::PUBLISHER));
                 deps_by_type = true;
                 (
                     quote!(let #arg = #param::from_context(&__tidings_ctx)?;),
@@ -438,6 +487,9 @@ pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
         Some(db) => quote!(::core::option::Option::Some(#db)),
         None => quote!(::core::option::Option::None),
     };
+    let publishes = quote! {
+        const __TIDINGS_PUBLISHES: bool = false #(|| #publishers)*;
+    };
     let event_ref = type_ref(private, event, &event_name);
     let p = at(private, event.span());
     let event_kind = quote_spanned!(event.span()=> #p::event_kind::<#event>());
@@ -449,6 +501,7 @@ pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
             #invoke_fn
             #translation_check
             #deps_items
+            #publishes
             #private::inventory::submit! {
                 #private::HandlerInfo::new(
                     #name,
@@ -457,6 +510,7 @@ pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
                     #deps,
                     #produces,
                     #transaction,
+                    __TIDINGS_PUBLISHES,
                     #private::HandlerFn::#variant,
                     #origin,
                 )
@@ -502,6 +556,7 @@ mod tests {
                 }
             ),
             "domain_event",
+            "",
         )
         .unwrap();
         let args = DomainEventArgs::parse(quote!(crate = "renamed"), &mut errors);
@@ -514,6 +569,7 @@ mod tests {
                 }
             ),
             "integration_event",
+            "",
         )
         .unwrap();
         let args = IntegrationEventArgs::parse(
@@ -521,6 +577,14 @@ mod tests {
             &mut errors,
         );
         assert_eq!(names(integration_event(&contract, &args)), (false, true));
+        let derive = schema_derive(&contract, &args.krate());
+        assert_eq!(names(derive.clone()), (false, true));
+        assert!(
+            derive
+                .to_string()
+                .contains("\":: renamed :: __private :: schemars\""),
+            "schemars is told where its crate is: {derive}"
+        );
 
         let item = quote! {
             async fn bill(
@@ -535,18 +599,18 @@ mod tests {
             }
         };
         let handler = Handler::parse(item, &mut errors).unwrap();
-        let args = HandlesArgs::parse(quote!(crate = "crate::renamed"), &mut errors);
+        let args = HandlesArgs::parse(quote!(crate = "crate::renamed"), "handles", &mut errors);
         assert_eq!(names(super::handler(&handler, &args)), (false, true));
         assert!(errors.is_empty());
 
-        let args = HandlesArgs::parse(TokenStream::new(), &mut errors);
+        let args = HandlesArgs::parse(TokenStream::new(), "handles", &mut errors);
         assert_eq!(names(super::handler(&handler, &args)), (true, false));
 
         let item = quote! {
             async fn pay(event: &OrderPlaced, tx: &mut Tx<'a>) {}
         };
         let handler = Handler::parse(item, &mut errors).unwrap();
-        let args = HandlesArgs::parse(quote!(crate = "renamed"), &mut errors);
+        let args = HandlesArgs::parse(quote!(crate = "renamed"), "handles", &mut errors);
         assert_eq!(names(super::handler(&handler, &args)), (false, true));
         assert!(errors.is_empty());
     }

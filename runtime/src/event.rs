@@ -46,7 +46,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> EventData for T {}
     label = "not marked `#[domain_event]` or `#[integration_event(..)]`",
     note = "the macros register the event and check its rules at compile time; an impl written by hand would skip both"
 )]
-pub trait Sealed {}
+pub trait SealedEvent {}
 
 /// An event that tidings knows: implemented by `#[domain_event]` and `#[integration_event]`.
 ///
@@ -67,7 +67,7 @@ pub trait Sealed {}
     label = "not a `#[domain_event]` or an `#[integration_event]`",
     note = "a `#[handles]` function takes the event it handles as its first parameter, `&E`, where `E` is marked `#[domain_event]` or `#[integration_event(..)]`"
 )]
-pub trait Event: EventData + Sealed {
+pub trait Event: EventData + SealedEvent {
     /// The type's name, as written in its declaration.
     const NAME: &'static str;
     /// Domain or integration event.

@@ -47,6 +47,7 @@ extern crate self as tidings;
 mod activity;
 mod app;
 mod call;
+pub mod catalog;
 mod deps;
 mod envelope;
 mod error;
@@ -74,6 +75,7 @@ pub mod __private;
 
 pub use app::{AppWaiting, NotRunHandler, Unsettled};
 pub use app::{Running, Tidings, TidingsBuilder};
+pub use catalog::catalog;
 pub use deps::Dep;
 pub use error::{BuildError, Error, ErrorKind, Problem, StoreError, TransportError};
 pub use event::{DomainEvent, Event, EventKind, IntegrationEvent};
@@ -246,6 +248,39 @@ pub use tidings_macros::integration_event;
 /// }
 /// ```
 pub use tidings_macros::handles;
+
+/// Gives a type that events hold a JSON Schema, so that the schemas of the events that hold it
+/// are complete: the catalog shows them, and the contract check compares them.
+///
+/// The event macros derive the schema of the event types themselves; a type of yours inside an
+/// event (a field's type, an enum's variant's) needs this attribute, or a compile error on the
+/// field says so. It derives `schemars::JsonSchema` with tidings' own schemars, so the program
+/// needs no dependency of its own; serde's attributes (`rename`, `rename_all`, `skip`, `default`,
+/// `tag`, `flatten`, ..) shape the schema as they shape the JSON. A type that derives
+/// `schemars::JsonSchema` itself (schemars 1) needs nothing.
+///
+/// For a field whose type is another crate's and has no schema, give the schema of its JSON
+/// form: `#[schemars(with = "String")]` on the field.
+///
+/// `crate = "path"` names the `tidings` crate for a program that renamed the dependency.
+///
+/// ```
+/// use tidings::prelude::*;
+///
+/// #[tidings::schema]
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// #[serde(rename_all = "camelCase")]
+/// pub struct Address { pub street_line: String, pub city: String }
+///
+/// #[domain_event]
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// pub struct OrderShipped { pub order_id: u64, pub to: Address }
+///
+/// let schema = tidings::registry().domain_event::<OrderShipped>().unwrap().schema();
+/// let address = &schema["definitions"]["Address"];
+/// assert_eq!(address["required"], serde_json::json!(["streetLine", "city"]));
+/// ```
+pub use tidings_macros::schema;
 
 /// Everything a user of tidings names: `use tidings::prelude::*;`.
 pub mod prelude {

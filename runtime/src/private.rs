@@ -11,13 +11,15 @@ use std::fmt;
 use std::marker::PhantomData;
 
 pub use inventory;
+pub use schemars::{self, JsonSchema};
+pub use serde_json;
 
 pub use crate::call::{
     Emitted, HandlerCall, HandlerContext, HandlerFn, HandlerFuture, HandlerResult, TransactionSlot,
 };
 pub use crate::deps::Deps;
 pub use crate::event::{
-    DomainEvent, DynIntegrationEvent, Event, EventData, EventKind, IntegrationEvent, Sealed,
+    DomainEvent, DynIntegrationEvent, Event, EventData, EventKind, IntegrationEvent, SealedEvent,
 };
 pub use crate::handler::HandlerError;
 pub use crate::registry::{
@@ -53,6 +55,27 @@ impl CallHandler for HandlerInfo {
         self.handler_fn().call(event, ctx)
     }
 }
+
+/// The JSON Schema of an event type, for the registry.
+pub fn schema_of<T: JsonSchema>() -> serde_json::Value {
+    crate::catalog::schema_of::<T>()
+}
+
+/// A type that a field of an event or of a `#[tidings::schema]` type has: its schema is part of
+/// theirs.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no JSON Schema, and the schema of the type that holds it is made of its fields' schemas",
+    label = "this field's type has no JSON Schema",
+    note = "mark `{Self}`, or each type of yours inside it, with `#[tidings::schema]`: it derives the schema from the type and its serde attributes",
+    note = "for a type of another crate, give the field the schema of its JSON form: `#[schemars(with = \"String\")]` for one that serializes as a string"
+)]
+pub trait FieldSchema {}
+
+#[diagnostic::do_not_recommend]
+impl<T: JsonSchema + ?Sized> FieldSchema for T {}
+
+/// Checks that a field's type has a JSON Schema.
+pub const fn check_field_schema<T: FieldSchema + ?Sized>() {}
 
 /// What `EventData` asks of serde, with its own message.
 #[diagnostic::on_unimplemented(
@@ -105,6 +128,9 @@ pub trait HandlerParam<'a>: Sized {
     /// The `T` of a `Dep<T>`, for the registry: `build()` checks that it is provided.
     const DEP: Option<TypeRef>;
 
+    /// Whether it is `DomainEvents`, for the registry: the handler runs use cases.
+    const PUBLISHER: bool = false;
+
     /// The argument, from the call's context.
     fn from_context(ctx: &HandlerContext<'a>) -> Result<Self, HandlerError>;
 }
@@ -135,6 +161,7 @@ impl<'a> HandlerParam<'a> for &'a crate::meta::EventMeta {
 
 impl<'a> HandlerParam<'a> for crate::publish::DomainEvents {
     const DEP: Option<TypeRef> = None;
+    const PUBLISHER: bool = true;
 
     fn from_context(ctx: &HandlerContext<'a>) -> Result<Self, HandlerError> {
         ctx.domain_events()

@@ -170,17 +170,30 @@ impl fmt::Debug for Decode {
 pub struct DomainEventInfo {
     event: TypeRef,
     decode: fn() -> Option<Decode>,
+    schema: fn() -> serde_json::Value,
     origin: Origin,
 }
 
 impl DomainEventInfo {
     #[doc(hidden)]
-    pub const fn new(event: TypeRef, decode: fn() -> Option<Decode>, origin: Origin) -> Self {
+    pub const fn new(
+        event: TypeRef,
+        decode: fn() -> Option<Decode>,
+        schema: fn() -> serde_json::Value,
+        origin: Origin,
+    ) -> Self {
         DomainEventInfo {
             event,
             decode,
+            schema,
             origin,
         }
+    }
+
+    /// The JSON Schema (draft-07) of the event's JSON form, made from its type with its serde
+    /// attributes.
+    pub fn schema(&self) -> serde_json::Value {
+        (self.schema)()
     }
 
     /// Decodes the event from its JSON form (`None` only for a type that does not compile as an
@@ -214,6 +227,7 @@ pub struct IntegrationEventInfo {
     key: Option<&'static str>,
     sources: &'static [TranslationSource],
     decode: fn() -> Option<Decode>,
+    schema: fn() -> serde_json::Value,
     origin: Origin,
 }
 
@@ -227,6 +241,7 @@ impl IntegrationEventInfo {
         key: Option<&'static str>,
         sources: &'static [TranslationSource],
         decode: fn() -> Option<Decode>,
+        schema: fn() -> serde_json::Value,
         origin: Origin,
     ) -> Self {
         IntegrationEventInfo {
@@ -236,8 +251,15 @@ impl IntegrationEventInfo {
             key,
             sources,
             decode,
+            schema,
             origin,
         }
+    }
+
+    /// The JSON Schema (draft-07) of the contract's payload, made from its type with its serde
+    /// attributes: what the catalog publishes and the compatibility check compares.
+    pub fn schema(&self) -> serde_json::Value {
+        (self.schema)()
     }
 
     /// Decodes the contract from its JSON form (`None` only for a type that does not compile as
@@ -350,6 +372,7 @@ pub struct HandlerInfo {
     deps: &'static [TypeRef],
     produces: Option<TypeRef>,
     transaction: Option<TypeRef>,
+    publishes: bool,
     invoke: HandlerFn,
     origin: Origin,
 }
@@ -364,6 +387,7 @@ impl HandlerInfo {
         deps: &'static [TypeRef],
         produces: Option<TypeRef>,
         transaction: Option<TypeRef>,
+        publishes: bool,
         invoke: HandlerFn,
         origin: Origin,
     ) -> Self {
@@ -374,9 +398,16 @@ impl HandlerInfo {
             deps,
             produces,
             transaction,
+            publishes,
             invoke,
             origin,
         }
+    }
+
+    /// Whether it takes `DomainEvents`: it runs use cases of its context, and publishes their
+    /// domain events.
+    pub fn publishes_domain_events(&self) -> bool {
+        self.publishes
     }
 
     /// The database `DB` of its `&mut Transaction<'_, DB>` parameter, if it takes the store's

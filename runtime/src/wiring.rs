@@ -457,6 +457,7 @@ mod tests {
             &[],
             None,
             Some(db),
+            false,
             HandlerFn::Sync(|_, _| Ok(Box::new([]))),
             Origin::new("shop::catalog", "src/catalog.rs", 12, 1),
         )))

@@ -47,6 +47,111 @@ pub const DATA_CONTENT_TYPE: &str = "application/json";
 /// The CloudEvents version tidings speaks.
 const SPEC_VERSION: &str = "1.0";
 
+/// The prefix of an attribute's header in binary mode on RabbitMQ (AMQP 0-9-1), as the
+/// CloudEvents SDKs' RabbitMQ bindings read it: `ce-id`, `ce-type`, ...
+pub const AMQP_HEADER_PREFIX: &str = "ce-";
+
+/// The prefix of an attribute's header in binary mode on Kafka, as the CloudEvents Kafka
+/// binding has it: `ce_id`, `ce_type`, ...
+pub const KAFKA_HEADER_PREFIX: &str = "ce_";
+
+/// A CloudEvents attribute that tidings writes: what [`attributes`] gives, described for
+/// documents such as the catalog's AsyncAPI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attribute {
+    /// Its CloudEvents name.
+    pub name: &'static str,
+    /// Whether every event has it (others only when there is a value).
+    pub always: bool,
+    /// Whether it is a number in the JSON event format (its text in a header).
+    pub integer: bool,
+    /// The JSON Schema `format` of its text, if it has one (`uuid`, `date-time`).
+    pub format: Option<&'static str>,
+    /// What it holds.
+    pub description: &'static str,
+}
+
+/// Every attribute tidings writes, in the order of [`attributes`].
+pub const ATTRIBUTES: &[Attribute] = &[
+    Attribute {
+        name: "specversion",
+        always: true,
+        integer: false,
+        format: None,
+        description: "The CloudEvents version: `1.0`.",
+    },
+    Attribute {
+        name: "id",
+        always: true,
+        integer: false,
+        format: Some("uuid"),
+        description: "The event id (UUIDv7), also the broker's dedupe id.",
+    },
+    Attribute {
+        name: "source",
+        always: true,
+        integer: false,
+        format: None,
+        description: "The bounded context that published the event.",
+    },
+    Attribute {
+        name: "type",
+        always: true,
+        integer: false,
+        format: None,
+        description: "The contract's name.",
+    },
+    Attribute {
+        name: "time",
+        always: true,
+        integer: false,
+        format: Some("date-time"),
+        description: "When the event occurred, RFC 3339.",
+    },
+    Attribute {
+        name: "datacontenttype",
+        always: true,
+        integer: false,
+        format: None,
+        description: "The data's content type: `application/json`.",
+    },
+    Attribute {
+        name: "dataversion",
+        always: true,
+        integer: true,
+        format: None,
+        description: "The contract's version, a whole number from 1.",
+    },
+    Attribute {
+        name: "correlationid",
+        always: true,
+        integer: false,
+        format: Some("uuid"),
+        description: "The id shared by every event of one use case.",
+    },
+    Attribute {
+        name: "partitionkey",
+        always: false,
+        integer: false,
+        format: None,
+        description: "The ordering key, if the contract has one.",
+    },
+    Attribute {
+        name: "causationid",
+        always: false,
+        integer: false,
+        format: Some("uuid"),
+        description: "The id of the event whose handling published this one.",
+    },
+    Attribute {
+        name: "traceparent",
+        always: false,
+        integer: false,
+        format: None,
+        description: "The W3C trace context where the chain of events started.",
+    },
+];
+
 /// Why bytes or attributes are not a CloudEvent that tidings can read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -241,6 +346,16 @@ mod tests {
             traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned()),
             data: serde_json::json!({ "product_id": "p-1", "price_cents": 1999 }),
         }
+    }
+
+    #[test]
+    fn the_attribute_table_lists_what_a_message_carries_in_order() {
+        let written: Vec<&str> = attributes(&message())
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
+        let listed: Vec<&str> = ATTRIBUTES.iter().map(|a| a.name).collect();
+        assert_eq!(written, listed);
     }
 
     #[test]

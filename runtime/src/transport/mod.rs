@@ -18,6 +18,7 @@ pub use memory::InMemoryTransport;
 #[cfg(feature = "nats")]
 pub use nats::{NatsStorage, NatsTransport, NatsTransportBuilder};
 
+pub mod address;
 mod memory;
 #[cfg(feature = "nats")]
 mod nats;

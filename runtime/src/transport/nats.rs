@@ -157,8 +157,8 @@ struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            subject_prefix: "tidings".to_owned(),
-            stream_prefix: "TIDINGS".to_owned(),
+            subject_prefix: super::address::DEFAULT_PREFIX.to_owned(),
+            stream_prefix: super::address::DEFAULT_PREFIX.to_uppercase(),
             storage: NatsStorage::File,
             replicas: 1,
             duplicate_window: Duration::from_secs(120),
@@ -361,7 +361,7 @@ impl NatsTransport {
 
 impl Settings {
     fn subject(&self, contract: &str, version: u32) -> String {
-        format!("{}.{contract}.v{version}", self.subject_prefix)
+        super::address::nats_subject(&self.subject_prefix, contract, version)
     }
 
     fn stream_name(&self, contract: &str, version: u32) -> String {

@@ -1,0 +1,4 @@
+#[tidings::schema]
+fn address() {}
+
+fn main() {}
