@@ -542,3 +542,69 @@ async fn the_wire_format_is_binary_mode_with_ce_headers() {
     assert_eq!(body, sent.data);
     let _ = connection.close(200, "OK".into()).await;
 }
+
+/// A message that keeps coming back unacknowledged (each consumer that got it stopped before
+/// its inbox recorded it) is delivered at most the delivery limit's count of times past the
+/// first, then dead-lettered by the broker into the queue's dead-letter queue, not looped
+/// forever.
+#[tokio::test]
+async fn a_message_past_the_delivery_limit_is_dead_lettered_by_the_broker() {
+    let Some(rabbit) =
+        Rabbit::new("a_message_past_the_delivery_limit_is_dead_lettered_by_the_broker")
+    else {
+        return;
+    };
+    const LIMIT: u32 = 2;
+    let transport = rabbit.track(
+        rabbit
+            .builder()
+            .delivery_limit(LIMIT)
+            .connect(&rabbit.url)
+            .await
+            .expect("RabbitMQ answers at AMQP_URL"),
+    );
+    let reader = subscription(CONTRACT, "crashing");
+    drop(transport.subscribe(reader.clone()).await.unwrap());
+    let sent = message(CONTRACT, json!({ "product_id": "p-1" }));
+    transport.publish(sent.clone()).await.unwrap();
+
+    let mut deliveries = 0;
+    for _ in 0..10 {
+        let mut inbound = transport.subscribe(reader.clone()).await.unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(2), inbound.next()).await;
+        let Ok(Some(Ok(received))) = next else {
+            break;
+        };
+        assert_eq!(received.message.id, sent.id);
+        deliveries += 1;
+        // The consumer stops before acknowledging: its channel closes, the message returns.
+        drop(received);
+        drop(inbound);
+    }
+    assert_eq!(deliveries, LIMIT + 1, "the first delivery and {LIMIT} more");
+
+    let queue = transport.inner.queue_name("crashing", CONTRACT, 1);
+    let dead_letters = RabbitMqTransport::dead_letter_queue_name(&queue);
+    let (connection, channel) = rabbit.channel().await;
+    let found = support::eventually(PATIENCE, || async {
+        channel
+            .basic_get(
+                dead_letters.as_str().into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|got| {
+                got.delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|id| id.to_string())
+                    == Some(sent.id.to_string())
+            })
+    })
+    .await;
+    assert!(found, "the message is in `{dead_letters}`");
+    let _ = connection.close(200, "OK".into()).await;
+}
