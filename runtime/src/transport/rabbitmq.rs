@@ -107,7 +107,7 @@ const HEADER_PREFIX: &str = "ce-";
 ///   confirmation at once; the others wait for room.
 /// - **Unroutable.** A message that no queue is bound to take (no context subscribes to the
 ///   contract version yet) is returned by the broker: the publication fails with
-///   [`ErrorKind::Refused`], whose source is an [`Unroutable`], and the relay keeps the event
+///   [`ErrorKind::Refused`], whose source is a [`RabbitMqUnroutable`], and the relay keeps the event
 ///   in the outbox and tries again with backoff, until a context's queue takes it.
 /// - **Ambiguous publications.** A negative confirmation, a connection lost, or no
 ///   confirmation within [`publish_timeout`](RabbitMqTransportBuilder::publish_timeout) (30 s
