@@ -26,7 +26,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::json;
 use support::broker::{LinkProxy, PrivateNats};
 use tidings::prelude::*;
 use tidings::transport::{BoxFuture, Inbound, Message, Subscription, Transport, cloudevents};
@@ -422,121 +421,23 @@ async fn f6_link_cut_after_a_publication_before_its_acknowledgement() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f7_undecodable_payloads_and_a_failing_handler_are_dead_lettered() {
     const TEST: &str = "f7_undecodable_payloads_and_a_failing_handler_are_dead_lettered";
-    const ATTEMPTS: u32 = 3;
     let _one = ONE_AT_A_TIME.lock().await;
     let Some(nats) = PrivateNats::start(TEST).await else {
         return;
     };
-    let ledger = Dep::new(Ledger::default());
     let publishing = builder(NatsStorage::Memory).from_jetstream(jetstream(&nats.url()).await);
     let consuming = builder(NatsStorage::Memory).from_jetstream(jetstream(&nats.url()).await);
-    let (orders, orders_running) = publisher(publishing.clone(), InMemoryStore::new()).await;
-    let (audit, audit_running) = consumer(
-        "audit",
-        consuming.clone(),
-        &ledger,
-        quick_retry()
-            .max_attempts(ATTEMPTS)
-            .max_delay(Duration::from_millis(50)),
-    )
-    .await;
-
-    // Bytes that are not a CloudEvent, from another client, first on the stream.
     let subject = consuming.subject(CONTRACT, 1);
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    async_nats::jetstream::new(client)
-        .publish(subject, "hello, not an event".into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-
-    let committed = Mutex::new(Vec::new());
-    let mut all_keys = keys(3);
-    all_keys.push(audit::POISON.to_owned());
-    for seq in 0..5 {
-        for key in &all_keys {
-            place(&orders, &committed, key, seq).await;
-        }
-        if seq == 2 {
-            // A CloudEvent of the contract whose data is not an order, mid-stream.
-            let id = Uuid::now_v7();
-            let unreadable = Message {
-                id,
-                source: "elsewhere".to_owned(),
-                contract: CONTRACT.to_owned(),
-                version: 1,
-                key: Some("k1".to_owned()),
-                time: chrono::Utc::now(),
-                correlation_id: id,
-                causation_id: None,
-                traceparent: None,
-                data: json!({ "unexpected": true }),
-            };
-            publishing.publish(unreadable).await.unwrap();
-        }
-    }
-    let committed = committed.into_inner().unwrap();
-    let expected: BTreeSet<Order> = committed.iter().cloned().collect();
-    let healthy: Vec<Order> = committed
-        .iter()
-        .filter(|(key, _)| key != audit::POISON)
-        .cloned()
-        .collect();
-    let poison = committed.len() - healthy.len();
-    let healthy_set: BTreeSet<Order> = healthy.iter().cloned().collect();
-
-    let flowed = support::eventually(PATIENCE, || async {
-        ledger.has_all("audit_all", &expected) && ledger.has_all("audit_strict", &healthy_set)
-    })
-    .await;
-    let dead_lettered = support::eventually(PATIENCE, || async {
-        audit.dead_letters().await.unwrap().len() == 2 + poison
-    })
-    .await;
-    settle(&[&orders_running, &audit_running]).await;
-
-    let dead = audit.dead_letters().await.unwrap();
-    let all = Tally::new(&committed, &ledger.orders("audit_all"));
-    let strict = Tally::new(&healthy, &ledger.orders("audit_strict"));
-    let refused = ledger.orders("audit_strict refused").len();
-    println!(
-        "{TEST} (memory storage): audit_all {}; audit_strict (without key {}) {}; dead letters {} \
-         (2 undecodable, {poison} refused {refused} times in all)",
-        all.line(),
-        audit::POISON,
-        strict.line(),
-        dead.len()
-    );
-    assert!(flowed, "{TEST}: the other messages did not all flow");
-    all.assert_nothing_lost(TEST);
-    all.assert_in_order(TEST, "audit_all");
-    strict.assert_nothing_lost(TEST);
-    strict.assert_in_order(TEST, "audit_strict");
-    assert!(dead_lettered, "{TEST}: dead letters {dead:#?}");
-
-    let undecodable: Vec<_> = dead.iter().filter(|d| d.handler.is_none()).collect();
-    assert_eq!(undecodable.len(), 2, "{dead:#?}");
-    assert!(
-        undecodable
-            .iter()
-            .any(|d| d.error.contains("hello, not an event")),
-        "{undecodable:#?}"
-    );
-    let refusals: Vec<_> = dead.iter().filter(|d| d.handler.is_some()).collect();
-    assert_eq!(refusals.len(), poison, "{dead:#?}");
-    let poison_ids: BTreeSet<Uuid> = ledger.ids("audit_strict refused").into_iter().collect();
-    for letter in &refusals {
-        let handler = letter.handler.as_deref().unwrap_or_default();
-        assert!(handler.contains("audit_strict"), "{letter:#?}");
-        assert_eq!(letter.attempts, ATTEMPTS, "{letter:#?}");
-        assert!(letter.error.contains("refuses"), "{letter:#?}");
-        assert!(poison_ids.contains(&letter.event_id), "{letter:#?}");
-    }
-    assert_eq!(refused, poison * usize::try_from(ATTEMPTS).unwrap());
-
-    orders_running.shutdown().await.unwrap();
-    audit_running.shutdown().await.unwrap();
+    let garbage = async {
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        async_nats::jetstream::new(client)
+            .publish(subject, "hello, not an event".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    };
+    f7_undecodable_and_failing(TEST, "memory storage", publishing, consuming, garbage).await;
 }
 
 /// Whether the durable consumer of `context` acknowledged every message of the contract's

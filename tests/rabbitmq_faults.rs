@@ -413,114 +413,25 @@ async fn f6_link_cut_after_a_publication_before_its_confirmation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f7_undecodable_payloads_and_a_failing_handler_are_dead_lettered() {
     const TEST: &str = "f7_undecodable_payloads_and_a_failing_handler_are_dead_lettered";
-    const ATTEMPTS: u32 = 3;
     let _one = ONE_AT_A_TIME.lock().await;
     let Some(rabbit) = Rabbit::new(TEST) else {
         return;
     };
-    let ledger = Dep::new(Ledger::default());
     let publishing: Tracked = rabbit.transport().await;
     let consuming: Tracked = rabbit.transport().await;
-    let (audit, audit_running) = consumer(
-        "audit",
-        consuming.clone(),
-        &ledger,
-        quick_retry()
-            .max_attempts(ATTEMPTS)
-            .max_delay(Duration::from_millis(50)),
-    )
-    .await;
-    let (orders, orders_running) = publisher(publishing.clone(), InMemoryStore::new()).await;
-
     let (connection, channel) = rabbit.channel().await;
-    channel
-        .basic_publish(
-            rabbit.exchange.as_str().into(),
-            RabbitMqTransport::routing_key(CONTRACT, 1).as_str().into(),
-            BasicPublishOptions::default(),
-            b"hello, not an event",
-            lapin::BasicProperties::default(),
-        )
-        .await
-        .unwrap();
-
-    let committed = Mutex::new(Vec::new());
-    let mut all_keys = keys(3);
-    all_keys.push(audit::POISON.to_owned());
-    for seq in 0..5 {
-        for key in &all_keys {
-            place(&orders, &committed, key, seq).await;
-        }
-        if seq == 2 {
-            let id = Uuid::now_v7();
-            let unreadable = tidings::transport::Message {
-                id,
-                source: "elsewhere".to_owned(),
-                contract: CONTRACT.to_owned(),
-                version: 1,
-                key: Some("k1".to_owned()),
-                time: chrono::Utc::now(),
-                correlation_id: id,
-                causation_id: None,
-                traceparent: None,
-                data: serde_json::json!({ "unexpected": true }),
-            };
-            tidings::transport::Transport::publish(&publishing, unreadable)
-                .await
-                .unwrap();
-        }
-    }
-    let committed = committed.into_inner().unwrap();
-    let expected: BTreeSet<Order> = committed.iter().cloned().collect();
-    let healthy: Vec<Order> = committed
-        .iter()
-        .filter(|(key, _)| key != audit::POISON)
-        .cloned()
-        .collect();
-    let poison = committed.len() - healthy.len();
-    let healthy_set: BTreeSet<Order> = healthy.iter().cloned().collect();
-
-    let flowed = support::eventually(PATIENCE, || async {
-        ledger.has_all("audit_all", &expected) && ledger.has_all("audit_strict", &healthy_set)
-    })
-    .await;
-    let dead_lettered = support::eventually(PATIENCE, || async {
-        audit.dead_letters().await.unwrap().len() == 2 + poison
-    })
-    .await;
-    settle(&[&orders_running, &audit_running]).await;
-
-    let dead = audit.dead_letters().await.unwrap();
-    let all = Tally::new(&committed, &ledger.orders("audit_all"));
-    let strict = Tally::new(&healthy, &ledger.orders("audit_strict"));
-    println!(
-        "{TEST} (quorum queues): audit_all {}; audit_strict (without key {}) {}; dead letters {}",
-        all.line(),
-        audit::POISON,
-        strict.line(),
-        dead.len()
-    );
-    assert!(flowed, "{TEST}: the other messages did not all flow");
-    all.assert_nothing_lost(TEST);
-    all.assert_in_order(TEST, "audit_all");
-    strict.assert_nothing_lost(TEST);
-    strict.assert_in_order(TEST, "audit_strict");
-    assert!(dead_lettered, "{TEST}: dead letters {dead:#?}");
-    let undecodable: Vec<_> = dead.iter().filter(|d| d.handler.is_none()).collect();
-    assert_eq!(undecodable.len(), 2, "{dead:#?}");
-    assert!(
-        undecodable
-            .iter()
-            .any(|d| d.error.contains("hello, not an event")),
-        "{undecodable:#?}"
-    );
-    let refusals: Vec<_> = dead.iter().filter(|d| d.handler.is_some()).collect();
-    assert_eq!(refusals.len(), poison, "{dead:#?}");
-    for letter in &refusals {
-        assert_eq!(letter.attempts, ATTEMPTS, "{letter:#?}");
-    }
-
-    orders_running.shutdown().await.unwrap();
-    audit_running.shutdown().await.unwrap();
+    let garbage = async {
+        channel
+            .basic_publish(
+                rabbit.exchange.as_str().into(),
+                RabbitMqTransport::routing_key(CONTRACT, 1).as_str().into(),
+                BasicPublishOptions::default(),
+                b"hello, not an event",
+                lapin::BasicProperties::default(),
+            )
+            .await
+            .unwrap();
+    };
+    f7_undecodable_and_failing(TEST, "quorum queues", publishing, consuming, garbage).await;
     let _ = connection.close(200, "OK".into()).await;
 }

@@ -470,3 +470,124 @@ impl AckWatch {
         self.task.await.expect("the watch on the outbox ran")
     }
 }
+
+/// F7, on any broker: on the contract's queue or stream, bytes that are not a CloudEvent (put
+/// there by `garbage`, another client) and a CloudEvent whose data is not the contract's (from
+/// `publishing`); in the consuming `audit` context on `consuming`, a handler that fails every
+/// time on one key, next to a healthy one. The undecodable messages and the poison key's
+/// deliveries of the failing handler are dead-lettered in the context's store; every other
+/// message flows to both handlers, in order per key. `setting` names the broker's setting in
+/// the ledger line.
+pub(crate) async fn f7_undecodable_and_failing<P, C, G>(
+    test: &str,
+    setting: &str,
+    publishing: P,
+    consuming: C,
+    garbage: G,
+) where
+    P: Transport + Clone,
+    C: Transport,
+    G: std::future::Future<Output = ()>,
+{
+    const ATTEMPTS: u32 = 3;
+    let ledger = Dep::new(Ledger::default());
+    let (audit, audit_running) = consumer(
+        "audit",
+        consuming,
+        &ledger,
+        quick_retry()
+            .max_attempts(ATTEMPTS)
+            .max_delay(Duration::from_millis(50)),
+    )
+    .await;
+    let (orders, orders_running) = publisher(publishing.clone(), InMemoryStore::new()).await;
+    // Bytes that are not a CloudEvent, from another client, first.
+    garbage.await;
+
+    let committed = Mutex::new(Vec::new());
+    let mut all_keys = keys(3);
+    all_keys.push(audit::POISON.to_owned());
+    for seq in 0..5 {
+        for key in &all_keys {
+            place(&orders, &committed, key, seq).await;
+        }
+        if seq == 2 {
+            // A CloudEvent of the contract whose data is not an order, mid-stream.
+            let id = Uuid::now_v7();
+            let unreadable = Message {
+                id,
+                source: "elsewhere".to_owned(),
+                contract: CONTRACT.to_owned(),
+                version: 1,
+                key: Some("k1".to_owned()),
+                time: chrono::Utc::now(),
+                correlation_id: id,
+                causation_id: None,
+                traceparent: None,
+                data: serde_json::json!({ "unexpected": true }),
+            };
+            publishing.publish(unreadable).await.unwrap();
+        }
+    }
+    let committed = committed.into_inner().unwrap();
+    let expected: BTreeSet<Order> = committed.iter().cloned().collect();
+    let healthy: Vec<Order> = committed
+        .iter()
+        .filter(|(key, _)| key != audit::POISON)
+        .cloned()
+        .collect();
+    let poison = committed.len() - healthy.len();
+    let healthy_set: BTreeSet<Order> = healthy.iter().cloned().collect();
+
+    let flowed = crate::support::eventually(PATIENCE, || async {
+        ledger.has_all("audit_all", &expected) && ledger.has_all("audit_strict", &healthy_set)
+    })
+    .await;
+    let dead_lettered = crate::support::eventually(PATIENCE, || async {
+        audit.dead_letters().await.unwrap().len() == 2 + poison
+    })
+    .await;
+    settle(&[&orders_running, &audit_running]).await;
+
+    let dead = audit.dead_letters().await.unwrap();
+    let all = Tally::new(&committed, &ledger.orders("audit_all"));
+    let strict = Tally::new(&healthy, &ledger.orders("audit_strict"));
+    let refused = ledger.orders("audit_strict refused").len();
+    println!(
+        "{test} ({setting}): audit_all {}; audit_strict (without key {}) {}; dead letters {} \
+         (2 undecodable, {poison} refused {refused} times in all)",
+        all.line(),
+        audit::POISON,
+        strict.line(),
+        dead.len()
+    );
+    assert!(flowed, "{test}: the other messages did not all flow");
+    all.assert_nothing_lost(test);
+    all.assert_in_order(test, "audit_all");
+    strict.assert_nothing_lost(test);
+    strict.assert_in_order(test, "audit_strict");
+    assert!(dead_lettered, "{test}: dead letters {dead:#?}");
+
+    let undecodable: Vec<_> = dead.iter().filter(|d| d.handler.is_none()).collect();
+    assert_eq!(undecodable.len(), 2, "{dead:#?}");
+    assert!(
+        undecodable
+            .iter()
+            .any(|d| d.error.contains("hello, not an event")),
+        "{undecodable:#?}"
+    );
+    let refusals: Vec<_> = dead.iter().filter(|d| d.handler.is_some()).collect();
+    assert_eq!(refusals.len(), poison, "{dead:#?}");
+    let poison_ids: BTreeSet<Uuid> = ledger.ids("audit_strict refused").into_iter().collect();
+    for letter in &refusals {
+        let handler = letter.handler.as_deref().unwrap_or_default();
+        assert!(handler.contains("audit_strict"), "{letter:#?}");
+        assert_eq!(letter.attempts, ATTEMPTS, "{letter:#?}");
+        assert!(letter.error.contains("refuses"), "{letter:#?}");
+        assert!(poison_ids.contains(&letter.event_id), "{letter:#?}");
+    }
+    assert_eq!(refused, poison * usize::try_from(ATTEMPTS).unwrap());
+
+    orders_running.shutdown().await.unwrap();
+    audit_running.shutdown().await.unwrap();
+}
