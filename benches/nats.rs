@@ -81,17 +81,16 @@
 mod broker;
 mod support;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer};
-use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use criterion::Criterion;
 use futures_util::future::join_all;
 use futures_util::{FutureExt, StreamExt};
 use sqlx::postgres::PgPool;
@@ -99,7 +98,9 @@ use tidings::PostgresStore;
 use tidings::transport::cloudevents;
 use tidings::{InMemoryStore, NatsTransport};
 
-use broker::{Drain, FreshStore, KEYED, ROWS_PER_EVENT, StoreKind, UNKEYED, host, timed_on_worker};
+use broker::{
+    Drain, FreshStore, KEYED, ROWS_PER_EVENT, SAMPLES, StoreKind, UNKEYED, host, timed_on_worker,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Sizes.
@@ -144,9 +145,6 @@ const WINDOW: usize = 256;
 
 /// The ordering keys of B8.
 const KEY_COUNTS: [u32; 3] = [1, 16, 1_024];
-
-/// Criterion samples per case, one drain each.
-const SAMPLES: usize = 10;
 
 /// The sizes of a run: full with `--bench`, small otherwise.
 #[derive(Clone, Copy)]
@@ -566,9 +564,19 @@ impl Case {
             Case::Consume(StoreKind::Memory, _) | Case::RawConsume(_) => sizes.messages,
         }
     }
+}
+
+impl broker::DrainCase<Bench> for Case {
+    fn label(self) -> String {
+        Case::label(self)
+    }
+
+    fn size(self, bench: &Bench) -> usize {
+        Case::size(self, bench.sizes)
+    }
 
     async fn drain(self, bench: &Bench) -> Drain {
-        let size = self.size(bench.sizes);
+        let size = Case::size(self, bench.sizes);
         match self {
             Case::Relay(store) => bench.relay(store, None, size).await,
             Case::Keyed(store, keys) => bench.relay(store, keys, size).await,
@@ -579,75 +587,11 @@ impl Case {
     }
 }
 
-/// Every drain of each case: warm-up (criterion's first) included.
-static DRAINS: Mutex<BTreeMap<Case, Vec<Drain>>> = Mutex::new(BTreeMap::new());
+/// Every drain of each case.
+static DRAINS: broker::Drains<Case> = broker::Drains::new();
 
-fn note(case: Case, drain: Drain) {
-    DRAINS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .entry(case)
-        .or_default()
-        .push(drain);
-}
-
-/// Messages per second over the measured drains of `case` (the last `SAMPLES`, or all of them
-/// in a smoke run), and the stream's bytes per message.
 fn throughput(case: Case) -> Option<(f64, f64)> {
-    let drains = DRAINS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let drains = drains.get(&case)?;
-    let measured = &drains[drains.len().saturating_sub(SAMPLES)..];
-    let messages: usize = measured.iter().map(|drain| drain.messages).sum();
-    let time: Duration = measured.iter().map(|drain| drain.time).sum();
-    let bytes = measured
-        .iter()
-        .map(|drain| drain.bytes_per_message)
-        .sum::<f64>()
-        / measured.len() as f64;
-    Some((messages as f64 / time.as_secs_f64(), bytes))
-}
-
-/// Runs `cases` as one criterion group, each case's drain size as its throughput; prints each
-/// case's msg/s once it is measured.
-fn group(
-    c: &mut Criterion,
-    runtime: &tokio::runtime::Runtime,
-    bench: &Bench,
-    name: &str,
-    cases: &[Case],
-) {
-    let mut group = c.benchmark_group(name);
-    group
-        .sampling_mode(SamplingMode::Flat)
-        .sample_size(SAMPLES)
-        // One drain of warm-up, then one drain per sample (criterion warns that 10 samples
-        // do not fit in 1 s, and runs them: fewer is not possible).
-        .warm_up_time(Duration::from_millis(1))
-        .measurement_time(Duration::from_secs(1));
-    for &case in cases {
-        group.throughput(Throughput::Elements(case.size(bench.sizes) as u64));
-        group.bench_function(BenchmarkId::from_parameter(case.label()), |b| {
-            b.to_async(runtime).iter_custom(|drains| async move {
-                let mut time = Duration::ZERO;
-                for _ in 0..drains {
-                    let drain = case.drain(bench).await;
-                    time += drain.time;
-                    note(case, drain);
-                }
-                time
-            })
-        });
-        if let Some((rate, _)) = throughput(case) {
-            println!(
-                "{name} | {}: {rate:.0} msg/s ({} per drain)",
-                case.label(),
-                case.size(bench.sizes)
-            );
-        }
-    }
-    group.finish();
+    DRAINS.throughput(case)
 }
 
 /// B8's baseline on `store`: the relay of the same number of rows with no key (on PostgreSQL,
@@ -794,7 +738,7 @@ fn main() {
 
     let mut relay = vec![Case::RawPublish(WINDOW), Case::RawPublish(1)];
     relay.extend(stores.iter().map(|&store| Case::Relay(store)));
-    group(&mut c, &runtime, &bench, "B6 relay drain", &relay);
+    broker::group(&mut c, &runtime, &bench, &DRAINS, "B6 relay drain", &relay);
 
     let keyed: Vec<Case> = stores
         .iter()
@@ -808,7 +752,14 @@ fn main() {
             )
         })
         .collect();
-    group(&mut c, &runtime, &bench, "B8 relay drain by key", &keyed);
+    broker::group(
+        &mut c,
+        &runtime,
+        &bench,
+        &DRAINS,
+        "B8 relay drain by key",
+        &keyed,
+    );
 
     let mut consume: Vec<Case> = INBOX_BATCHES.map(Case::RawConsume).to_vec();
     consume.extend(
@@ -816,7 +767,14 @@ fn main() {
             .iter()
             .flat_map(|&store| INBOX_BATCHES.map(|batch| Case::Consume(store, batch))),
     );
-    group(&mut c, &runtime, &bench, "B10 consume drain", &consume);
+    broker::group(
+        &mut c,
+        &runtime,
+        &bench,
+        &DRAINS,
+        "B10 consume drain",
+        &consume,
+    );
 
     c.final_summary();
     println!("{}", summary(&bench, &server, &host_at_start));

@@ -34,14 +34,12 @@
 mod broker;
 mod support;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
-use broker::{Drain, FreshStore, UNKEYED, host, timed_on_worker};
-use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use broker::{Drain, FreshStore, SAMPLES, UNKEYED, host, timed_on_worker};
+use criterion::Criterion;
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -61,9 +59,6 @@ const INBOX_BATCHES: [usize; 2] = [1, 64];
 
 /// Messages of a B10 drain.
 const MESSAGES: usize = 10_000;
-
-/// Criterion samples per case, one drain each.
-const SAMPLES: usize = 10;
 
 /// The prefetch of both B10 arms: the transport's default.
 const PREFETCH: u16 = 200;
@@ -351,57 +346,26 @@ async fn consume_raw(url: String, queue: String, messages: usize) {
     let _ = connection.close(200, "OK".into()).await;
 }
 
-/// Every drain of each case: warm-up (criterion's first) included.
-static DRAINS: Mutex<BTreeMap<Case, Vec<Drain>>> = Mutex::new(BTreeMap::new());
+/// Every drain of each case.
+static DRAINS: broker::Drains<Case> = broker::Drains::new();
 
 /// Messages per second over the measured drains of `case`.
 fn throughput(case: Case) -> Option<f64> {
-    let drains = DRAINS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let drains = drains.get(&case)?;
-    let measured = &drains[drains.len().saturating_sub(SAMPLES)..];
-    let messages: usize = measured.iter().map(|drain| drain.messages).sum();
-    let time: Duration = measured.iter().map(|drain| drain.time).sum();
-    Some(messages as f64 / time.as_secs_f64())
+    DRAINS.throughput(case).map(|(rate, _)| rate)
 }
 
-fn group(
-    c: &mut Criterion,
-    runtime: &tokio::runtime::Runtime,
-    bench: &Bench,
-    name: &str,
-    cases: &[Case],
-) {
-    let mut group = c.benchmark_group(name);
-    group
-        .sampling_mode(SamplingMode::Flat)
-        .sample_size(SAMPLES)
-        .warm_up_time(Duration::from_millis(1))
-        .measurement_time(Duration::from_secs(1));
-    for &case in cases {
-        group.throughput(Throughput::Elements(case.size(bench.smoke) as u64));
-        group.bench_function(BenchmarkId::from_parameter(case.label()), |b| {
-            b.to_async(runtime).iter_custom(|drains| async move {
-                let mut time = Duration::ZERO;
-                for _ in 0..drains {
-                    let drain = bench.drain(case).await;
-                    time += drain.time;
-                    DRAINS
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .entry(case)
-                        .or_default()
-                        .push(drain);
-                }
-                time
-            })
-        });
-        if let Some(rate) = throughput(case) {
-            println!("{name} | {}: {rate:.0} msg/s", case.label());
-        }
+impl broker::DrainCase<Bench> for Case {
+    fn label(self) -> String {
+        Case::label(self)
     }
-    group.finish();
+
+    fn size(self, bench: &Bench) -> usize {
+        Case::size(self, bench.smoke)
+    }
+
+    async fn drain(self, bench: &Bench) -> Drain {
+        bench.drain(self).await
+    }
 }
 
 fn summary(bench: &Bench, host_at_start: &str) -> String {
@@ -484,10 +448,17 @@ fn main() {
         .iter()
         .flat_map(|&window| [Case::RawPublish(window), Case::Relay(window)])
         .collect();
-    group(&mut c, &runtime, &bench, "B7 relay drain", &relay);
+    broker::group(&mut c, &runtime, &bench, &DRAINS, "B7 relay drain", &relay);
     let mut consume = vec![Case::RawConsume];
     consume.extend(INBOX_BATCHES.map(Case::Consume));
-    group(&mut c, &runtime, &bench, "B10 consume drain", &consume);
+    broker::group(
+        &mut c,
+        &runtime,
+        &bench,
+        &DRAINS,
+        "B10 consume drain",
+        &consume,
+    );
     c.final_summary();
     println!("{}", summary(&bench, &host_at_start));
 }

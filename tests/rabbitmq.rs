@@ -26,20 +26,13 @@ const PATIENCE: Duration = Duration::from_secs(20);
 /// The contract the tests publish.
 const CONTRACT: &str = "catalog.product-updated";
 
-/// A message of contract `contract` version 1, as the relay sends it.
+/// A message of contract `contract` version 1, as the relay sends it, with an ordering key and
+/// a trace.
 fn message(contract: &str, data: serde_json::Value) -> Message {
-    let id = Uuid::now_v7();
     Message {
-        id,
-        source: "tests".to_owned(),
-        contract: contract.to_owned(),
-        version: 1,
         key: Some("p-1".to_owned()),
-        time: chrono::Utc::now(),
-        correlation_id: id,
-        causation_id: None,
         traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned()),
-        data,
+        ..support::message(contract, data)
     }
 }
 

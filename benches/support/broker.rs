@@ -7,11 +7,13 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use sqlx::postgres::PgPool;
 use tidings::prelude::*;
 use tidings::store::Store;
@@ -462,4 +464,93 @@ pub(crate) async fn consume_drain<T: Transport + Clone>(
         .await
         .expect("the search context shuts down");
     time
+}
+
+/// Criterion samples per case, one drain each.
+pub(crate) const SAMPLES: usize = 10;
+
+/// A case of a broker bench: its name, the messages one drain moves, and the drain.
+pub(crate) trait DrainCase<B>: Copy + Ord {
+    fn label(self) -> String;
+    fn size(self, bench: &B) -> usize;
+    async fn drain(self, bench: &B) -> Drain;
+}
+
+/// Every drain of each case of a bench: warm-up (criterion's first) included.
+pub(crate) struct Drains<C>(Mutex<BTreeMap<C, Vec<Drain>>>);
+
+impl<C: Ord + Copy> Drains<C> {
+    pub(crate) const fn new() -> Self {
+        Drains(Mutex::new(BTreeMap::new()))
+    }
+
+    fn note(&self, case: C, drain: Drain) {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(case)
+            .or_default()
+            .push(drain);
+    }
+
+    /// Messages per second over the measured drains of `case` (the last `SAMPLES`, or all of
+    /// them in a smoke run), and the broker's bytes per message.
+    pub(crate) fn throughput(&self, case: C) -> Option<(f64, f64)> {
+        let drains = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let drains = drains.get(&case)?;
+        let measured = &drains[drains.len().saturating_sub(SAMPLES)..];
+        let messages: usize = measured.iter().map(|drain| drain.messages).sum();
+        let time: Duration = measured.iter().map(|drain| drain.time).sum();
+        let bytes = measured
+            .iter()
+            .map(|drain| drain.bytes_per_message)
+            .sum::<f64>()
+            / measured.len() as f64;
+        Some((messages as f64 / time.as_secs_f64(), bytes))
+    }
+}
+
+/// Runs `cases` as one criterion group, each case's drain size as its throughput, noting each
+/// drain in `drains`; prints each case's msg/s once it is measured.
+pub(crate) fn group<B, C: DrainCase<B>>(
+    c: &mut Criterion,
+    runtime: &tokio::runtime::Runtime,
+    bench: &B,
+    drains: &Drains<C>,
+    name: &str,
+    cases: &[C],
+) {
+    let mut group = c.benchmark_group(name);
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(SAMPLES)
+        // One drain of warm-up, then one drain per sample (criterion warns that 10 samples
+        // do not fit in 1 s, and runs them: fewer is not possible).
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_secs(1));
+    for &case in cases {
+        group.throughput(Throughput::Elements(case.size(bench) as u64));
+        group.bench_function(BenchmarkId::from_parameter(case.label()), |b| {
+            b.to_async(runtime).iter_custom(|count| async move {
+                let mut time = Duration::ZERO;
+                for _ in 0..count {
+                    let drain = case.drain(bench).await;
+                    time += drain.time;
+                    drains.note(case, drain);
+                }
+                time
+            })
+        });
+        if let Some((rate, _)) = drains.throughput(case) {
+            println!(
+                "{name} | {}: {rate:.0} msg/s ({} per drain)",
+                case.label(),
+                case.size(bench)
+            );
+        }
+    }
+    group.finish();
 }

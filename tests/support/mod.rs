@@ -62,6 +62,24 @@ pub(crate) fn amqp_url(test: &str) -> Option<String> {
     }
 }
 
+/// A message of contract `contract` version 1 from context `tests`, as the relay sends it, with
+/// no key and no trace.
+pub(crate) fn message(contract: &str, data: serde_json::Value) -> tidings::transport::Message {
+    let id = uuid::Uuid::now_v7();
+    tidings::transport::Message {
+        id,
+        source: "tests".to_owned(),
+        contract: contract.to_owned(),
+        version: 1,
+        key: None,
+        time: chrono::Utc::now(),
+        correlation_id: id,
+        causation_id: None,
+        traceparent: None,
+        data,
+    }
+}
+
 /// A pool on `url`, and an empty schema named after `test`, for this test alone.
 pub(crate) async fn fresh_schema(url: &str, test: &str) -> (sqlx::PgPool, String) {
     let pool = sqlx::postgres::PgPoolOptions::new()
