@@ -570,21 +570,24 @@ impl Inner {
         }
     }
 
-    /// Forgets the connection of `generation` (and its publishing channel), after a failure on
-    /// it, so that the next request opens a new one; a newer connection is kept.
-    async fn forget(&self, generation: u64, why: &str) {
+    /// After a failure on the connection of `generation`: forgets its publishing channel, and
+    /// the connection itself if it is closed or `stuck` (it did not answer), so that the next
+    /// request opens new ones; a newer connection is kept, and so is one that is still up when
+    /// only a channel failed.
+    async fn forget(&self, generation: u64, why: &str, stuck: bool) {
         let mut link = self.link.lock().await;
-        if link
-            .connection
-            .as_ref()
-            .is_some_and(|(current, _)| *current == generation)
-        {
-            if matches!(self.connector, Connector::Url(_)) {
-                self.lost(why);
-                link.connection = None;
-            }
-            link.publisher = None;
+        let Some((current, connection)) = &link.connection else {
+            return;
+        };
+        if *current != generation {
+            return;
         }
+        let lost = stuck || !connection.status().connected();
+        if lost && matches!(self.connector, Connector::Url(_)) {
+            self.lost(why);
+            link.connection = None;
+        }
+        link.publisher = None;
     }
 
     /// A new channel on the current connection.
@@ -602,7 +605,7 @@ impl Inner {
         {
             Ok(channel) => Ok((generation, channel)),
             Err(error) => {
-                self.forget(generation, "a channel could not be opened")
+                self.forget(generation, "a channel could not be opened", false)
                     .await;
                 Err(error)
             }
@@ -642,7 +645,7 @@ impl Inner {
             }
             Err(error) => {
                 drop(link);
-                self.forget(generation, "a channel could not be opened")
+                self.forget(generation, "a channel could not be opened", false)
                     .await;
                 Err(error)
             }
@@ -859,6 +862,7 @@ impl Inner {
                 .await
         })
         .await;
+        let timed_out = confirmed.is_err();
         let error = match confirmed {
             Ok(Ok(Confirmation::Ack(None))) => return Ok(()),
             Ok(Ok(Confirmation::Ack(Some(returned)))) => {
@@ -904,8 +908,9 @@ impl Inner {
             ),
         };
         // Whatever happened to the channel, the next publication opens another (and a new
-        // connection if this one is lost or stuck).
-        self.forget(generation, "a publication failed on it").await;
+        // connection if this one is lost, or stuck: no confirmation came).
+        self.forget(generation, "a publication failed on it", timed_out)
+            .await;
         Err(error)
     }
 
@@ -942,7 +947,8 @@ impl Inner {
             }),
             Err(error) => {
                 if error.kind() == ErrorKind::Unavailable {
-                    self.forget(generation, "a consumer could not start").await;
+                    self.forget(generation, "a consumer could not start", false)
+                        .await;
                 }
                 Err(error)
             }
@@ -1030,7 +1036,7 @@ impl Inbound for RabbitMqInbound {
                 .map(|consuming| (consuming.generation, consuming.queue))
                 .unwrap_or_default();
             self.inner
-                .forget(generation, "a consumer's channel closed")
+                .forget(generation, "a consumer's channel closed", false)
                 .await;
             crate::sync::lock(&self.inner.declared).remove(&queue);
             Some(Err(TransportError::new(
