@@ -762,89 +762,30 @@ async fn f5_latency_then_a_blackhole_on_the_broker_link() {
     };
     let proxy = LinkProxy::start(nats.port()).await;
     proxy.latency(Duration::from_millis(50));
-    let db = support::TempDb::new();
-    let ledger = Dep::new(Ledger::default());
-    let publishing =
-        Recording::new(builder(NatsStorage::Memory).from_jetstream(jetstream(&proxy.url()).await));
+    let publishing = builder(NatsStorage::Memory).from_jetstream(jetstream(&proxy.url()).await);
     let consuming = builder(NatsStorage::Memory).from_jetstream(jetstream(&nats.url()).await);
-    let (orders, orders_running) =
-        publisher(publishing.clone(), SqliteStore::open(&db.0).await.unwrap()).await;
-    let (_billing, billing_running) =
-        consumer("billing", consuming.clone(), &ledger, quick_retry()).await;
-    let reader = sqlx::SqlitePool::connect_with(SqliteStore::connect_options(&db.0))
-        .await
-        .expect("a pool of the test's own on the SQLite file");
-
-    let committed = Arc::new(Mutex::new(Vec::new()));
-    let watch = AckWatch::start(Arc::clone(&committed), publishing.clone(), {
-        let reader = reader.clone();
-        move || waiting_in_sqlite(&reader)
-    });
-    let keys = keys(4);
-    let place_rounds = |seqs: std::ops::Range<u32>| {
-        let (orders, committed, keys) = (&orders, &committed, &keys);
-        async move {
-            for seq in seqs {
-                for key in keys {
-                    place(orders, committed, key, seq).await;
-                }
-            }
-        }
-    };
+    let mut run = OutboxRun::start(publishing, consuming.clone()).await;
 
     // 50 ms each way: the orders flow, slower.
-    place_rounds(0..3).await;
-    let first: BTreeSet<Order> = committed.lock().unwrap().iter().cloned().collect();
-    assert!(
-        support::eventually(PATIENCE, || async { ledger.has_all("bill", &first) }).await,
-        "{TEST}: the orders arrived through a slow link"
-    );
+    run.place_rounds(0..3).await;
+    run.all_arrive(TEST, "the orders arrived through a slow link")
+        .await;
 
     // A blackhole: nothing comes through, nothing is closed. The relay's publications time
     // out (the client waits 1 s for an acknowledgement), and are made again.
-    proxy.blackhole();
-    let failed = || {
-        publishing
-            .attempts()
-            .iter()
-            .filter(|a| a.outcome.is_err())
-            .count()
-    };
-    let failed_before = failed();
-    let from = committed.lock().unwrap().len();
-    place_rounds(3..6).await;
-    let during: BTreeSet<Order> = committed.lock().unwrap()[from..].iter().cloned().collect();
-    assert!(
-        support::eventually(PATIENCE, || async {
-            failed() >= failed_before + keys.len()
-        })
-        .await,
-        "{TEST}: publications timed out in the blackhole"
-    );
-    let waiting = waiting_in_sqlite(&reader)
-        .await
-        .expect("the SQLite file reads");
-    let acknowledged = publishing.acknowledged();
-    proxy.heal();
-    assert!(
-        during.is_subset(&waiting),
-        "{TEST}: orders placed in the blackhole left the outbox: {:?}",
-        during.difference(&waiting).collect::<Vec<_>>()
-    );
-    assert!(
-        during.is_disjoint(&acknowledged),
-        "{TEST}: the broker acknowledged through a blackhole"
-    );
+    let during = run
+        .through_a_blackhole(TEST, || proxy.blackhole(), || proxy.heal(), 3..6)
+        .await;
 
     // Healed: what the proxy held goes on, the relay's retries go through, and more orders.
-    place_rounds(6..8).await;
-    settle(&[&orders_running]).await;
-    let (looks, unacknowledged) = watch.finish().await;
-    let committed = committed.lock().unwrap().clone();
-    let expected: BTreeSet<Order> = committed.iter().cloned().collect();
-    let arrived =
-        support::eventually(PATIENCE, || async { ledger.has_all("bill", &expected) }).await;
-    settle(&[&orders_running, &billing_running]).await;
+    run.place_rounds(6..8).await;
+    let Drained {
+        committed,
+        arrived,
+        looks,
+        unacknowledged,
+    } = run.drain().await;
+    let (ledger, publishing) = (&run.ledger, &run.publishing);
 
     let stream = StreamContent::read(&nats.url(), &consuming).await;
     let at_consumer = Tally::new(&committed, &ledger.orders("bill"));
@@ -899,8 +840,7 @@ async fn f5_latency_then_a_blackhole_on_the_broker_link() {
     at_consumer.assert_nothing_lost(TEST);
     at_consumer.assert_in_order(TEST, "the consumer");
 
-    orders_running.shutdown().await.unwrap();
-    billing_running.shutdown().await.unwrap();
+    run.shutdown().await;
 }
 
 /// Places `seqs` rounds of orders, one per key of four, in one transaction of the use case's

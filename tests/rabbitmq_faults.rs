@@ -23,7 +23,7 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use faults::*;
@@ -31,7 +31,7 @@ use lapin::options::BasicPublishOptions;
 use support::broker::LinkProxy;
 use support::rabbit::{Rabbit, Tracked};
 use tidings::prelude::*;
-use tidings::{ErrorKind, RabbitMqTransport, SqliteStore};
+use tidings::{ErrorKind, RabbitMqTransport};
 use uuid::Uuid;
 
 /// One test at a time: two cores are few, and the broker is shared.
@@ -95,84 +95,51 @@ async fn f4_every_connection_cut_while_use_cases_keep_publishing() {
     };
     let proxy = LinkProxy::start_to(broker_address(&rabbit.url).await).await;
     let url = through(&rabbit.url, proxy.port());
-    let db = support::TempDb::new();
-    let ledger = Dep::new(Ledger::default());
     let consuming = rabbit.track(transport(&rabbit, &url).await);
-    let publishing = Recording::new(rabbit.track(transport(&rabbit, &url).await));
-    let (_billing, billing_running) =
-        consumer("billing", consuming.clone(), &ledger, quick_retry()).await;
-    let (orders, orders_running) =
-        publisher(publishing.clone(), SqliteStore::open(&db.0).await.unwrap()).await;
-    let reader = sqlx::SqlitePool::connect_with(SqliteStore::connect_options(&db.0))
-        .await
-        .expect("a pool of the test's own on the SQLite file");
+    let publishing = rabbit.track(transport(&rabbit, &url).await);
+    let mut run = OutboxRun::start(publishing, consuming).await;
 
-    let committed = Arc::new(Mutex::new(Vec::new()));
-    let watch = AckWatch::start(Arc::clone(&committed), publishing.clone(), {
-        let reader = reader.clone();
-        move || waiting_in_sqlite(&reader)
-    });
-    let keys = keys(4);
-    let round = |seq: u32| {
-        let (orders, committed, keys) = (&orders, &committed, &keys);
-        async move {
-            for key in keys {
-                place(orders, committed, key, seq).await;
-            }
-        }
-    };
-
-    round(0).await;
-    let first: BTreeSet<Order> = committed.lock().unwrap().iter().cloned().collect();
-    assert!(
-        support::eventually(PATIENCE, || async { ledger.has_all("bill", &first) }).await,
-        "{TEST}: the first orders arrived with the link up"
-    );
+    run.place_rounds(0..1).await;
+    run.all_arrive(TEST, "the first orders arrived with the link up")
+        .await;
     let mut seq = 1;
     for _outage in 0..2 {
         proxy.cut_all();
         proxy.refuse();
         for _ in 0..6 {
-            round(seq).await;
+            run.place_rounds(seq..seq + 1).await;
             seq += 1;
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
         proxy.heal();
-        for _ in 0..3 {
-            round(seq).await;
-            seq += 1;
-        }
+        run.place_rounds(seq..seq + 3).await;
+        seq += 3;
     }
 
-    settle(&[&orders_running]).await;
-    let (looks, unacknowledged) = watch.finish().await;
-    let committed = committed.lock().unwrap().clone();
-    let expected: BTreeSet<Order> = committed.iter().cloned().collect();
-    let arrived =
-        support::eventually(PATIENCE, || async { ledger.has_all("bill", &expected) }).await;
-    settle(&[&orders_running, &billing_running]).await;
-
-    let at_consumer = Tally::new(&committed, &ledger.orders("bill"));
-    let attempts = publishing.attempts();
+    let drained = run.drain().await;
+    let at_consumer = Tally::new(&drained.committed, &run.ledger.orders("bill"));
+    let attempts = run.publishing.attempts();
     let failed: Vec<&Attempt> = attempts.iter().filter(|a| a.outcome.is_err()).collect();
     println!(
-        "{TEST} (quorum queues): {}; connections refused {}; relay attempts {}, failed {}; {looks} \
+        "{TEST} (quorum queues): {}; connections refused {}; relay attempts {}, failed {}; {} \
          looks at the outbox",
         at_consumer.line(),
         proxy.refused(),
         attempts.len(),
-        failed.len()
+        failed.len(),
+        drained.looks
     );
     assert!(
-        arrived,
+        drained.arrived,
         "{TEST}: not everything arrived: {}",
         at_consumer.line()
     );
     assert!(proxy.refused() > 0, "{TEST}: nobody tried to reconnect");
-    assert!(looks > 0, "{TEST}: the watch never read the outbox");
+    assert!(drained.looks > 0, "{TEST}: the watch never read the outbox");
     assert!(
-        unacknowledged.is_empty(),
-        "{TEST}: left the outbox without the broker's confirmation: {unacknowledged:?}"
+        drained.unacknowledged.is_empty(),
+        "{TEST}: left the outbox without the broker's confirmation: {:?}",
+        drained.unacknowledged
     );
     let acknowledged: BTreeSet<Uuid> = attempts
         .iter()
@@ -196,9 +163,7 @@ async fn f4_every_connection_cut_while_use_cases_keep_publishing() {
         at_consumer.duplicates, 0,
         "{TEST}: the inbox lets nothing in twice"
     );
-
-    orders_running.shutdown().await.unwrap();
-    billing_running.shutdown().await.unwrap();
+    run.shutdown().await;
 }
 
 /// F5: the publisher's link becomes a blackhole (the proxy holds everything, both ways, and
@@ -213,100 +178,39 @@ async fn f5_a_blackhole_on_the_publishers_link() {
         return;
     };
     let proxy = LinkProxy::start_to(broker_address(&rabbit.url).await).await;
-    let db = support::TempDb::new();
-    let ledger = Dep::new(Ledger::default());
     let consuming = rabbit.track(transport(&rabbit, &rabbit.url).await);
-    let publishing =
-        Recording::new(rabbit.track(transport(&rabbit, &through(&rabbit.url, proxy.port())).await));
-    let (_billing, billing_running) =
-        consumer("billing", consuming.clone(), &ledger, quick_retry()).await;
-    let (orders, orders_running) =
-        publisher(publishing.clone(), SqliteStore::open(&db.0).await.unwrap()).await;
-    let reader = sqlx::SqlitePool::connect_with(SqliteStore::connect_options(&db.0))
-        .await
-        .expect("a pool of the test's own on the SQLite file");
+    let publishing = rabbit.track(transport(&rabbit, &through(&rabbit.url, proxy.port())).await);
+    let mut run = OutboxRun::start(publishing, consuming).await;
 
-    let committed = Arc::new(Mutex::new(Vec::new()));
-    let watch = AckWatch::start(Arc::clone(&committed), publishing.clone(), {
-        let reader = reader.clone();
-        move || waiting_in_sqlite(&reader)
-    });
-    let keys = keys(4);
-    let place_rounds = |seqs: std::ops::Range<u32>| {
-        let (orders, committed, keys) = (&orders, &committed, &keys);
-        async move {
-            for seq in seqs {
-                for key in keys {
-                    place(orders, committed, key, seq).await;
-                }
-            }
-        }
-    };
+    run.place_rounds(0..2).await;
+    run.all_arrive(TEST, "the first orders arrived").await;
+    // Publications get no confirmation and time out (1 s), and are made again.
+    let during = run
+        .through_a_blackhole(TEST, || proxy.blackhole(), || proxy.heal(), 2..5)
+        .await;
+    run.place_rounds(5..7).await;
 
-    place_rounds(0..2).await;
-    let first: BTreeSet<Order> = committed.lock().unwrap().iter().cloned().collect();
-    assert!(
-        support::eventually(PATIENCE, || async { ledger.has_all("bill", &first) }).await,
-        "{TEST}: the first orders arrived"
-    );
-
-    proxy.blackhole();
-    let failed = || {
-        publishing
-            .attempts()
-            .iter()
-            .filter(|a| a.outcome.is_err())
-            .count()
-    };
-    let from = committed.lock().unwrap().len();
-    place_rounds(2..5).await;
-    let during: BTreeSet<Order> = committed.lock().unwrap()[from..].iter().cloned().collect();
-    assert!(
-        support::eventually(PATIENCE, || async { failed() >= keys.len() }).await,
-        "{TEST}: publications timed out in the blackhole"
-    );
-    let waiting = waiting_in_sqlite(&reader)
-        .await
-        .expect("the SQLite file reads");
-    let acknowledged = publishing.acknowledged();
-    proxy.heal();
-    assert!(
-        during.is_subset(&waiting),
-        "{TEST}: orders placed in the blackhole left the outbox: {:?}",
-        during.difference(&waiting).collect::<Vec<_>>()
-    );
-    assert!(
-        during.is_disjoint(&acknowledged),
-        "{TEST}: the broker confirmed through a blackhole"
-    );
-
-    place_rounds(5..7).await;
-    settle(&[&orders_running]).await;
-    let (looks, unacknowledged) = watch.finish().await;
-    let committed = committed.lock().unwrap().clone();
-    let expected: BTreeSet<Order> = committed.iter().cloned().collect();
-    let arrived =
-        support::eventually(PATIENCE, || async { ledger.has_all("bill", &expected) }).await;
-    settle(&[&orders_running, &billing_running]).await;
-
-    let at_consumer = Tally::new(&committed, &ledger.orders("bill"));
-    let attempts = publishing.attempts();
+    let drained = run.drain().await;
+    let at_consumer = Tally::new(&drained.committed, &run.ledger.orders("bill"));
+    let attempts = run.publishing.attempts();
     println!(
         "{TEST} (quorum queues): {}; {} placed in the blackhole; relay attempts {}, failed {}; \
-         {looks} looks at the outbox",
+         {} looks at the outbox",
         at_consumer.line(),
         during.len(),
         attempts.len(),
-        failed()
+        run.failed(),
+        drained.looks
     );
     assert!(
-        arrived,
+        drained.arrived,
         "{TEST}: not everything arrived: {}",
         at_consumer.line()
     );
     assert!(
-        unacknowledged.is_empty(),
-        "{TEST}: left the outbox without the broker's confirmation: {unacknowledged:?}"
+        drained.unacknowledged.is_empty(),
+        "{TEST}: left the outbox without the broker's confirmation: {:?}",
+        drained.unacknowledged
     );
     for attempt in attempts.iter().filter(|a| a.outcome.is_err()) {
         assert_eq!(attempt.outcome, Err(ErrorKind::Unavailable), "{TEST}");
@@ -314,9 +218,7 @@ async fn f5_a_blackhole_on_the_publishers_link() {
     at_consumer.assert_nothing_lost(TEST);
     at_consumer.assert_in_order(TEST, "the consumer");
     assert_eq!(at_consumer.duplicates, 0, "{TEST}: the handler ran once");
-
-    orders_running.shutdown().await.unwrap();
-    billing_running.shutdown().await.unwrap();
+    run.shutdown().await;
 }
 
 /// F6: the proxy cuts the publisher's connection right after it forwarded a publication to the

@@ -591,3 +591,168 @@ pub(crate) async fn f7_undecodable_and_failing<P, C, G>(
     orders_running.shutdown().await.unwrap();
     audit_running.shutdown().await.unwrap();
 }
+
+/// What F4 and F5 set up on any broker: the consuming `billing` app on `consuming`, then the
+/// publishing `orders` app on `publishing` (recorded) and a SQLite file, the orders committed
+/// so far, and the watch that no order leaves the outbox without the broker's acknowledgement.
+pub(crate) struct OutboxRun<T> {
+    pub(crate) orders: Tidings,
+    pub(crate) orders_running: Running,
+    pub(crate) billing_running: Running,
+    pub(crate) ledger: Dep<Ledger>,
+    pub(crate) publishing: Recording<T>,
+    pub(crate) committed: Arc<Mutex<Vec<Order>>>,
+    /// A pool of the test's own on the publisher's SQLite file.
+    pub(crate) reader: sqlx::SqlitePool,
+    /// The keys of each round of orders.
+    pub(crate) keys: Vec<String>,
+    watch: Option<AckWatch>,
+    _db: crate::support::TempDb,
+}
+
+/// How an [`OutboxRun`] ended.
+pub(crate) struct Drained {
+    /// Every order committed, in order.
+    pub(crate) committed: Vec<Order>,
+    /// Whether the consumer saw every one.
+    pub(crate) arrived: bool,
+    /// How many times the watch read the outbox.
+    pub(crate) looks: usize,
+    /// The orders that left the outbox without the broker's acknowledgement.
+    pub(crate) unacknowledged: BTreeSet<Order>,
+}
+
+impl<T: Transport + Clone> OutboxRun<T> {
+    pub(crate) async fn start(publishing: T, consuming: impl Transport) -> Self {
+        let db = crate::support::TempDb::new();
+        let ledger = Dep::new(Ledger::default());
+        let publishing = Recording::new(publishing);
+        let (_billing, billing_running) =
+            consumer("billing", consuming, &ledger, quick_retry()).await;
+        let store = tidings::SqliteStore::open(&db.0)
+            .await
+            .expect("the SQLite file opens");
+        let (orders, orders_running) = publisher(publishing.clone(), store).await;
+        let reader = sqlx::SqlitePool::connect_with(tidings::SqliteStore::connect_options(&db.0))
+            .await
+            .expect("a pool of the test's own on the SQLite file");
+        let committed = Arc::new(Mutex::new(Vec::new()));
+        let watch = AckWatch::start(Arc::clone(&committed), publishing.clone(), {
+            let reader = reader.clone();
+            move || waiting_in_sqlite(&reader)
+        });
+        OutboxRun {
+            orders,
+            orders_running,
+            billing_running,
+            ledger,
+            publishing,
+            committed,
+            reader,
+            keys: keys(4),
+            watch: Some(watch),
+            _db: db,
+        }
+    }
+
+    /// Places one order per key for each of `seqs`.
+    pub(crate) async fn place_rounds(&self, seqs: std::ops::Range<u32>) {
+        for seq in seqs {
+            for key in &self.keys {
+                place(&self.orders, &self.committed, key, seq).await;
+            }
+        }
+    }
+
+    /// The orders committed so far.
+    pub(crate) fn placed(&self) -> BTreeSet<Order> {
+        self.committed.lock().unwrap().iter().cloned().collect()
+    }
+
+    /// Waits until the consumer saw every order placed so far, or fails saying `what`.
+    pub(crate) async fn all_arrive(&self, test: &str, what: &str) {
+        let placed = self.placed();
+        assert!(
+            crate::support::eventually(PATIENCE, || async { self.ledger.has_all("bill", &placed) })
+                .await,
+            "{test}: {what}"
+        );
+    }
+
+    /// The publications that failed so far.
+    pub(crate) fn failed(&self) -> usize {
+        self.publishing
+            .attempts()
+            .iter()
+            .filter(|a| a.outcome.is_err())
+            .count()
+    }
+
+    /// F5's blackhole: `blackhole()` holds the publisher's link, rounds `seqs` are placed, the
+    /// relay's publications time out; the orders placed meanwhile must all still wait in the
+    /// outbox, none acknowledged, when `heal()` ends it. Returns those orders.
+    pub(crate) async fn through_a_blackhole(
+        &self,
+        test: &str,
+        blackhole: impl FnOnce(),
+        heal: impl FnOnce(),
+        seqs: std::ops::Range<u32>,
+    ) -> BTreeSet<Order> {
+        blackhole();
+        let failed_before = self.failed();
+        let from = self.committed.lock().unwrap().len();
+        self.place_rounds(seqs).await;
+        let during: BTreeSet<Order> = self.committed.lock().unwrap()[from..]
+            .iter()
+            .cloned()
+            .collect();
+        assert!(
+            crate::support::eventually(PATIENCE, || async {
+                self.failed() >= failed_before + self.keys.len()
+            })
+            .await,
+            "{test}: publications timed out in the blackhole"
+        );
+        let waiting = waiting_in_sqlite(&self.reader)
+            .await
+            .expect("the SQLite file reads");
+        let acknowledged = self.publishing.acknowledged();
+        heal();
+        assert!(
+            during.is_subset(&waiting),
+            "{test}: orders placed in the blackhole left the outbox: {:?}",
+            during.difference(&waiting).collect::<Vec<_>>()
+        );
+        assert!(
+            during.is_disjoint(&acknowledged),
+            "{test}: the broker acknowledged through a blackhole"
+        );
+        during
+    }
+
+    /// Lets the publisher drain, stops the watch, waits for the consumer to see every order and
+    /// both apps to settle.
+    pub(crate) async fn drain(&mut self) -> Drained {
+        settle(&[&self.orders_running]).await;
+        let watch = self.watch.take().expect("the run is drained once");
+        let (looks, unacknowledged) = watch.finish().await;
+        let committed = self.committed.lock().unwrap().clone();
+        let expected: BTreeSet<Order> = committed.iter().cloned().collect();
+        let arrived = crate::support::eventually(PATIENCE, || async {
+            self.ledger.has_all("bill", &expected)
+        })
+        .await;
+        settle(&[&self.orders_running, &self.billing_running]).await;
+        Drained {
+            committed,
+            arrived,
+            looks,
+            unacknowledged,
+        }
+    }
+
+    pub(crate) async fn shutdown(self) {
+        self.orders_running.shutdown().await.unwrap();
+        self.billing_running.shutdown().await.unwrap();
+    }
+}
