@@ -337,3 +337,46 @@ async fn f7_undecodable_payloads_and_a_failing_handler_are_dead_lettered() {
     f7_undecodable_and_failing(TEST, "quorum queues", publishing, consuming, garbage).await;
     let _ = connection.close(200, "OK".into()).await;
 }
+
+/// Each change of the connection's state is one log line: publications failing again and again
+/// while the link is down say nothing more, and the return of the connection is said once.
+#[tokio::test]
+async fn a_lost_connection_and_its_return_are_one_log_line_each() {
+    const TEST: &str = "a_lost_connection_and_its_return_are_one_log_line_each";
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(rabbit) = Rabbit::new(TEST) else {
+        return;
+    };
+    let (printed, _guard) = support::Printed::capture();
+    let proxy = LinkProxy::start_to(broker_address(&rabbit.url).await).await;
+    let transport = rabbit.track(transport(&rabbit, &through(&rabbit.url, proxy.port())).await);
+    let reader = tidings::transport::Subscription {
+        contract: CONTRACT.to_owned(),
+        version: 1,
+        context: "reader".to_owned(),
+    };
+    drop(transport.subscribe(reader).await.unwrap());
+    let publish = || {
+        tidings::transport::Transport::publish(
+            &transport,
+            support::message(CONTRACT, serde_json::json!({ "key": "k", "seq": 1 })),
+        )
+    };
+    publish().await.expect("published with the link up");
+
+    proxy.cut_all();
+    proxy.refuse();
+    for _ in 0..5 {
+        let error = publish().await.expect_err("the link is down");
+        assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
+    }
+    proxy.heal();
+    let back = support::eventually(PATIENCE, || async { publish().await.is_ok() }).await;
+    assert!(back, "{TEST}: publishing works again once the link is back");
+
+    let text = printed.text();
+    let count = |line: &str| text.matches(line).count();
+    assert_eq!(count("connected to RabbitMQ exchange"), 1, "{text}");
+    assert_eq!(count("lost the connection to RabbitMQ"), 1, "{text}");
+    assert_eq!(count("connected to RabbitMQ again"), 1, "{text}");
+}

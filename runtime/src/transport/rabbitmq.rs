@@ -271,7 +271,7 @@ impl RabbitMqTransportBuilder {
                 settings: self.settings,
                 link: tokio::sync::Mutex::default(),
                 declared: std::sync::Mutex::default(),
-                up: AtomicBool::new(true),
+                up: AtomicBool::new(false),
                 generation: AtomicU64::new(0),
             }),
         }
@@ -428,7 +428,8 @@ struct Inner {
     window: Arc<Semaphore>,
     /// The exchanges and queues declared on the current connection.
     declared: std::sync::Mutex<HashSet<String>>,
-    /// Whether the connection was up when last seen: one log line per change.
+    /// Whether the connection was up when last seen (not before the first one): one log line
+    /// per change.
     up: AtomicBool,
     /// Counts the connections opened, so that a failure drops only the one it happened on.
     generation: AtomicU64,
@@ -550,10 +551,11 @@ impl Inner {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         crate::sync::lock(&self.declared).clear();
         if !self.up.swap(true, Ordering::SeqCst) {
-            tracing::info!(
-                exchange = %self.settings.exchange,
-                "connected to RabbitMQ again"
-            );
+            if generation == 1 {
+                tracing::info!(exchange = %self.settings.exchange, "connected to RabbitMQ");
+            } else {
+                tracing::info!(exchange = %self.settings.exchange, "connected to RabbitMQ again");
+            }
         }
         link.connection = Some((generation, Arc::clone(&connection)));
         Ok((generation, connection))
