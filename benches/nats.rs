@@ -69,8 +69,11 @@
 //! Each case is a criterion benchmark of `sample_size(10)`, one drain per sample plus one of
 //! warm-up (`iter_custom`: the time of the drains alone), with `Throughput::Elements` of the
 //! messages drained. The summary at the end gives each case's msg/s over its measured drains,
-//! the ratios, and the host's load average at the start and the end: the bench and the server
-//! share the machine's cores with whatever else runs, and the figures move with it. Without
+//! the ratios, this process's CPU time per message over the drains (every thread of the bench,
+//! which runs the app or the raw arm and the client, not the server's: what tidings costs
+//! besides the broker, a figure that moves less than msg/s with the host's load), and the
+//! host's load average at the start and the end: the bench and the server share the machine's
+//! cores with whatever else runs, and the figures move with it. Without
 //! `--bench` (as `cargo test --benches` runs it) each case drains a small backlog once.
 //!
 //! Run: `DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p tidings-benches
@@ -99,7 +102,8 @@ use tidings::transport::cloudevents;
 use tidings::{InMemoryStore, NatsTransport};
 
 use broker::{
-    Drain, FreshStore, KEYED, ROWS_PER_EVENT, SAMPLES, StoreKind, UNKEYED, host, timed_on_worker,
+    Drain, FreshStore, KEYED, ROWS_PER_EVENT, SAMPLES, StoreKind, UNKEYED, host, process_cpu,
+    timed_on_worker,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -355,10 +359,11 @@ impl Bench {
         let transport = self.transport();
         self.stream(&transport, contract).await;
         let store = self.store(kind).await;
-        let time = broker::relay_drain(transport.clone(), &store, keys, rows, WINDOW).await;
+        let (time, cpu) = broker::relay_drain(transport.clone(), &store, keys, rows, WINDOW).await;
         store.remove().await;
         Drain {
             time,
+            cpu,
             messages: rows,
             bytes_per_message: self.finish_stream(&transport, contract).await,
         }
@@ -370,9 +375,12 @@ impl Bench {
         let transport = self.transport();
         self.stream(&transport, UNKEYED).await;
         let messages = wire_messages(rows);
+        let cpu = process_cpu();
         let time = timed_on_worker(publish_raw(transport.clone(), messages, window)).await;
+        let cpu = process_cpu().saturating_sub(cpu);
         Drain {
             time,
+            cpu,
             messages: rows,
             bytes_per_message: self.finish_stream(&transport, UNKEYED).await,
         }
@@ -385,10 +393,11 @@ impl Bench {
         self.stream(&transport, UNKEYED).await;
         publish_raw(transport.clone(), wire_messages(messages), WINDOW).await;
         let store = self.store(kind).await;
-        let time = broker::consume_drain(transport.clone(), &store, batch, messages).await;
+        let (time, cpu) = broker::consume_drain(transport.clone(), &store, batch, messages).await;
         store.remove().await;
         Drain {
             time,
+            cpu,
             messages,
             bytes_per_message: self.finish_stream(&transport, UNKEYED).await,
         }
@@ -402,9 +411,12 @@ impl Bench {
         let transport = self.transport();
         self.stream(&transport, UNKEYED).await;
         publish_raw(transport.clone(), wire_messages(messages), WINDOW).await;
+        let cpu = process_cpu();
         let time = timed_on_worker(consume_raw(transport.clone(), batch, messages)).await;
+        let cpu = process_cpu().saturating_sub(cpu);
         Drain {
             time,
+            cpu,
             messages,
             bytes_per_message: self.finish_stream(&transport, UNKEYED).await,
         }
@@ -590,7 +602,7 @@ impl broker::DrainCase<Bench> for Case {
 /// Every drain of each case.
 static DRAINS: broker::Drains<Case> = broker::Drains::new();
 
-fn throughput(case: Case) -> Option<(f64, f64)> {
+fn throughput(case: Case) -> Option<(f64, f64, f64)> {
     DRAINS.throughput(case)
 }
 
@@ -606,35 +618,38 @@ fn unordered(store: StoreKind) -> Case {
 fn summary(bench: &Bench, server: &str, host_at_start: &str) -> String {
     let sizes = bench.sizes;
     let row = |out: &mut String, case: Case, baseline: Option<Case>| {
-        let Some((rate, bytes)) = throughput(case) else {
+        let Some((rate, bytes, cpu)) = throughput(case) else {
             return;
         };
         let ratio = baseline
             .and_then(throughput)
-            .map_or("-".to_owned(), |(base, _)| format!("{:.2}x", rate / base));
+            .map_or("-".to_owned(), |(base, ..)| format!("{:.2}x", rate / base));
         let _ = writeln!(
             out,
-            "{:<44} {:>8} {:>9.0} {:>9} {:>6.0}",
+            "{:<44} {:>8} {:>9.0} {:>9} {:>6.0} {:>9.1}",
             case.label(),
             case.size(sizes),
             rate,
             ratio,
-            bytes
+            bytes,
+            cpu
         );
     };
     let header = |out: &mut String, title: &str, versus: &str| {
         let _ = writeln!(out, "{title}");
         let _ = writeln!(
             out,
-            "{:<44} {:>8} {:>9} {:>9} {:>6}",
-            "case", "messages", "msg/s", versus, "B/msg"
+            "{:<44} {:>8} {:>9} {:>9} {:>6} {:>9}",
+            "case", "messages", "msg/s", versus, "B/msg", "CPU µs/msg"
         );
     };
     let mut out = format!(
         "\nNATS summary: {server}, streams on file, 1 replica; relay window {WINDOW}\n\
          host: at start {host_at_start}; at end {}\n\
          msg/s: the messages of the measured drains (the last {SAMPLES}) over their time; \
-         B/msg: the stream's stored bytes per message\n",
+         B/msg: the stream's stored bytes per message; CPU µs/msg: this process's CPU time \
+         (every thread, not the server's) over the drains, per message: it moves less with \
+         the host's load than msg/s\n",
         host()
     );
     let raw = Some(Case::RawPublish(WINDOW));

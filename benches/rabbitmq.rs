@@ -38,7 +38,7 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use broker::{Drain, FreshStore, SAMPLES, UNKEYED, host, timed_on_worker};
+use broker::{Drain, FreshStore, SAMPLES, UNKEYED, host, process_cpu, timed_on_worker};
 use criterion::Criterion;
 use futures_util::StreamExt;
 use lapin::options::{
@@ -180,18 +180,19 @@ impl Bench {
 
     async fn drain(&self, case: Case) -> Drain {
         let size = case.size(self.smoke);
-        let time = match case {
+        let (time, cpu) = match case {
             Case::Relay(window) => {
                 let place = self.place(window).await;
                 let store = FreshStore::Memory(tidings::InMemoryStore::new());
-                let time =
+                let drained =
                     broker::relay_drain(place.transport.clone(), &store, None, size, window).await;
                 self.remove(place).await;
-                time
+                drained
             }
             Case::RawPublish(window) => {
                 let place = self.place(window).await;
                 let wire = wire(size);
+                let cpu = process_cpu();
                 let time = timed_on_worker(publish_raw(
                     self.url.clone(),
                     place.exchange.clone(),
@@ -199,29 +200,33 @@ impl Bench {
                     window,
                 ))
                 .await;
+                let cpu = process_cpu().saturating_sub(cpu);
                 self.remove(place).await;
-                time
+                (time, cpu)
             }
             Case::Consume(batch) => {
                 let place = self.place(256).await;
                 publish_raw(self.url.clone(), place.exchange.clone(), wire(size), 256).await;
                 let store = FreshStore::Memory(tidings::InMemoryStore::new());
-                let time =
+                let drained =
                     broker::consume_drain(place.transport.clone(), &store, batch, size).await;
                 self.remove(place).await;
-                time
+                drained
             }
             Case::RawConsume => {
                 let place = self.place(256).await;
                 publish_raw(self.url.clone(), place.exchange.clone(), wire(size), 256).await;
+                let cpu = process_cpu();
                 let time =
                     timed_on_worker(consume_raw(self.url.clone(), place.queue.clone(), size)).await;
+                let cpu = process_cpu().saturating_sub(cpu);
                 self.remove(place).await;
-                time
+                (time, cpu)
             }
         };
         Drain {
             time,
+            cpu,
             messages: size,
             bytes_per_message: 0.0,
         }
@@ -351,7 +356,7 @@ static DRAINS: broker::Drains<Case> = broker::Drains::new();
 
 /// Messages per second over the measured drains of `case`.
 fn throughput(case: Case) -> Option<f64> {
-    DRAINS.throughput(case).map(|(rate, _)| rate)
+    DRAINS.throughput(case).map(|(rate, ..)| rate)
 }
 
 impl broker::DrainCase<Bench> for Case {

@@ -355,7 +355,11 @@ async fn a_lost_connection_and_its_return_are_one_log_line_each() {
         version: 1,
         context: "reader".to_owned(),
     };
-    drop(transport.subscribe(reader).await.unwrap());
+    drop(
+        tidings::transport::Transport::subscribe(&transport, reader)
+            .await
+            .unwrap(),
+    );
     let publish = || {
         tidings::transport::Transport::publish(
             &transport,

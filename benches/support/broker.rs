@@ -320,6 +320,8 @@ impl FreshStore {
 /// How an arm's drain went.
 pub(crate) struct Drain {
     pub(crate) time: Duration,
+    /// The CPU time of this process (every thread; not the server's) over the drain.
+    pub(crate) cpu: Duration,
     pub(crate) messages: usize,
     /// The broker's stored bytes per message, at the end of the drain (0 where the broker
     /// does not tell).
@@ -395,7 +397,7 @@ pub(crate) async fn relay_drain<T: Transport + Clone>(
     keys: Option<u32>,
     rows: usize,
     window: usize,
-) -> Duration {
+) -> (Duration, Duration) {
     let per_event = ROWS_PER_EVENT.min(rows);
     let meter = Meter::new(false, rows);
     let app = store
@@ -426,14 +428,16 @@ pub(crate) async fn relay_drain<T: Transport + Clone>(
         .await;
 
     let start = Instant::now();
+    let cpu = process_cpu();
     meter.open.send_replace(true);
     meter.wait("the relay's drain").await;
     store
         .wait_for((0, 0), Duration::from_millis(1), "marking the rows")
         .await;
     let time = start.elapsed();
+    let cpu = process_cpu().saturating_sub(cpu);
     running.shutdown().await.expect("the shop shuts down");
-    time
+    (time, cpu)
 }
 
 /// B10: `messages` messages waiting for the `search` context on `transport`, drained by a
@@ -444,7 +448,7 @@ pub(crate) async fn consume_drain<T: Transport + Clone>(
     store: &FreshStore,
     batch: usize,
     messages: usize,
-) -> Duration {
+) -> (Duration, Duration) {
     let meter = Meter::new(true, messages);
     let app = store
         .attach(Tidings::builder("search"))
@@ -456,14 +460,39 @@ pub(crate) async fn consume_drain<T: Transport + Clone>(
         .build()
         .expect("the search context's wiring is complete");
     let start = Instant::now();
+    let cpu = process_cpu();
     let running = app.start().await.expect("the search context starts");
     meter.wait("the consumer's drain").await;
     let time = start.elapsed();
+    let cpu = process_cpu().saturating_sub(cpu);
     running
         .shutdown()
         .await
         .expect("the search context shuts down");
-    time
+    (time, cpu)
+}
+
+/// The CPU time this process has used so far, every thread (from `/proc/self/stat`, in ticks
+/// of 10 ms: a drain of a second or more reads it to about 1 %); zero where there is none.
+pub(crate) fn process_cpu() -> Duration {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            // The fields after the command's name, which is in parentheses: utime and stime
+            // are the 14th and 15th of the whole line.
+            let fields: Vec<u64> = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .ok()?;
+            Some(fields.iter().sum::<u64>())
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
 }
 
 /// Criterion samples per case, one drain each.
@@ -494,8 +523,9 @@ impl<C: Ord + Copy> Drains<C> {
     }
 
     /// Messages per second over the measured drains of `case` (the last `SAMPLES`, or all of
-    /// them in a smoke run), and the broker's bytes per message.
-    pub(crate) fn throughput(&self, case: C) -> Option<(f64, f64)> {
+    /// them in a smoke run), the broker's bytes per message, and this process's CPU
+    /// microseconds per message.
+    pub(crate) fn throughput(&self, case: C) -> Option<(f64, f64, f64)> {
         let drains = self
             .0
             .lock()
@@ -509,7 +539,12 @@ impl<C: Ord + Copy> Drains<C> {
             .map(|drain| drain.bytes_per_message)
             .sum::<f64>()
             / measured.len() as f64;
-        Some((messages as f64 / time.as_secs_f64(), bytes))
+        let cpu: Duration = measured.iter().map(|drain| drain.cpu).sum();
+        Some((
+            messages as f64 / time.as_secs_f64(),
+            bytes,
+            cpu.as_secs_f64() * 1e6 / messages as f64,
+        ))
     }
 }
 
@@ -544,7 +579,7 @@ pub(crate) fn group<B, C: DrainCase<B>>(
                 time
             })
         });
-        if let Some((rate, _)) = drains.throughput(case) {
+        if let Some((rate, ..)) = drains.throughput(case) {
             println!(
                 "{name} | {}: {rate:.0} msg/s ({} per drain)",
                 case.label(),

@@ -231,14 +231,36 @@ pub fn is_structured(content_type: Option<&str>) -> bool {
 
 /// The message as a CloudEvent in the JSON event format: the body of structured mode.
 pub fn to_structured(message: &Message) -> Vec<u8> {
-    let mut event: Map<String, Value> = attributes(message)
-        .into_iter()
-        .map(|(name, value)| (name.to_owned(), Value::String(value)))
-        .collect();
-    // An integer, as the CloudEvents type system has one.
-    event.insert("dataversion".to_owned(), Value::from(message.version));
-    event.insert("data".to_owned(), message.data.clone());
-    Value::Object(event).to_string().into_bytes()
+    let event = Structured {
+        attributes: attributes(message),
+        version: message.version,
+        data: &message.data,
+    };
+    serde_json::to_vec(&event).expect("text attributes and JSON data serialize")
+}
+
+/// A CloudEvent in the JSON event format, written straight from the message's attributes and
+/// data.
+struct Structured<'a> {
+    attributes: Vec<(&'static str, String)>,
+    version: u32,
+    data: &'a Value,
+}
+
+impl serde::Serialize for Structured<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut event = serializer.serialize_map(Some(self.attributes.len() + 1))?;
+        for (name, value) in &self.attributes {
+            match *name {
+                // An integer, as the CloudEvents type system has one.
+                "dataversion" => event.serialize_entry(name, &self.version)?,
+                _ => event.serialize_entry(name, value)?,
+            }
+        }
+        event.serialize_entry("data", self.data)?;
+        event.end()
+    }
 }
 
 /// The message in `bytes`, a CloudEvent in the JSON event format.

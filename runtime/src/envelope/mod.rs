@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::event::{DomainEvent, DynIntegrationEvent, EventKind};
 use crate::meta::EventMeta;
-use crate::store::{IntegrationRow, NewIntegrationRow, StoredEvent};
+use crate::store::{NewIntegrationRow, StoredEvent};
 use crate::transport::{Message, Subscription};
 
 use self::cloudevents::CloudEventError;
@@ -53,20 +53,27 @@ pub(crate) fn produced(
     })
 }
 
-/// An integration row, as it goes on the wire.
-pub(crate) fn message(row: &IntegrationRow) -> Message {
-    let event = &row.event;
+/// An integration event of the outbox, with its ordering key, as it goes on the wire. The
+/// payload is moved, not copied, unless the store keeps it too.
+pub(crate) fn message(event: StoredEvent, key: Option<String>) -> Message {
+    let StoredEvent {
+        meta,
+        name,
+        version,
+        payload,
+        ..
+    } = event;
     Message {
-        id: event.meta.id,
-        source: event.meta.source.clone(),
-        contract: event.name.clone(),
-        version: event.version,
-        key: row.key.clone(),
-        time: event.meta.occurred_at,
-        correlation_id: event.meta.correlation_id,
-        causation_id: event.meta.causation_id,
-        traceparent: event.meta.traceparent.clone(),
-        data: (*event.payload).clone(),
+        id: meta.id,
+        source: meta.source,
+        contract: name,
+        version,
+        key,
+        time: meta.occurred_at,
+        correlation_id: meta.correlation_id,
+        causation_id: meta.causation_id,
+        traceparent: meta.traceparent,
+        data: Arc::unwrap_or_clone(payload),
     }
 }
 

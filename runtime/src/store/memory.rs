@@ -1,6 +1,6 @@
 //! [`InMemoryStore`]: the store for tests, and the default when an app names none.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -79,6 +79,7 @@ impl Default for InMemoryStore {
             rows: BTreeMap::new(),
             archive: Vec::new(),
             keys: BTreeMap::new(),
+            unkeyed: BTreeSet::new(),
             dead: Vec::new(),
         };
         InMemoryStore {
@@ -97,6 +98,8 @@ struct MemoryState {
     archive: Vec<(DateTime<Utc>, StoredEvent)>,
     /// Rows by key, in order; rows with no key are in no queue.
     keys: BTreeMap<String, VecDeque<RowId>>,
+    /// The rows with no key, in order.
+    unkeyed: BTreeSet<RowId>,
     /// Dead letters with the events they hold.
     dead: Vec<(DeadLetter, StoredEvent)>,
     /// The last outcomes, as many as `capture` says.
@@ -235,16 +238,47 @@ impl MemoryState {
         if archive {
             self.archive.push((now, row.event));
         }
-        if let Some(key) = row.key {
-            let emptied = self.keys.get_mut(&key).is_some_and(|queue| {
-                queue.retain(|queued| *queued != id);
-                queue.is_empty()
-            });
-            if emptied {
-                self.keys.remove(&key);
+        match row.key {
+            Some(key) => {
+                let emptied = self.keys.get_mut(&key).is_some_and(|queue| {
+                    // The head, unless a row was published out of turn.
+                    if queue.front() == Some(&id) {
+                        queue.pop_front();
+                    } else {
+                        queue.retain(|queued| *queued != id);
+                    }
+                    queue.is_empty()
+                });
+                if emptied {
+                    self.keys.remove(&key);
+                }
+            }
+            None => {
+                self.unkeyed.remove(&id);
             }
         }
         Ok(())
+    }
+
+    /// The rows a claim may take, in no order: the head of each key, and every row with no key
+    /// (the first `unkeyed` of them that are unclaimed and due at `now`).
+    fn claimable(&self, now: DateTime<Utc>, unkeyed: usize) -> Vec<RowId> {
+        let mut ids: Vec<RowId> = self
+            .keys
+            .values()
+            .filter_map(|queue| queue.front().copied())
+            .collect();
+        ids.extend(
+            self.unkeyed
+                .iter()
+                .filter(|id| {
+                    self.rows
+                        .get(id)
+                        .is_some_and(|row| !row.claimed && row.due <= now)
+                })
+                .take(unkeyed),
+        );
+        ids
     }
 }
 
@@ -330,8 +364,11 @@ impl Store for InMemoryStore {
             for NewIntegrationRow { event, key } in produced {
                 let now = *now.get_or_insert_with(Utc::now);
                 let id = RowId::new(state.next());
-                if let Some(key) = &key {
-                    state.keys.entry(key.clone()).or_default().push_back(id);
+                match &key {
+                    Some(key) => state.keys.entry(key.clone()).or_default().push_back(id),
+                    None => {
+                        state.unkeyed.insert(id);
+                    }
                 }
                 let row = MemoryRow {
                     event,
@@ -474,29 +511,29 @@ impl Store for InMemoryStore {
     ) -> BoxFuture<'_, Result<Vec<IntegrationRow>, StoreError>> {
         let mut state = self.lock();
         let state = &mut *state;
-        let heads: HashSet<RowId> = state
-            .keys
-            .values()
-            .filter_map(|q| q.front().copied())
-            .collect();
-        let claimed = state
-            .rows
-            .iter_mut()
-            .filter(|(id, row)| {
-                !row.claimed && row.due <= now && (row.key.is_none() || heads.contains(id))
-            })
-            .take(limit)
-            .map(|(id, row)| {
-                row.claimed = true;
-                row.attempts += 1;
-                IntegrationRow {
-                    id: *id,
-                    event: row.event.clone(),
-                    key: row.key.clone(),
-                    attempt: row.attempts,
-                }
-            })
-            .collect();
+        // The oldest of the heads and of the rows with no key: the outbox is not walked.
+        let mut ids = state.claimable(now, limit);
+        ids.sort_unstable();
+        let mut claimed = Vec::new();
+        for id in ids {
+            if claimed.len() >= limit {
+                break;
+            }
+            let Some(row) = state.rows.get_mut(&id) else {
+                continue;
+            };
+            if row.claimed || row.due > now {
+                continue;
+            }
+            row.claimed = true;
+            row.attempts += 1;
+            claimed.push(IntegrationRow {
+                id,
+                event: row.event.clone(),
+                key: row.key.clone(),
+                attempt: row.attempts,
+            });
+        }
         Self::ready(Ok(claimed))
     }
 
@@ -544,16 +581,12 @@ impl Store for InMemoryStore {
 
     fn next_row_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
         let state = self.lock();
-        let due = state
-            .rows
-            .iter()
-            .filter(|(id, r)| {
-                !r.claimed
-                    && r.key
-                        .as_ref()
-                        .is_none_or(|key| state.keys.get(key).and_then(|q| q.front()) == Some(*id))
-            })
-            .map(|(_, r)| r.due)
+        let heads = state.keys.values().filter_map(|queue| queue.front());
+        let due = heads
+            .chain(&state.unkeyed)
+            .filter_map(|id| state.rows.get(id))
+            .filter(|row| !row.claimed)
+            .map(|row| row.due)
             .min();
         Self::ready(Ok(due))
     }

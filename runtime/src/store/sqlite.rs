@@ -262,10 +262,12 @@ impl StoredValues for SqliteRow {
     }
 }
 
-/// The store's connection for a claim, whose commit does not wait for the disk
-/// (`synchronous = NORMAL`). A claim is a lease: the commit that completes the claimed work, which
-/// does wait (`FULL`), flushes the log past the claim (the log is written in order), and a claim
-/// lost when the machine loses power is a claim expired. It saves a claim one flush.
+/// The store's connection for a claim, or the relay's mark, whose commit does not wait for the
+/// disk (`synchronous = NORMAL`). A claim is a lease: the commit that completes the claimed work,
+/// which does wait (`FULL`), flushes the log past the claim (the log is written in order), and a
+/// claim lost when the machine loses power is a claim expired. A row whose mark is lost is
+/// published again, with the same event id: a duplicate that the broker's dedupe or the
+/// consumer's inbox absorbs. It saves each of them one flush.
 ///
 /// Given back with `FULL` again by [`restore`](Self::restore); dropped before (cancelled, or
 /// failing), it closes the connection rather than give it back as it is.
@@ -276,12 +278,12 @@ impl Unflushed {
         let connection = pool
             .acquire()
             .await
-            .map_err(error("could not begin a claim"))?;
+            .map_err(error("could not take the store's connection"))?;
         let mut unflushed = Unflushed(Some(connection));
         sqlx::query("PRAGMA synchronous = NORMAL")
             .execute(unflushed.connection())
             .await
-            .map_err(error("could not begin a claim"))?;
+            .map_err(error("could not let the commit skip its flush"))?;
         Ok(unflushed)
     }
 
@@ -858,7 +860,8 @@ impl Store for SqliteStore {
             // The batch as one JSON array, for `json_each`: one statement whatever its size (two
             // with the archive, in one transaction); a row no longer in the outbox is skipped.
             let ids = row_id_list(&sql::row_id_params(&ids)?)?;
-            let mut tx = sql::begin(&self.pool).await?;
+            let mut marking = Unflushed::acquire(&self.pool).await?;
+            let mut tx = marking.begin().await?;
             if archive {
                 sqlx::query(concat!(
                     "INSERT INTO tidings_outbox_archive (id, ordering_key, published_at, ",
@@ -878,7 +881,9 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(error("could not mark rows published"))?;
-            sql::commit(tx).await
+            sql::commit(tx).await?;
+            marking.restore().await;
+            Ok(())
         })
     }
 

@@ -1,6 +1,6 @@
 //! [`NatsTransport`]: integration events through NATS JetStream, with `async-nats`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -115,7 +115,12 @@ struct Inner {
     settings: Settings,
     /// The streams known to exist with the settings' configuration.
     ready: Mutex<HashSet<String>>,
+    /// The names of each contract version met, by contract: checked once.
+    names: Mutex<HashMap<String, Versions>>,
 }
+
+/// The names of a contract's versions met so far.
+type Versions = Vec<(u32, Arc<Names>)>;
 
 /// Where a stream keeps its messages.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -267,6 +272,7 @@ impl NatsTransportBuilder {
                 jetstream,
                 settings: self.settings,
                 ready: Mutex::default(),
+                names: Mutex::default(),
             }),
         }
     }
@@ -332,9 +338,24 @@ impl NatsTransport {
         self.inner.ensure_stream(&names).await
     }
 
-    /// The names of a contract version, checked.
-    fn names(&self, contract: &str, version: u32) -> Result<Names, TransportError> {
-        self.inner.settings.names(contract, version)
+    /// The names of a contract version, checked the first time they are asked for.
+    fn names(&self, contract: &str, version: u32) -> Result<Arc<Names>, TransportError> {
+        let mut known = crate::sync::lock(&self.inner.names);
+        let names = known.get(contract).and_then(|versions| {
+            versions
+                .iter()
+                .find(|(known, _)| *known == version)
+                .map(|(_, names)| Arc::clone(names))
+        });
+        if let Some(names) = names {
+            return Ok(names);
+        }
+        let names = Arc::new(self.inner.settings.names(contract, version)?);
+        known
+            .entry(contract.to_owned())
+            .or_default()
+            .push((version, Arc::clone(&names)));
+        Ok(names)
     }
 }
 
@@ -422,6 +443,13 @@ impl Inner {
         if crate::sync::lock(&self.ready).contains(&names.stream) {
             return Ok(());
         }
+        // Boxed: the lookup and creation make a large future, which every publication would
+        // otherwise carry (and copy) for a check that passes once the stream is known.
+        Box::pin(self.create_or_check_stream(names)).await
+    }
+
+    /// Creates the stream of `names`, or checks the one that exists.
+    async fn create_or_check_stream(&self, names: &Names) -> Result<(), TransportError> {
         let wanted = self.stream_config(names);
         let existing = match self.jetstream.get_stream(&names.stream).await {
             Ok(stream) => stream.cached_info().config.clone(),
@@ -780,7 +808,7 @@ impl Transport for NatsTransport {
 /// (stream and consumer created again if they are gone) after an error.
 struct NatsInbound {
     inner: Arc<Inner>,
-    names: Names,
+    names: Arc<Names>,
     subscription: Subscription,
     messages: Option<consumer::pull::Stream>,
 }

@@ -2,26 +2,30 @@
 //! `tidings.relay` span, and marks a row published only on the broker's acknowledgement.
 //!
 //! Publications go out in a sliding window (`TidingsBuilder::relay_window`) rather than batch by
-//! batch: up to the window's size are in flight at once, across keys, each a task of its own so
-//! that it makes progress while the relay marks and claims, and as each ends the relay marks
-//! what the broker acknowledged and claims more, without waiting for the slowest of a batch.
-//! Within a key there is one publication at a time: a claim returns at most the oldest
-//! unpublished row of each key, and the next row of a key only once its head has left the
-//! outbox, which the relay marks before it claims again.
+//! batch: up to the window's size are in flight at once, across keys, and as they end the relay
+//! marks what the broker acknowledged and claims more, without waiting for the slowest of a
+//! batch. The relay polls its publications itself, and keeps them going while it waits for the
+//! store: a broker's acknowledgement wakes the relay alone, without a task of its own to
+//! schedule first. Within a key there is one publication at a time: a claim returns at most the
+//! oldest unpublished row of each key, and the next row of a key only once its head has left
+//! the outbox, which the relay marks before it claims again.
 //!
-//! Acknowledged rows are marked in batches, one store call each
-//! ([`Store::rows_published`](crate::store::Store::rows_published)): a batch is marked when it
-//! holds `batch_size` rows, or when no other publication has ended, before the relay awaits
-//! anything else. A row acknowledged and not yet marked when the process dies is published
-//! again after its claim expires, with the same event id, as it always was: the broker's
-//! dedupe or the consumer's inbox absorbs it.
+//! Store calls go by batches, so that a store that commits each call (PostgreSQL) does not pay
+//! a commit per row: acknowledged rows are marked in one call
+//! ([`Store::rows_published`](crate::store::Store::rows_published)) when they fill a batch
+//! (`batch_size`), or before a claim; a claim waits, while publications are in flight, until
+//! the window has room for a batch, and takes all the room there is. A row acknowledged and not
+//! yet marked when the process dies is published again after its claim expires, with the same
+//! event id, as it always was: the broker's dedupe or the consumer's inbox absorbs it.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use chrono::Utc;
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::watch;
-use tokio::task::{JoinError, JoinSet};
 use tracing::{Instrument, info_span};
 
 use super::Shared;
@@ -40,45 +44,55 @@ enum Ended {
 /// What the relay holds between its steps.
 struct Relay<'a> {
     shared: &'a Shared,
-    /// How many acknowledged rows are marked in one store call, at most.
-    batch: usize,
     /// The rows the broker acknowledged, to mark published.
     acknowledged: Vec<RowId>,
 }
 
 /// Publishes due integration rows, in order per key, until told to stop.
 ///
-/// The loop: take every publication that has ended, without waiting; mark the acknowledged
-/// rows; claim as many rows as the window has room for (when a claim may find any: after a
-/// mark, a wake-up, the poll interval, or a claim that came back full); then wait for the next
-/// publication to end, or, with none in flight, sleep as the dispatcher does. It stops only
-/// when nothing is in flight and nothing was due at the last claim, as before: what was due
-/// when the app was told to stop is published first.
+/// The loop: take in every publication that has ended, without waiting; when the window has
+/// room for a batch (or nothing is in flight) and a claim may find rows (after an
+/// acknowledgement, a wake-up, the poll interval, or a claim that came back full), mark the
+/// acknowledged rows and claim as many rows as the window has room for; else mark them if they
+/// fill a batch; then wait for the next publication to end, or, with none in flight, sleep as
+/// the dispatcher does. Claims and marks thus move a batch at least while the broker keeps up,
+/// and more when the store is the slower of the two: what ends while the relay waits for the
+/// store is marked, and refilled, by the next call. It stops only when nothing is in flight
+/// and nothing was due at the last claim, as before: what was due when the app was told to
+/// stop is published first. A publication that panics (in the transport) panics the relay.
 pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let window = shared.relay_window.max(1);
+    let batch = shared.batch_size.max(1);
+    // The room a claim waits for while publications are in flight.
+    let refill = batch.min(window);
     let mut relay = Relay {
         shared: &shared,
-        batch: shared.batch_size.max(1),
         acknowledged: Vec::new(),
     };
-    let mut in_flight = JoinSet::new();
+    let mut in_flight = FuturesUnordered::new();
+    // Publications that ended while the relay waited for the store.
+    let mut ended = VecDeque::new();
     let mut may_claim = true;
     let mut claimed_at = Utc::now();
     loop {
-        while let Some(ended) = in_flight.try_join_next() {
-            may_claim |= relay.ended(ended).await;
+        while let Some(end) = ended
+            .pop_front()
+            .or_else(|| in_flight.next().now_or_never().flatten())
+        {
+            relay.ended(end);
         }
-        // Nothing else has ended: the acknowledged rows are marked before anything is awaited
-        // again, and before the claim, which can then take the next row of their keys.
-        may_claim |= relay.mark().await;
-        // The claimed rows held: in flight (the acknowledged ones are marked by now).
-        let held = in_flight.len();
-        if may_claim && held < window {
-            let limit = (window - held).min(relay.batch);
+        let room = window - in_flight.len();
+        // A row acknowledged may let the claim take the next row of its key, once it is marked.
+        let claimable = may_claim || !relay.acknowledged.is_empty();
+        if claimable && (room >= refill || in_flight.is_empty()) {
+            // The acknowledged rows are marked before the claim, which can then take the next
+            // row of their keys.
+            alongside(relay.mark(), &mut in_flight, &mut ended).await;
             claimed_at = Utc::now();
-            match shared.store.claim_rows(claimed_at, limit).await {
+            let claim = shared.store.claim_rows(claimed_at, room);
+            match alongside(claim, &mut in_flight, &mut ended).await {
                 Ok(rows) => {
-                    may_claim = rows.len() >= limit;
+                    may_claim = rows.len() >= room;
                     shared.activity.start(rows.len());
                     let claimed = !rows.is_empty();
                     // A row can come back while the end of its last publication is not yet
@@ -86,7 +100,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                     // when its claim expired while the broker took its time. Either way it is
                     // published again, as the store asks.
                     for row in rows {
-                        in_flight.spawn(publish(Arc::clone(&shared), row));
+                        in_flight.push(publish(&shared, row));
                     }
                     if claimed {
                         continue;
@@ -97,8 +111,16 @@ pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                     may_claim = false;
                 }
             }
+        } else if relay.acknowledged.len() >= batch {
+            alongside(relay.mark(), &mut in_flight, &mut ended).await;
+            continue;
+        }
+        if !ended.is_empty() {
+            continue;
         }
         if in_flight.is_empty() {
+            // Whatever a failed claim left acknowledged is marked before the relay sleeps.
+            relay.mark().await;
             if *stop.borrow() {
                 return;
             }
@@ -111,53 +133,46 @@ pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             }
             may_claim = true;
         } else {
-            let ended = tokio::select! {
-                ended = in_flight.join_next() => ended,
-                () = shared.relay_wake.notified() => None,
-                () = tokio::time::sleep(shared.poll_interval) => None,
-            };
-            match ended {
-                Some(ended) => may_claim |= relay.ended(ended).await,
+            tokio::select! {
+                Some(end) = in_flight.next() => relay.ended(end),
                 // New rows were announced, or rows scheduled for later may be due.
-                None => may_claim = true,
+                () = shared.relay_wake.notified() => may_claim = true,
+                () = tokio::time::sleep(shared.poll_interval) => may_claim = true,
             }
         }
     }
 }
 
+/// Awaits `call` while the publications `in_flight` go on; those that end meanwhile are kept in
+/// `ended`, in the order they ended.
+async fn alongside<T, P: Future<Output = Ended>>(
+    call: impl Future<Output = T>,
+    in_flight: &mut FuturesUnordered<P>,
+    ended: &mut VecDeque<Ended>,
+) -> T {
+    let mut call = std::pin::pin!(call);
+    loop {
+        tokio::select! {
+            biased;
+            output = &mut call => return output,
+            Some(end) = in_flight.next(), if !in_flight.is_empty() => ended.push_back(end),
+        }
+    }
+}
+
 impl Relay<'_> {
-    /// Takes in a publication's end; marks the acknowledged rows if they fill a batch. Returns
-    /// whether it marked any. A publication that panicked (in the transport) panics the relay,
-    /// as it did when the relay awaited its publications itself.
-    async fn ended(&mut self, ended: Result<Ended, JoinError>) -> bool {
-        let ended = match ended {
-            Ok(ended) => ended,
-            Err(error) => match error.try_into_panic() {
-                Ok(panic) => std::panic::resume_unwind(panic),
-                // Only a runtime that shuts down cancels a publication, taking the relay along.
-                Err(error) => {
-                    tracing::error!(%error, "a publication was cancelled");
-                    return false;
-                }
-            },
-        };
+    /// Takes in a publication's end.
+    fn ended(&mut self, ended: Ended) {
         match ended {
-            Ended::Acknowledged(id) => {
-                self.acknowledged.push(id);
-                if self.acknowledged.len() >= self.batch {
-                    return self.mark().await;
-                }
-            }
+            Ended::Acknowledged(id) => self.acknowledged.push(id),
             Ended::Failed => {}
         }
-        false
     }
 
-    /// Marks the acknowledged rows published, in one store call. Returns
-    /// whether there were any.
-    async fn mark(&mut self) -> bool {
+    /// Marks the acknowledged rows published, in one store call.
+    async fn mark(&mut self) {
         if self.acknowledged.is_empty() {
-            return false;
+            return;
         }
         let rows = std::mem::take(&mut self.acknowledged);
         let archive = self.shared.retention.archive_window().is_some();
@@ -167,13 +182,12 @@ impl Relay<'_> {
             tracing::error!(%error, rows = count, "could not record publications' outcome");
         }
         self.shared.activity.finish(count);
-        true
     }
 }
 
 /// Publishes one integration row; on failure reschedules it, and on acknowledgement leaves it
 /// to be marked.
-async fn publish(shared: Arc<Shared>, row: IntegrationRow) -> Ended {
+async fn publish(shared: &Shared, row: IntegrationRow) -> Ended {
     let span = info_span!(
         "tidings.relay",
         contract = %row.event.name,
@@ -181,10 +195,14 @@ async fn publish(shared: Arc<Shared>, row: IntegrationRow) -> Ended {
         correlation_id = %row.event.meta.correlation_id,
         attempt = row.attempt,
     );
-    let message = envelope::message(&row);
     let IntegrationRow {
-        id, key, attempt, ..
+        id,
+        event,
+        key,
+        attempt,
     } = row;
+    // Only a failure's log line names the key again.
+    let message = envelope::message(event, key.clone());
     async {
         let error = match shared.transport.publish(message).await {
             Ok(()) => {
