@@ -337,6 +337,29 @@ impl<T: Transport + Clone> Recording<T> {
             .filter_map(|a| a.order)
             .collect()
     }
+
+    /// Asserts that every publication that failed was ambiguous ([`ErrorKind::Unavailable`]:
+    /// worth retrying) and was later acknowledged under the same event id.
+    pub(crate) fn assert_failures_retried(&self, test: &str) {
+        let attempts = self.attempts();
+        let acknowledged: BTreeSet<Uuid> = attempts
+            .iter()
+            .filter(|a| a.outcome.is_ok())
+            .map(|a| a.id)
+            .collect();
+        for attempt in attempts.iter().filter(|a| a.outcome.is_err()) {
+            assert_eq!(
+                attempt.outcome,
+                Err(ErrorKind::Unavailable),
+                "{test}: a publication that failed this way is worth retrying"
+            );
+            assert!(
+                acknowledged.contains(&attempt.id),
+                "{test}: event {} failed and was never acknowledged under its id",
+                attempt.id
+            );
+        }
+    }
 }
 
 impl<T: Transport + Clone> Transport for Recording<T> {
