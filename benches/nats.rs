@@ -80,131 +80,31 @@
 //! --bench nats` (a few minutes; without `DATABASE_URL`, the in-memory store only).
 #![allow(missing_docs)]
 
+#[path = "support/broker.rs"]
+mod broker;
 mod support;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::future::Future;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer};
-use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use criterion::Criterion;
 use futures_util::future::join_all;
 use futures_util::{FutureExt, StreamExt};
 use sqlx::postgres::PgPool;
 use tidings::PostgresStore;
-use tidings::prelude::*;
-use tidings::store::Store;
-use tidings::transport::{
-    BoxFuture, Inbound, Message, Received, Subscription, Transport, TransportError, cloudevents,
+use tidings::transport::cloudevents;
+use tidings::{InMemoryStore, NatsTransport};
+
+use broker::{
+    Drain, FreshStore, KEYED, ROWS_PER_EVENT, SAMPLES, StoreKind, UNKEYED, host, process_cpu,
+    timed_on_worker,
 };
-use tidings::{InMemoryStore, NatsTransport, TidingsBuilder};
-use tokio::sync::{Notify, watch};
-
-// ---------------------------------------------------------------------------------------------
-// The events: the `shop` context publishes, the `search` context consumes.
-
-pub mod shop {
-    use tidings::prelude::*;
-
-    tidings::context!("shop");
-
-    /// A use case imported `count` orders at once; `keys` ordering keys, or none when 0.
-    #[domain_event]
-    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-    pub struct OrdersImported {
-        pub batch: u64,
-        pub count: u32,
-    }
-
-    /// The same, for the contract with an ordering key.
-    #[domain_event]
-    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-    pub struct CustomerOrdersImported {
-        pub batch: u64,
-        pub count: u32,
-        pub keys: u32,
-    }
-
-    /// The contract with no ordering key (B6, B10).
-    #[integration_event(name = "bench.order-placed", version = 1, from = OrdersImported)]
-    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-    pub struct OrderPlacedIntegrationEvent {
-        pub order_id: String,
-        pub customer_id: String,
-        pub total_cents: i64,
-        pub lines: u32,
-    }
-
-    /// The contract ordered per customer (B8).
-    #[integration_event(
-        name = "bench.customer-order-placed",
-        version = 1,
-        from = CustomerOrdersImported,
-        key = customer_id
-    )]
-    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-    pub struct CustomerOrderPlacedIntegrationEvent {
-        pub order_id: String,
-        pub customer_id: String,
-        pub total_cents: i64,
-        pub lines: u32,
-    }
-
-    /// Order `i` of batch `batch`, of customer `customer`.
-    pub fn order(batch: u64, i: u32, customer: u32) -> OrderPlacedIntegrationEvent {
-        OrderPlacedIntegrationEvent {
-            order_id: format!("order-{batch:06}-{i:06}"),
-            customer_id: format!("customer-{customer:06}"),
-            total_cents: 1_000 + i64::from(i % 9_000),
-            lines: 1 + i % 7,
-        }
-    }
-
-    #[handles]
-    fn translate_orders(event: &OrdersImported) -> Vec<OrderPlacedIntegrationEvent> {
-        (0..event.count).map(|i| order(event.batch, i, i)).collect()
-    }
-
-    #[handles]
-    fn translate_customer_orders(
-        event: &CustomerOrdersImported,
-    ) -> Vec<CustomerOrderPlacedIntegrationEvent> {
-        (0..event.count)
-            .map(|i| {
-                let order = order(event.batch, i, i % event.keys.max(1));
-                CustomerOrderPlacedIntegrationEvent {
-                    order_id: order.order_id,
-                    customer_id: order.customer_id,
-                    total_cents: order.total_cents,
-                    lines: order.lines,
-                }
-            })
-            .collect()
-    }
-}
-
-pub mod search {
-    use tidings::prelude::*;
-
-    tidings::context!("search");
-
-    /// The inbound handler of B10: does nothing.
-    #[handles]
-    fn note_order(event: &super::shop::OrderPlacedIntegrationEvent) {
-        std::hint::black_box(event);
-    }
-}
-
-use shop::{CustomerOrdersImported, OrdersImported};
-
-const UNKEYED: &str = "bench.order-placed";
-const KEYED: &str = "bench.customer-order-placed";
 
 // ---------------------------------------------------------------------------------------------
 // Sizes.
@@ -237,9 +137,6 @@ const POSTGRES_ONE_KEY_ROWS: usize = 500;
 /// Rows of a B8 backlog on 16 keys in PostgreSQL: 1,600 to 3,000 msg/s, for the same reason.
 const POSTGRES_SIXTEEN_KEY_ROWS: usize = 2_000;
 
-/// Integration events one domain event's translation returns, while a backlog is built.
-const ROWS_PER_EVENT: usize = 1_000;
-
 /// Messages in the stream for a B10 drain.
 const MESSAGES: usize = 10_000;
 
@@ -252,12 +149,6 @@ const WINDOW: usize = 256;
 
 /// The ordering keys of B8.
 const KEY_COUNTS: [u32; 3] = [1, 16, 1_024];
-
-/// Criterion samples per case, one drain each.
-const SAMPLES: usize = 10;
-
-/// The longest a drain, or the build of a backlog, may take before the bench gives up.
-const TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The sizes of a run: full with `--bench`, small otherwise.
 #[derive(Clone, Copy)]
@@ -382,209 +273,8 @@ async fn jetstream_answers(url: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // The transport wrapper: closed while a backlog is built, and counting acknowledgements.
 
-/// What a [`Metered`] transport shares with the bench.
-struct Meter {
-    /// Whether publications may go out.
-    open: watch::Sender<bool>,
-    /// Publications the stream acknowledged, and received messages acknowledged.
-    acks: AtomicUsize,
-    /// The count of `acks` to announce on `reached`.
-    target: usize,
-    reached: Notify,
-}
-
-impl Meter {
-    fn new(open: bool, target: usize) -> Arc<Self> {
-        Arc::new(Meter {
-            open: watch::Sender::new(open),
-            acks: AtomicUsize::new(0),
-            target,
-            reached: Notify::new(),
-        })
-    }
-
-    fn acked(&self) {
-        if self.acks.fetch_add(1, Ordering::Relaxed) + 1 == self.target {
-            // `notify_one` keeps the permit if the bench is not waiting yet.
-            self.reached.notify_one();
-        }
-    }
-
-    /// Waits until `target` acknowledgements were counted, at most `TIMEOUT`.
-    async fn wait(&self, what: &str) {
-        if tokio::time::timeout(TIMEOUT, self.reached.notified())
-            .await
-            .is_err()
-        {
-            panic!(
-                "{what}: {} of {} acknowledgements after {TIMEOUT:?}",
-                self.acks.load(Ordering::Relaxed),
-                self.target
-            );
-        }
-    }
-}
-
-/// A `NatsTransport` whose publications wait while the meter is closed, and whose
-/// acknowledgements (of publications and of received messages) the meter counts.
-#[derive(Clone)]
-struct Metered {
-    inner: NatsTransport,
-    meter: Arc<Meter>,
-}
-
-impl Transport for Metered {
-    fn publish(&self, message: Message) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(async move {
-            if !*self.meter.open.borrow() {
-                let mut open = self.meter.open.subscribe();
-                let _ = open.wait_for(|open| *open).await;
-            }
-            let published = self.inner.publish(message).await;
-            if published.is_ok() {
-                self.meter.acked();
-            }
-            published
-        })
-    }
-
-    fn subscribe(
-        &self,
-        subscription: Subscription,
-    ) -> BoxFuture<'_, Result<Box<dyn Inbound>, TransportError>> {
-        Box::pin(async move {
-            let inner = self.inner.subscribe(subscription).await?;
-            Ok(Box::new(MeteredInbound {
-                inner,
-                meter: Arc::clone(&self.meter),
-            }) as Box<dyn Inbound>)
-        })
-    }
-}
-
-struct MeteredInbound {
-    inner: Box<dyn Inbound>,
-    meter: Arc<Meter>,
-}
-
-impl Inbound for MeteredInbound {
-    fn next(&mut self) -> BoxFuture<'_, Option<Result<Received, TransportError>>> {
-        Box::pin(async move {
-            let mut received = match self.inner.next().await? {
-                Ok(received) => received,
-                Err(error) => return Some(Err(error)),
-            };
-            // The message moves to the new `Received`; what stays behind is never read.
-            let message = std::mem::replace(&mut received.message, placeholder());
-            let meter = Arc::clone(&self.meter);
-            Some(Ok(Received::new(message, move || {
-                let ack = received.ack();
-                Box::pin(async move {
-                    let acked = ack.await;
-                    if acked.is_ok() {
-                        meter.acked();
-                    }
-                    acked
-                })
-            })))
-        })
-    }
-}
-
-/// A message that allocates nothing.
-fn placeholder() -> Message {
-    Message {
-        id: uuid::Uuid::nil(),
-        source: String::new(),
-        contract: String::new(),
-        version: 0,
-        key: None,
-        time: chrono::DateTime::UNIX_EPOCH,
-        correlation_id: uuid::Uuid::nil(),
-        causation_id: None,
-        traceparent: None,
-        data: serde_json::Value::Null,
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Stores.
-
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-enum StoreKind {
-    Memory,
-    Postgres,
-}
-
-impl StoreKind {
-    fn name(self) -> &'static str {
-        match self {
-            StoreKind::Memory => "memory",
-            StoreKind::Postgres => "postgres",
-        }
-    }
-}
-
-/// A fresh, empty store of one drain, and a handle on it to count what waits.
-enum FreshStore {
-    Memory(InMemoryStore),
-    /// With its schema, dropped afterwards.
-    Postgres(PostgresStore, PgPool, String),
-}
-
-impl FreshStore {
-    fn attach(&self, builder: TidingsBuilder) -> TidingsBuilder {
-        match self {
-            FreshStore::Memory(store) => builder.store(store.clone()),
-            FreshStore::Postgres(store, ..) => builder.store(store.clone()),
-        }
-    }
-
-    /// The deliveries and the integration rows waiting.
-    async fn pending(&self) -> (usize, usize) {
-        match self {
-            FreshStore::Memory(store) => store.count_pending().await,
-            FreshStore::Postgres(store, ..) => store.count_pending().await,
-        }
-        .expect("the store counts what waits")
-    }
-
-    /// Waits until the store holds exactly `wanted` (deliveries, rows), polling every `every`.
-    async fn wait_for(&self, wanted: (usize, usize), every: Duration, what: &str) {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let pending = self.pending().await;
-            if pending == wanted {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: the store holds {pending:?} (deliveries, rows), not {wanted:?}, \
-                 after {TIMEOUT:?}"
-            );
-            tokio::time::sleep(every).await;
-        }
-    }
-
-    async fn remove(self) {
-        if let FreshStore::Postgres(_, pool, schema) = self {
-            support::drop_schema(&pool, &schema).await;
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The drains.
-
-/// How an arm's drain went.
-struct Drain {
-    time: Duration,
-    /// The CPU time of this process (every thread; not the server's) over the drain.
-    cpu: Duration,
-    messages: usize,
-    /// The stream's bytes per stored message, at the end of the drain.
-    bytes_per_message: f64,
-}
 
 /// What the drains share: the server, the client, the database, names unique to the run.
 struct Bench {
@@ -665,50 +355,11 @@ impl Bench {
     /// B6 and B8 (`keys`: `None` for no ordering key): a backlog of `rows` integration rows
     /// built by a started app with its transport closed, then drained once it opens.
     async fn relay(&self, kind: StoreKind, keys: Option<u32>, rows: usize) -> Drain {
-        let per_event = ROWS_PER_EVENT.min(rows);
         let contract = if keys.is_some() { KEYED } else { UNKEYED };
         let transport = self.transport();
         self.stream(&transport, contract).await;
         let store = self.store(kind).await;
-        let meter = Meter::new(false, rows);
-        let app = store
-            .attach(Tidings::builder("shop"))
-            .transport(Metered {
-                inner: transport.clone(),
-                meter: Arc::clone(&meter),
-            })
-            .relay_window(WINDOW)
-            .build()
-            .expect("the shop's wiring is complete");
-        let running = app.start().await.expect("the shop starts");
-        let events = app.domain_events();
-        let count = u32::try_from(per_event).expect("a small count");
-        for batch in 0..(rows / per_event) as u64 {
-            let published = match keys {
-                None => events.publish(OrdersImported { batch, count }).await,
-                Some(keys) => {
-                    events
-                        .publish(CustomerOrdersImported { batch, count, keys })
-                        .await
-                }
-            };
-            published.expect("the use case's event is recorded");
-        }
-        store
-            .wait_for((0, rows), Duration::from_millis(10), "building the backlog")
-            .await;
-
-        let start = Instant::now();
-        let cpu = process_cpu();
-        meter.open.send_replace(true);
-        meter.wait("the relay's drain").await;
-        store
-            .wait_for((0, 0), Duration::from_millis(1), "marking the rows")
-            .await;
-        let time = start.elapsed();
-        let cpu = process_cpu().saturating_sub(cpu);
-
-        running.shutdown().await.expect("the shop shuts down");
+        let (time, cpu) = broker::relay_drain(transport.clone(), &store, keys, rows, WINDOW).await;
         store.remove().await;
         Drain {
             time,
@@ -742,28 +393,7 @@ impl Bench {
         self.stream(&transport, UNKEYED).await;
         publish_raw(transport.clone(), wire_messages(messages), WINDOW).await;
         let store = self.store(kind).await;
-        let meter = Meter::new(true, messages);
-        let app = store
-            .attach(Tidings::builder("search"))
-            .transport(Metered {
-                inner: transport.clone(),
-                meter: Arc::clone(&meter),
-            })
-            .inbox_batch(batch)
-            .build()
-            .expect("the search context's wiring is complete");
-
-        let start = Instant::now();
-        let cpu = process_cpu();
-        let running = app.start().await.expect("the search context starts");
-        meter.wait("the consumer's drain").await;
-        let time = start.elapsed();
-        let cpu = process_cpu().saturating_sub(cpu);
-
-        running
-            .shutdown()
-            .await
-            .expect("the search context shuts down");
+        let (time, cpu) = broker::consume_drain(transport.clone(), &store, batch, messages).await;
         store.remove().await;
         Drain {
             time,
@@ -791,19 +421,6 @@ impl Bench {
             bytes_per_message: self.finish_stream(&transport, UNKEYED).await,
         }
     }
-}
-
-/// Runs `work` as a task of the runtime's workers, as the app's own tasks run (a future that
-/// `block_on` polls on the main thread pays a thread hand-off at each wake-up); returns how
-/// long it took.
-async fn timed_on_worker(work: impl Future<Output = ()> + Send + 'static) -> Duration {
-    tokio::spawn(async move {
-        let start = Instant::now();
-        work.await;
-        start.elapsed()
-    })
-    .await
-    .expect("the raw arm ran to its end")
 }
 
 /// Creates a durable pull consumer on the unkeyed contract's stream of `transport`, with the
@@ -858,47 +475,18 @@ struct Wire {
     payload: Vec<u8>,
 }
 
-/// `count` messages of the unkeyed contract as tidings puts them on the wire: the envelope of
-/// an integration event a translation produced (the domain event's correlation id and W3C
-/// trace, the domain event as cause), as a structured CloudEvent.
+/// `count` messages of the unkeyed contract as tidings puts them on the wire: the envelopes
+/// the relay publishes, as structured CloudEvents.
 fn wire_messages(count: usize) -> Vec<Wire> {
-    let per_event = ROWS_PER_EVENT.min(count).max(1);
-    let mut cause = EventMeta::new("shop");
-    (0..count)
-        .map(|n| {
-            if n % per_event == 0 {
-                cause = EventMeta::new("shop");
-                // As tidings starts a trace for a use case's event.
-                cause.traceparent = Some(format!(
-                    "00-{:032x}-{:016x}-01",
-                    uuid::Uuid::now_v7().as_u128(),
-                    cause.id.as_u128() as u64 | 1
-                ));
-            }
-            let i = u32::try_from(n % per_event).expect("a small count");
-            let meta = cause.caused("shop");
-            let order = shop::order((n / per_event) as u64, i, i);
-            let message = Message {
-                id: meta.id,
-                source: meta.source,
-                contract: UNKEYED.to_owned(),
-                version: 1,
-                key: None,
-                time: meta.occurred_at,
-                correlation_id: meta.correlation_id,
-                causation_id: meta.causation_id,
-                traceparent: meta.traceparent,
-                data: serde_json::to_value(order).expect("the contract encodes as JSON"),
-            };
-            Wire {
-                id: message.id.to_string(),
-                traceparent: message.traceparent.clone().unwrap_or_default(),
-                payload: cloudevents::to_structured(&message),
-            }
+    broker::envelopes(count)
+        .iter()
+        .map(|message| Wire {
+            id: message.id.to_string(),
+            traceparent: message.traceparent.clone().unwrap_or_default(),
+            payload: cloudevents::to_structured(message),
         })
         .collect()
 }
-
 /// Publishes `messages` on the unkeyed contract's subject of `transport` with `async-nats`,
 /// `window` acknowledgements awaited at most, oldest first; returns once all are acknowledged.
 async fn publish_raw(transport: NatsTransport, messages: Vec<Wire>, window: usize) {
@@ -988,9 +576,19 @@ impl Case {
             Case::Consume(StoreKind::Memory, _) | Case::RawConsume(_) => sizes.messages,
         }
     }
+}
+
+impl broker::DrainCase<Bench> for Case {
+    fn label(self) -> String {
+        Case::label(self)
+    }
+
+    fn size(self, bench: &Bench) -> usize {
+        Case::size(self, bench.sizes)
+    }
 
     async fn drain(self, bench: &Bench) -> Drain {
-        let size = self.size(bench.sizes);
+        let size = Case::size(self, bench.sizes);
         match self {
             Case::Relay(store) => bench.relay(store, None, size).await,
             Case::Keyed(store, keys) => bench.relay(store, keys, size).await,
@@ -1001,104 +599,11 @@ impl Case {
     }
 }
 
-/// Every drain of each case: warm-up (criterion's first) included.
-static DRAINS: Mutex<BTreeMap<Case, Vec<Drain>>> = Mutex::new(BTreeMap::new());
+/// Every drain of each case.
+static DRAINS: broker::Drains<Case> = broker::Drains::new();
 
-fn note(case: Case, drain: Drain) {
-    DRAINS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .entry(case)
-        .or_default()
-        .push(drain);
-}
-
-/// Messages per second over the measured drains of `case` (the last `SAMPLES`, or all of them
-/// in a smoke run), the stream's bytes per message, and this process's CPU microseconds per
-/// message.
 fn throughput(case: Case) -> Option<(f64, f64, f64)> {
-    let drains = DRAINS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let drains = drains.get(&case)?;
-    let measured = &drains[drains.len().saturating_sub(SAMPLES)..];
-    let messages: usize = measured.iter().map(|drain| drain.messages).sum();
-    let time: Duration = measured.iter().map(|drain| drain.time).sum();
-    let bytes = measured
-        .iter()
-        .map(|drain| drain.bytes_per_message)
-        .sum::<f64>()
-        / measured.len() as f64;
-    let cpu: Duration = measured.iter().map(|drain| drain.cpu).sum();
-    Some((
-        messages as f64 / time.as_secs_f64(),
-        bytes,
-        cpu.as_secs_f64() * 1e6 / messages as f64,
-    ))
-}
-
-/// The CPU time this process has used so far, every thread (from `/proc/self/stat`, in ticks
-/// of 10 ms: a drain of a second or more reads it to about 1 %); zero where there is none.
-fn process_cpu() -> Duration {
-    let ticks = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| {
-            // The fields after the command's name, which is in parentheses: utime and stime
-            // are the 14th and 15th of the whole line.
-            let fields: Vec<u64> = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .skip(11)
-                .take(2)
-                .map(str::parse)
-                .collect::<Result<_, _>>()
-                .ok()?;
-            Some(fields.iter().sum::<u64>())
-        })
-        .unwrap_or(0);
-    Duration::from_millis(ticks * 10)
-}
-
-/// Runs `cases` as one criterion group, each case's drain size as its throughput; prints each
-/// case's msg/s once it is measured.
-fn group(
-    c: &mut Criterion,
-    runtime: &tokio::runtime::Runtime,
-    bench: &Bench,
-    name: &str,
-    cases: &[Case],
-) {
-    let mut group = c.benchmark_group(name);
-    group
-        .sampling_mode(SamplingMode::Flat)
-        .sample_size(SAMPLES)
-        // One drain of warm-up, then one drain per sample (criterion warns that 10 samples
-        // do not fit in 1 s, and runs them: fewer is not possible).
-        .warm_up_time(Duration::from_millis(1))
-        .measurement_time(Duration::from_secs(1));
-    for &case in cases {
-        group.throughput(Throughput::Elements(case.size(bench.sizes) as u64));
-        group.bench_function(BenchmarkId::from_parameter(case.label()), |b| {
-            b.to_async(runtime).iter_custom(|drains| async move {
-                let mut time = Duration::ZERO;
-                for _ in 0..drains {
-                    let drain = case.drain(bench).await;
-                    time += drain.time;
-                    note(case, drain);
-                }
-                time
-            })
-        });
-        if let Some((rate, ..)) = throughput(case) {
-            println!(
-                "{name} | {}: {rate:.0} msg/s ({} per drain)",
-                case.label(),
-                case.size(bench.sizes)
-            );
-        }
-    }
-    group.finish();
+    DRAINS.throughput(case)
 }
 
 /// B8's baseline on `store`: the relay of the same number of rows with no key (on PostgreSQL,
@@ -1108,16 +613,6 @@ fn unordered(store: StoreKind) -> Case {
         StoreKind::Memory => Case::Keyed(store, None),
         StoreKind::Postgres => Case::Relay(store),
     }
-}
-
-/// The host, for the summary: CPUs and load average.
-fn host() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".to_owned());
-    format!("{cpus} CPUs, load average (1 min) {load}")
 }
 
 fn summary(bench: &Bench, server: &str, host_at_start: &str) -> String {
@@ -1258,7 +753,7 @@ fn main() {
 
     let mut relay = vec![Case::RawPublish(WINDOW), Case::RawPublish(1)];
     relay.extend(stores.iter().map(|&store| Case::Relay(store)));
-    group(&mut c, &runtime, &bench, "B6 relay drain", &relay);
+    broker::group(&mut c, &runtime, &bench, &DRAINS, "B6 relay drain", &relay);
 
     let keyed: Vec<Case> = stores
         .iter()
@@ -1272,7 +767,14 @@ fn main() {
             )
         })
         .collect();
-    group(&mut c, &runtime, &bench, "B8 relay drain by key", &keyed);
+    broker::group(
+        &mut c,
+        &runtime,
+        &bench,
+        &DRAINS,
+        "B8 relay drain by key",
+        &keyed,
+    );
 
     let mut consume: Vec<Case> = INBOX_BATCHES.map(Case::RawConsume).to_vec();
     consume.extend(
@@ -1280,7 +782,14 @@ fn main() {
             .iter()
             .flat_map(|&store| INBOX_BATCHES.map(|batch| Case::Consume(store, batch))),
     );
-    group(&mut c, &runtime, &bench, "B10 consume drain", &consume);
+    broker::group(
+        &mut c,
+        &runtime,
+        &bench,
+        &DRAINS,
+        "B10 consume drain",
+        &consume,
+    );
 
     c.final_summary();
     println!("{}", summary(&bench, &server, &host_at_start));

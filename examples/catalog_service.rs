@@ -1,10 +1,12 @@
 //! The catalog service of the two-service example: its use cases put products on sale, its
 //! domain handlers react in-process, and a translation publishes the contract
-//! `catalog.product-updated` to NATS, through an outbox in a SQLite file. Run the search service
-//! in another terminal (`cargo run --example search_service`), then:
+//! `catalog.product-updated` to the broker (NATS JetStream or RabbitMQ, by the URL's scheme),
+//! through an outbox in a SQLite file. Run the search service in another terminal (`cargo run
+//! --example search_service`, with the same broker), then:
 //!
 //! ```sh
-//! cargo run --example catalog_service        # NATS_URL, default nats://127.0.0.1:4222
+//! cargo run --example catalog_service        # BROKER_URL (or NATS_URL), default nats://127.0.0.1:4222
+//! BROKER_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run --example catalog_service
 //! ```
 //!
 //! Each line ends with the event's id and its correlation id; the search service prints the same
@@ -16,9 +18,9 @@
 
 use std::time::Duration;
 
-use support::{catalog_command, data_dir, dollars, ids, short};
+use support::{broker_url, catalog_command, data_dir, dollars, ids, on_broker, short};
+use tidings::SqliteStore;
 use tidings::prelude::*;
-use tidings::{NatsTransport, SqliteStore};
 
 mod support;
 
@@ -76,14 +78,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if catalog_command("catalog_service")? {
         return Ok(());
     }
-    let nats = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let broker = broker_url();
     let store = SqliteStore::open(data_dir()?.join("catalog.db")).await?;
-    let app = Tidings::builder("catalog")
-        .store(store)
-        .transport(NatsTransport::connect(&nats).await?)
+    let app = on_broker(Tidings::builder("catalog").store(store), &broker)
+        .await?
         .build()?;
     let running = app.start().await?;
-    println!("[catalog] on {nats}: putting three products on sale");
+    println!("[catalog] on {broker}: putting three products on sale");
 
     for (product_id, name, price_cents) in [
         ("p-1", "Espresso machine", 19_900),
@@ -105,7 +106,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Every handler ran and every integration event reached the broker.
     running.settle_for(Duration::from_secs(60)).await?;
-    println!("[catalog] all three are on NATS; done");
+    println!("[catalog] all three are on {broker}; done");
     running.shutdown().await?;
     Ok(())
 }

@@ -1,9 +1,12 @@
 //! The search service of the two-service example: it consumes the catalog's contract
-//! `catalog.product-updated` from NATS, with an inbox in a SQLite file, and keeps an index.
+//! `catalog.product-updated` from the broker (NATS JetStream or RabbitMQ, by the URL's scheme in
+//! `BROKER_URL`, or `NATS_URL`; default nats://127.0.0.1:4222), with an inbox in a SQLite file,
+//! and keeps an index.
 //!
 //! ```sh
 //! cargo run --example search_service                       # until Ctrl-C
 //! cargo run --example search_service -- p-1,p-2,p-3 60     # until those are indexed, at most 60 s
+//! BROKER_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run --example search_service -- p-1,p-2,p-3 60
 //! cargo run --example search_service -- catalog            # its event catalog, into examples/docs/
 //! ```
 
@@ -11,9 +14,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use support::{catalog_command, data_dir, dollars, ids};
+use support::{broker_url, catalog_command, data_dir, dollars, ids, on_broker};
+use tidings::SqliteStore;
 use tidings::prelude::*;
-use tidings::{NatsTransport, SqliteStore};
 use tokio::sync::Notify;
 
 mod support;
@@ -78,22 +81,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_default();
     let timeout = Duration::from_secs(args.next().map_or(Ok(60), |s| s.parse())?);
 
-    let nats = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let broker = broker_url();
     let store = SqliteStore::open(data_dir()?.join("search.db")).await?;
     let index = Dep::new(SearchIndex::default());
-    let app = Tidings::builder("search")
-        .store(store)
-        .transport(NatsTransport::connect(&nats).await?)
+    let app = on_broker(Tidings::builder("search").store(store), &broker)
+        .await?
         .provide_dep(index.clone())
         .build()?;
     let running = app.start().await?;
 
     if expected.is_empty() {
-        println!("[search] on {nats}: consuming catalog.product-updated until Ctrl-C");
+        println!("[search] on {broker}: consuming catalog.product-updated until Ctrl-C");
         tokio::signal::ctrl_c().await?;
     } else {
         println!(
-            "[search] on {nats}: waiting for {} ({timeout:?} at most)",
+            "[search] on {broker}: waiting for {} ({timeout:?} at most)",
             expected.join(", ")
         );
         let indexed = tokio::time::timeout(timeout, async {

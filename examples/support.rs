@@ -1,5 +1,5 @@
-//! What the examples share: short ids and prices to print, the two services' data folder, and
-//! the `catalog` command.
+//! What the examples share: short ids and prices to print, the two services' data folder and
+//! broker, and the `catalog` command.
 
 // Each example uses a part of it.
 #![allow(dead_code)]
@@ -7,7 +7,7 @@
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
-use tidings::EventMeta;
+use tidings::{EventMeta, NatsTransport, RabbitMqTransport, TidingsBuilder};
 
 /// The last 8 hex digits of an id. (A UUIDv7 starts with its timestamp: the first digits are
 /// the same for every event of a run.)
@@ -62,4 +62,26 @@ pub(crate) fn catalog_command(name: &str) -> Result<bool, tidings::catalog::Cata
         println!("wrote {}", path.display());
     }
     Ok(true)
+}
+
+/// The broker of the two-service example: `$BROKER_URL`, else `$NATS_URL`, else the NATS server
+/// on this machine. Its scheme picks the transport.
+pub(crate) fn broker_url() -> String {
+    std::env::var("BROKER_URL")
+        .or_else(|_| std::env::var("NATS_URL"))
+        .unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+/// `builder` with the transport that `url`'s scheme names: `nats://` (NATS JetStream) or
+/// `amqp://` / `amqps://` (RabbitMQ). Nothing else in the services depends on the broker.
+pub(crate) async fn on_broker(
+    builder: TidingsBuilder,
+    url: &str,
+) -> Result<TidingsBuilder, Box<dyn std::error::Error>> {
+    let scheme = url.split("://").next().unwrap_or_default();
+    Ok(match scheme {
+        "nats" | "tls" => builder.transport(NatsTransport::connect(url).await?),
+        "amqp" | "amqps" => builder.transport(RabbitMqTransport::connect(url).await?),
+        _ => return Err(format!("`{url}`: a broker URL starts with nats:// or amqp://").into()),
+    })
 }

@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use tidings::prelude::*;
 use tidings::testing::{Capabilities, Patience, transport_conformance_with};
-use tidings::transport::{Message, Subscription, Transport};
+use tidings::transport::{Subscription, Transport};
 use tidings::{ErrorKind, NatsStorage, NatsTransport, NatsTransportBuilder, Running};
 use uuid::Uuid;
 
@@ -92,23 +92,6 @@ impl Drop for Broker {
             });
         });
         let _ = cleanup.join();
-    }
-}
-
-/// A message of contract `contract` version 1, as the relay sends it.
-fn message(contract: &str, data: serde_json::Value) -> Message {
-    let id = Uuid::now_v7();
-    Message {
-        id,
-        source: "tests".to_owned(),
-        contract: contract.to_owned(),
-        version: 1,
-        key: None,
-        time: chrono::Utc::now(),
-        correlation_id: id,
-        causation_id: None,
-        traceparent: None,
-        data,
     }
 }
 
@@ -293,7 +276,7 @@ async fn a_message_published_twice_is_received_once() {
         })
         .await
         .unwrap();
-    let sent = message(contract, json!({ "n": 1 }));
+    let sent = support::message(contract, json!({ "n": 1 }));
     transport.publish(sent.clone()).await.unwrap();
     transport.publish(sent.clone()).await.unwrap();
 
@@ -324,7 +307,7 @@ async fn a_message_larger_than_the_server_takes_is_refused() {
     };
     let transport = broker.transport().await;
     let max_payload = broker.client().await.server_info().max_payload;
-    let big = message("tests.big", json!({ "blob": "x".repeat(max_payload + 1) }));
+    let big = support::message("tests.big", json!({ "blob": "x".repeat(max_payload + 1) }));
     let error = transport.publish(big).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Refused, "{error}");
 }
@@ -356,7 +339,9 @@ async fn a_stream_of_another_configuration_is_refused() {
     assert!(text.contains(&format!("NATS stream `{stream}`")), "{text}");
     assert!(text.contains("duplicate_window is 30s, not 120s"), "{text}");
 
-    let publish = transport.publish(message(contract, json!({}))).await;
+    let publish = transport
+        .publish(support::message(contract, json!({})))
+        .await;
     assert_eq!(publish.unwrap_err().kind(), ErrorKind::Invalid);
     let subscribe = transport
         .subscribe(Subscription {

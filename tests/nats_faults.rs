@@ -18,247 +18,24 @@
 //! ledger line: tidings' "no event is lost" is never stronger than the broker's acknowledgement.
 //! The tests run one at a time, so that two servers do not compete for the cores.
 
+#[path = "faults/mod.rs"]
+mod faults;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::json;
 use support::broker::{LinkProxy, PrivateNats};
 use tidings::prelude::*;
-use tidings::store::Store;
 use tidings::transport::{BoxFuture, Inbound, Message, Subscription, Transport, cloudevents};
-use tidings::{
-    ErrorKind, NatsStorage, NatsTransport, NatsTransportBuilder, RetryPolicy, Running, SqliteStore,
-    TransportError,
-};
+use tidings::{NatsStorage, NatsTransport, NatsTransportBuilder, SqliteStore, TransportError};
 use uuid::Uuid;
 
-/// The longest wait for what must happen; no test asserts how long anything takes.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// The contract the tests publish.
-const CONTRACT: &str = "orders.order-placed";
+use faults::*;
 
 /// One test at a time: each runs a server of its own, and two cores are few.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// An order: its key, and its place among the orders of that key.
-type Order = (String, u32);
-
-pub mod orders {
-    tidings::context!("orders");
-
-    use tidings::prelude::*;
-
-    #[domain_event]
-    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-    pub struct OrderPlaced {
-        pub key: String,
-        pub seq: u32,
-    }
-
-    #[integration_event(name = "orders.order-placed", from = OrderPlaced, key = key)]
-    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-    pub struct OrderPlacedIntegrationEvent {
-        pub key: String,
-        pub seq: u32,
-    }
-
-    impl From<&OrderPlaced> for OrderPlacedIntegrationEvent {
-        fn from(event: &OrderPlaced) -> Self {
-            OrderPlacedIntegrationEvent {
-                key: event.key.clone(),
-                seq: event.seq,
-            }
-        }
-    }
-}
-
-pub mod billing {
-    tidings::context!("billing");
-
-    use super::Ledger;
-    use super::orders::OrderPlacedIntegrationEvent;
-    use tidings::prelude::*;
-
-    #[handles]
-    fn bill(event: &OrderPlacedIntegrationEvent, ledger: Dep<Ledger>, meta: &EventMeta) {
-        ledger.saw("bill", &event.key, event.seq, meta.id);
-    }
-}
-
-pub mod audit {
-    tidings::context!("audit");
-
-    use super::Ledger;
-    use super::orders::OrderPlacedIntegrationEvent;
-    use tidings::prelude::*;
-
-    /// The key that `audit_strict` refuses every time.
-    pub const POISON: &str = "poison";
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("audit refuses every order of key `poison`")]
-    pub struct Refused;
-
-    #[handles]
-    fn audit_all(event: &OrderPlacedIntegrationEvent, ledger: Dep<Ledger>, meta: &EventMeta) {
-        ledger.saw("audit_all", &event.key, event.seq, meta.id);
-    }
-
-    /// Fails on every run for the poison key; records the others.
-    #[handles]
-    fn audit_strict(
-        event: &OrderPlacedIntegrationEvent,
-        ledger: Dep<Ledger>,
-        meta: &EventMeta,
-    ) -> Result<(), Refused> {
-        if event.key == POISON {
-            ledger.saw("audit_strict refused", &event.key, event.seq, meta.id);
-            return Err(Refused);
-        }
-        ledger.saw("audit_strict", &event.key, event.seq, meta.id);
-        Ok(())
-    }
-}
-
-/// What the consuming handlers saw, every run, in order.
-#[derive(Debug, Default)]
-pub struct Ledger(Mutex<Vec<Seen>>);
-
-/// One run of a handler on one order.
-#[derive(Debug, Clone)]
-pub struct Seen {
-    handler: &'static str,
-    order: Order,
-    id: Uuid,
-}
-
-impl Ledger {
-    fn saw(&self, handler: &'static str, key: &str, seq: u32, id: Uuid) {
-        self.0.lock().unwrap().push(Seen {
-            handler,
-            order: (key.to_owned(), seq),
-            id,
-        });
-    }
-
-    /// The orders `handler` saw, in the order it saw them, every run.
-    fn orders(&self, handler: &str) -> Vec<Order> {
-        let seen = self.0.lock().unwrap();
-        seen.iter()
-            .filter(|s| s.handler == handler)
-            .map(|s| s.order.clone())
-            .collect()
-    }
-
-    /// The event ids `handler` saw, every run.
-    fn ids(&self, handler: &str) -> Vec<Uuid> {
-        let seen = self.0.lock().unwrap();
-        seen.iter()
-            .filter(|s| s.handler == handler)
-            .map(|s| s.id)
-            .collect()
-    }
-
-    /// Whether `handler` saw every order of `expected`.
-    fn has_all(&self, handler: &str, expected: &BTreeSet<Order>) -> bool {
-        let seen: BTreeSet<Order> = self.orders(handler).into_iter().collect();
-        expected.is_subset(&seen)
-    }
-}
-
-/// The count of a ledger: what was published against what one handler saw.
-#[derive(Debug)]
-struct Tally {
-    published: usize,
-    /// Distinct orders seen.
-    received: usize,
-    lost: Vec<Order>,
-    /// Runs beyond the first of one order.
-    duplicates: usize,
-    /// Orders seen that were never published.
-    unexpected: Vec<Order>,
-    /// Orders seen (first runs) after a later order of their key.
-    out_of_order: Vec<String>,
-}
-
-impl Tally {
-    fn new(published: &[Order], seen: &[Order]) -> Self {
-        let published_set: BTreeSet<&Order> = published.iter().collect();
-        let mut first_runs: BTreeSet<&Order> = BTreeSet::new();
-        let mut duplicates = 0;
-        let mut last: BTreeMap<&str, u32> = BTreeMap::new();
-        let mut out_of_order = Vec::new();
-        for order in seen {
-            if !first_runs.insert(order) {
-                duplicates += 1;
-                continue;
-            }
-            let (key, seq) = order;
-            if let Some(&before) = last.get(key.as_str())
-                && before > *seq
-            {
-                out_of_order.push(format!("key {key}: {seq} after {before}"));
-            }
-            let entry = last.entry(key.as_str()).or_insert(*seq);
-            *entry = (*entry).max(*seq);
-        }
-        Tally {
-            published: published.len(),
-            received: first_runs.len(),
-            lost: published_set
-                .iter()
-                .filter(|order| !first_runs.contains(*order))
-                .map(|order| (*order).clone())
-                .collect(),
-            duplicates,
-            unexpected: first_runs
-                .iter()
-                .filter(|order| !published_set.contains(*order))
-                .map(|order| (*order).clone())
-                .collect(),
-            out_of_order,
-        }
-    }
-
-    fn line(&self) -> String {
-        format!(
-            "published {}, received {}, lost {}, duplicates {}",
-            self.published,
-            self.received,
-            self.lost.len(),
-            self.duplicates
-        )
-    }
-
-    /// Asserts lost = 0 and nothing seen that was not published.
-    fn assert_nothing_lost(&self, test: &str) {
-        assert!(self.lost.is_empty(), "{test}: lost {:?}", self.lost);
-        assert!(
-            self.unexpected.is_empty(),
-            "{test}: seen, never published: {:?}",
-            self.unexpected
-        );
-    }
-
-    fn assert_in_order(&self, test: &str, what: &str) {
-        assert!(
-            self.out_of_order.is_empty(),
-            "{test}: {what} out of order per key: {:?}",
-            self.out_of_order
-        );
-    }
-}
-
-/// Quick backoff, so that the relay and the consumers come back soon after the broker does.
-fn quick_retry() -> RetryPolicy {
-    RetryPolicy::default()
-        .initial_delay(Duration::from_millis(20))
-        .max_delay(Duration::from_millis(200))
-}
 
 /// A client that reconnects soon (at most 250 ms apart, without end), with requests and
 /// publications timing out after 1 s.
@@ -283,129 +60,6 @@ fn builder(storage: NatsStorage) -> NatsTransportBuilder {
         .storage(storage)
         .max_age(Duration::from_secs(3600))
         .ack_wait(Duration::from_secs(2))
-}
-
-/// The publishing app: the `orders` context on `store`, with a quick relay.
-async fn publisher(transport: impl Transport, store: impl Store) -> (Tidings, Running) {
-    let app = Tidings::builder("orders")
-        .store(store)
-        .transport(transport)
-        .retry(quick_retry())
-        .poll_interval(Duration::from_millis(100))
-        .build()
-        .unwrap();
-    let running = app.start().await.unwrap();
-    (app, running)
-}
-
-/// A consuming app of `context`, in memory, writing to `ledger`.
-async fn consumer(
-    context: &str,
-    transport: impl Transport,
-    ledger: &Dep<Ledger>,
-    retry: RetryPolicy,
-) -> (Tidings, Running) {
-    let app = Tidings::builder(context)
-        .transport(transport)
-        .provide_dep(ledger.clone())
-        .retry(retry)
-        .poll_interval(Duration::from_millis(100))
-        .build()
-        .unwrap();
-    let running = app.start().await.unwrap();
-    (app, running)
-}
-
-/// A use case places an order; with the broker away, it must still succeed: it only writes the
-/// outbox.
-async fn place(app: &Tidings, committed: &Mutex<Vec<Order>>, key: &str, seq: u32) {
-    app.domain_events()
-        .publish(orders::OrderPlaced {
-            key: key.to_owned(),
-            seq,
-        })
-        .await
-        .expect("a use case publishes whatever the broker does: it only writes the outbox");
-    committed.lock().unwrap().push((key.to_owned(), seq));
-}
-
-/// Waits for the apps to settle, or fails with what still waits.
-async fn settle(apps: &[&Running]) {
-    if let Err(unsettled) = Running::settle_all_for(apps, PATIENCE).await {
-        panic!("{unsettled}");
-    }
-}
-
-/// One publication the relay attempted: the event's id, its order, how it went.
-#[derive(Debug, Clone)]
-struct Attempt {
-    id: Uuid,
-    order: Option<Order>,
-    outcome: Result<(), ErrorKind>,
-}
-
-/// The order a message carries.
-fn order_of(message: &Message) -> Option<Order> {
-    order_in(&message.data)
-}
-
-/// The order of an event's JSON form (the domain event's or the contract's).
-fn order_in(data: &serde_json::Value) -> Option<Order> {
-    let key = data.get("key")?.as_str()?.to_owned();
-    let seq = u32::try_from(data.get("seq")?.as_u64()?).ok()?;
-    Some((key, seq))
-}
-
-/// The NATS transport, recording every publication attempted through it and its outcome.
-#[derive(Debug, Clone)]
-struct Recording {
-    inner: NatsTransport,
-    attempts: Arc<Mutex<Vec<Attempt>>>,
-}
-
-impl Recording {
-    fn new(inner: NatsTransport) -> Self {
-        Recording {
-            inner,
-            attempts: Arc::default(),
-        }
-    }
-
-    fn attempts(&self) -> Vec<Attempt> {
-        self.attempts.lock().unwrap().clone()
-    }
-
-    /// The orders the broker acknowledged.
-    fn acknowledged(&self) -> BTreeSet<Order> {
-        self.attempts()
-            .into_iter()
-            .filter(|a| a.outcome.is_ok())
-            .filter_map(|a| a.order)
-            .collect()
-    }
-}
-
-impl Transport for Recording {
-    fn publish(&self, message: Message) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(async move {
-            let id = message.id;
-            let order = order_of(&message);
-            let result = self.inner.publish(message).await;
-            self.attempts.lock().unwrap().push(Attempt {
-                id,
-                order,
-                outcome: result.as_ref().map(drop).map_err(TransportError::kind),
-            });
-            result
-        })
-    }
-
-    fn subscribe(
-        &self,
-        subscription: Subscription,
-    ) -> BoxFuture<'_, Result<Box<dyn Inbound>, TransportError>> {
-        self.inner.subscribe(subscription)
-    }
 }
 
 /// What the contract's stream holds, read back from the broker message by message.
@@ -460,10 +114,6 @@ impl StreamContent {
         let ids: BTreeSet<Uuid> = self.messages.iter().map(|(id, _)| *id).collect();
         self.messages.len() - ids.len()
     }
-}
-
-fn keys(count: usize) -> Vec<String> {
-    (0..count).map(|k| format!("k{k}")).collect()
 }
 
 /// F4: two contexts on a private broker (file storage); the broker is killed and stays down
@@ -702,11 +352,6 @@ async fn f6_link_cut_after_a_publication_before_its_acknowledgement() {
     let at_consumer = Tally::new(&committed, &ledger.orders("bill"));
     let attempts = publishing.attempts();
     let failed: Vec<&Attempt> = attempts.iter().filter(|a| a.outcome.is_err()).collect();
-    let acknowledged: BTreeSet<Uuid> = attempts
-        .iter()
-        .filter(|a| a.outcome.is_ok())
-        .map(|a| a.id)
-        .collect();
     println!(
         "{TEST} (memory storage): {}; links cut {} after {} publications sent; relay attempts \
          {}, failed {}; stream messages {}, copies {}",
@@ -729,19 +374,7 @@ async fn f6_link_cut_after_a_publication_before_its_acknowledgement() {
         !failed.is_empty(),
         "{TEST}: no publication failed, though links were cut before their acknowledgements"
     );
-    // Each failed publication was made again with the same id, and acknowledged.
-    for attempt in &failed {
-        assert_eq!(
-            attempt.outcome,
-            Err(ErrorKind::Unavailable),
-            "{TEST}: an ambiguous failure is worth retrying"
-        );
-        assert!(
-            acknowledged.contains(&attempt.id),
-            "{TEST}: event {} failed and was never acknowledged under its id",
-            attempt.id
-        );
-    }
+    publishing.assert_failures_retried(TEST);
     // Retries with the same id are dropped by the stream; the consumer sees each event once.
     assert_eq!(stream.copies(), 0, "{TEST}: {:?}", stream.messages);
     assert_eq!(stream.messages.len(), committed.len());
@@ -769,217 +402,23 @@ async fn f6_link_cut_after_a_publication_before_its_acknowledgement() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f7_undecodable_payloads_and_a_failing_handler_are_dead_lettered() {
     const TEST: &str = "f7_undecodable_payloads_and_a_failing_handler_are_dead_lettered";
-    const ATTEMPTS: u32 = 3;
     let _one = ONE_AT_A_TIME.lock().await;
     let Some(nats) = PrivateNats::start(TEST).await else {
         return;
     };
-    let ledger = Dep::new(Ledger::default());
     let publishing = builder(NatsStorage::Memory).from_jetstream(jetstream(&nats.url()).await);
     let consuming = builder(NatsStorage::Memory).from_jetstream(jetstream(&nats.url()).await);
-    let (orders, orders_running) = publisher(publishing.clone(), InMemoryStore::new()).await;
-    let (audit, audit_running) = consumer(
-        "audit",
-        consuming.clone(),
-        &ledger,
-        quick_retry()
-            .max_attempts(ATTEMPTS)
-            .max_delay(Duration::from_millis(50)),
-    )
-    .await;
-
-    // Bytes that are not a CloudEvent, from another client, first on the stream.
     let subject = consuming.subject(CONTRACT, 1);
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    async_nats::jetstream::new(client)
-        .publish(subject, "hello, not an event".into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-
-    let committed = Mutex::new(Vec::new());
-    let mut all_keys = keys(3);
-    all_keys.push(audit::POISON.to_owned());
-    for seq in 0..5 {
-        for key in &all_keys {
-            place(&orders, &committed, key, seq).await;
-        }
-        if seq == 2 {
-            // A CloudEvent of the contract whose data is not an order, mid-stream.
-            let id = Uuid::now_v7();
-            let unreadable = Message {
-                id,
-                source: "elsewhere".to_owned(),
-                contract: CONTRACT.to_owned(),
-                version: 1,
-                key: Some("k1".to_owned()),
-                time: chrono::Utc::now(),
-                correlation_id: id,
-                causation_id: None,
-                traceparent: None,
-                data: json!({ "unexpected": true }),
-            };
-            publishing.publish(unreadable).await.unwrap();
-        }
-    }
-    let committed = committed.into_inner().unwrap();
-    let expected: BTreeSet<Order> = committed.iter().cloned().collect();
-    let healthy: Vec<Order> = committed
-        .iter()
-        .filter(|(key, _)| key != audit::POISON)
-        .cloned()
-        .collect();
-    let poison = committed.len() - healthy.len();
-    let healthy_set: BTreeSet<Order> = healthy.iter().cloned().collect();
-
-    let flowed = support::eventually(PATIENCE, || async {
-        ledger.has_all("audit_all", &expected) && ledger.has_all("audit_strict", &healthy_set)
-    })
-    .await;
-    let dead_lettered = support::eventually(PATIENCE, || async {
-        audit.dead_letters().await.unwrap().len() == 2 + poison
-    })
-    .await;
-    settle(&[&orders_running, &audit_running]).await;
-
-    let dead = audit.dead_letters().await.unwrap();
-    let all = Tally::new(&committed, &ledger.orders("audit_all"));
-    let strict = Tally::new(&healthy, &ledger.orders("audit_strict"));
-    let refused = ledger.orders("audit_strict refused").len();
-    println!(
-        "{TEST} (memory storage): audit_all {}; audit_strict (without key {}) {}; dead letters {} \
-         (2 undecodable, {poison} refused {refused} times in all)",
-        all.line(),
-        audit::POISON,
-        strict.line(),
-        dead.len()
-    );
-    assert!(flowed, "{TEST}: the other messages did not all flow");
-    all.assert_nothing_lost(TEST);
-    all.assert_in_order(TEST, "audit_all");
-    strict.assert_nothing_lost(TEST);
-    strict.assert_in_order(TEST, "audit_strict");
-    assert!(dead_lettered, "{TEST}: dead letters {dead:#?}");
-
-    let undecodable: Vec<_> = dead.iter().filter(|d| d.handler.is_none()).collect();
-    assert_eq!(undecodable.len(), 2, "{dead:#?}");
-    assert!(
-        undecodable
-            .iter()
-            .any(|d| d.error.contains("hello, not an event")),
-        "{undecodable:#?}"
-    );
-    let refusals: Vec<_> = dead.iter().filter(|d| d.handler.is_some()).collect();
-    assert_eq!(refusals.len(), poison, "{dead:#?}");
-    let poison_ids: BTreeSet<Uuid> = ledger.ids("audit_strict refused").into_iter().collect();
-    for letter in &refusals {
-        let handler = letter.handler.as_deref().unwrap_or_default();
-        assert!(handler.contains("audit_strict"), "{letter:#?}");
-        assert_eq!(letter.attempts, ATTEMPTS, "{letter:#?}");
-        assert!(letter.error.contains("refuses"), "{letter:#?}");
-        assert!(poison_ids.contains(&letter.event_id), "{letter:#?}");
-    }
-    assert_eq!(refused, poison * usize::try_from(ATTEMPTS).unwrap());
-
-    orders_running.shutdown().await.unwrap();
-    audit_running.shutdown().await.unwrap();
-}
-
-/// The orders of events' JSON forms.
-fn orders_in<'a>(payloads: impl IntoIterator<Item = &'a serde_json::Value>) -> BTreeSet<Order> {
-    payloads.into_iter().filter_map(order_in).collect()
-}
-
-/// The orders waiting in a publisher's SQLite store, in one read (one snapshot): as deliveries
-/// of the domain event, not yet turned into outbox rows, or as outbox rows, not yet marked
-/// published. `None` if the file could not be read.
-fn waiting_in_sqlite(pool: &sqlx::SqlitePool) -> BoxFuture<'static, Option<BTreeSet<Order>>> {
-    let pool = pool.clone();
-    Box::pin(async move {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT payload FROM tidings_deliveries UNION ALL SELECT payload FROM tidings_outbox",
-        )
-        .fetch_all(&pool)
-        .await
-        .ok()?;
-        let payloads: Vec<serde_json::Value> = rows
-            .iter()
-            .filter_map(|(payload,)| serde_json::from_str(payload).ok())
-            .collect();
-        Some(orders_in(&payloads))
-    })
-}
-
-/// The orders waiting in a publisher's PostgreSQL store in `schema`, in one statement (one
-/// snapshot), as [`waiting_in_sqlite`] reads them.
-fn waiting_in_postgres(
-    pool: &sqlx::PgPool,
-    schema: &str,
-) -> BoxFuture<'static, Option<BTreeSet<Order>>> {
-    let pool = pool.clone();
-    let query = format!(
-        "SELECT payload FROM \"{schema}\".tidings_deliveries \
-         UNION ALL SELECT payload FROM \"{schema}\".tidings_outbox"
-    );
-    Box::pin(async move {
-        let rows: Vec<(sqlx::types::Json<serde_json::Value>,)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(query))
-                .fetch_all(&pool)
-                .await
-                .ok()?;
-        Some(orders_in(rows.iter().map(|(payload,)| &payload.0)))
-    })
-}
-
-/// Looks, again and again until finished, whether an order left the publisher's store without
-/// the broker's acknowledgement: at each look, every order committed before it must still wait
-/// in the store (as a delivery or an outbox row), or the transport must have seen the broker
-/// acknowledge it. The store is read before the acknowledgements, so that a row acknowledged
-/// and marked between the two reads is never taken for one marked without an acknowledgement.
-struct AckWatch {
-    stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<(usize, BTreeSet<Order>)>,
-}
-
-impl AckWatch {
-    fn start<F>(committed: Arc<Mutex<Vec<Order>>>, publishing: Recording, waiting: F) -> Self
-    where
-        F: Fn() -> BoxFuture<'static, Option<BTreeSet<Order>>> + Send + 'static,
-    {
-        let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(async move {
-            let mut looks = 0;
-            let mut unacknowledged = BTreeSet::new();
-            loop {
-                let before: Vec<Order> = committed.lock().unwrap().clone();
-                if let Some(waiting) = waiting().await {
-                    let acknowledged = publishing.acknowledged();
-                    looks += 1;
-                    unacknowledged.extend(
-                        before
-                            .into_iter()
-                            .filter(|o| !waiting.contains(o) && !acknowledged.contains(o)),
-                    );
-                }
-                if *stopped.borrow() {
-                    return (looks, unacknowledged);
-                }
-                tokio::select! {
-                    _ = stopped.changed() => {}
-                    () = tokio::time::sleep(Duration::from_millis(20)) => {}
-                }
-            }
-        });
-        AckWatch { stop, task }
-    }
-
-    /// Takes a last look; how many looks were taken, and the orders that were gone from the
-    /// store, never acknowledged.
-    async fn finish(self) -> (usize, BTreeSet<Order>) {
-        let _ = self.stop.send(true);
-        self.task.await.expect("the watch on the outbox ran")
-    }
+    let garbage = async {
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        async_nats::jetstream::new(client)
+            .publish(subject, "hello, not an event".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    };
+    f7_undecodable_and_failing(TEST, "memory storage", publishing, consuming, garbage).await;
 }
 
 /// Whether the durable consumer of `context` acknowledged every message of the contract's
@@ -1304,99 +743,35 @@ async fn f5_latency_then_a_blackhole_on_the_broker_link() {
     };
     let proxy = LinkProxy::start(nats.port()).await;
     proxy.latency(Duration::from_millis(50));
-    let db = support::TempDb::new();
-    let ledger = Dep::new(Ledger::default());
-    let publishing =
-        Recording::new(builder(NatsStorage::Memory).from_jetstream(jetstream(&proxy.url()).await));
+    let publishing = builder(NatsStorage::Memory).from_jetstream(jetstream(&proxy.url()).await);
     let consuming = builder(NatsStorage::Memory).from_jetstream(jetstream(&nats.url()).await);
-    let (orders, orders_running) =
-        publisher(publishing.clone(), SqliteStore::open(&db.0).await.unwrap()).await;
-    let (_billing, billing_running) =
-        consumer("billing", consuming.clone(), &ledger, quick_retry()).await;
-    let reader = sqlx::SqlitePool::connect_with(SqliteStore::connect_options(&db.0))
-        .await
-        .expect("a pool of the test's own on the SQLite file");
-
-    let committed = Arc::new(Mutex::new(Vec::new()));
-    let watch = AckWatch::start(Arc::clone(&committed), publishing.clone(), {
-        let reader = reader.clone();
-        move || waiting_in_sqlite(&reader)
-    });
-    let keys = keys(4);
-    let place_rounds = |seqs: std::ops::Range<u32>| {
-        let (orders, committed, keys) = (&orders, &committed, &keys);
-        async move {
-            for seq in seqs {
-                for key in keys {
-                    place(orders, committed, key, seq).await;
-                }
-            }
-        }
-    };
+    let mut run = OutboxRun::start(publishing, consuming.clone()).await;
 
     // 50 ms each way: the orders flow, slower.
-    place_rounds(0..3).await;
-    let first: BTreeSet<Order> = committed.lock().unwrap().iter().cloned().collect();
-    assert!(
-        support::eventually(PATIENCE, || async { ledger.has_all("bill", &first) }).await,
-        "{TEST}: the orders arrived through a slow link"
-    );
+    run.place_rounds(0..3).await;
+    run.all_arrive(TEST, "the orders arrived through a slow link")
+        .await;
 
     // A blackhole: nothing comes through, nothing is closed. The relay's publications time
     // out (the client waits 1 s for an acknowledgement), and are made again.
-    proxy.blackhole();
-    let failed = || {
-        publishing
-            .attempts()
-            .iter()
-            .filter(|a| a.outcome.is_err())
-            .count()
-    };
-    let failed_before = failed();
-    let from = committed.lock().unwrap().len();
-    place_rounds(3..6).await;
-    let during: BTreeSet<Order> = committed.lock().unwrap()[from..].iter().cloned().collect();
-    assert!(
-        support::eventually(PATIENCE, || async {
-            failed() >= failed_before + keys.len()
-        })
-        .await,
-        "{TEST}: publications timed out in the blackhole"
-    );
-    let waiting = waiting_in_sqlite(&reader)
-        .await
-        .expect("the SQLite file reads");
-    let acknowledged = publishing.acknowledged();
-    proxy.heal();
-    assert!(
-        during.is_subset(&waiting),
-        "{TEST}: orders placed in the blackhole left the outbox: {:?}",
-        during.difference(&waiting).collect::<Vec<_>>()
-    );
-    assert!(
-        during.is_disjoint(&acknowledged),
-        "{TEST}: the broker acknowledged through a blackhole"
-    );
+    let during = run
+        .through_a_blackhole(TEST, || proxy.blackhole(), || proxy.heal(), 3..6)
+        .await;
 
     // Healed: what the proxy held goes on, the relay's retries go through, and more orders.
-    place_rounds(6..8).await;
-    settle(&[&orders_running]).await;
-    let (looks, unacknowledged) = watch.finish().await;
-    let committed = committed.lock().unwrap().clone();
-    let expected: BTreeSet<Order> = committed.iter().cloned().collect();
-    let arrived =
-        support::eventually(PATIENCE, || async { ledger.has_all("bill", &expected) }).await;
-    settle(&[&orders_running, &billing_running]).await;
+    run.place_rounds(6..8).await;
+    let Drained {
+        committed,
+        arrived,
+        looks,
+        unacknowledged,
+    } = run.drain().await;
+    let (ledger, publishing) = (&run.ledger, &run.publishing);
 
     let stream = StreamContent::read(&nats.url(), &consuming).await;
     let at_consumer = Tally::new(&committed, &ledger.orders("bill"));
     let attempts = publishing.attempts();
     let failed: Vec<&Attempt> = attempts.iter().filter(|a| a.outcome.is_err()).collect();
-    let acknowledged: BTreeSet<Uuid> = attempts
-        .iter()
-        .filter(|a| a.outcome.is_ok())
-        .map(|a| a.id)
-        .collect();
     println!(
         "{TEST} (memory storage, duplicate window 2 min): {}; {} placed in the blackhole; relay \
          attempts {}, failed {}; stream messages {}, copies {}; {looks} looks at the outbox",
@@ -1417,19 +792,7 @@ async fn f5_latency_then_a_blackhole_on_the_broker_link() {
         unacknowledged.is_empty(),
         "{TEST}: left the outbox without the broker's acknowledgement: {unacknowledged:?}"
     );
-    // Each publication that timed out was made again with the same id, and acknowledged.
-    for attempt in &failed {
-        assert_eq!(
-            attempt.outcome,
-            Err(ErrorKind::Unavailable),
-            "{TEST}: a publication that timed out is worth retrying"
-        );
-        assert!(
-            acknowledged.contains(&attempt.id),
-            "{TEST}: event {} timed out and was never acknowledged under its id",
-            attempt.id
-        );
-    }
+    publishing.assert_failures_retried(TEST);
     let in_stream = Tally::new(&committed, &stream.orders());
     in_stream.assert_nothing_lost(TEST);
     in_stream.assert_in_order(TEST, "the stream");
@@ -1441,8 +804,7 @@ async fn f5_latency_then_a_blackhole_on_the_broker_link() {
     at_consumer.assert_nothing_lost(TEST);
     at_consumer.assert_in_order(TEST, "the consumer");
 
-    orders_running.shutdown().await.unwrap();
-    billing_running.shutdown().await.unwrap();
+    run.shutdown().await;
 }
 
 /// Places `seqs` rounds of orders, one per key of four, in one transaction of the use case's

@@ -1,5 +1,8 @@
 //! What the benches that use PostgreSQL share.
 
+// Each bench uses a part of it.
+#![allow(dead_code)]
+
 use std::time::Duration;
 
 use sqlx::AssertSqlSafe;

@@ -93,6 +93,10 @@ pub use store::{DeadLetter, DeadLetterId, InMemoryStore, Outcome};
 pub use transport::InMemoryTransport;
 #[cfg(feature = "nats")]
 pub use transport::{NatsStorage, NatsTransport, NatsTransportBuilder};
+#[cfg(feature = "rabbitmq")]
+pub use transport::{
+    RabbitMqQueueType, RabbitMqTransport, RabbitMqTransportBuilder, RabbitMqUnroutable,
+};
 
 /// Declares the bounded context of this module and the modules below it: their events,
 /// contracts and handlers belong to the app built with `Tidings::builder(name)`.

@@ -1,9 +1,20 @@
-"""The official CloudEvents SDK for Python on tidings' wire format (the JSON event format).
+"""The official CloudEvents SDK for Python on tidings' wire formats: the JSON event format
+(structured mode) and the RabbitMQ binding's binary mode (`ce-` headers).
 
-    read   reads one event from standard input, as a consumer in another language would, and
-           prints its attributes and data as JSON
-    write  builds one event with the SDK, as a publisher in another language would, and prints
-           it in the JSON event format
+    read                  reads one event from standard input, as a consumer in another language
+                          would, and prints its attributes and data as JSON
+    write TYPE            builds one event with the SDK, as a publisher in another language
+                          would, and prints it in the JSON event format
+    read-binary           reads one RabbitMQ message in binary mode from standard input (JSON:
+                          headers, content_type, body) and prints its attributes and data
+    write-binary TYPE     builds one event and prints it as the RabbitMQ binding's binary mode
+                          writes it (JSON: headers, content_type, body)
+    rabbitmq-consume URL QUEUE
+                          consumes one message from a RabbitMQ queue with pika, acknowledges it,
+                          reads it with the SDK's RabbitMQ binding, and prints it as `read` does
+    rabbitmq-publish URL EXCHANGE ROUTING_KEY TYPE
+                          builds one event and publishes it with pika, in binary mode, as the
+                          SDK's RabbitMQ binding writes it; prints its id
 """
 
 import json
@@ -11,12 +22,12 @@ import sys
 import uuid
 from datetime import datetime, timezone
 
+from cloudevents.core.bindings import rabbitmq
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 
-def read() -> None:
-    event = JSONFormat().read(None, sys.stdin.buffer.read())
+def show(event) -> None:
     attributes = {
         name: value.isoformat() if isinstance(value, datetime) else value
         for name, value in event.get_attributes().items()
@@ -24,12 +35,98 @@ def read() -> None:
     print(json.dumps({"attributes": attributes, "data": event.get_data()}))
 
 
-def write() -> None:
-    event = CloudEvent(
+def read() -> None:
+    show(JSONFormat().read(None, sys.stdin.buffer.read()))
+
+
+def read_binary() -> None:
+    message = json.loads(sys.stdin.buffer.read())
+    show(
+        rabbitmq.from_rabbitmq_event(
+            rabbitmq.RabbitMQMessage(
+                headers=message["headers"],
+                content_type=message["content_type"],
+                body=message["body"].encode(),
+            )
+        )
+    )
+
+
+def write_binary() -> None:
+    message = rabbitmq.to_binary_event(event())
+    print(
+        json.dumps(
+            {
+                "headers": message.headers,
+                "content_type": message.content_type,
+                "body": message.body.decode(),
+            }
+        )
+    )
+
+
+def rabbitmq_consume() -> None:
+    import time
+
+    import pika
+
+    url, queue = sys.argv[2], sys.argv[3]
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    deadline = time.monotonic() + 20
+    while True:
+        method, properties, body = channel.basic_get(queue)
+        if method is not None:
+            break
+        if time.monotonic() > deadline:
+            sys.exit(f"no message on queue {queue}")
+        time.sleep(0.05)
+    headers = {
+        name: value.decode() if isinstance(value, bytes) else str(value)
+        for name, value in (properties.headers or {}).items()
+    }
+    show(
+        rabbitmq.from_rabbitmq_event(
+            rabbitmq.RabbitMQMessage(
+                headers=headers, content_type=properties.content_type, body=body
+            )
+        )
+    )
+    channel.basic_ack(method.delivery_tag)
+    connection.close()
+
+
+def rabbitmq_publish() -> None:
+    import pika
+
+    url, exchange, routing_key = sys.argv[2], sys.argv[3], sys.argv[4]
+    built = event(sys.argv[5])
+    message = rabbitmq.to_binary_event(built)
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    channel.basic_publish(
+        exchange,
+        routing_key,
+        message.body,
+        pika.BasicProperties(
+            headers=message.headers,
+            content_type=message.content_type,
+            delivery_mode=2,
+            message_id=built.get_id(),
+        ),
+        mandatory=True,
+    )
+    connection.close()
+    print(built.get_id())
+
+
+def event(event_type=None) -> CloudEvent:
+    return CloudEvent(
         {
             "id": str(uuid.uuid4()),
             "source": "https://erp.example/prices",
-            "type": sys.argv[2],
+            "type": event_type or sys.argv[2],
             "time": datetime.now(timezone.utc),
             "datacontenttype": "application/json",
             "dataversion": 1,
@@ -37,8 +134,18 @@ def write() -> None:
         },
         {"product_id": "p-9", "price_cents": 4200},
     )
-    sys.stdout.buffer.write(JSONFormat().write(event))
+
+
+def write() -> None:
+    sys.stdout.buffer.write(JSONFormat().write(event()))
 
 
 if __name__ == "__main__":
-    {"read": read, "write": write}[sys.argv[1]]()
+    {
+        "read": read,
+        "write": write,
+        "read-binary": read_binary,
+        "write-binary": write_binary,
+        "rabbitmq-consume": rabbitmq_consume,
+        "rabbitmq-publish": rabbitmq_publish,
+    }[sys.argv[1]]()

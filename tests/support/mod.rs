@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 pub(crate) mod broker;
+pub(crate) mod rabbit;
 
 /// The PostgreSQL URL from `DATABASE_URL`. Without it the test says so and is skipped, unless
 /// `TIDINGS_REQUIRE_SERVICES` is set (as `.ci/run` does): then it fails.
@@ -38,6 +39,44 @@ pub(crate) fn nats_url(test: &str) -> Option<String> {
             eprintln!("SKIPPED {test}: set NATS_URL to a NATS server with JetStream to run it");
             None
         }
+    }
+}
+
+/// The RabbitMQ URL from `AMQP_URL`. Without it the test says so and is skipped, unless
+/// `TIDINGS_REQUIRE_SERVICES` is set (as `.ci/run` does): then it fails.
+pub(crate) fn amqp_url(test: &str) -> Option<String> {
+    match std::env::var("AMQP_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("TIDINGS_REQUIRE_SERVICES").is_some() => {
+            panic!(
+                "{test}: AMQP_URL is not set, and TIDINGS_REQUIRE_SERVICES says RabbitMQ is required"
+            )
+        }
+        _ => {
+            eprintln!(
+                "SKIPPED {test}: set AMQP_URL to a RabbitMQ broker (such as \
+                 amqp://guest:guest@127.0.0.1:5672/%2f) to run it"
+            );
+            None
+        }
+    }
+}
+
+/// A message of contract `contract` version 1 from context `tests`, as the relay sends it, with
+/// no key and no trace.
+pub(crate) fn message(contract: &str, data: serde_json::Value) -> tidings::transport::Message {
+    let id = uuid::Uuid::now_v7();
+    tidings::transport::Message {
+        id,
+        source: "tests".to_owned(),
+        contract: contract.to_owned(),
+        version: 1,
+        key: None,
+        time: chrono::Utc::now(),
+        correlation_id: id,
+        causation_id: None,
+        traceparent: None,
+        data,
     }
 }
 
@@ -183,6 +222,27 @@ pub(crate) fn cloudevents_sdk(test: &str) -> bool {
              TIDINGS_REQUIRE_SERVICES says it is required"
         );
         eprintln!("SKIPPED {test}: Python's `cloudevents` SDK is missing");
+    }
+    found
+}
+
+/// Whether Python's `pika` (an AMQP 0-9-1 client) is here besides the SDK; without it the
+/// test says it skips, or fails when the services are required.
+pub(crate) fn pika(test: &str) -> bool {
+    if !cloudevents_sdk(test) {
+        return false;
+    }
+    let found = std::process::Command::new("python3")
+        .args(["-c", "import pika"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !found {
+        assert!(
+            std::env::var_os("TIDINGS_REQUIRE_SERVICES").is_none(),
+            "{test}: Python's `pika` is missing (pip install pika==1.4.4), and \
+             TIDINGS_REQUIRE_SERVICES says it is required"
+        );
+        eprintln!("SKIPPED {test}: Python's `pika` is missing");
     }
     found
 }

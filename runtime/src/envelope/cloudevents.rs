@@ -18,7 +18,11 @@
 //! The event itself is the `data`, as JSON.
 //!
 //! Every broker transport reads and writes messages through this module, so that one event looks
-//! the same on every broker; a transport of your own can too.
+//! the same on every broker; a transport of your own can too. A binding in structured mode
+//! carries [`to_structured`]'s bytes; one in binary mode carries [`to_binary`]'s headers (each
+//! attribute under the binding's prefix, such as `ce-` or `ce_`, but `datacontenttype`, which
+//! travels as the protocol's content type) and the data as the body, and reads them back with
+//! [`from_binary`].
 //!
 //! ```
 //! use tidings::transport::cloudevents;
@@ -159,6 +163,9 @@ pub enum CloudEventError {
     /// The bytes are not a JSON object.
     #[error("the message is not a CloudEvent in the JSON event format")]
     NotJson(#[source] serde_json::Error),
+    /// In binary mode: the body, the event's data, is not JSON.
+    #[error("the CloudEvent's data is not JSON")]
+    DataNotJson(#[source] serde_json::Error),
     /// A required attribute, or one tidings needs, is missing.
     #[error("the CloudEvent has no `{0}` attribute")]
     Missing(&'static str),
@@ -244,6 +251,86 @@ pub fn from_attributes(
             .transpose()?,
         traceparent: attribute("traceparent"),
         data,
+    })
+}
+
+/// A message as a binding in binary mode carries it: from [`to_binary`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Binary {
+    /// The protocol's content type: `datacontenttype`, always [`DATA_CONTENT_TYPE`].
+    pub content_type: &'static str,
+    /// Every other attribute, its name after the binding's prefix, its value as text.
+    pub headers: Vec<(String, String)>,
+    /// The body: the data, as JSON.
+    pub body: Vec<u8>,
+}
+
+/// The message as a binding in binary mode carries it, with headers named `prefix` followed by
+/// the attribute's name.
+///
+/// ```
+/// use tidings::transport::cloudevents;
+/// # let message = cloudevents::from_structured(br#"{"specversion":"1.0",
+/// #     "id":"0190d6d8-6a3e-7c4e-9b1a-2f1e5d6c7b8a","source":"catalog",
+/// #     "type":"catalog.product-updated","data":{"product_id":"p-1"}}"#)?;
+/// let binary = cloudevents::to_binary(&message, "ce-");
+/// assert_eq!(binary.content_type, "application/json");
+/// assert!(binary.headers.contains(&("ce-type".to_owned(), "catalog.product-updated".to_owned())));
+/// let header = |name: &str| {
+///     binary.headers.iter().find(|(n, _)| n == name).map(|(_, value)| value.clone())
+/// };
+/// let read = cloudevents::from_binary("ce-", header, Some(binary.content_type), &binary.body)?;
+/// assert_eq!(read, message);
+/// # Ok::<(), cloudevents::CloudEventError>(())
+/// ```
+pub fn to_binary(message: &Message, prefix: &str) -> Binary {
+    let headers = attributes(message)
+        .into_iter()
+        .filter(|(name, _)| *name != "datacontenttype")
+        .map(|(name, value)| (format!("{prefix}{name}"), value))
+        .collect();
+    Binary {
+        content_type: DATA_CONTENT_TYPE,
+        headers,
+        body: message.data.to_string().into_bytes(),
+    }
+}
+
+/// The message a binding in binary mode carried: `header` gives a header's value by its full
+/// name (the attributes are read under `prefix`), `content_type` is the protocol's content type
+/// (`datacontenttype`) and `body` the data, JSON.
+pub fn from_binary(
+    prefix: &str,
+    header: impl Fn(&str) -> Option<String>,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Message, CloudEventError> {
+    let attribute = |name: &str| match name {
+        "datacontenttype" => content_type.map(str::to_owned),
+        name => header(&format!("{prefix}{name}")),
+    };
+    // The attributes first: a content type that is not JSON says more than the body does.
+    if let Some(content_type) = content_type
+        && !is_json(content_type)
+    {
+        return Err(invalid(
+            "datacontenttype",
+            format!("`{content_type}`, not JSON"),
+        ));
+    }
+    let data = serde_json::from_slice(body).map_err(CloudEventError::DataNotJson)?;
+    from_attributes(attribute, data)
+}
+
+/// Whether a message of protocol content type `content_type` is in structured mode: an event
+/// in the JSON event format (`application/cloudevents+json`, with parameters or not).
+pub fn is_structured(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|content_type| {
+        content_type
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/cloudevents")
     })
 }
 
@@ -379,6 +466,43 @@ mod tests {
             },
             sent
         );
+    }
+
+    #[test]
+    fn binary_mode_round_trips() {
+        let sent = message();
+        let binary = to_binary(&sent, "ce_");
+        assert_eq!(binary.content_type, DATA_CONTENT_TYPE);
+        let names: Vec<&str> = binary.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(names.contains(&"ce_id") && names.contains(&"ce_dataversion"));
+        assert!(
+            !names.contains(&"ce_datacontenttype"),
+            "it is the content type"
+        );
+        let header = |name: &str| {
+            binary
+                .headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        let received = from_binary("ce_", header, Some(binary.content_type), &binary.body).unwrap();
+        assert_eq!(received.data, sent.data);
+        assert_eq!(
+            Message {
+                time: sent.time,
+                ..received
+            },
+            sent
+        );
+        let xml = from_binary("ce_", header, Some("application/xml"), b"<a/>");
+        assert!(xml.unwrap_err().to_string().contains("`datacontenttype`"));
+        let garbled = from_binary("ce_", header, None, b"{not json");
+        assert!(matches!(garbled, Err(CloudEventError::DataNotJson(_))));
+        assert!(is_structured(Some(
+            "application/cloudevents+json; charset=utf-8"
+        )));
+        assert!(!is_structured(Some("application/json")) && !is_structured(None));
     }
 
     #[test]

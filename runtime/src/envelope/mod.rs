@@ -15,6 +15,11 @@ use crate::event::{DomainEvent, DynIntegrationEvent, EventKind};
 use crate::meta::EventMeta;
 use crate::store::{NewIntegrationRow, StoredEvent};
 use crate::transport::Message;
+#[cfg(any(feature = "nats", feature = "rabbitmq"))]
+use crate::transport::Subscription;
+
+#[cfg(any(feature = "nats", feature = "rabbitmq"))]
+use self::cloudevents::CloudEventError;
 
 /// A domain event a use case publishes, as it is recorded.
 pub(crate) fn domain<E: DomainEvent>(
@@ -95,5 +100,80 @@ pub(crate) fn received(
         version: message.version,
         payload: Arc::new(message.data.clone()),
         typed,
+    }
+}
+
+#[cfg(any(feature = "nats", feature = "rabbitmq"))]
+/// What a transport `decoded` from a delivery of `subscription`: the message, if it is a
+/// CloudEvent of the subscription's contract and version; else why not, for
+/// [`unreadable`].
+pub(crate) fn of_subscription(
+    decoded: Result<Message, CloudEventError>,
+    subscription: &Subscription,
+) -> Result<Message, String> {
+    match decoded {
+        Ok(message)
+            if message.contract == subscription.contract
+                && message.version == subscription.version =>
+        {
+            Ok(message)
+        }
+        Ok(message) => Err(format!(
+            "a CloudEvent of contract `{}` version {}, where `{}` version {} is consumed",
+            message.contract, message.version, subscription.contract, subscription.version
+        )),
+        Err(error) => Err(crate::error::error_chain(&error)),
+    }
+}
+
+#[cfg(any(feature = "nats", feature = "rabbitmq"))]
+/// Where an unreadable delivery came from, and what the broker says of it.
+pub(crate) struct Unreadable<'a> {
+    /// The broker's place it was read from, for people: "NATS subject `x`".
+    pub(crate) place: String,
+    /// The message's `source`: the broker and the place, such as `nats:x`.
+    pub(crate) source: String,
+    /// The id the broker gives it, if any: the message's id when it is a UUID.
+    pub(crate) id: Option<String>,
+    /// The W3C `traceparent` it carries, if any.
+    pub(crate) traceparent: Option<String>,
+    /// Why it cannot be read.
+    pub(crate) why: String,
+    /// Its bytes.
+    pub(crate) payload: &'a [u8],
+}
+
+#[cfg(any(feature = "nats", feature = "rabbitmq"))]
+/// A delivery that is not a tidings CloudEvent of `subscription`, as a message of the
+/// subscription's contract and version whose data, a JSON string, says why and holds the
+/// payload: the consumer cannot decode it as the contract, dead-letters it with that text, and
+/// acknowledges it, so that it never blocks the subscription.
+pub(crate) fn unreadable(subscription: &Subscription, delivery: Unreadable<'_>) -> Message {
+    let id = delivery
+        .id
+        .and_then(|id| uuid::Uuid::parse_str(&id).ok())
+        .unwrap_or_else(uuid::Uuid::now_v7);
+    tracing::warn!(
+        place = %delivery.place,
+        context = %subscription.context,
+        %id,
+        reason = %delivery.why,
+        "a message is not a tidings CloudEvent; handing it over to be dead-lettered"
+    );
+    let payload = String::from_utf8_lossy(delivery.payload);
+    Message {
+        id,
+        source: delivery.source,
+        contract: subscription.contract.clone(),
+        version: subscription.version,
+        key: None,
+        time: chrono::Utc::now(),
+        correlation_id: id,
+        causation_id: None,
+        traceparent: delivery.traceparent,
+        data: serde_json::Value::String(format!(
+            "not a readable event on {} ({}); payload: {payload}",
+            delivery.place, delivery.why
+        )),
     }
 }

@@ -478,14 +478,20 @@ fn each_once(
 }
 
 /// A subscriber of contract X version 1 gets every X v1 message, as published, and neither X
-/// version 2 nor another contract's.
+/// version 2 nor another contract's. Another context consumes X v2 and Y, so that every message
+/// has a consumer: a broker may refuse a message that no subscription takes (RabbitMQ's
+/// mandatory publishing does).
 pub async fn per_contract<T: Transport + ?Sized>(transport: &T, patience: Patience) -> Verdict {
     let sc = Scenario::new("transport", "per_contract");
     let names = Names::fresh();
     let (x, y) = (names.contract("x"), names.contract("y"));
-    let context = names.context("reader");
-    let mut listening =
-        Listening::start(sc, patience, transport, &[subscription(&x, 1, &context)]).await;
+    let (context, other) = (names.context("reader"), names.context("other"));
+    let subscriptions = [
+        subscription(&x, 1, &context),
+        subscription(&x, 2, &other),
+        subscription(&y, 1, &other),
+    ];
+    let mut listening = Listening::start(sc, patience, transport, &subscriptions).await;
     let mut traced = message(&x, 1, Some("k"), json!({ "n": 1, "text": "ünïcödé" }));
     traced.traceparent = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
     let sent = [
@@ -497,11 +503,16 @@ pub async fn per_contract<T: Transport + ?Sized>(transport: &T, patience: Patien
     for message in &sent {
         publish(&sc, transport, message).await;
     }
-    let received = listening.expect_acked(2).await;
+    let received = listening.expect_acked(sent.len()).await;
+    let of_reader: Vec<(usize, Message)> = received
+        .iter()
+        .filter(|(instance, _)| *instance == 0)
+        .cloned()
+        .collect();
     each_once(
         &sc,
         "the X v1 messages received",
-        &received,
+        &of_reader,
         &[sent[0].clone(), sent[3].clone()],
     );
     listening

@@ -17,11 +17,17 @@ pub use crate::future::BoxFuture;
 pub use memory::InMemoryTransport;
 #[cfg(feature = "nats")]
 pub use nats::{NatsStorage, NatsTransport, NatsTransportBuilder};
+#[cfg(feature = "rabbitmq")]
+pub use rabbitmq::{
+    RabbitMqQueueType, RabbitMqTransport, RabbitMqTransportBuilder, RabbitMqUnroutable,
+};
 
 pub mod address;
 mod memory;
 #[cfg(feature = "nats")]
 mod nats;
+#[cfg(feature = "rabbitmq")]
+mod rabbitmq;
 
 /// An integration event on the wire: the attributes of a CloudEvents 1.0 event (`id`, `source`,
 /// `type`, `time`, `datacontenttype` JSON) plus the extensions tidings carries.

@@ -8,12 +8,12 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer, context, stream};
 use futures_util::StreamExt;
-use uuid::Uuid;
 
 use super::{
     BoxFuture, ErrorKind, Inbound, Message, Received, Subscription, Transport, TransportError,
     cloudevents,
 };
+use crate::envelope;
 
 /// The transport through NATS JetStream: each contract version is a stream, each consuming
 /// context a durable pull consumer on it. Every message is a CloudEvents 1.0 event in
@@ -872,19 +872,10 @@ impl NatsInbound {
     /// The message `delivered` carries, or, if it is not a CloudEvent of the subscription's
     /// contract version, one that the consumer dead-letters.
     fn decode(&self, delivered: &async_nats::Message) -> Message {
-        let subscription = &self.subscription;
-        let why = match cloudevents::from_structured(&delivered.payload) {
-            Ok(message)
-                if message.contract == subscription.contract
-                    && message.version == subscription.version =>
-            {
-                return message;
-            }
-            Ok(message) => format!(
-                "a CloudEvent of contract `{}` version {}, on the subject of `{}` version {}",
-                message.contract, message.version, subscription.contract, subscription.version
-            ),
-            Err(error) => crate::error::error_chain(&error),
+        let decoded = cloudevents::from_structured(&delivered.payload);
+        let why = match envelope::of_subscription(decoded, &self.subscription) {
+            Ok(message) => return message,
+            Err(why) => why,
         };
         let header = |name: &str| {
             delivered
@@ -893,33 +884,20 @@ impl NatsInbound {
                 .and_then(|headers| headers.get(name))
                 .map(|value| value.as_str().to_owned())
         };
-        let id = header(async_nats::header::NATS_MESSAGE_ID.as_ref())
-            .and_then(|id| Uuid::parse_str(&id).ok())
-            .unwrap_or_else(Uuid::now_v7);
-        tracing::warn!(
-            stream = %self.names.stream,
-            subject = %delivered.subject,
-            context = %subscription.context,
-            %id,
-            reason = %why,
-            "a NATS message is not a tidings CloudEvent; handing it over to be dead-lettered"
-        );
-        let payload = String::from_utf8_lossy(&delivered.payload);
-        Message {
-            id,
-            source: format!("nats:{}", delivered.subject),
-            contract: subscription.contract.clone(),
-            version: subscription.version,
-            key: None,
-            time: chrono::Utc::now(),
-            correlation_id: id,
-            causation_id: None,
-            traceparent: header("traceparent"),
-            data: serde_json::Value::String(format!(
-                "not a readable event on NATS subject `{}` ({why}); payload: {payload}",
-                delivered.subject
-            )),
-        }
+        envelope::unreadable(
+            &self.subscription,
+            envelope::Unreadable {
+                place: format!(
+                    "NATS subject `{}` (stream `{}`)",
+                    delivered.subject, self.names.stream
+                ),
+                source: format!("nats:{}", delivered.subject),
+                id: header(async_nats::header::NATS_MESSAGE_ID.as_ref()),
+                traceparent: header("traceparent"),
+                why,
+                payload: &delivered.payload,
+            },
+        )
     }
 }
 
