@@ -27,7 +27,7 @@ use crate::envelope;
 
 /// The prefix of the headers that carry the CloudEvents attributes (binary mode), as the
 /// CloudEvents SDKs' RabbitMQ binding reads them.
-const HEADER_PREFIX: &str = "ce-";
+const HEADER_PREFIX: &str = cloudevents::AMQP_HEADER_PREFIX;
 
 /// The transport through RabbitMQ: one durable topic exchange that every context publishes
 /// to, and for each consuming context and contract version a durable queue bound to it, with a
@@ -317,7 +317,7 @@ impl RabbitMqTransport {
     /// );
     /// ```
     pub fn routing_key(contract: &str, version: u32) -> String {
-        format!("{contract}.v{version}")
+        super::address::rabbitmq_routing_key(contract, version)
     }
 
     /// The exchange the transport publishes to.
