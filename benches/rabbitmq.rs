@@ -355,8 +355,10 @@ async fn consume_raw(url: String, queue: String, messages: usize) {
 static DRAINS: broker::Drains<Case> = broker::Drains::new();
 
 /// Messages per second over the measured drains of `case`.
-fn throughput(case: Case) -> Option<f64> {
-    DRAINS.throughput(case).map(|(rate, ..)| rate)
+/// Messages per second over the measured drains of `case`, and this process's CPU
+/// microseconds per message.
+fn throughput(case: Case) -> Option<(f64, f64)> {
+    DRAINS.throughput(case).map(|(rate, _, cpu)| (rate, cpu))
 }
 
 impl broker::DrainCase<Bench> for Case {
@@ -375,32 +377,34 @@ impl broker::DrainCase<Bench> for Case {
 
 fn summary(bench: &Bench, host_at_start: &str) -> String {
     let row = |out: &mut String, case: Case, baseline: Case| {
-        let Some(rate) = throughput(case) else {
+        let Some((rate, cpu)) = throughput(case) else {
             return;
         };
         let ratio =
-            throughput(baseline).map_or("-".to_owned(), |base| format!("{:.2}x", rate / base));
+            throughput(baseline).map_or("-".to_owned(), |(base, _)| format!("{:.2}x", rate / base));
         let _ = writeln!(
             out,
-            "{:<40} {:>8} {:>9.0} {:>9}",
+            "{:<40} {:>8} {:>9.0} {:>9} {:>10.1}",
             case.label(),
             case.size(bench.smoke),
             rate,
-            ratio
+            ratio,
+            cpu
         );
     };
     let mut out = format!(
         "\nRabbitMQ summary: {}, quorum queues, publisher confirms\nhost: at start \
          {host_at_start}; at end {}\nmsg/s: the messages of the measured drains (the last \
-         {SAMPLES}) over their time\n",
+         {SAMPLES}) over their time; CPU µs/msg: this process's CPU time (every thread, not the \
+         broker's) over the drains, per message\n",
         bench.url.rsplit('@').next().unwrap_or_default(),
         host()
     );
     let _ = writeln!(
         out,
         "B7 relay: drain a backlog to RabbitMQ vs raw lapin with the same confirm window \
-         (target >= 0.80x raw at the best window)\n{:<40} {:>8} {:>9} {:>9}",
-        "case", "messages", "msg/s", "vs raw"
+         (target >= 0.80x raw at the best window)\n{:<40} {:>8} {:>9} {:>9} {:>10}",
+        "case", "messages", "msg/s", "vs raw", "CPU µs/msg"
     );
     for window in WINDOWS {
         row(&mut out, Case::RawPublish(window), Case::RawPublish(window));
@@ -409,8 +413,8 @@ fn summary(bench: &Bench, host_at_start: &str) -> String {
     let _ = writeln!(
         out,
         "B10 consume: messages in the queue, received -> inbox -> acknowledged\n{:<40} {:>8} \
-         {:>9} {:>9}",
-        "case", "messages", "msg/s", "vs raw"
+         {:>9} {:>9} {:>10}",
+        "case", "messages", "msg/s", "vs raw", "CPU µs/msg"
     );
     row(&mut out, Case::RawConsume, Case::RawConsume);
     for batch in INBOX_BATCHES {
