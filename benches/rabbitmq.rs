@@ -354,7 +354,6 @@ async fn consume_raw(url: String, queue: String, messages: usize) {
 /// Every drain of each case.
 static DRAINS: broker::Drains<Case> = broker::Drains::new();
 
-/// Messages per second over the measured drains of `case`.
 /// Messages per second over the measured drains of `case`, and this process's CPU
 /// microseconds per message.
 fn throughput(case: Case) -> Option<(f64, f64)> {

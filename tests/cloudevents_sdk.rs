@@ -14,13 +14,10 @@ mod support;
 
 use support::{cloudevents_sdk as sdk, run_cloudevents_sdk as run};
 
-#[test]
-fn the_python_sdk_reads_what_tidings_publishes() {
-    if !sdk("the_python_sdk_reads_what_tidings_publishes") {
-        return;
-    }
+/// A `catalog.product-updated` v2 event with every attribute tidings sends set.
+fn product_updated() -> Message {
     let id = Uuid::now_v7();
-    let message = Message {
+    Message {
         id,
         source: "catalog".to_owned(),
         contract: "catalog.product-updated".to_owned(),
@@ -31,7 +28,16 @@ fn the_python_sdk_reads_what_tidings_publishes() {
         causation_id: Some(Uuid::now_v7()),
         traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned()),
         data: serde_json::json!({ "product_id": "p-1", "price_cents": 1999 }),
-    };
+    }
+}
+
+#[test]
+fn the_python_sdk_reads_what_tidings_publishes() {
+    if !sdk("the_python_sdk_reads_what_tidings_publishes") {
+        return;
+    }
+    let message = product_updated();
+    let id = message.id;
 
     let read: serde_json::Value =
         serde_json::from_slice(&run(&["read"], &cloudevents::to_structured(&message)))
@@ -71,20 +77,9 @@ fn the_python_sdk_reads_tidings_binary_mode_for_rabbitmq() {
     if !sdk("the_python_sdk_reads_tidings_binary_mode_for_rabbitmq") {
         return;
     }
-    let id = Uuid::now_v7();
-    let message = Message {
-        id,
-        source: "catalog".to_owned(),
-        contract: "catalog.product-updated".to_owned(),
-        version: 2,
-        key: Some("p-1".to_owned()),
-        time: Utc::now(),
-        correlation_id: id,
-        causation_id: None,
-        traceparent: None,
-        data: serde_json::json!({ "product_id": "p-1", "price_cents": 1999 }),
-    };
-    let binary = cloudevents::to_binary(&message, "ce-");
+    let message = product_updated();
+    let id = message.id;
+    let binary = cloudevents::to_binary(&message, cloudevents::AMQP_HEADER_PREFIX);
     let sent = Binary {
         headers: binary.headers.into_iter().collect(),
         content_type: Some(binary.content_type.to_owned()),
@@ -116,7 +111,7 @@ fn tidings_reads_the_python_sdks_binary_mode_for_rabbitmq() {
 
     let header = |name: &str| built.headers.get(name).cloned();
     let message = cloudevents::from_binary(
-        "ce-",
+        cloudevents::AMQP_HEADER_PREFIX,
         header,
         built.content_type.as_deref(),
         built.body.as_bytes(),

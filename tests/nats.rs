@@ -70,28 +70,20 @@ impl Drop for Broker {
     fn drop(&mut self) {
         let url = self.url.clone();
         let prefix = self.stream_prefix();
-        // A runtime of its own: the test's may be gone, or be the one dropping this.
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime for the clean-up");
-            runtime.block_on(async move {
-                let Ok(client) = async_nats::connect(&url).await else {
-                    return;
-                };
-                let jetstream = async_nats::jetstream::new(client);
-                let names: Vec<String> = jetstream
-                    .stream_names()
-                    .filter_map(|name| async move { name.ok() })
-                    .collect()
-                    .await;
-                for name in names.iter().filter(|name| name.starts_with(&prefix)) {
-                    let _ = jetstream.delete_stream(name).await;
-                }
-            });
+        support::clean_up(async move {
+            let Ok(client) = async_nats::connect(&url).await else {
+                return;
+            };
+            let jetstream = async_nats::jetstream::new(client);
+            let names: Vec<String> = jetstream
+                .stream_names()
+                .filter_map(|name| async move { name.ok() })
+                .collect()
+                .await;
+            for name in names.iter().filter(|name| name.starts_with(&prefix)) {
+                let _ = jetstream.delete_stream(name).await;
+            }
         });
-        let _ = cleanup.join();
     }
 }
 

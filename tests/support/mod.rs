@@ -8,6 +8,19 @@ use std::path::PathBuf;
 pub(crate) mod broker;
 pub(crate) mod rabbit;
 
+/// Runs `cleanup` to its end on a runtime of its own, on another thread, and waits for it: for
+/// a `Drop`, whose test runtime may be gone, or be the one dropping.
+pub(crate) fn clean_up(cleanup: impl std::future::Future<Output = ()> + Send + 'static) {
+    let thread = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the clean-up")
+            .block_on(cleanup);
+    });
+    let _ = thread.join();
+}
+
 /// The PostgreSQL URL from `DATABASE_URL`. Without it the test says so and is skipped, unless
 /// `TIDINGS_REQUIRE_SERVICES` is set (as `.ci/run` does): then it fails.
 pub(crate) fn database_url(test: &str) -> Option<String> {

@@ -78,41 +78,32 @@ impl Drop for Rabbit {
         let url = self.url.clone();
         let exchange = self.exchange.clone();
         let queues: Vec<String> = self.queues.lock().unwrap().iter().cloned().collect();
-        // A runtime of its own: the test's may be gone, or be the one dropping this.
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime for the clean-up");
-            runtime.block_on(async move {
-                let Ok(connection) =
-                    Connection::connect(&url, ConnectionProperties::default()).await
-                else {
-                    return;
-                };
-                for queue in queues {
-                    for name in [RabbitMqTransport::dead_letter_queue_name(&queue), queue] {
-                        // A channel per deletion: a failed one closes its channel.
-                        let Ok(channel) = connection.create_channel().await else {
-                            return;
-                        };
-                        let _ = channel
-                            .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
-                            .await;
-                    }
-                }
-                for name in [format!("{exchange}:dead-letter"), exchange] {
+        super::clean_up(async move {
+            let Ok(connection) = Connection::connect(&url, ConnectionProperties::default()).await
+            else {
+                return;
+            };
+            for queue in queues {
+                for name in [RabbitMqTransport::dead_letter_queue_name(&queue), queue] {
+                    // A channel per deletion: a failed one closes its channel.
                     let Ok(channel) = connection.create_channel().await else {
                         return;
                     };
                     let _ = channel
-                        .exchange_delete(name.as_str().into(), ExchangeDeleteOptions::default())
+                        .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
                         .await;
                 }
-                let _ = connection.close(200, "OK".into()).await;
-            });
+            }
+            for name in [format!("{exchange}:dead-letter"), exchange] {
+                let Ok(channel) = connection.create_channel().await else {
+                    return;
+                };
+                let _ = channel
+                    .exchange_delete(name.as_str().into(), ExchangeDeleteOptions::default())
+                    .await;
+            }
+            let _ = connection.close(200, "OK".into()).await;
         });
-        let _ = cleanup.join();
     }
 }
 
