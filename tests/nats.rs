@@ -8,84 +8,15 @@ mod support;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde_json::json;
+use support::nats::Broker;
 use tidings::prelude::*;
 use tidings::testing::{Capabilities, Patience, transport_conformance_with};
 use tidings::transport::{Subscription, Transport};
-use tidings::{ErrorKind, NatsStorage, NatsTransport, NatsTransportBuilder, Running};
-use uuid::Uuid;
+use tidings::{ErrorKind, NatsTransport, Running};
 
 /// The longest wait for what must happen; no test asserts how long anything takes.
 const PATIENCE: Duration = Duration::from_secs(20);
-
-/// A test's corner of the server: its subject and stream prefixes. Dropping it deletes the
-/// streams of its prefix.
-struct Broker {
-    url: String,
-    suffix: String,
-}
-
-impl Broker {
-    /// The broker for `test`, or `None` (said plainly) without `NATS_URL`.
-    fn new(test: &str) -> Option<Self> {
-        let url = support::nats_url(test)?;
-        let id = Uuid::now_v7().simple().to_string();
-        Some(Broker {
-            url,
-            suffix: id[id.len() - 12..].to_owned(),
-        })
-    }
-
-    fn stream_prefix(&self) -> String {
-        format!("T{}", self.suffix.to_uppercase())
-    }
-
-    /// The settings of the test's transports: its prefixes, streams in memory, a short ack
-    /// wait so that what is not acknowledged comes again within the test's patience.
-    fn builder(&self) -> NatsTransportBuilder {
-        NatsTransport::builder()
-            .subject_prefix(format!("t{}", self.suffix))
-            .stream_prefix(self.stream_prefix())
-            .storage(NatsStorage::Memory)
-            .max_age(Duration::from_secs(3600))
-            .ack_wait(Duration::from_secs(2))
-    }
-
-    async fn transport(&self) -> NatsTransport {
-        self.builder()
-            .connect(&self.url)
-            .await
-            .expect("NATS answers at NATS_URL")
-    }
-
-    async fn client(&self) -> async_nats::Client {
-        async_nats::connect(&self.url)
-            .await
-            .expect("NATS answers at NATS_URL")
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let url = self.url.clone();
-        let prefix = self.stream_prefix();
-        support::clean_up(async move {
-            let Ok(client) = async_nats::connect(&url).await else {
-                return;
-            };
-            let jetstream = async_nats::jetstream::new(client);
-            let names: Vec<String> = jetstream
-                .stream_names()
-                .filter_map(|name| async move { name.ok() })
-                .collect()
-                .await;
-            for name in names.iter().filter(|name| name.starts_with(&prefix)) {
-                let _ = jetstream.delete_stream(name).await;
-            }
-        });
-    }
-}
 
 #[tokio::test]
 async fn nats_transport_passes_the_transport_suite() {

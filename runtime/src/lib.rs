@@ -65,6 +65,7 @@ pub mod store;
 mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod trace;
 pub mod transport;
 mod wiring;
 mod worker;

@@ -19,6 +19,7 @@ use crate::event::DomainEvent;
 use crate::meta::EventMeta;
 use crate::registry::registry;
 use crate::store::{NewEvent, Store};
+use crate::trace;
 
 /// Where one context's domain events are recorded, and which handlers each one has.
 pub(crate) struct Outbox {
@@ -205,14 +206,11 @@ impl DomainEvents {
     ) -> (EventMeta, tracing::Span, Result<Option<NewEvent>, Error>) {
         let outbox = &self.outbox;
         let mut meta = EventMeta::new(outbox.context.clone());
-        match &self.cause {
-            Some(cause) => {
-                meta.correlation_id = cause.correlation_id;
-                meta.causation_id = Some(cause.causation_id);
-                meta.traceparent = cause.traceparent.clone();
-            }
-            None => meta.traceparent = Some(new_traceparent()),
+        if let Some(cause) = &self.cause {
+            meta.correlation_id = cause.correlation_id;
+            meta.causation_id = Some(cause.causation_id);
         }
+        // A child of the caller's span: the use case's, or the handler's.
         let span = info_span!(
             "tidings.publish",
             event = E::NAME,
@@ -220,6 +218,8 @@ impl DomainEvents {
             correlation_id = %meta.correlation_id,
             context = %outbox.context,
         );
+        let inherited = self.cause.as_ref().and_then(|c| c.traceparent.as_deref());
+        meta.traceparent = Some(trace::of(&span, inherited));
         let Some(handlers) = outbox.routes.get(&TypeId::of::<E>()) else {
             let refused = if outbox.owned.contains(&TypeId::of::<E>()) {
                 tracing::debug!("no handler of this context handles it: nothing recorded");
@@ -272,12 +272,4 @@ impl fmt::Debug for Publishing<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Publishing")
     }
-}
-
-/// A W3C `traceparent` for a trace that starts here: random trace and parent ids, neither all
-/// zeros.
-fn new_traceparent() -> String {
-    // `Simple` writes the 32 hex digits at once, a `{:032x}` of a `u128` digit by digit.
-    let trace_id = Uuid::from_u128(fastrand::u128(1..)).simple();
-    format!("00-{trace_id}-{:016x}-01", fastrand::u64(1..))
 }

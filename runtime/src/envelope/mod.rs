@@ -37,16 +37,21 @@ pub(crate) fn domain<E: DomainEvent>(
 }
 
 /// An integration event that context `source` produced while handling the event of `cause`, as
-/// it is put in the outbox: same correlation, caused by that event.
+/// it is put in the outbox: same correlation, caused by that event, with the `traceparent` of
+/// the span that produced it.
 pub(crate) fn produced(
     cause: &EventMeta,
     source: &str,
+    traceparent: &str,
     event: &dyn DynIntegrationEvent,
 ) -> Result<NewIntegrationRow, serde_json::Error> {
     Ok(NewIntegrationRow {
         key: event.key(),
         event: StoredEvent {
-            meta: cause.caused(source),
+            meta: EventMeta {
+                traceparent: Some(traceparent.to_owned()),
+                ..cause.caused(source)
+            },
             kind: EventKind::Integration,
             name: event.contract().to_owned(),
             version: event.version(),
@@ -104,18 +109,24 @@ pub(crate) fn received(
 }
 
 #[cfg(any(feature = "nats", feature = "rabbitmq"))]
-/// What a transport `decoded` from a delivery of `subscription`: the message, if it is a
-/// CloudEvent of the subscription's contract and version; else why not, for
+/// What a transport `decoded` from a delivery of `subscription`, with the protocol's own
+/// `traceparent` header, `hop`: the message, if it is a CloudEvent of the subscription's
+/// contract and version, continuing the hop's trace (the publishing relay's span) where the
+/// header is there, else the trace its CloudEvents attribute names; else why not, for
 /// [`unreadable`].
 pub(crate) fn of_subscription(
     decoded: Result<Message, CloudEventError>,
     subscription: &Subscription,
+    hop: Option<String>,
 ) -> Result<Message, String> {
     match decoded {
-        Ok(message)
+        Ok(mut message)
             if message.contract == subscription.contract
                 && message.version == subscription.version =>
         {
+            if hop.is_some() {
+                message.traceparent = hop;
+            }
             Ok(message)
         }
         Ok(message) => Err(format!(

@@ -14,6 +14,7 @@ use uuid::Uuid;
 pub use crate::envelope::cloudevents;
 pub use crate::error::{ErrorKind, TransportError};
 pub use crate::future::BoxFuture;
+pub use crate::trace::hop_traceparent;
 pub use memory::InMemoryTransport;
 #[cfg(feature = "nats")]
 pub use nats::{NatsStorage, NatsTransport, NatsTransportBuilder};

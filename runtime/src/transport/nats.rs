@@ -590,8 +590,8 @@ impl Inner {
     async fn send(&self, names: &Names, message: &Message) -> Result<(), context::PublishError> {
         let mut headers = HeaderMap::new();
         headers.insert("Content-Type", cloudevents::STRUCTURED_CONTENT_TYPE);
-        if let Some(traceparent) = &message.traceparent {
-            headers.insert("traceparent", traceparent.as_str());
+        if let Some(traceparent) = crate::trace::hop_traceparent(message) {
+            headers.insert("traceparent", traceparent);
         }
         let publish = jetstream::message::PublishMessage::build()
             .headers(headers)
@@ -872,11 +872,6 @@ impl NatsInbound {
     /// The message `delivered` carries, or, if it is not a CloudEvent of the subscription's
     /// contract version, one that the consumer dead-letters.
     fn decode(&self, delivered: &async_nats::Message) -> Message {
-        let decoded = cloudevents::from_structured(&delivered.payload);
-        let why = match envelope::of_subscription(decoded, &self.subscription) {
-            Ok(message) => return message,
-            Err(why) => why,
-        };
         let header = |name: &str| {
             delivered
                 .headers
@@ -884,6 +879,12 @@ impl NatsInbound {
                 .and_then(|headers| headers.get(name))
                 .map(|value| value.as_str().to_owned())
         };
+        let decoded = cloudevents::from_structured(&delivered.payload);
+        let why =
+            match envelope::of_subscription(decoded, &self.subscription, header("traceparent")) {
+                Ok(message) => return message,
+                Err(why) => why,
+            };
         envelope::unreadable(
             &self.subscription,
             envelope::Unreadable {

@@ -834,10 +834,10 @@ impl Inner {
             };
             headers.insert(name, AMQPValue::LongString(value.into()));
         }
-        if let Some(traceparent) = &message.traceparent {
+        if let Some(traceparent) = crate::trace::hop_traceparent(message) {
             headers.insert(
                 "traceparent".into(),
-                AMQPValue::LongString(traceparent.as_str().into()),
+                AMQPValue::LongString(traceparent.into()),
             );
         }
         let properties = BasicProperties::default()
@@ -1101,10 +1101,11 @@ impl RabbitMqInbound {
         } else {
             cloudevents::from_binary(HEADER_PREFIX, header, content_type, &delivery.data)
         };
-        let why = match envelope::of_subscription(decoded, &self.subscription) {
-            Ok(message) => return message,
-            Err(why) => why,
-        };
+        let why =
+            match envelope::of_subscription(decoded, &self.subscription, header("traceparent")) {
+                Ok(message) => return message,
+                Err(why) => why,
+            };
         let queue = self
             .consuming
             .as_ref()

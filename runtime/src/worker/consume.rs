@@ -16,6 +16,7 @@ use super::{Shared, pause};
 use crate::envelope;
 use crate::error::{StoreError, TransportError, error_chain};
 use crate::store::{NewEvent, StoredEvent};
+use crate::trace;
 use crate::transport::{Inbound, Message, Received};
 
 /// Records the messages of one subscription until told to stop.
@@ -100,8 +101,12 @@ async fn receive(
     let mut undecodable = Vec::new();
     let mut spans = Vec::with_capacity(batch.len());
     for received in &batch {
-        let span = consume_span(&shared.context, &received.message);
-        match span.in_scope(|| decode(shared, &received.message)) {
+        let message = &received.message;
+        let span = consume_span(&shared.context, message);
+        // The hop's trace: the publishing relay's span, or where the chain started.
+        trace::follow(&span, message.traceparent.as_deref());
+        let traceparent = trace::of(&span, message.traceparent.as_deref());
+        match span.in_scope(|| decode(shared, message, traceparent)) {
             Decoded::Event(event) => events.push(event),
             Decoded::Undecodable(event, error) => undecodable.push((event, error)),
         }
@@ -168,9 +173,11 @@ enum Decoded {
     Undecodable(StoredEvent, String),
 }
 
-/// `message` as an event to record, or, if it cannot be decoded, as a dead letter.
-fn decode(shared: &Shared, message: &Message) -> Decoded {
+/// `message` as an event to record, with the `traceparent` its handlers continue, or, if it
+/// cannot be decoded, as a dead letter.
+fn decode(shared: &Shared, message: &Message, traceparent: String) -> Decoded {
     let mut event = envelope::received(message, None);
+    event.meta.traceparent = Some(traceparent);
     match shared.wiring.typed(&event) {
         Ok(typed) => {
             event.typed = Some(typed);

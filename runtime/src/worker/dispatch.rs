@@ -20,6 +20,7 @@ use crate::error::{ErrorKind, StoreError, error_chain};
 use crate::handler::HandlerError;
 use crate::publish::DomainEvents;
 use crate::store::{Completion, Delivery, DeliveryId, NewIntegrationRow, StoredEvent};
+use crate::trace;
 use crate::wiring::{Route, Target};
 
 /// Runs due deliveries until told to stop.
@@ -212,6 +213,8 @@ async fn deliver(shared: &Arc<Shared>, delivery: Delivery) -> Delivered {
         correlation_id = %event.meta.correlation_id,
         attempt,
     );
+    // Each attempt is a span of its own, in the trace of the event's publication.
+    trace::follow(&span, event.meta.traceparent.as_deref());
     let delivered = async {
         let Some(route) = shared.wiring.route(&handler) else {
             let failure = Failure::fatal(format!(
@@ -354,6 +357,7 @@ async fn handle(
         }
     };
     let publisher = DomainEvents::new(Arc::clone(&shared.outbox), slot.is_some());
+    let traceparent = trace::of(&span, event.meta.traceparent.as_deref());
     let emitted = async {
         match route.target {
             Target::Handler(info) => {
@@ -382,12 +386,14 @@ async fn handle(
     emitted
         .iter()
         .map(|produced| {
-            envelope::produced(&event.meta, &shared.context, &**produced).map_err(|error| {
-                Failure::fatal(format!(
-                    "`{}` could not be encoded as JSON: {error}",
-                    produced.contract()
-                ))
-            })
+            envelope::produced(&event.meta, &shared.context, &traceparent, &**produced).map_err(
+                |error| {
+                    Failure::fatal(format!(
+                        "`{}` could not be encoded as JSON: {error}",
+                        produced.contract()
+                    ))
+                },
+            )
         })
         .collect()
 }

@@ -32,6 +32,7 @@ use super::Shared;
 use crate::envelope;
 use crate::error::{ErrorKind, error_chain};
 use crate::store::{IntegrationRow, RowId};
+use crate::trace;
 
 /// How one publication ended.
 enum Ended {
@@ -197,6 +198,8 @@ async fn publish(shared: &Shared, row: IntegrationRow) -> Ended {
         correlation_id = %row.event.meta.correlation_id,
         attempt = row.attempt,
     );
+    // Each attempt is a span of its own, in the trace of the span that produced the row.
+    trace::follow(&span, row.event.meta.traceparent.as_deref());
     let IntegrationRow {
         id,
         event,
