@@ -107,7 +107,7 @@ async fn start(context: &str, transport: &NatsTransport, runs: &Dep<Runs>) -> (T
 struct Spans(Vec<SpanData>);
 
 impl Spans {
-    fn attribute<'a>(span: &'a SpanData, key: &str) -> Option<String> {
+    fn attribute(span: &SpanData, key: &str) -> Option<String> {
         span.attributes
             .iter()
             .find(|kv| kv.key.as_str() == key)

@@ -54,6 +54,7 @@ mod error;
 mod event;
 mod future;
 mod handler;
+mod measure;
 mod meta;
 mod origin;
 mod publish;
@@ -75,6 +76,7 @@ mod worker;
 pub mod __private;
 
 pub use app::{AppWaiting, NotRunHandler, Unsettled};
+pub use app::{ComponentHealth, Health, HealthStatus};
 pub use app::{Running, Tidings, TidingsBuilder};
 pub use catalog::catalog;
 pub use deps::Dep;

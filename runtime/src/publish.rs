@@ -35,11 +35,12 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    /// Records events with their deliveries, and wakes the dispatcher.
-    pub(crate) async fn record(&self, events: Vec<NewEvent>) -> Result<(), StoreError> {
-        self.store.record(events).await?;
+    /// Records events with their deliveries, and wakes the dispatcher; returns how many
+    /// deliveries were created.
+    pub(crate) async fn record(&self, events: Vec<NewEvent>) -> Result<usize, StoreError> {
+        let created = self.store.record(events).await?;
         self.dispatch_wake.notify_one();
-        Ok(())
+        Ok(created)
     }
 }
 

@@ -1,5 +1,6 @@
 //! [`TidingsBuilder`]: what an app is made of, and the check of its wiring.
 
+use crate::app::Observed;
 use std::any::{Any, TypeId};
 use std::fmt;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ pub struct TidingsBuilder {
     retry: RetryPolicy,
     retention: Retention,
     poll_interval: Duration,
+    metrics_interval: Duration,
     batch_size: usize,
     relay_window: usize,
     inbox_batch: usize,
@@ -94,6 +96,14 @@ impl TidingsBuilder {
     /// process on a store that can tell (PostgreSQL's `LISTEN/NOTIFY`): polling is the fallback.
     pub fn poll_interval(mut self, poll_interval: Duration) -> Self {
         self.poll_interval = poll_interval;
+        self
+    }
+
+    /// How often the app reads what waits in its store for the backlog gauges
+    /// (`tidings.outbox.*`, see the README's metrics table). Default: 10 s. Each reading is
+    /// one query that counts the waiting work.
+    pub fn metrics_interval(mut self, metrics_interval: Duration) -> Self {
+        self.metrics_interval = metrics_interval;
         self
     }
 
@@ -209,6 +219,7 @@ impl TidingsBuilder {
             retry: self.retry,
             retention: self.retention,
             poll_interval: self.poll_interval,
+            metrics_interval: self.metrics_interval,
             batch_size: self.batch_size,
             relay_window: self.relay_window,
             inbox_batch: self.inbox_batch,
@@ -218,6 +229,7 @@ impl TidingsBuilder {
             dispatch_wake,
             relay_wake: Notify::new(),
             transport_available: AtomicBool::new(true),
+            observed: Observed::default(),
         };
         Ok(Tidings {
             shared: Arc::new(shared),
@@ -238,6 +250,7 @@ impl TidingsBuilder {
             retry: RetryPolicy::default(),
             retention: Retention::default(),
             poll_interval: Duration::from_secs(1),
+            metrics_interval: Duration::from_secs(10),
             batch_size: 64,
             relay_window: 256,
             inbox_batch: 64,

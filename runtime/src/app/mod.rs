@@ -14,10 +14,14 @@ use crate::store::{DeadLetter, DeadLetterId, StoreListener};
 use crate::transport::Subscription;
 use crate::worker::{self, Inbounds, Shared};
 
+pub(crate) use health::Observed;
+
 pub use builder::TidingsBuilder;
+pub use health::{ComponentHealth, Health, HealthStatus};
 pub use running::{AppWaiting, NotRunHandler, Running, Unsettled};
 
 mod builder;
+mod health;
 mod running;
 
 /// The app of one bounded context: publish its domain events with

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::health::{ComponentHealth, Health, HealthStatus};
 use crate::activity::Activity;
 use crate::error::Error;
 use crate::handler::panic_message;
@@ -49,6 +50,60 @@ impl Running {
                 context: self.shared.context.clone(),
                 message,
             }),
+        }
+    }
+
+    /// How the app is, for a liveness and a readiness probe: whether its workers run, whether
+    /// its store and its broker answer (and their last errors), and how much work waits, with
+    /// the age of the oldest. It asks the store once, and the transport for its connection's
+    /// state. A broker that does not answer makes the app [degraded](crate::HealthStatus), not
+    /// unready: use cases still publish, and integration events wait in the outbox.
+    ///
+    /// ```no_run
+    /// # async fn probe(running: &tidings::Running) {
+    /// let health = running.health().await;
+    /// let status = if health.is_ready() { 200 } else { 503 };
+    /// println!("{status}\n{health}");
+    /// # }
+    /// ```
+    pub async fn health(&self) -> Health {
+        let shared = &self.shared;
+        let workers_running = self.tasks.iter().all(|task| !task.is_finished());
+        let waiting = shared.store.waiting().await;
+        if let Err(error) = &waiting {
+            shared.observed.store_failed(error);
+        }
+        let broker_answers = shared.broker_answers().await;
+        let now = chrono::Utc::now();
+        let age = |oldest: Option<chrono::DateTime<chrono::Utc>>| {
+            oldest.map(|t| (now - t).to_std().unwrap_or_default())
+        };
+        let (deliveries, rows) = waiting.as_ref().map(Waiting::totals).unwrap_or_default();
+        let (oldest_delivery, oldest_row) =
+            waiting.as_ref().map(Waiting::oldest).unwrap_or_default();
+        let store = ComponentHealth {
+            answers: waiting.is_ok(),
+            last_error: shared.observed.last_store_error(),
+        };
+        let broker = ComponentHealth {
+            answers: broker_answers,
+            last_error: shared.observed.last_broker_error(),
+        };
+        let status = if !workers_running || !store.answers {
+            HealthStatus::Unhealthy
+        } else if !broker.answers {
+            HealthStatus::Degraded
+        } else {
+            HealthStatus::Healthy
+        };
+        Health {
+            context: shared.context.clone(),
+            status,
+            workers_running,
+            store,
+            broker,
+            deliveries_waiting: (deliveries, age(oldest_delivery)),
+            rows_waiting: (rows, age(oldest_row)),
         }
     }
 
@@ -204,6 +259,7 @@ impl Running {
                 handler => handlers.push(HandlerWaiting {
                     handler,
                     counts: entry.counts,
+                    oldest: entry.oldest,
                 }),
             }
         }

@@ -608,7 +608,8 @@ impl Store for InMemoryStore {
     fn waiting(&self) -> BoxFuture<'_, Result<Waiting, StoreError>> {
         let state = self.lock();
         let now = Utc::now();
-        let count = |counts: &mut WaitCounts, claimed: bool, due: DateTime<Utc>| {
+        type Entry = (WaitCounts, Option<DateTime<Utc>>);
+        let count = |(counts, oldest): &mut Entry, claimed: bool, due, occurred_at| {
             if claimed {
                 counts.claimed += 1;
             } else if due <= now {
@@ -616,32 +617,33 @@ impl Store for InMemoryStore {
             } else {
                 counts.scheduled += 1;
             }
+            *oldest = Some(oldest.map_or(occurred_at, |o: DateTime<Utc>| o.min(occurred_at)));
         };
-        let mut handlers: BTreeMap<&str, WaitCounts> = BTreeMap::new();
+        let mut handlers: BTreeMap<&str, Entry> = BTreeMap::new();
         for d in state.deliveries.values() {
-            count(handlers.entry(&d.handler).or_default(), d.claimed, d.due);
+            let entry = handlers.entry(&d.handler).or_default();
+            count(entry, d.claimed, d.due, d.event.meta.occurred_at);
         }
-        let mut contracts: BTreeMap<&str, WaitCounts> = BTreeMap::new();
+        let mut contracts: BTreeMap<&str, Entry> = BTreeMap::new();
         for r in state.rows.values() {
-            count(
-                contracts.entry(&r.event.name).or_default(),
-                r.claimed,
-                r.due,
-            );
+            let entry = contracts.entry(&r.event.name).or_default();
+            count(entry, r.claimed, r.due, r.event.meta.occurred_at);
         }
         let waiting = Waiting {
             deliveries: handlers
                 .into_iter()
-                .map(|(handler, counts)| HandlerWaiting {
+                .map(|(handler, (counts, oldest))| HandlerWaiting {
                     handler: Some(handler.to_owned()),
                     counts,
+                    oldest,
                 })
                 .collect(),
             rows: contracts
                 .into_iter()
-                .map(|(contract, counts)| ContractWaiting {
+                .map(|(contract, (counts, oldest))| ContractWaiting {
                     contract: Some(contract.to_owned()),
                     counts,
+                    oldest,
                 })
                 .collect(),
         };

@@ -909,7 +909,8 @@ impl Store for PostgresStore {
                  AND due_at <= now()) AS due, \
                  COUNT(*) FILTER (WHERE (claimed_until IS NULL OR claimed_until < now()) \
                  AND due_at > now()) AS scheduled, \
-                 COUNT(*) FILTER (WHERE claimed_until >= now()) AS claimed \
+                 COUNT(*) FILTER (WHERE claimed_until >= now()) AS claimed, \
+                 MIN(occurred_at) AS oldest \
                  FROM {schema}.tidings_deliveries GROUP BY handler \
                  UNION ALL \
                  SELECT 'tidings_outbox', name, \
@@ -917,7 +918,8 @@ impl Store for PostgresStore {
                  AND due_at <= now()), \
                  COUNT(*) FILTER (WHERE (claimed_until IS NULL OR claimed_until < now()) \
                  AND due_at > now()), \
-                 COUNT(*) FILTER (WHERE claimed_until >= now()) \
+                 COUNT(*) FILTER (WHERE claimed_until >= now()), \
+                 MIN(occurred_at) \
                  FROM {schema}.tidings_outbox GROUP BY name",
             ))
             .fetch_all(&self.pool)

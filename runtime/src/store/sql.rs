@@ -434,7 +434,7 @@ pub(crate) fn recording_error(source: sqlx::Error, fix: &str) -> StoreError {
 /// `waiting_in` (the table: `tidings_deliveries` or `tidings_outbox`), `name` (the handler or
 /// the contract) and the counts `due`, `scheduled` and `claimed`, as `BIGINT`s. The entries are
 /// sorted by name, whatever the database's collation.
-pub(crate) fn waiting<R: Columns>(rows: &[R]) -> Result<Waiting, StoreError> {
+pub(crate) fn waiting<R: StoredValues>(rows: &[R]) -> Result<Waiting, StoreError> {
     let mut waiting = Waiting::default();
     for row in rows {
         let table = row.text("waiting", "waiting_in")?;
@@ -445,14 +445,17 @@ pub(crate) fn waiting<R: Columns>(rows: &[R]) -> Result<Waiting, StoreError> {
             untold: 0,
         };
         let name = row.text(&table, "name")?;
+        let oldest = Some(row.time(&table, "oldest")?);
         match table.as_str() {
             DELIVERIES => waiting.deliveries.push(HandlerWaiting {
                 handler: Some(name),
                 counts,
+                oldest,
             }),
             OUTBOX => waiting.rows.push(ContractWaiting {
                 contract: Some(name),
                 counts,
+                oldest,
             }),
             other => {
                 return Err(invalid(

@@ -983,7 +983,8 @@ impl Store for SqliteStore {
                  AND due_at <= ?1 THEN 1 END) AS due, \
                  COUNT(CASE WHEN (claimed_until IS NULL OR claimed_until < ?1) \
                  AND due_at > ?1 THEN 1 END) AS scheduled, \
-                 COUNT(CASE WHEN claimed_until >= ?1 THEN 1 END) AS claimed \
+                 COUNT(CASE WHEN claimed_until >= ?1 THEN 1 END) AS claimed, \
+                 MIN(occurred_at) AS oldest \
                  FROM tidings_deliveries GROUP BY handler \
                  UNION ALL \
                  SELECT 'tidings_outbox', name, \
@@ -991,7 +992,8 @@ impl Store for SqliteStore {
                  AND due_at <= ?1 THEN 1 END), \
                  COUNT(CASE WHEN (claimed_until IS NULL OR claimed_until < ?1) \
                  AND due_at > ?1 THEN 1 END), \
-                 COUNT(CASE WHEN claimed_until >= ?1 THEN 1 END) \
+                 COUNT(CASE WHEN claimed_until >= ?1 THEN 1 END), \
+                 MIN(occurred_at) \
                  FROM tidings_outbox GROUP BY name",
             )
             .bind(micros(Utc::now()))

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
+
 /// How much waiting work is in each state. A store that cannot tell the states apart counts
 /// everything as [`untold`](Self::untold).
 ///
@@ -74,6 +76,7 @@ impl fmt::Display for WaitCounts {
 /// let mail = HandlerWaiting {
 ///     handler: Some("billing::send_invoice".into()),
 ///     counts: WaitCounts { due: 1, ..WaitCounts::default() },
+///     oldest: None,
 /// };
 /// assert_eq!(mail.counts.total(), 1);
 /// ```
@@ -84,6 +87,8 @@ pub struct HandlerWaiting {
     pub handler: Option<String>,
     /// How many, in each state.
     pub counts: WaitCounts,
+    /// When the oldest of them was published; `None` from a store that does not tell.
+    pub oldest: Option<DateTime<Utc>>,
 }
 
 /// The integration rows of one contract waiting in a store's outbox.
@@ -94,6 +99,7 @@ pub struct HandlerWaiting {
 /// let rows = ContractWaiting {
 ///     contract: Some("sales.order-confirmed".into()),
 ///     counts: WaitCounts { scheduled: 2, ..WaitCounts::default() },
+///     oldest: None,
 /// };
 /// assert_eq!(rows.counts.to_string(), "2 scheduled for later");
 /// ```
@@ -104,6 +110,8 @@ pub struct ContractWaiting {
     pub contract: Option<String>,
     /// How many, in each state.
     pub counts: WaitCounts,
+    /// When the oldest of them was published; `None` from a store that does not tell.
+    pub oldest: Option<DateTime<Utc>>,
 }
 
 /// What a store keeps waiting: its deliveries by handler and its integration rows by contract,
@@ -142,6 +150,7 @@ impl Waiting {
                 .then(|| HandlerWaiting {
                     handler: None,
                     counts: untold(deliveries),
+                    oldest: None,
                 })
                 .into_iter()
                 .collect(),
@@ -149,6 +158,7 @@ impl Waiting {
                 .then(|| ContractWaiting {
                     contract: None,
                     counts: untold(rows),
+                    oldest: None,
                 })
                 .into_iter()
                 .collect(),
@@ -160,6 +170,20 @@ impl Waiting {
     pub fn totals(&self) -> (usize, usize) {
         let deliveries = self.deliveries.iter().map(|d| d.counts.total()).sum();
         let rows = self.rows.iter().map(|r| r.counts.total()).sum();
+        (deliveries, rows)
+    }
+
+    /// When the oldest waiting delivery and the oldest waiting integration row were published,
+    /// as far as the store tells: how far behind the dispatcher and the relay are.
+    ///
+    /// ```
+    /// use tidings::store::Waiting;
+    ///
+    /// assert_eq!(Waiting::default().oldest(), (None, None));
+    /// ```
+    pub fn oldest(&self) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        let deliveries = self.deliveries.iter().filter_map(|d| d.oldest).min();
+        let rows = self.rows.iter().filter_map(|r| r.oldest).min();
         (deliveries, rows)
     }
 

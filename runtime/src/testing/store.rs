@@ -496,6 +496,39 @@ impl<S: Store + ?Sized> On<'_, S> {
         waiting
     }
 
+    /// What [`waiting`](Self::waiting) says, with when each entry's oldest was published
+    /// checked against `published` (what is waiting was published between the two times, or,
+    /// from a store that does not tell, `None`) and then left out, for the comparisons.
+    async fn waiting_since(
+        &self,
+        when: &str,
+        published: (DateTime<Utc>, DateTime<Utc>),
+    ) -> Waiting {
+        let mut waiting = self.waiting(when).await;
+        // PostgreSQL keeps microseconds: the earliest may read a little earlier.
+        let (from, to) = (published.0 - TimeDelta::milliseconds(1), published.1);
+        let oldest = waiting
+            .deliveries
+            .iter_mut()
+            .map(|d| (d.handler.clone(), d.oldest.take()))
+            .chain(
+                waiting
+                    .rows
+                    .iter_mut()
+                    .map(|r| (r.contract.clone(), r.oldest.take())),
+            );
+        for (name, oldest) in oldest {
+            self.sc
+                .ensure(oldest.is_none_or(|t| t >= from && t <= to), || {
+                    format!(
+                        "waiting {when}: the oldest of {name:?} was published at {oldest:?}, \
+                     not between {from} and {to}"
+                    )
+                });
+        }
+        waiting
+    }
+
     /// Checks that `(deliveries, rows)` are pending.
     async fn expect_pending(&self, when: &str, expected: (usize, usize)) {
         let pending = self.pending().await;
@@ -1572,6 +1605,7 @@ fn of_handler(handler: &str, counts: WaitCounts) -> HandlerWaiting {
     HandlerWaiting {
         handler: Some(handler.to_owned()),
         counts,
+        oldest: None,
     }
 }
 
@@ -1580,6 +1614,7 @@ fn of_contract(contract: &str, counts: WaitCounts) -> ContractWaiting {
     ContractWaiting {
         contract: Some(contract.to_owned()),
         counts,
+        oldest: None,
     }
 }
 
@@ -1605,11 +1640,15 @@ pub async fn waiting<S: Store + ?Sized>(store: &S) -> Verdict {
         on.waiting("of an empty store").await,
         Waiting::default(),
     );
+    let start = Utc::now();
     let placed = domain_event("OrderPlaced", json!({}));
     let paid = domain_event("OrderPaid", json!({}));
     on.record(vec![to(&placed, &["stock", "mail"]), to(&paid, &["mail"])])
         .await;
-    let recorded = on.waiting("after recording three deliveries").await;
+    let published = || (start, Utc::now());
+    let recorded = on
+        .waiting_since("after recording three deliveries", published())
+        .await;
     if recorded.deliveries.iter().all(|d| d.handler.is_none()) {
         return Verdict::Skipped(
             "the store tells only the totals of what waits (the default `waiting`)".into(),
@@ -1643,7 +1682,8 @@ pub async fn waiting<S: Store + ?Sized>(store: &S) -> Verdict {
     let stock = on.claim_one("stock").await;
     on.sc.same(
         "waiting with a mail delivery retried an hour ahead and stock's claimed",
-        on.waiting("with a retry and a claim").await,
+        on.waiting_since("with a retry and a claim", published())
+            .await,
         Waiting {
             deliveries: vec![
                 of_handler("mail", counts(1, 1, 0)),
@@ -1661,7 +1701,8 @@ pub async fn waiting<S: Store + ?Sized>(store: &S) -> Verdict {
     on.complete(stock.id, stock.attempt, produced).await;
     on.sc.same(
         "waiting after stock's delivery completed with three rows",
-        on.waiting("after a completion with rows").await,
+        on.waiting_since("after a completion with rows", published())
+            .await,
         Waiting {
             deliveries: vec![of_handler("mail", counts(1, 1, 0))],
             rows: vec![
@@ -1679,7 +1720,9 @@ pub async fn waiting<S: Store + ?Sized>(store: &S) -> Verdict {
     );
     on.sc.same(
         "waiting with a row claimed",
-        on.waiting("with a row claimed").await.rows,
+        on.waiting_since("with a row claimed", published())
+            .await
+            .rows,
         vec![
             of_contract("billing.invoice-due", counts(1, 0, 0)),
             of_contract("sales.order-confirmed", counts(1, 0, 1)),
@@ -1689,7 +1732,9 @@ pub async fn waiting<S: Store + ?Sized>(store: &S) -> Verdict {
         .await;
     on.sc.same(
         "waiting with a row retried an hour ahead",
-        on.waiting("with a row retried").await.rows,
+        on.waiting_since("with a row retried", published())
+            .await
+            .rows,
         vec![
             of_contract("billing.invoice-due", counts(1, 0, 0)),
             of_contract("sales.order-confirmed", counts(1, 1, 0)),

@@ -445,6 +445,10 @@ impl Drop for MemoryInbound {
 }
 
 impl Transport for InMemoryTransport {
+    fn system(&self) -> &'static str {
+        "in_memory"
+    }
+
     fn publish(&self, message: Message) -> BoxFuture<'_, Result<(), TransportError>> {
         let mut guard = self.hub.lock();
         let state = &mut *guard;

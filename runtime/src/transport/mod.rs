@@ -120,4 +120,18 @@ pub trait Transport: Send + Sync + 'static {
         &self,
         subscription: Subscription,
     ) -> BoxFuture<'_, Result<Box<dyn Inbound>, TransportError>>;
+
+    /// The messaging system, as OpenTelemetry's semantic conventions name it
+    /// (`messaging.system`): `nats`, `rabbitmq`, `kafka`, `gcp_pubsub`. It labels the metrics.
+    /// Default: `custom`.
+    fn system(&self) -> &'static str {
+        "custom"
+    }
+
+    /// Whether the broker answers now, without publishing: for
+    /// [`Running::health`](crate::Running::health), which also counts the last publication and
+    /// the consumers. Cheap: a connection's state, not a round trip. Default: `Ok(())`.
+    fn check(&self) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async { Ok(()) })
+    }
 }

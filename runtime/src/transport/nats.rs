@@ -766,6 +766,24 @@ fn publish_error(names: &Names, message: &Message, error: context::PublishError)
 }
 
 impl Transport for NatsTransport {
+    fn system(&self) -> &'static str {
+        "nats"
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), TransportError>> {
+        let state = self.inner.jetstream.client().connection_state();
+        Box::pin(async move {
+            match state {
+                async_nats::connection::State::Connected => Ok(()),
+                other => Err(TransportError::new(
+                    ErrorKind::Unavailable,
+                    format!("the NATS connection is {other}"),
+                    None,
+                )),
+            }
+        })
+    }
+
     fn publish(&self, message: Message) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move {
             let names = self.names(&message.contract, message.version)?;

@@ -980,6 +980,10 @@ fn redacted(url: &str) -> String {
 }
 
 impl Transport for RabbitMqTransport {
+    fn system(&self) -> &'static str {
+        "rabbitmq"
+    }
+
     fn publish(&self, message: Message) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move { self.inner.publish(&message).await })
     }

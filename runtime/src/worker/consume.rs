@@ -15,6 +15,7 @@ use tracing::{Instrument, Span, info_span};
 use super::{Shared, pause};
 use crate::envelope;
 use crate::error::{StoreError, TransportError, error_chain};
+use crate::measure;
 use crate::store::{NewEvent, StoredEvent};
 use crate::trace;
 use crate::transport::{Inbound, Message, Received};
@@ -48,6 +49,7 @@ pub(super) async fn run(
         if !batch.is_empty() {
             if failures > 0 {
                 tracing::info!(failures, "receiving again");
+                shared.observed.consumer_failing(false);
             }
             failures = 0;
             receive(&shared, batch, &handlers, &mut stop).await;
@@ -56,8 +58,10 @@ pub(super) async fn run(
             Some(Some(Err(error))) => {
                 failures += 1;
                 let delay = shared.retry.delay(failures);
+                shared.observed.broker_failed(&error);
                 // One line when receiving starts to fail, not one per retry.
                 if failures == 1 {
+                    shared.observed.consumer_failing(true);
                     tracing::error!(%error, "could not receive messages: retrying with backoff");
                 } else {
                     tracing::debug!(%error, failures, ?delay, "could not receive a message");
@@ -121,12 +125,31 @@ async fn receive(
     for each in &spans {
         span.follows_from(each);
     }
+    let messages = batch.len();
+    let contract = batch[0].message.contract.clone();
+    let dead_lettered = undecodable.len();
     async {
         let mut failures = 0;
         loop {
             match record(shared, &events, &mut undecodable, handlers).await {
-                Ok(()) => break,
+                Ok(created) => {
+                    // The inbox skips what a handler already received: a whole message, as
+                    // every handler of the contract gets it at once.
+                    let new = created.checked_div(handlers.len()).unwrap_or(events.len());
+                    let duplicates = events.len().saturating_sub(new);
+                    let system = shared.transport.system();
+                    measure::consumed(
+                        system,
+                        &shared.context,
+                        &contract,
+                        messages,
+                        duplicates,
+                        dead_lettered,
+                    );
+                    break;
+                }
                 Err(error) => {
+                    shared.observed.store_failed(&error);
                     failures += 1;
                     let delay = shared.retry.delay(failures);
                     if failures == 1 {
@@ -194,13 +217,13 @@ fn decode(shared: &Shared, message: &Message, traceparent: String) -> Decoded {
 }
 
 /// Records the dead letters not yet recorded, then `events` with a delivery per handler, in one
-/// store call.
+/// store call; returns how many deliveries were created.
 async fn record(
     shared: &Shared,
     events: &[StoredEvent],
     undecodable: &mut Vec<(StoredEvent, String)>,
     handlers: &[String],
-) -> Result<(), StoreError> {
+) -> Result<usize, StoreError> {
     while let Some((event, error)) = undecodable.last() {
         shared
             .store
@@ -209,7 +232,7 @@ async fn record(
         undecodable.pop();
     }
     if events.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let events = events
         .iter()

@@ -7,7 +7,7 @@
 use std::error::Error as StdError;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use tokio::sync::watch;
@@ -18,6 +18,7 @@ use crate::call::{Emitted, HandlerContext, TransactionSlot};
 use crate::envelope;
 use crate::error::{ErrorKind, StoreError, error_chain};
 use crate::handler::HandlerError;
+use crate::measure::{self, Outcome};
 use crate::publish::DomainEvents;
 use crate::store::{Completion, Delivery, DeliveryId, NewIntegrationRow, StoredEvent};
 use crate::trace;
@@ -186,6 +187,7 @@ async fn complete(shared: &Shared, completions: Vec<Completion>) {
         Ok(()) if produced => shared.relay_wake.notify_one(),
         Ok(()) => {}
         Err(error) => span.in_scope(|| {
+            shared.observed.store_failed(&error);
             tracing::error!(
                 %error,
                 "could not record that {count} deliveries completed: they run again, in order, \
@@ -215,13 +217,27 @@ async fn deliver(shared: &Arc<Shared>, delivery: Delivery) -> Delivered {
     );
     // Each attempt is a span of its own, in the trace of the event's publication.
     trace::follow(&span, event.meta.traceparent.as_deref());
+    let started = Instant::now();
+    if attempt == 1 {
+        let waited = (Utc::now() - event.meta.occurred_at).to_std();
+        measure::latency(&shared.context, &handler, waited.unwrap_or_default());
+    }
+    let measured = |outcome| {
+        measure::delivery(
+            &shared.context,
+            &handler,
+            attempt,
+            outcome,
+            started.elapsed(),
+        );
+    };
     let delivered = async {
         let Some(route) = shared.wiring.route(&handler) else {
             let failure = Failure::fatal(format!(
                 "no handler named `{handler}` in the `{}` app",
                 shared.context
             ));
-            record_failure(shared, id, attempt, &handler, failure).await;
+            measured(record_failure(shared, id, attempt, &handler, failure).await);
             return Delivered::Recorded;
         };
         let (slot, outcome) = match begin(shared, route, id, attempt).await {
@@ -240,6 +256,7 @@ async fn deliver(shared: &Arc<Shared>, delivery: Delivery) -> Delivered {
                 let count = produced.len();
                 let stored = match slot.map(TransactionSlot::into_inner) {
                     None => {
+                        measured(Outcome::Handled);
                         return Delivered::Completed(Completion {
                             id,
                             attempt,
@@ -259,6 +276,7 @@ async fn deliver(shared: &Arc<Shared>, delivery: Delivery) -> Delivered {
                 };
                 match stored {
                     Ok(()) => {
+                        measured(Outcome::Handled);
                         if count > 0 {
                             shared.relay_wake.notify_one();
                         }
@@ -266,6 +284,7 @@ async fn deliver(shared: &Arc<Shared>, delivery: Delivery) -> Delivered {
                     }
                     Err(error) => {
                         tracing::error!(%error, "could not record a delivery's outcome");
+                        shared.observed.store_failed(&error);
                         Delivered::Unrecorded
                     }
                 }
@@ -273,7 +292,7 @@ async fn deliver(shared: &Arc<Shared>, delivery: Delivery) -> Delivered {
             Err(failure) => {
                 // The handler's transaction rolls back before the failure is recorded.
                 drop(slot);
-                record_failure(shared, id, attempt, &handler, failure).await;
+                measured(record_failure(shared, id, attempt, &handler, failure).await);
                 Delivered::Recorded
             }
         }
@@ -286,7 +305,7 @@ async fn deliver(shared: &Arc<Shared>, delivery: Delivery) -> Delivered {
     delivered
 }
 
-/// Reschedules a failed delivery, or dead-letters it if it may not run again.
+/// Reschedules a failed delivery, or dead-letters it if it may not run again; returns which.
 /// `handler` names the handler, for the report of a dead letter nobody would see otherwise.
 async fn record_failure(
     shared: &Shared,
@@ -294,21 +313,25 @@ async fn record_failure(
     attempt: u32,
     handler: &str,
     failure: Failure,
-) {
+) -> Outcome {
     let Failure { retryable, text } = failure;
-    let stored = if retryable && !shared.retry.gives_up_after(attempt) {
+    let (outcome, stored) = if retryable && !shared.retry.gives_up_after(attempt) {
         let delay = shared.retry.delay(attempt);
         tracing::warn!(error = %text, ?delay, "handler failed; will retry");
         let at = Utc::now() + delay;
-        shared.store.retry_delivery(id, attempt, text, at).await
+        let stored = shared.store.retry_delivery(id, attempt, text, at).await;
+        (Outcome::Failed, stored)
     } else {
         tracing::error!(error = %text, "handler failed; dead-lettered");
         super::report_unseen_dead_letter(&shared.context, &format!("handler `{handler}`"), &text);
-        shared.store.dead_letter_delivery(id, attempt, text).await
+        let stored = shared.store.dead_letter_delivery(id, attempt, text).await;
+        (Outcome::DeadLettered, stored)
     };
     if let Err(error) = stored {
         tracing::error!(%error, "could not record a delivery's outcome");
+        shared.observed.store_failed(&error);
     }
+    outcome
 }
 
 /// The store's transaction for a handler that takes one, holding the delivery: `Ok(None)` if

@@ -18,6 +18,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::activity::Activity;
+use crate::app::Observed;
 use crate::deps::Deps;
 use crate::error::StoreError;
 use crate::publish::Outbox;
@@ -30,6 +31,7 @@ use crate::wiring::Wiring;
 mod consume;
 mod dispatch;
 mod listen;
+mod observe;
 mod relay;
 mod sweep;
 
@@ -45,6 +47,8 @@ pub(crate) struct Shared {
     pub(crate) retry: RetryPolicy,
     pub(crate) retention: Retention,
     pub(crate) poll_interval: Duration,
+    /// How often the backlog gauges are read.
+    pub(crate) metrics_interval: Duration,
     pub(crate) batch_size: usize,
     /// How many publications the relay keeps in flight, at most: also how many claimed rows
     /// it holds.
@@ -60,6 +64,8 @@ pub(crate) struct Shared {
     pub(crate) relay_wake: Notify,
     /// Whether the last publication reached the transport: the relay says so when it changes.
     pub(crate) transport_available: AtomicBool,
+    /// What the workers note for the app's health.
+    pub(crate) observed: Observed,
 }
 
 /// The subscriptions of an app, each with the routes of its contract.
@@ -87,6 +93,7 @@ pub(crate) fn spawn(
         tasks.push(tokio::spawn(listening));
     }
     tasks.push(tokio::spawn(sweep::run(Arc::clone(shared), stop.clone())));
+    tasks.push(tokio::spawn(observe::run(Arc::clone(shared), stop.clone())));
     tasks.push(tokio::spawn(relay::run(Arc::clone(shared), stop.clone())));
     tasks
 }
@@ -115,6 +122,7 @@ async fn claim_run_sleep<'a, T, C, R, N, Fut>(
                 Ok(batch) => batch,
                 Err(error) => {
                     tracing::error!(%error, "could not claim {what}");
+                    shared.observed.store_failed(&error);
                     break;
                 }
             };
@@ -138,6 +146,23 @@ async fn claim_run_sleep<'a, T, C, R, N, Fut>(
 }
 
 impl Shared {
+    /// Whether the broker answers: the transport's own check, the relay's last publication and
+    /// every consumer's last attempt to receive.
+    pub(crate) async fn broker_answers(&self) -> bool {
+        let checked = match self.transport.check().await {
+            Ok(()) => true,
+            Err(error) => {
+                self.observed.broker_failed(&error);
+                false
+            }
+        };
+        checked
+            && self
+                .transport_available
+                .load(std::sync::atomic::Ordering::Relaxed)
+            && !self.observed.consumers_failing()
+    }
+
     /// How long to wait for work that nobody announced: until the next scheduled item, at most
     /// the poll interval. An item that was already due when the last claim (at `claimed_at`)
     /// found nothing is held back (by another instance's claim, or behind the head of its key):

@@ -21,6 +21,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use chrono::Utc;
 use futures_util::FutureExt;
@@ -31,6 +32,7 @@ use tracing::{Instrument, info_span};
 use super::Shared;
 use crate::envelope;
 use crate::error::{ErrorKind, error_chain};
+use crate::measure;
 use crate::store::{IntegrationRow, RowId};
 use crate::trace;
 
@@ -96,6 +98,9 @@ pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             match alongside(claim, &mut in_flight, &mut ended).await {
                 Ok(rows) => {
                     may_claim = rows.len() >= limit;
+                    if !rows.is_empty() {
+                        measure::relay_batch(&shared.context, rows.len());
+                    }
                     shared.activity.start(rows.len());
                     let claimed = !rows.is_empty();
                     // A row can come back while the end of its last publication is not yet
@@ -111,6 +116,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 }
                 Err(error) => {
                     tracing::error!(%error, "could not claim integration rows");
+                    shared.observed.store_failed(&error);
                     may_claim = false;
                 }
             }
@@ -183,6 +189,7 @@ impl Relay<'_> {
         if let Err(error) = self.shared.store.rows_published(rows, archive).await {
             // The rows stay claimed until their claims expire, then are published again.
             tracing::error!(%error, rows = count, "could not record publications' outcome");
+            self.shared.observed.store_failed(&error);
         }
         self.shared.activity.finish(count);
     }
@@ -208,8 +215,14 @@ async fn publish(shared: &Shared, row: IntegrationRow) -> Ended {
     } = row;
     // Only a failure's log line names the key again.
     let message = envelope::message(event, key.clone());
+    let contract = message.contract.clone();
+    let system = shared.transport.system();
     async {
-        let error = match shared.transport.publish(message).await {
+        let started = Instant::now();
+        let published = shared.transport.publish(message).await;
+        let kind = published.as_ref().err().map(|error| error.kind().to_string());
+        measure::sent(system, &contract, started.elapsed(), kind.as_deref());
+        let error = match published {
             Ok(()) => {
                 if !shared.transport_available.swap(true, Ordering::Relaxed) {
                     tracing::info!("the transport is available again: the outbox drains");
@@ -218,6 +231,7 @@ async fn publish(shared: &Shared, row: IntegrationRow) -> Ended {
             }
             Err(error) => error,
         };
+        shared.observed.broker_failed(&error);
         let delay = shared.retry.delay(attempt);
         let kind = error.kind();
         if kind == ErrorKind::Unavailable {
@@ -236,6 +250,7 @@ async fn publish(shared: &Shared, row: IntegrationRow) -> Ended {
         let at = Utc::now() + delay;
         if let Err(error) = shared.store.retry_row(id, attempt, error_chain(&error), at).await {
             tracing::error!(%error, "could not record a publication's outcome");
+            shared.observed.store_failed(&error);
         }
         shared.activity.finish(1);
         Ended::Failed
