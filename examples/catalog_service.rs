@@ -22,6 +22,7 @@ use support::{broker_url, catalog_command, data_dir, dollars, ids, on_broker, sh
 use tidings::SqliteStore;
 use tidings::prelude::*;
 
+mod observe;
 mod support;
 
 tidings::context!("catalog");
@@ -66,6 +67,8 @@ fn publish_product_updated(
         event.product_id,
         ids(meta)
     );
+    // In the JSON log, inside the translation's span: its event and correlation ids.
+    tracing::info!(product_id = %event.product_id, "translated");
     ProductUpdatedIntegrationEvent {
         product_id: event.product_id.clone(),
         name: event.name.clone(),
@@ -78,6 +81,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if catalog_command("catalog_service")? {
         return Ok(());
     }
+    let endpoint = observe::install().await?;
     let broker = broker_url();
     let store = SqliteStore::open(data_dir()?.join("catalog.db")).await?;
     let app = on_broker(Tidings::builder("catalog").store(store), &broker)
@@ -105,7 +109,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // Every handler ran and every integration event reached the broker.
-    running.settle_for(Duration::from_secs(60)).await?;
+    let settled = running.settle_for(Duration::from_secs(60));
+    observe::serving(endpoint.as_ref(), &running, settled).await?;
     println!("[catalog] all three are on {broker}; done");
     running.shutdown().await?;
     Ok(())

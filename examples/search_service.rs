@@ -19,6 +19,7 @@ use tidings::SqliteStore;
 use tidings::prelude::*;
 use tokio::sync::Notify;
 
+mod observe;
 mod support;
 
 tidings::context!("search");
@@ -66,6 +67,8 @@ fn index_product(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(event.product_id.clone(), entry);
+    // In the JSON log, inside the handler's span: its event and correlation ids.
+    tracing::info!(product_id = %event.product_id, "indexed");
     index.changed.notify_waiters();
 }
 
@@ -81,6 +84,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_default();
     let timeout = Duration::from_secs(args.next().map_or(Ok(60), |s| s.parse())?);
 
+    let endpoint = observe::install().await?;
     let broker = broker_url();
     let store = SqliteStore::open(data_dir()?.join("search.db")).await?;
     let index = Dep::new(SearchIndex::default());
@@ -89,11 +93,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .provide_dep(index.clone())
         .build()?;
     let running = app.start().await?;
+    if let Some(endpoint) = &endpoint {
+        println!(
+            "[search] metrics and health on http://{}",
+            endpoint.local_addr()?
+        );
+    }
 
-    if expected.is_empty() {
-        println!("[search] on {broker}: consuming catalog.product-updated until Ctrl-C");
-        tokio::signal::ctrl_c().await?;
-    } else {
+    let waited = observe::serving(endpoint.as_ref(), &running, async {
+        if expected.is_empty() {
+            println!("[search] on {broker}: consuming catalog.product-updated until Ctrl-C");
+            return tokio::signal::ctrl_c().await.map_err(|e| e.to_string());
+        }
         println!(
             "[search] on {broker}: waiting for {} ({timeout:?} at most)",
             expected.join(", ")
@@ -108,16 +119,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         })
         .await;
-        if indexed.is_err() {
-            running.shutdown().await?;
-            return Err(
-                format!("{} not all indexed within {timeout:?}", expected.join(", ")).into(),
-            );
+        match indexed {
+            Ok(()) => {
+                println!("[search] indexed {}; done", expected.join(", "));
+                Ok(())
+            }
+            Err(_) => Err(format!(
+                "{} not all indexed within {timeout:?}",
+                expected.join(", ")
+            )),
         }
-        println!("[search] indexed {}; done", expected.join(", "));
-    }
+    })
+    .await;
     running.shutdown().await?;
-    Ok(())
+    Ok(waited?)
 }
 
 /// The service's committed catalog is what the code produces; it reads what the catalog
