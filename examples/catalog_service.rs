@@ -24,6 +24,7 @@ use tidings::prelude::*;
 
 mod observe;
 mod support;
+mod telemetry;
 
 tidings::context!("catalog");
 
@@ -81,6 +82,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if catalog_command("catalog_service")? {
         return Ok(());
     }
+    let telemetry = telemetry::install("catalog_service")?;
     let endpoint = observe::install().await?;
     let broker = broker_url();
     let store = SqliteStore::open(data_dir()?.join("catalog.db")).await?;
@@ -113,6 +115,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     observe::serving(endpoint.as_ref(), &running, settled).await?;
     println!("[catalog] all three are on {broker}; done");
     running.shutdown().await?;
+    telemetry.finish().await;
     Ok(())
 }
 

@@ -1,7 +1,6 @@
-//! What an operator of the two services gets, when asked: the app's metrics in Prometheus's
-//! text format and its health, on a local port (`METRICS_ADDR`, such as `127.0.0.1:9464`), and
-//! the service's log as JSON lines on standard error (`LOG_FORMAT=json`), every line inside a
-//! span that carries the event id, the correlation id and the handler.
+//! What an operator of the two services can ask them, given `METRICS_ADDR` (such as
+//! `127.0.0.1:9464`): the app's metrics in Prometheus's text format, and its health for a
+//! liveness and a readiness probe.
 //!
 //! ```sh
 //! METRICS_ADDR=127.0.0.1:9464 cargo run --example search_service
@@ -20,19 +19,9 @@ use tidings::Running;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Installs what the environment asks for: the JSON log (`LOG_FORMAT=json`), and, given
-/// `METRICS_ADDR`, the Prometheus recorder (before the app starts, so that it records from the
-/// first event) and the endpoint's listener.
+/// Given `METRICS_ADDR`, installs the Prometheus recorder (before the app starts, so that it
+/// records from the first event) and opens the endpoint's listener.
 pub(crate) async fn install() -> Result<Option<Endpoint>, Box<dyn std::error::Error>> {
-    if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
-        tracing_subscriber::fmt()
-            .json()
-            .with_current_span(true)
-            .with_span_list(true)
-            .with_writer(std::io::stderr)
-            .try_init()
-            .map_err(|error| error.to_string())?;
-    }
     let Ok(addr) = std::env::var("METRICS_ADDR") else {
         return Ok(None);
     };

@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 
 mod observe;
 mod support;
+mod telemetry;
 
 tidings::context!("search");
 
@@ -84,6 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_default();
     let timeout = Duration::from_secs(args.next().map_or(Ok(60), |s| s.parse())?);
 
+    let telemetry = telemetry::install("search_service")?;
     let endpoint = observe::install().await?;
     let broker = broker_url();
     let store = SqliteStore::open(data_dir()?.join("search.db")).await?;
@@ -132,6 +134,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await;
     running.shutdown().await?;
+    telemetry.finish().await;
     Ok(waited?)
 }
 
