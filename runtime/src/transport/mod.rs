@@ -14,6 +14,8 @@ use uuid::Uuid;
 pub use crate::envelope::cloudevents;
 pub use crate::error::{ErrorKind, TransportError};
 pub use crate::future::BoxFuture;
+#[cfg(feature = "kafka")]
+pub use kafka::{KafkaTransport, KafkaTransportBuilder};
 pub use memory::InMemoryTransport;
 #[cfg(feature = "nats")]
 pub use nats::{NatsStorage, NatsTransport, NatsTransportBuilder};
@@ -23,6 +25,8 @@ pub use rabbitmq::{
 };
 
 pub mod address;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod memory;
 #[cfg(feature = "nats")]
 mod nats;
