@@ -588,11 +588,7 @@ impl Inner {
         if crate::sync::lock(&self.topics).contains(topic) {
             return Ok(());
         }
-        let not_created = match self.create(topic).await {
-            Ok(()) => None,
-            Err(why) => Some(why),
-        };
-        if let Some(why) = not_created {
+        if let Err(why) = self.create(topic).await {
             self.check_exists(topic, why).await?;
         }
         crate::sync::lock(&self.topics).insert(topic.to_owned());
