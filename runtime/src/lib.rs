@@ -94,6 +94,8 @@ pub use store::postgres::PostgresStore;
 pub use store::sqlite::SqliteStore;
 pub use store::{DeadLetter, DeadLetterId, InMemoryStore, Outcome};
 pub use transport::InMemoryTransport;
+#[cfg(feature = "kafka")]
+pub use transport::{KafkaTransport, KafkaTransportBuilder};
 #[cfg(feature = "nats")]
 pub use transport::{NatsStorage, NatsTransport, NatsTransportBuilder};
 #[cfg(feature = "rabbitmq")]

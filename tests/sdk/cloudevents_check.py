@@ -1,5 +1,6 @@
 """The official CloudEvents SDK for Python on tidings' wire formats: the JSON event format
-(structured mode) and the RabbitMQ binding's binary mode (`ce-` headers).
+(structured mode), the RabbitMQ binding's binary mode (`ce-` headers) and the Kafka binding's
+(`ce_` headers).
 
     read                  reads one event from standard input, as a consumer in another language
                           would, and prints its attributes and data as JSON
@@ -9,6 +10,11 @@
                           headers, content_type, body) and prints its attributes and data
     write-binary TYPE     builds one event and prints it as the RabbitMQ binding's binary mode
                           writes it (JSON: headers, content_type, body)
+    read-kafka            reads one Kafka record in binary mode from standard input (JSON: headers,
+                          key, value, as text) with the SDK's Kafka binding, and prints its
+                          attributes and data
+    write-kafka TYPE      builds one event and prints it as the SDK's Kafka binding writes it in
+                          binary mode (JSON: headers, key, value, as text)
     rabbitmq-consume URL QUEUE
                           consumes one message from a RabbitMQ queue with pika, acknowledges it,
                           reads it with the SDK's RabbitMQ binding, and prints it as `read` does
@@ -22,7 +28,7 @@ import sys
 import uuid
 from datetime import datetime, timezone
 
-from cloudevents.core.bindings import rabbitmq
+from cloudevents.core.bindings import kafka, rabbitmq
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
@@ -60,6 +66,33 @@ def write_binary() -> None:
                 "headers": message.headers,
                 "content_type": message.content_type,
                 "body": message.body.decode(),
+            }
+        )
+    )
+
+
+def read_kafka() -> None:
+    record = json.loads(sys.stdin.buffer.read())
+    show(
+        kafka.from_kafka_event(
+            kafka.KafkaMessage(
+                headers={name: value.encode() for name, value in record["headers"].items()},
+                key=record["key"],
+                value=record["value"].encode(),
+            )
+        )
+    )
+
+
+def write_kafka() -> None:
+    record = kafka.to_binary_event(event())
+    key = record.key.decode() if isinstance(record.key, bytes) else record.key
+    print(
+        json.dumps(
+            {
+                "headers": {name: value.decode() for name, value in record.headers.items()},
+                "key": key,
+                "value": record.value.decode(),
             }
         )
     )
@@ -146,6 +179,8 @@ if __name__ == "__main__":
         "write": write,
         "read-binary": read_binary,
         "write-binary": write_binary,
+        "read-kafka": read_kafka,
+        "write-kafka": write_kafka,
         "rabbitmq-consume": rabbitmq_consume,
         "rabbitmq-publish": rabbitmq_publish,
     }[sys.argv[1]]()

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 pub(crate) mod broker;
 pub(crate) mod nats;
+pub(crate) mod kafka;
 pub(crate) mod rabbit;
 
 /// Runs `cleanup` to its end on a runtime of its own, on another thread, and waits for it: for

@@ -15,6 +15,8 @@ pub use crate::envelope::cloudevents;
 pub use crate::error::{ErrorKind, TransportError};
 pub use crate::future::BoxFuture;
 pub use crate::trace::hop_traceparent;
+#[cfg(feature = "kafka")]
+pub use kafka::{KafkaTransport, KafkaTransportBuilder};
 pub use memory::InMemoryTransport;
 #[cfg(feature = "nats")]
 pub use nats::{NatsStorage, NatsTransport, NatsTransportBuilder};
@@ -24,6 +26,8 @@ pub use rabbitmq::{
 };
 
 pub mod address;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod memory;
 #[cfg(feature = "nats")]
 mod nats;
