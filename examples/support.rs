@@ -7,7 +7,7 @@
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
-use tidings::{EventMeta, NatsTransport, RabbitMqTransport, TidingsBuilder};
+use tidings::{EventMeta, NatsTransport, PubSubTransport, RabbitMqTransport, TidingsBuilder};
 
 /// The last 8 hex digits of an id. (A UUIDv7 starts with its timestamp: the first digits are
 /// the same for every event of a run.)
@@ -72,8 +72,10 @@ pub(crate) fn broker_url() -> String {
         .unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
 }
 
-/// `builder` with the transport that `url`'s scheme names: `nats://` (NATS JetStream) or
-/// `amqp://` / `amqps://` (RabbitMQ). Nothing else in the services depends on the broker.
+/// `builder` with the transport that `url`'s scheme names: `nats://` (NATS JetStream),
+/// `amqp://` / `amqps://` (RabbitMQ) or `pubsub://<project>` (Google Cloud Pub/Sub, the
+/// emulator when `PUBSUB_EMULATOR_HOST` is set). Nothing else in the services depends on the
+/// broker.
 pub(crate) async fn on_broker(
     builder: TidingsBuilder,
     url: &str,
@@ -82,6 +84,14 @@ pub(crate) async fn on_broker(
     Ok(match scheme {
         "nats" | "tls" => builder.transport(NatsTransport::connect(url).await?),
         "amqp" | "amqps" => builder.transport(RabbitMqTransport::connect(url).await?),
-        _ => return Err(format!("`{url}`: a broker URL starts with nats:// or amqp://").into()),
+        "pubsub" => {
+            let project = url.trim_start_matches("pubsub://").trim_end_matches('/');
+            builder.transport(PubSubTransport::connect(project).await?)
+        }
+        _ => {
+            return Err(
+                format!("`{url}`: a broker URL starts with nats://, amqp:// or pubsub://").into(),
+            );
+        }
     })
 }

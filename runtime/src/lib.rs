@@ -93,6 +93,8 @@ pub use store::{DeadLetter, DeadLetterId, InMemoryStore, Outcome};
 pub use transport::InMemoryTransport;
 #[cfg(feature = "nats")]
 pub use transport::{NatsStorage, NatsTransport, NatsTransportBuilder};
+#[cfg(feature = "pubsub")]
+pub use transport::{PubSubClients, PubSubTopology, PubSubTransport, PubSubTransportBuilder};
 #[cfg(feature = "rabbitmq")]
 pub use transport::{
     RabbitMqQueueType, RabbitMqTransport, RabbitMqTransportBuilder, RabbitMqUnroutable,

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 pub(crate) mod broker;
+pub(crate) mod pubsub;
 pub(crate) mod rabbit;
 
 /// Runs `cleanup` to its end on a runtime of its own, on another thread, and waits for it: for

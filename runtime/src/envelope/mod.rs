@@ -15,10 +15,10 @@ use crate::event::{DomainEvent, DynIntegrationEvent, EventKind};
 use crate::meta::EventMeta;
 use crate::store::{NewIntegrationRow, StoredEvent};
 use crate::transport::Message;
-#[cfg(any(feature = "nats", feature = "rabbitmq"))]
+#[cfg(any(feature = "nats", feature = "rabbitmq", feature = "pubsub"))]
 use crate::transport::Subscription;
 
-#[cfg(any(feature = "nats", feature = "rabbitmq"))]
+#[cfg(any(feature = "nats", feature = "rabbitmq", feature = "pubsub"))]
 use self::cloudevents::CloudEventError;
 
 /// A domain event a use case publishes, as it is recorded.
@@ -103,7 +103,7 @@ pub(crate) fn received(
     }
 }
 
-#[cfg(any(feature = "nats", feature = "rabbitmq"))]
+#[cfg(any(feature = "nats", feature = "rabbitmq", feature = "pubsub"))]
 /// What a transport `decoded` from a delivery of `subscription`: the message, if it is a
 /// CloudEvent of the subscription's contract and version; else why not, for
 /// [`unreadable`].
@@ -126,7 +126,7 @@ pub(crate) fn of_subscription(
     }
 }
 
-#[cfg(any(feature = "nats", feature = "rabbitmq"))]
+#[cfg(any(feature = "nats", feature = "rabbitmq", feature = "pubsub"))]
 /// Where an unreadable delivery came from, and what the broker says of it.
 pub(crate) struct Unreadable<'a> {
     /// The broker's place it was read from, for people: "NATS subject `x`".
@@ -143,7 +143,7 @@ pub(crate) struct Unreadable<'a> {
     pub(crate) payload: &'a [u8],
 }
 
-#[cfg(any(feature = "nats", feature = "rabbitmq"))]
+#[cfg(any(feature = "nats", feature = "rabbitmq", feature = "pubsub"))]
 /// A delivery that is not a tidings CloudEvent of `subscription`, as a message of the
 /// subscription's contract and version whose data, a JSON string, says why and holds the
 /// payload: the consumer cannot decode it as the contract, dead-letters it with that text, and

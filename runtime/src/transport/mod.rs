@@ -22,10 +22,17 @@ pub use rabbitmq::{
     RabbitMqQueueType, RabbitMqTransport, RabbitMqTransportBuilder, RabbitMqUnroutable,
 };
 
+#[cfg(feature = "pubsub")]
+pub use pubsub::{
+    EMULATOR_HOST_VARIABLE, PubSubClients, PubSubTopology, PubSubTransport, PubSubTransportBuilder,
+};
+
 pub mod address;
 mod memory;
 #[cfg(feature = "nats")]
 mod nats;
+#[cfg(feature = "pubsub")]
+mod pubsub;
 #[cfg(feature = "rabbitmq")]
 mod rabbitmq;
 
