@@ -3,8 +3,11 @@
 //! client and it, and cuts, refuses or holds that link, or runs an emulator of its own on a
 //! free port and kills that one:
 //!
-//! - F4: every connection to the emulator cut, and new ones refused for a while, publisher's
-//!   and consumer's alike, while use cases keep publishing;
+//! - F4: every connection of the publisher to the emulator cut, and new ones refused for a
+//!   while, while use cases keep publishing (the consumer's link is left alone: the emulator
+//!   keeps a streaming pull whose connection was cut as a subscriber, and goes on handing it
+//!   the messages of its ordering keys, which then never come again; Pub/Sub itself gives
+//!   them to the next pull);
 //! - F5: a blackhole on the publisher's link (the proxy holds everything, closes nothing), then
 //!   healed;
 //! - F6: the publisher's link cut right after a publication reached the emulator, before its
@@ -57,9 +60,9 @@ async fn transport(pubsub: &PubSub, host: String) -> PubSubTransport {
         .expect("Pub/Sub clients for the emulator")
 }
 
-/// F4: the publisher and the consumer both reach the emulator through a proxy, which cuts
-/// every connection and refuses new ones for a while, twice, as a restart of the service's
-/// front end does, while use cases keep publishing into the SQLite outbox. Each publication
+/// F4: the publisher reaches the emulator through a proxy, which cuts every connection and
+/// refuses new ones for a while, twice, while use cases keep publishing into the SQLite
+/// outbox. Each publication
 /// failed then is "unavailable" and made again with the same id; once the link is back
 /// everything arrives, and no order left the outbox without the server's acknowledgement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,9 +73,8 @@ async fn f4_every_connection_cut_while_use_cases_keep_publishing() {
         return;
     };
     let proxy = LinkProxy::start_to(emulator_address(&pubsub.host).await).await;
-    let through = format!("127.0.0.1:{}", proxy.port());
-    let consuming = transport(&pubsub, through.clone()).await;
-    let publishing = transport(&pubsub, through).await;
+    let consuming = transport(&pubsub, pubsub.host.clone()).await;
+    let publishing = transport(&pubsub, format!("127.0.0.1:{}", proxy.port())).await;
     let mut run = OutboxRun::start(publishing, consuming).await;
 
     run.place_rounds(0..1).await;
@@ -180,9 +182,10 @@ async fn f5_a_blackhole_on_the_publishers_link() {
     run.shutdown().await;
 }
 
-/// F6: the proxy cuts the publisher's connection right after it forwarded a publication (the
-/// topic's name travels in each publish request) to the emulator, before the acknowledgement
-/// can come back, four times. The relay sees those publications fail as "unavailable" (whether
+/// F6: the proxy cuts the publisher's connection right after it forwarded a request naming the
+/// topic to the emulator, before the answer can come back, six times: the first requests that
+/// name it create and check the topic, the others are publications (the topic's name travels
+/// in each). The relay sees those publications fail as "unavailable" (whether
 /// they landed is unknown) and makes them again with the same ids; the subscription may then
 /// hold two copies of one event, and the consuming context's inbox drops the second: every
 /// order is handled once.
@@ -203,7 +206,7 @@ async fn f6_link_cut_after_a_publication_before_its_acknowledgement() {
     let (orders, orders_running) = publisher(publishing.clone(), InMemoryStore::new()).await;
 
     let topic = consuming.topic_name(CONTRACT, 1);
-    proxy.cut_after_sending(&topic, 2, 4);
+    proxy.cut_after_sending(&topic, 1, 6);
     let committed = Mutex::new(Vec::new());
     for seq in 0..10 {
         for key in keys(4) {

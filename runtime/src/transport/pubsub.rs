@@ -182,7 +182,8 @@ pub struct PubSubClients {
 
 impl PubSubClients {
     /// The clients on Pub/Sub with Application Default Credentials, or on the emulator at
-    /// `emulator` (`host:port`), without credentials.
+    /// `emulator` (`host:port`), without credentials. The publisher does not retry by itself:
+    /// the relay publishes a failed event again, under its id.
     pub async fn connect(emulator: Option<&str>) -> Result<Self, TransportError> {
         install_crypto_provider();
         let failed = |error: google_cloud_gax::client_builder::Error| {
@@ -217,7 +218,12 @@ impl PubSubClients {
             }};
         }
         Ok(PubSubClients {
-            publisher: client!(BasePublisher::builder()),
+            // The relay retries, with backoff and under the event's id, each publication that
+            // failed: the client, retrying by itself, would hold it past the relay's view.
+            publisher: client!(
+                BasePublisher::builder()
+                    .with_retry_policy(google_cloud_gax::retry_policy::NeverRetry)
+            ),
             subscriber: client!(Subscriber::builder()),
             topic_admin: client!(TopicAdmin::builder()),
             subscription_admin: client!(SubscriptionAdmin::builder()),
