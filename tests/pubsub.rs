@@ -539,3 +539,91 @@ async fn the_wire_format_is_binary_mode_with_ce_attributes() {
     let body: serde_json::Value = serde_json::from_slice(&received.data).unwrap();
     assert_eq!(body, sent.data);
 }
+
+/// Python's CloudEvents SDK, pulling with `google-cloud-pubsub` from a context's subscription,
+/// reads what tidings publishes, attribute by attribute.
+#[tokio::test]
+async fn python_reads_what_tidings_publishes_to_pubsub() {
+    let test = "python_reads_what_tidings_publishes_to_pubsub";
+    let Some(pubsub) = PubSub::new(test) else {
+        return;
+    };
+    if !support::python_pubsub(test) {
+        return;
+    }
+    let transport = pubsub.transport().await;
+    // The subscription a context `python` gets, made by subscribing; Python pulls from it.
+    drop(
+        transport
+            .subscribe(subscription(CONTRACT, "python"))
+            .await
+            .unwrap(),
+    );
+    let sent = message(
+        CONTRACT,
+        json!({ "product_id": "p-1", "price_cents": 1999 }),
+    );
+    transport.publish(sent.clone()).await.unwrap();
+
+    let name = format!(
+        "projects/{PROJECT}/subscriptions/{}",
+        transport.subscription_name("python", CONTRACT, 1)
+    );
+    let printed = tokio::task::spawn_blocking(move || {
+        support::run_cloudevents_sdk(&["pubsub-consume", &name], b"")
+    })
+    .await
+    .unwrap();
+    let read: serde_json::Value = serde_json::from_slice(&printed).expect("the script prints JSON");
+    let attributes = &read["attributes"];
+    assert_eq!(attributes["specversion"], "1.0");
+    assert_eq!(attributes["id"], sent.id.to_string());
+    assert_eq!(attributes["source"], "tests");
+    assert_eq!(attributes["type"], CONTRACT);
+    assert_eq!(attributes["datacontenttype"], "application/json");
+    assert_eq!(attributes["dataversion"], "1");
+    assert_eq!(attributes["partitionkey"], "p-1");
+    assert_eq!(attributes["correlationid"], sent.id.to_string());
+    assert_eq!(attributes["traceparent"], sent.traceparent.clone().unwrap());
+    assert!(attributes["time"].is_string());
+    assert_eq!(read["data"], sent.data);
+}
+
+/// An event that Python's CloudEvents SDK built and `google-cloud-pubsub` published in the
+/// Pub/Sub binding's binary mode is consumed by the inbound handler like one that tidings
+/// published.
+#[tokio::test]
+async fn an_event_python_publishes_to_pubsub_is_consumed() {
+    let test = "an_event_python_publishes_to_pubsub_is_consumed";
+    let Some(pubsub) = PubSub::new(test) else {
+        return;
+    };
+    if !support::python_pubsub(test) {
+        return;
+    }
+    let transport = pubsub.transport().await;
+    let journal = Dep::new(Journal::default());
+    let (_search, search_running) = start("search", &transport, &journal).await;
+
+    let topic = format!(
+        "projects/{PROJECT}/topics/{}",
+        transport.topic_name(CONTRACT, 1)
+    );
+    let printed = tokio::task::spawn_blocking(move || {
+        support::run_cloudevents_sdk(&["pubsub-publish", &topic, CONTRACT], b"")
+    })
+    .await
+    .unwrap();
+    let id = String::from_utf8(printed).unwrap().trim().to_owned();
+
+    let consumed = support::eventually(PATIENCE, || async {
+        !journal.entries("index_product").is_empty()
+    })
+    .await;
+    assert!(consumed, "search handled Python's event: {journal:?}");
+    let meta = &journal.entries("index_product")[0];
+    assert_eq!(meta.id.to_string(), id);
+    assert_eq!(meta.source, "https://erp.example/prices");
+    assert_eq!(meta.correlation_id, meta.id, "a new correlation starts");
+    search_running.shutdown().await.unwrap();
+}
