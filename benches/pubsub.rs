@@ -350,11 +350,13 @@ fn main() {
     if smoke {
         println!("smoke run (pass --bench, as `cargo bench` does, for the figures)");
     }
-    let Some(host) = std::env::var("PUBSUB_EMULATOR_HOST")
+    let Some(emulator) = std::env::var("PUBSUB_EMULATOR_HOST")
         .ok()
         .filter(|host| !host.is_empty())
     else {
-        println!("skipping: set PUBSUB_EMULATOR_HOST to a Pub/Sub emulator to run the Pub/Sub bench");
+        println!(
+            "skipping: set PUBSUB_EMULATOR_HOST to a Pub/Sub emulator to run the Pub/Sub bench"
+        );
         return;
     };
     let host_at_start = host();
@@ -362,7 +364,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("a multi-thread runtime");
-    let clients = match runtime.block_on(PubSubClients::connect(Some(&host))) {
+    let clients = match runtime.block_on(PubSubClients::connect(Some(&emulator))) {
         Ok(clients) => clients,
         Err(error) => {
             println!("skipping: no Pub/Sub clients for the emulator: {error}");
@@ -370,7 +372,7 @@ fn main() {
         }
     };
     let bench = Bench {
-        host,
+        host: emulator,
         clients,
         run: format!("bench-pubsub-{}", std::process::id()),
         made: AtomicUsize::new(0),

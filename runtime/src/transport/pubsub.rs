@@ -168,7 +168,6 @@ pub enum PubSubTopology {
 /// # }
 /// ```
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct PubSubClients {
     /// Publishes, through a publisher per topic.
     pub publisher: BasePublisher,
