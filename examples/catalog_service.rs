@@ -1,6 +1,6 @@
 //! The catalog service of the two-service example: its use cases put products on sale, its
 //! domain handlers react in-process, and a translation publishes the contract
-//! `catalog.product-updated` to the broker (NATS JetStream, RabbitMQ or Kafka, by the URL's scheme),
+//! `catalog.product-updated` to the broker (NATS JetStream, RabbitMQ, Kafka or Google Cloud Pub/Sub, by the URL's scheme),
 //! through an outbox in a SQLite file. Run the search service in another terminal (`cargo run
 //! --example search_service`, with the same broker), then:
 //!
@@ -8,6 +8,7 @@
 //! cargo run --example catalog_service        # BROKER_URL (or NATS_URL), default nats://127.0.0.1:4222
 //! BROKER_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run --example catalog_service
 //! BROKER_URL=kafka://127.0.0.1:9092 cargo run --example catalog_service
+//! PUBSUB_EMULATOR_HOST=127.0.0.1:8085 BROKER_URL=pubsub://tidings-example cargo run --example catalog_service
 //! ```
 //!
 //! Each line ends with the event's id and its correlation id; the search service prints the same

@@ -1,5 +1,5 @@
 //! The search service of the two-service example: it consumes the catalog's contract
-//! `catalog.product-updated` from the broker (NATS JetStream, RabbitMQ or Kafka, by the URL's scheme in
+//! `catalog.product-updated` from the broker (NATS JetStream, RabbitMQ, Kafka or Google Cloud Pub/Sub, by the URL's scheme in
 //! `BROKER_URL`, or `NATS_URL`; default nats://127.0.0.1:4222), with an inbox in a SQLite file,
 //! and keeps an index.
 //!
@@ -8,6 +8,7 @@
 //! cargo run --example search_service -- p-1,p-2,p-3 60     # until those are indexed, at most 60 s
 //! BROKER_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run --example search_service -- p-1,p-2,p-3 60
 //! BROKER_URL=kafka://127.0.0.1:9092 cargo run --example search_service -- p-1,p-2,p-3 60
+//! PUBSUB_EMULATOR_HOST=127.0.0.1:8085 BROKER_URL=pubsub://tidings-example cargo run --example search_service -- p-1,p-2,p-3 60
 //! cargo run --example search_service -- catalog            # its event catalog, into examples/docs/
 //! ```
 

@@ -7,7 +7,9 @@
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
-use tidings::{EventMeta, KafkaTransport, NatsTransport, RabbitMqTransport, TidingsBuilder};
+use tidings::{
+    EventMeta, KafkaTransport, NatsTransport, PubSubTransport, RabbitMqTransport, TidingsBuilder,
+};
 
 /// The last 8 hex digits of an id. (A UUIDv7 starts with its timestamp: the first digits are
 /// the same for every event of a run.)
@@ -73,8 +75,9 @@ pub(crate) fn broker_url() -> String {
 }
 
 /// `builder` with the transport that `url`'s scheme names: `nats://` (NATS JetStream),
-/// `amqp://` / `amqps://` (RabbitMQ) or `kafka://host:port[,host:port…]` (Kafka). Nothing else
-/// in the services depends on the broker.
+/// `amqp://` / `amqps://` (RabbitMQ), `kafka://host:port[,host:port…]` (Kafka) or
+/// `pubsub://<project>` (Google Cloud Pub/Sub, the emulator when `PUBSUB_EMULATOR_HOST` is set).
+/// Nothing else in the services depends on the broker.
 pub(crate) async fn on_broker(
     builder: TidingsBuilder,
     url: &str,
@@ -84,10 +87,15 @@ pub(crate) async fn on_broker(
         "nats" | "tls" => builder.transport(NatsTransport::connect(url).await?),
         "amqp" | "amqps" => builder.transport(RabbitMqTransport::connect(url).await?),
         "kafka" => builder.transport(KafkaTransport::connect(url).await?),
+        "pubsub" => {
+            let project = url.trim_start_matches("pubsub://").trim_end_matches('/');
+            builder.transport(PubSubTransport::connect(project).await?)
+        }
         _ => {
-            return Err(
-                format!("`{url}`: a broker URL starts with nats://, amqp:// or kafka://").into(),
-            );
+            return Err(format!(
+                "`{url}`: a broker URL starts with nats://, amqp://, kafka:// or pubsub://"
+            )
+            .into());
         }
     })
 }

@@ -98,6 +98,8 @@ pub use transport::InMemoryTransport;
 pub use transport::{KafkaTransport, KafkaTransportBuilder};
 #[cfg(feature = "nats")]
 pub use transport::{NatsStorage, NatsTransport, NatsTransportBuilder};
+#[cfg(feature = "pubsub")]
+pub use transport::{PubSubClients, PubSubTopology, PubSubTransport, PubSubTransportBuilder};
 #[cfg(feature = "rabbitmq")]
 pub use transport::{
     RabbitMqQueueType, RabbitMqTransport, RabbitMqTransportBuilder, RabbitMqUnroutable,

@@ -21,6 +21,16 @@
     rabbitmq-publish URL EXCHANGE ROUTING_KEY TYPE
                           builds one event and publishes it with pika, in binary mode, as the
                           SDK's RabbitMQ binding writes it; prints its id
+    pubsub-consume SUBSCRIPTION
+                          pulls one message from a Pub/Sub subscription (projects/P/subscriptions/S,
+                          on the emulator of PUBSUB_EMULATOR_HOST) with google-cloud-pubsub,
+                          acknowledges it, reads it in the Pub/Sub binding's binary mode (`ce-`
+                          attributes, `Content-Type`: the HTTP binding's mapping, which the SDK
+                          reads) and prints it as `read` does
+    pubsub-publish TOPIC TYPE
+                          builds one event and publishes it with google-cloud-pubsub in the
+                          Pub/Sub binding's binary mode, with its `partitionkey` as the ordering
+                          key; prints its id
 """
 
 import json
@@ -28,7 +38,7 @@ import sys
 import uuid
 from datetime import datetime, timezone
 
-from cloudevents.core.bindings import kafka, rabbitmq
+from cloudevents.core.bindings import http, kafka, rabbitmq
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
@@ -154,6 +164,44 @@ def rabbitmq_publish() -> None:
     print(built.get_id())
 
 
+def pubsub_consume() -> None:
+    from google.cloud import pubsub_v1
+
+    subscription = sys.argv[2]
+    subscriber = pubsub_v1.SubscriberClient()
+    with subscriber:
+        response = subscriber.pull(
+            request={"subscription": subscription, "max_messages": 1}, timeout=20
+        )
+        if not response.received_messages:
+            sys.exit(f"no message on subscription {subscription}")
+        received = response.received_messages[0]
+        message = received.message
+        show(
+            http.from_http_event(
+                http.HTTPMessage(headers=dict(message.attributes), body=message.data)
+            )
+        )
+        subscriber.acknowledge(
+            request={"subscription": subscription, "ack_ids": [received.ack_id]}
+        )
+
+
+def pubsub_publish() -> None:
+    from google.cloud import pubsub_v1
+
+    topic = sys.argv[2]
+    built = event(sys.argv[3])
+    message = http.to_binary_event(built)
+    publisher = pubsub_v1.PublisherClient(
+        publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+    )
+    publisher.publish(
+        topic, message.body, ordering_key="p-9", **message.headers
+    ).result(timeout=20)
+    print(built.get_id())
+
+
 def event(event_type=None) -> CloudEvent:
     return CloudEvent(
         {
@@ -183,4 +231,6 @@ if __name__ == "__main__":
         "write-kafka": write_kafka,
         "rabbitmq-consume": rabbitmq_consume,
         "rabbitmq-publish": rabbitmq_publish,
+        "pubsub-consume": pubsub_consume,
+        "pubsub-publish": pubsub_publish,
     }[sys.argv[1]]()

@@ -6,8 +6,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 pub(crate) mod broker;
-pub(crate) mod nats;
 pub(crate) mod kafka;
+pub(crate) mod nats;
+pub(crate) mod pubsub;
 pub(crate) mod rabbit;
 
 /// Runs `cleanup` to its end on a runtime of its own, on another thread, and waits for it: for
@@ -244,20 +245,37 @@ pub(crate) fn cloudevents_sdk(test: &str) -> bool {
 /// Whether Python's `pika` (an AMQP 0-9-1 client) is here besides the SDK; without it the
 /// test says it skips, or fails when the services are required.
 pub(crate) fn pika(test: &str) -> bool {
+    python_package(test, "pika", "pika==1.4.4")
+}
+
+/// Whether Python's `google-cloud-pubsub` client is there (with the SDK); says so and is false
+/// when not, unless `TIDINGS_REQUIRE_SERVICES` is set: then it fails.
+pub(crate) fn python_pubsub(test: &str) -> bool {
+    python_package(
+        test,
+        "google.cloud.pubsub_v1",
+        "google-cloud-pubsub==2.44.0",
+    )
+}
+
+/// Whether the SDK and the Python module `module` (from the package `install` names) are
+/// there; says so and is false when not, unless `TIDINGS_REQUIRE_SERVICES` is set: then it
+/// fails.
+fn python_package(test: &str, module: &str, install: &str) -> bool {
     if !cloudevents_sdk(test) {
         return false;
     }
     let found = std::process::Command::new("python3")
-        .args(["-c", "import pika"])
+        .args(["-c", &format!("import {module}")])
         .status()
         .is_ok_and(|status| status.success());
     if !found {
         assert!(
             std::env::var_os("TIDINGS_REQUIRE_SERVICES").is_none(),
-            "{test}: Python's `pika` is missing (pip install pika==1.4.4), and \
+            "{test}: Python's `{module}` is missing (pip install {install}), and \
              TIDINGS_REQUIRE_SERVICES says it is required"
         );
-        eprintln!("SKIPPED {test}: Python's `pika` is missing");
+        eprintln!("SKIPPED {test}: Python's `{module}` is missing (pip install {install})");
     }
     found
 }

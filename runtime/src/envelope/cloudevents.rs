@@ -55,6 +55,11 @@ const SPEC_VERSION: &str = "1.0";
 /// CloudEvents SDKs' RabbitMQ bindings read it: `ce-id`, `ce-type`, ...
 pub const AMQP_HEADER_PREFIX: &str = "ce-";
 
+/// The prefix of an attribute's Pub/Sub message attribute in binary mode, as the CloudEvents
+/// Pub/Sub protocol binding has it: `ce-id`, `ce-type`, ... (`datacontenttype` travels as the
+/// `Content-Type` attribute).
+pub const PUBSUB_ATTRIBUTE_PREFIX: &str = "ce-";
+
 /// The prefix of an attribute's header in binary mode on Kafka, as the CloudEvents Kafka
 /// binding has it: `ce_id`, `ce_type`, ...
 pub const KAFKA_HEADER_PREFIX: &str = "ce_";

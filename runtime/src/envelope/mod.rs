@@ -15,10 +15,20 @@ use crate::event::{DomainEvent, DynIntegrationEvent, EventKind};
 use crate::meta::EventMeta;
 use crate::store::{NewIntegrationRow, StoredEvent};
 use crate::transport::Message;
-#[cfg(any(feature = "nats", feature = "rabbitmq", feature = "kafka"))]
+#[cfg(any(
+    feature = "nats",
+    feature = "rabbitmq",
+    feature = "kafka",
+    feature = "pubsub"
+))]
 use crate::transport::Subscription;
 
-#[cfg(any(feature = "nats", feature = "rabbitmq", feature = "kafka"))]
+#[cfg(any(
+    feature = "nats",
+    feature = "rabbitmq",
+    feature = "kafka",
+    feature = "pubsub"
+))]
 use self::cloudevents::CloudEventError;
 
 /// A domain event a use case publishes, as it is recorded.
@@ -108,7 +118,12 @@ pub(crate) fn received(
     }
 }
 
-#[cfg(any(feature = "nats", feature = "rabbitmq", feature = "kafka"))]
+#[cfg(any(
+    feature = "nats",
+    feature = "rabbitmq",
+    feature = "kafka",
+    feature = "pubsub"
+))]
 /// What a transport `decoded` from a delivery of `subscription`, with the protocol's own
 /// `traceparent` header, `hop`: the message, if it is a CloudEvent of the subscription's
 /// contract and version, continuing the hop's trace (the publishing relay's span) where the
@@ -137,7 +152,12 @@ pub(crate) fn of_subscription(
     }
 }
 
-#[cfg(any(feature = "nats", feature = "rabbitmq", feature = "kafka"))]
+#[cfg(any(
+    feature = "nats",
+    feature = "rabbitmq",
+    feature = "kafka",
+    feature = "pubsub"
+))]
 /// Where an unreadable delivery came from, and what the broker says of it.
 pub(crate) struct Unreadable<'a> {
     /// The broker's place it was read from, for people: "NATS subject `x`".
@@ -154,7 +174,12 @@ pub(crate) struct Unreadable<'a> {
     pub(crate) payload: &'a [u8],
 }
 
-#[cfg(any(feature = "nats", feature = "rabbitmq", feature = "kafka"))]
+#[cfg(any(
+    feature = "nats",
+    feature = "rabbitmq",
+    feature = "kafka",
+    feature = "pubsub"
+))]
 /// A delivery that is not a tidings CloudEvent of `subscription`, as a message of the
 /// subscription's contract and version whose data, a JSON string, says why and holds the
 /// payload: the consumer cannot decode it as the contract, dead-letters it with that text, and

@@ -25,12 +25,19 @@ pub use rabbitmq::{
     RabbitMqQueueType, RabbitMqTransport, RabbitMqTransportBuilder, RabbitMqUnroutable,
 };
 
+#[cfg(feature = "pubsub")]
+pub use pubsub::{
+    EMULATOR_HOST_VARIABLE, PubSubClients, PubSubTopology, PubSubTransport, PubSubTransportBuilder,
+};
+
 pub mod address;
 #[cfg(feature = "kafka")]
 mod kafka;
 mod memory;
 #[cfg(feature = "nats")]
 mod nats;
+#[cfg(feature = "pubsub")]
+mod pubsub;
 #[cfg(feature = "rabbitmq")]
 mod rabbitmq;
 
