@@ -25,6 +25,9 @@ pub(crate) fn install(service: &'static str) -> Result<Telemetry, Box<dyn std::e
     let traces = match std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT") {
         None => None,
         Some(_) => {
+            // The HTTP client's rustls has no crypto provider of its own in this build (the
+            // Pub/Sub client picks ring): the process's default is ring, if none is set yet.
+            let _ = rustls::crypto::ring::default_provider().install_default();
             // Reads the endpoint (and OTEL_EXPORTER_OTLP_* settings) from the environment.
             let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
