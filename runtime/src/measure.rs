@@ -4,9 +4,11 @@
 //! conventions where one applies (`messaging.*`), and are tidings' own (`tidings.*`) for what
 //! happens in the process. The README's table lists them all.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{Counter, Histogram, counter, gauge, histogram};
 
 use crate::store::Waiting;
 
@@ -36,45 +38,140 @@ impl Outcome {
     }
 }
 
-/// A delivery to `handler` of `context` ran (its `attempt`) and ended with `outcome`, after
-/// `took`; `waited` is how long after its event was published it started, for a first attempt.
+/// The metrics of one app that are recorded per delivery and per publication, registered once
+/// for each handler and each contract, at their first use, and recorded through their handles
+/// after: a handle records without building its labels again, where the macros allocate them
+/// on every call, recorder or not. (A recorder installed after a metric's first use does not
+/// receive it: install it before the app starts.)
+#[derive(Debug)]
+pub(crate) struct Meters {
+    context: String,
+    /// The transport's `messaging.system`.
+    system: &'static str,
+    handlers: Mutex<HashMap<String, Arc<HandlerMeters>>>,
+    sent: Mutex<HashMap<String, Arc<SentMeters>>>,
+}
+
+/// One handler's metrics.
+#[derive(Debug)]
+struct HandlerMeters {
+    retries: Counter,
+    duration: Histogram,
+    latency: Histogram,
+    /// `tidings.handler.deliveries`, by [`Outcome`].
+    handled: Counter,
+    failed: Counter,
+    dead_lettered: Counter,
+}
+
+/// The metrics of successful publications of one contract through one system.
+#[derive(Debug)]
+struct SentMeters {
+    sent: Counter,
+    duration: Histogram,
+}
+
+impl Meters {
+    /// The metrics of the app of `context`, which publishes through `system`.
+    pub(crate) fn new(context: &str, system: &'static str) -> Self {
+        Meters {
+            context: context.to_owned(),
+            system,
+            handlers: Mutex::default(),
+            sent: Mutex::default(),
+        }
+    }
+
+    fn handler(&self, handler: &str) -> Arc<HandlerMeters> {
+        let mut handlers = crate::sync::lock(&self.handlers);
+        if let Some(meters) = handlers.get(handler) {
+            return Arc::clone(meters);
+        }
+        let labels = [
+            (CONTEXT, self.context.clone()),
+            (HANDLER, handler.to_owned()),
+        ];
+        let deliveries = |outcome: Outcome| {
+            let [context, handler] = labels.clone();
+            counter!(
+                "tidings.handler.deliveries",
+                &[context, handler, ("outcome", outcome.name().to_owned())]
+            )
+        };
+        let meters = Arc::new(HandlerMeters {
+            retries: counter!("tidings.handler.retries", &labels),
+            duration: histogram!("tidings.handler.duration", &labels),
+            latency: histogram!("tidings.delivery.latency", &labels),
+            handled: deliveries(Outcome::Handled),
+            failed: deliveries(Outcome::Failed),
+            dead_lettered: deliveries(Outcome::DeadLettered),
+        });
+        handlers.insert(handler.to_owned(), Arc::clone(&meters));
+        meters
+    }
+
+    fn sent(&self, contract: &str) -> Arc<SentMeters> {
+        let mut sent = crate::sync::lock(&self.sent);
+        if let Some(meters) = sent.get(contract) {
+            return Arc::clone(meters);
+        }
+        let labels = sent_labels(self.system, contract);
+        let meters = Arc::new(SentMeters {
+            sent: counter!("messaging.client.sent.messages", &labels),
+            duration: histogram!("messaging.client.operation.duration", &labels),
+        });
+        sent.insert(contract.to_owned(), Arc::clone(&meters));
+        meters
+    }
+}
+
+/// A delivery to `handler` ran (its `attempt`) and ended with `outcome`, after `took`.
 pub(crate) fn delivery(
-    context: &str,
+    meters: &Meters,
     handler: &str,
     attempt: u32,
     outcome: Outcome,
     took: Duration,
 ) {
-    let labels = [(CONTEXT, context.to_owned()), (HANDLER, handler.to_owned())];
+    let meters = meters.handler(handler);
     if attempt > 1 {
-        counter!("tidings.handler.retries", &labels).increment(1);
+        meters.retries.increment(1);
     }
-    histogram!("tidings.handler.duration", &labels).record(took.as_secs_f64());
-    let [context, handler] = labels;
-    counter!(
-        "tidings.handler.deliveries",
-        &[context, handler, ("outcome", outcome.name().to_owned())]
-    )
+    meters.duration.record(took.as_secs_f64());
+    match outcome {
+        Outcome::Handled => &meters.handled,
+        Outcome::Failed => &meters.failed,
+        Outcome::DeadLettered => &meters.dead_lettered,
+    }
     .increment(1);
 }
 
 /// A first attempt of a delivery to `handler` started `waited` after its event was published.
-pub(crate) fn latency(context: &str, handler: &str, waited: Duration) {
-    let labels = [(CONTEXT, context.to_owned()), (HANDLER, handler.to_owned())];
-    histogram!("tidings.delivery.latency", &labels).record(waited.as_secs_f64());
+pub(crate) fn latency(meters: &Meters, handler: &str, waited: Duration) {
+    meters.handler(handler).latency.record(waited.as_secs_f64());
 }
 
-/// The relay sent a message of `contract` through `system`, which took `took` and failed with
-/// an error of kind `error`, if any.
-pub(crate) fn sent(system: &str, contract: &str, took: Duration, error: Option<&str>) {
-    let mut labels = vec![
+/// The labels of a publication of `contract` through `system`.
+fn sent_labels(system: &str, contract: &str) -> Vec<(&'static str, String)> {
+    vec![
         ("messaging.system", system.to_owned()),
         ("messaging.operation.name", "send".to_owned()),
         ("messaging.destination.name", contract.to_owned()),
-    ];
-    if let Some(error) = error {
-        labels.push(("error.type", error.to_owned()));
-    }
+    ]
+}
+
+/// The relay sent a message of `contract`, which took `took` and failed with an error of kind
+/// `error`, if any.
+pub(crate) fn sent(meters: &Meters, contract: &str, took: Duration, error: Option<&str>) {
+    let Some(error) = error else {
+        let meters = meters.sent(contract);
+        meters.sent.increment(1);
+        meters.duration.record(took.as_secs_f64());
+        return;
+    };
+    // A failure's error type is a label of its own; failures are rare.
+    let mut labels = sent_labels(meters.system, contract);
+    labels.push(("error.type", error.to_owned()));
     counter!("messaging.client.sent.messages", &labels).increment(1);
     histogram!("messaging.client.operation.duration", &labels).record(took.as_secs_f64());
 }

@@ -211,6 +211,7 @@ impl TidingsBuilder {
             dispatch_wake: Arc::clone(&dispatch_wake),
         };
         let shared = Shared {
+            meters: crate::measure::Meters::new(&self.context, transport.system()),
             context: self.context,
             store,
             transport,

@@ -220,11 +220,11 @@ async fn deliver(shared: &Arc<Shared>, delivery: Delivery) -> Delivered {
     let started = Instant::now();
     if attempt == 1 {
         let waited = (Utc::now() - event.meta.occurred_at).to_std();
-        measure::latency(&shared.context, &handler, waited.unwrap_or_default());
+        measure::latency(&shared.meters, &handler, waited.unwrap_or_default());
     }
     let measured = |outcome| {
         measure::delivery(
-            &shared.context,
+            &shared.meters,
             &handler,
             attempt,
             outcome,

@@ -66,6 +66,8 @@ pub(crate) struct Shared {
     pub(crate) transport_available: AtomicBool,
     /// What the workers note for the app's health.
     pub(crate) observed: Observed,
+    /// The metrics recorded per delivery and per publication.
+    pub(crate) meters: crate::measure::Meters,
 }
 
 /// The subscriptions of an app, each with the routes of its contract.

@@ -216,12 +216,11 @@ async fn publish(shared: &Shared, row: IntegrationRow) -> Ended {
     // Only a failure's log line names the key again.
     let message = envelope::message(event, key.clone());
     let contract = message.contract.clone();
-    let system = shared.transport.system();
     async {
         let started = Instant::now();
         let published = shared.transport.publish(message).await;
         let kind = published.as_ref().err().map(|error| error.kind().to_string());
-        measure::sent(system, &contract, started.elapsed(), kind.as_deref());
+        measure::sent(&shared.meters, &contract, started.elapsed(), kind.as_deref());
         let error = match published {
             Ok(()) => {
                 if !shared.transport_available.swap(true, Ordering::Relaxed) {
