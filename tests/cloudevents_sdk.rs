@@ -27,7 +27,7 @@ fn product_updated() -> Message {
         correlation_id: id,
         causation_id: Some(Uuid::now_v7()),
         traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned()),
-        data: serde_json::json!({ "product_id": "p-1", "price_cents": 1999 }),
+        data: serde_json::json!({ "product_id": "p-1", "price_cents": 1999 }).into(),
     }
 }
 

@@ -60,7 +60,7 @@ impl Inbound for FlakyInbound {
                 correlation_id: id,
                 causation_id: None,
                 traceparent: None,
-                data: serde_json::json!({ "invoice": 7 }),
+                data: serde_json::json!({ "invoice": 7 }).into(),
             };
             Some(Ok(Received::new(message, || {
                 Box::pin(std::future::ready(Ok(())))

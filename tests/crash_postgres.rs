@@ -332,7 +332,11 @@ async fn acknowledged(pool: &PgPool, schema: &str) -> BTreeMap<i64, i64> {
     let mut counts = BTreeMap::new();
     for message in broker.messages().await {
         *counts
-            .entry(message.data["order"].as_i64().unwrap())
+            .entry(
+                message.data.decode::<serde_json::Value>().unwrap()["order"]
+                    .as_i64()
+                    .unwrap(),
+            )
             .or_default() += 1;
     }
     counts

@@ -84,12 +84,13 @@ impl CountingBroker {
     fn scans_by_parcel(&self) -> BTreeMap<u64, Vec<u64>> {
         let mut scans: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
         for message in self.acknowledged.lock().unwrap().iter() {
-            let parcel = message.data["parcel"].as_u64().unwrap();
+            let data: serde_json::Value = message.data.decode().unwrap();
+            let parcel = data["parcel"].as_u64().unwrap();
             assert_eq!(message.key, Some(parcel.to_string()));
             scans
                 .entry(parcel)
                 .or_default()
-                .push(message.data["scan"].as_u64().unwrap());
+                .push(data["scan"].as_u64().unwrap());
         }
         scans
     }

@@ -247,7 +247,7 @@ pub(crate) fn placeholder() -> Message {
         correlation_id: uuid::Uuid::nil(),
         causation_id: None,
         traceparent: None,
-        data: serde_json::Value::Null,
+        data: serde_json::Value::Null.into(),
     }
 }
 
@@ -381,7 +381,8 @@ pub(crate) fn envelopes(count: usize) -> Vec<Message> {
                 correlation_id: meta.correlation_id,
                 causation_id: meta.causation_id,
                 traceparent: meta.traceparent,
-                data: serde_json::to_value(order).expect("the contract encodes as JSON"),
+                data: tidings::transport::Payload::of(&order)
+                    .expect("the contract encodes as JSON"),
             }
         })
         .collect()

@@ -6,6 +6,8 @@ use std::fmt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::envelope::Payload;
+
 /// Which of the two kinds of event a type is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventKind {
@@ -146,7 +148,7 @@ pub trait DynIntegrationEvent: Send + Sync + 'static {
     /// The ordering key ([`IntegrationEvent::key`]).
     fn key(&self) -> Option<String>;
     /// The event as JSON, as it is recorded in the outbox.
-    fn to_json(&self) -> Result<serde_json::Value, serde_json::Error>;
+    fn to_json(&self) -> Result<Payload, serde_json::Error>;
     /// The event as `Any`, to downcast it to its type.
     fn as_any(&self) -> &dyn Any;
 }
@@ -161,8 +163,8 @@ impl<T: IntegrationEvent> DynIntegrationEvent for T {
     fn key(&self) -> Option<String> {
         IntegrationEvent::key(self)
     }
-    fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
-        serde_json::to_value(self)
+    fn to_json(&self) -> Result<Payload, serde_json::Error> {
+        Payload::of(self)
     }
     fn as_any(&self) -> &dyn Any {
         self

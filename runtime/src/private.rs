@@ -296,11 +296,9 @@ pub trait ProbeNoDecode {
 impl<T> ProbeNoDecode for DecodeProbe<T> {}
 
 fn decode<T: EventData>(
-    json: &serde_json::Value,
+    payload: &crate::envelope::Payload,
 ) -> Result<std::sync::Arc<dyn Any + Send + Sync>, serde_json::Error> {
-    Ok(std::sync::Arc::new(<T as serde::Deserialize>::deserialize(
-        json,
-    )?))
+    Ok(std::sync::Arc::new(payload.decode::<T>()?))
 }
 
 /// The kind of the event a handler handles; its bound is the check that the first parameter is

@@ -23,6 +23,7 @@ use std::fmt;
 use std::sync::{Arc, LazyLock};
 
 use crate::call::HandlerFn;
+use crate::envelope::Payload;
 use crate::event::{DynIntegrationEvent, EventKind};
 pub use crate::origin::Origin;
 
@@ -139,23 +140,23 @@ fn short_type_name(type_name: &'static str) -> &'static str {
 /// Decodes an event from its JSON form, as recorded in the outbox or received from a broker.
 #[derive(Clone, Copy)]
 pub struct Decode {
-    decode: fn(&serde_json::Value) -> Result<Arc<dyn Any + Send + Sync>, serde_json::Error>,
+    decode: fn(&Payload) -> Result<Arc<dyn Any + Send + Sync>, serde_json::Error>,
 }
 
 impl Decode {
     #[doc(hidden)]
     pub const fn new(
-        decode: fn(&serde_json::Value) -> Result<Arc<dyn Any + Send + Sync>, serde_json::Error>,
+        decode: fn(&Payload) -> Result<Arc<dyn Any + Send + Sync>, serde_json::Error>,
     ) -> Self {
         Decode { decode }
     }
 
-    /// The event that `json` holds.
+    /// The event that `payload` holds.
     pub fn decode(
         &self,
-        json: &serde_json::Value,
+        payload: &Payload,
     ) -> Result<Arc<dyn Any + Send + Sync>, serde_json::Error> {
-        (self.decode)(json)
+        (self.decode)(payload)
     }
 }
 

@@ -56,7 +56,7 @@ pub(crate) fn follow(span: &Span, traceparent: Option<&str>) {
 ///     correlation_id: uuid::Uuid::now_v7(),
 ///     causation_id: None,
 ///     traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
-///     data: serde_json::json!({}),
+///     data: serde_json::json!({}).into(),
 /// };
 /// // No OpenTelemetry layer here: the hop carries the message's own.
 /// assert_eq!(hop_traceparent(&message), message.traceparent);

@@ -300,7 +300,7 @@ pub(crate) struct Attempt {
 
 /// The order a message carries.
 pub(crate) fn order_of(message: &Message) -> Option<Order> {
-    order_in(&message.data)
+    order_in(&message.data.decode().ok()?)
 }
 
 /// The order of an event's JSON form (the domain event's or the contract's).
@@ -547,7 +547,7 @@ pub(crate) async fn f7_undecodable_and_failing<P, C, G>(
                 correlation_id: id,
                 causation_id: None,
                 traceparent: None,
-                data: serde_json::json!({ "unexpected": true }),
+                data: serde_json::json!({ "unexpected": true }).into(),
             };
             publishing.publish(unreadable).await.unwrap();
         }

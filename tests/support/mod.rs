@@ -92,7 +92,7 @@ pub(crate) fn message(contract: &str, data: serde_json::Value) -> tidings::trans
         correlation_id: id,
         causation_id: None,
         traceparent: None,
-        data,
+        data: data.into(),
     }
 }
 

@@ -36,10 +36,13 @@
 //! # Ok::<(), cloudevents::CloudEventError>(())
 //! ```
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::envelope::Payload;
 use crate::transport::Message;
 
 /// The content type of an event in the JSON event format (structured mode).
@@ -187,33 +190,54 @@ pub enum CloudEventError {
 /// The event's attributes, by CloudEvents name, as text: what a binding in binary mode puts in
 /// headers (with its prefix, such as `ce-`). The data is not among them.
 pub fn attributes(message: &Message) -> Vec<(&'static str, String)> {
-    let mut attributes = vec![
-        ("specversion", SPEC_VERSION.to_owned()),
-        ("id", message.id.to_string()),
-        ("source", message.source.clone()),
-        ("type", message.contract.clone()),
-        ("time", message.time.to_rfc3339()),
-        ("datacontenttype", DATA_CONTENT_TYPE.to_owned()),
-        ("dataversion", message.version.to_string()),
-        ("correlationid", message.correlation_id.to_string()),
-    ];
+    let mut attributes = Vec::with_capacity(ATTRIBUTES.len());
+    each_attribute(message, |name, value| {
+        let text = match value {
+            Value::Text(text) => text.to_owned(),
+            Value::Id(id) => id.to_string(),
+            Value::Time(time) => time.to_rfc3339(),
+            Value::Integer(integer) => integer.to_string(),
+        };
+        attributes.push((name, text));
+    });
+    attributes
+}
+
+/// An attribute's value, as the message holds it.
+enum Value<'a> {
+    Text(&'a str),
+    Id(Uuid),
+    Time(DateTime<Utc>),
+    Integer(u32),
+}
+
+/// Calls `f` with each attribute of `message` that has a value, in the order of [`ATTRIBUTES`]:
+/// the one list of what a message carries, for both modes.
+fn each_attribute<'a>(message: &'a Message, mut f: impl FnMut(&'static str, Value<'a>)) {
+    f("specversion", Value::Text(SPEC_VERSION));
+    f("id", Value::Id(message.id));
+    f("source", Value::Text(&message.source));
+    f("type", Value::Text(&message.contract));
+    f("time", Value::Time(message.time));
+    f("datacontenttype", Value::Text(DATA_CONTENT_TYPE));
+    f("dataversion", Value::Integer(message.version));
+    f("correlationid", Value::Id(message.correlation_id));
     if let Some(key) = &message.key {
-        attributes.push(("partitionkey", key.clone()));
+        f("partitionkey", Value::Text(key));
     }
     if let Some(causation_id) = message.causation_id {
-        attributes.push(("causationid", causation_id.to_string()));
+        f("causationid", Value::Id(causation_id));
     }
     if let Some(traceparent) = &message.traceparent {
-        attributes.push(("traceparent", traceparent.clone()));
+        f("traceparent", Value::Text(traceparent));
     }
-    attributes
 }
 
 /// The message whose attributes `attribute` gives (by CloudEvents name, as text) and whose data
 /// is `data`: what a binding in binary mode reads.
 pub fn from_attributes(
     attribute: impl Fn(&str) -> Option<String>,
-    data: Value,
+    data: Payload,
 ) -> Result<Message, CloudEventError> {
     let required = |name: &'static str| attribute(name).ok_or(CloudEventError::Missing(name));
     let spec_version = required("specversion")?;
@@ -298,7 +322,7 @@ pub fn to_binary(message: &Message, prefix: &str) -> Binary {
     Binary {
         content_type: DATA_CONTENT_TYPE,
         headers,
-        body: message.data.to_string().into_bytes(),
+        body: message.data.as_bytes().to_vec(),
     }
 }
 
@@ -324,7 +348,7 @@ pub fn from_binary(
             format!("`{content_type}`, not JSON"),
         ));
     }
-    let data = serde_json::from_slice(body).map_err(CloudEventError::DataNotJson)?;
+    let data = Payload::from_slice(body).map_err(CloudEventError::DataNotJson)?;
     from_attributes(attribute, data)
 }
 
@@ -340,42 +364,61 @@ pub fn is_structured(content_type: Option<&str>) -> bool {
 }
 
 /// The message as a CloudEvent in the JSON event format: the body of structured mode.
+///
+/// Written straight from the message into one buffer: each attribute as a JSON member (the
+/// version a number, as the CloudEvents type system has integers), then the data, copied as
+/// the JSON text it is.
 pub fn to_structured(message: &Message) -> Vec<u8> {
-    let event = Structured {
-        attributes: attributes(message),
-        version: message.version,
-        data: &message.data,
-    };
-    serde_json::to_vec(&event).expect("text attributes and JSON data serialize")
-}
-
-/// A CloudEvent in the JSON event format, written straight from the message's attributes and
-/// data.
-struct Structured<'a> {
-    attributes: Vec<(&'static str, String)>,
-    version: u32,
-    data: &'a Value,
-}
-
-impl serde::Serialize for Structured<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut event = serializer.serialize_map(Some(self.attributes.len() + 1))?;
-        for (name, value) in &self.attributes {
-            match *name {
-                // An integer, as the CloudEvents type system has one.
-                "dataversion" => event.serialize_entry(name, &self.version)?,
-                _ => event.serialize_entry(name, value)?,
+    let data = message.data.get();
+    // The attributes take about 300 bytes with a traceparent and a key.
+    let mut out = Vec::with_capacity(data.len() + 384);
+    out.push(b'{');
+    each_attribute(message, |name, value| {
+        // The names are plain lower-case ASCII.
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+        match value {
+            Value::Text(text) => json_string(&mut out, text),
+            Value::Id(id) => {
+                out.push(b'"');
+                let mut buffer = Uuid::encode_buffer();
+                out.extend_from_slice(id.hyphenated().encode_lower(&mut buffer).as_bytes());
+                out.push(b'"');
             }
+            Value::Time(time) => {
+                out.push(b'"');
+                out.extend_from_slice(time.to_rfc3339().as_bytes());
+                out.push(b'"');
+            }
+            Value::Integer(integer) => out.extend_from_slice(integer.to_string().as_bytes()),
         }
-        event.serialize_entry("data", self.data)?;
-        event.end()
+        out.push(b',');
+    });
+    out.extend_from_slice(b"\"data\":");
+    out.extend_from_slice(data.as_bytes());
+    out.push(b'}');
+    out
+}
+
+/// Appends `text` to `out` as a JSON string.
+fn json_string(out: &mut Vec<u8>, text: &str) {
+    let plain = text
+        .bytes()
+        .all(|byte| byte >= 0x20 && byte != b'"' && byte != b'\\');
+    if plain {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else if let Err(error) = serde_json::to_writer(&mut *out, text) {
+        unreachable!("a string is written into a buffer as JSON: {error}");
     }
 }
 
 /// The message in `bytes`, a CloudEvent in the JSON event format.
 pub fn from_structured(bytes: &[u8]) -> Result<Message, CloudEventError> {
-    let mut event: Map<String, Value> =
+    // Each member as the JSON text it is: the data is kept as it is, never parsed into a tree.
+    let mut event: BTreeMap<String, &RawValue> =
         serde_json::from_slice(bytes).map_err(CloudEventError::NotJson)?;
     if event.contains_key("data_base64") {
         return Err(invalid(
@@ -383,11 +426,14 @@ pub fn from_structured(bytes: &[u8]) -> Result<Message, CloudEventError> {
             "binary data, and tidings reads JSON data".to_owned(),
         ));
     }
-    let data = event.remove("data").unwrap_or(Value::Null);
-    let attribute = |name: &str| match event.get(name)? {
-        Value::String(text) => Some(text.clone()),
-        Value::Null => None,
-        other => Some(other.to_string()),
+    let data = match event.remove("data") {
+        Some(data) => Payload::from_raw(data.to_owned()),
+        None => Payload::from(serde_json::Value::Null),
+    };
+    let attribute = |name: &str| match event.get(name)?.get() {
+        "null" => None,
+        text if text.starts_with('"') => serde_json::from_str::<String>(text).ok(),
+        other => Some(other.to_owned()),
     };
     from_attributes(attribute, data)
 }
@@ -436,7 +482,7 @@ mod tests {
             correlation_id: id,
             causation_id: Some(Uuid::now_v7()),
             traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned()),
-            data: serde_json::json!({ "product_id": "p-1", "price_cents": 1999 }),
+            data: serde_json::json!({ "product_id": "p-1", "price_cents": 1999 }).into(),
         }
     }
 
@@ -453,7 +499,7 @@ mod tests {
     #[test]
     fn structured_mode_round_trips() {
         let sent = message();
-        let event: Value = serde_json::from_slice(&to_structured(&sent)).unwrap();
+        let event: serde_json::Value = serde_json::from_slice(&to_structured(&sent)).unwrap();
         assert_eq!(event["specversion"], "1.0");
         assert_eq!(event["type"], "catalog.product-updated");
         assert_eq!(event["dataversion"], 2);
@@ -470,6 +516,29 @@ mod tests {
                 ..received
             },
             sent
+        );
+    }
+
+    #[test]
+    fn structured_mode_writes_every_attribute_as_json_text() {
+        let sent = Message {
+            source: "https://erp.example/\"prices\"\n\u{e9}".to_owned(),
+            key: Some("back\\slash".to_owned()),
+            ..message()
+        };
+        let event: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&to_structured(&sent)).unwrap();
+        for (name, text) in attributes(&sent) {
+            match name {
+                "dataversion" => assert_eq!(event[name], sent.version),
+                _ => assert_eq!(event[name], text.as_str(), "{name}"),
+            }
+        }
+        assert_eq!(event.len(), attributes(&sent).len() + 1);
+        assert_eq!(event["data"], sent.data);
+        assert_eq!(
+            from_structured(&to_structured(&sent)).unwrap().source,
+            sent.source
         );
     }
 

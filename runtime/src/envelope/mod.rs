@@ -7,6 +7,9 @@
 //! Every hop builds its records here, so the meta of an event reads the same everywhere.
 
 pub mod cloudevents;
+mod payload;
+
+pub use payload::Payload;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -41,7 +44,7 @@ pub(crate) fn domain<E: DomainEvent>(
         kind: EventKind::Domain,
         name: E::NAME.to_owned(),
         version: 1,
-        payload: Arc::new(serde_json::to_value(&event)?),
+        payload: Payload::of(&event)?,
         typed: Some(Arc::new(event)),
     })
 }
@@ -65,14 +68,14 @@ pub(crate) fn produced(
             kind: EventKind::Integration,
             name: event.contract().to_owned(),
             version: event.version(),
-            payload: Arc::new(event.to_json()?),
+            payload: event.to_json()?,
             typed: None,
         },
     })
 }
 
-/// An integration event of the outbox, with its ordering key, as it goes on the wire. The
-/// payload is moved, not copied, unless the store keeps it too.
+/// An integration event of the outbox, with its ordering key, as it goes on the wire: its
+/// payload shared, not copied.
 pub(crate) fn message(event: StoredEvent, key: Option<String>) -> Message {
     let StoredEvent {
         meta,
@@ -91,7 +94,7 @@ pub(crate) fn message(event: StoredEvent, key: Option<String>) -> Message {
         correlation_id: meta.correlation_id,
         causation_id: meta.causation_id,
         traceparent: meta.traceparent,
-        data: Arc::unwrap_or_clone(payload),
+        data: payload,
     }
 }
 
@@ -113,7 +116,7 @@ pub(crate) fn received(
         kind: EventKind::Integration,
         name: message.contract.clone(),
         version: message.version,
-        payload: Arc::new(message.data.clone()),
+        payload: message.data.clone(),
         typed,
     }
 }
@@ -207,9 +210,9 @@ pub(crate) fn unreadable(subscription: &Subscription, delivery: Unreadable<'_>) 
         correlation_id: id,
         causation_id: None,
         traceparent: delivery.traceparent,
-        data: serde_json::Value::String(format!(
+        data: Payload::from(serde_json::Value::String(format!(
             "not a readable event on {} ({}); payload: {payload}",
             delivery.place, delivery.why
-        )),
+        ))),
     }
 }

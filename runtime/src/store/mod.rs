@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::event::EventKind;
 use crate::meta::EventMeta;
 
+pub use crate::envelope::Payload;
 pub use crate::error::{ErrorKind, StoreError};
 pub use crate::future::BoxFuture;
 pub use memory::{InMemoryStore, Outcome};
@@ -68,8 +69,8 @@ pub struct StoredEvent {
     pub name: String,
     /// The contract's version (1 for a domain event).
     pub version: u32,
-    /// The JSON form.
-    pub payload: Arc<serde_json::Value>,
+    /// The event's data, as JSON.
+    pub payload: Payload,
     /// The typed event, if this process recorded it.
     pub typed: Option<Arc<dyn Any + Send + Sync>>,
 }

@@ -18,7 +18,7 @@ use crate::event::EventKind;
 use crate::store::Waiting;
 use crate::store::{
     BoxFuture, Completion, DeadLetter, DeadLetterId, Delivery, DeliveryId, ErrorKind,
-    IntegrationRow, NewEvent, NewIntegrationRow, RowId, Store, StoreError, StoreListener,
+    IntegrationRow, NewEvent, NewIntegrationRow, Payload, RowId, Store, StoreError, StoreListener,
     StoredEvent, Wake,
 };
 
@@ -89,7 +89,7 @@ fn bind_event<'q>(
         .bind(event.meta.causation_id)
         .bind(event.meta.traceparent.clone())
         .bind(event.meta.source.clone())
-        .bind(sqlx::types::Json(Arc::clone(&event.payload))))
+        .bind(sqlx::types::Json(event.payload.clone())))
 }
 
 /// Whether `schema` is a plain lower-case identifier, safe to put in SQL.
@@ -125,13 +125,7 @@ impl DeliveryRows {
         let mut received = std::collections::HashSet::new();
         for NewEvent { event, handlers } in events {
             let version: i32 = sql::convert(DELIVERIES, "version", event.version)?;
-            let payload = serde_json::to_string(&*event.payload).map_err(|source| {
-                StoreError::new(
-                    ErrorKind::Invalid,
-                    "could not write an event's payload as JSON",
-                    Some(Box::new(source) as _),
-                )
-            })?;
+            let payload = event.payload.get();
             for handler in handlers {
                 if event.kind == EventKind::Integration
                     && !received.insert((handler.clone(), event.meta.id))
@@ -148,7 +142,7 @@ impl DeliveryRows {
                 rows.causation_ids.push(event.meta.causation_id);
                 rows.traceparents.push(event.meta.traceparent.clone());
                 rows.sources.push(event.meta.source.clone());
-                rows.payloads.push(payload.clone());
+                rows.payloads.push(payload.to_owned());
             }
         }
         Ok(rows)
@@ -416,11 +410,11 @@ impl StoredValues for PgRow {
         sql::convert(table, column, number)
     }
 
-    fn payload(&self, table: &str) -> Result<serde_json::Value, StoreError> {
-        let payload: sqlx::types::Json<serde_json::Value> = self
+    fn payload(&self, table: &str) -> Result<Payload, StoreError> {
+        let payload: Box<serde_json::value::RawValue> = self
             .try_get("payload")
             .map_err(unreadable(table, "payload"))?;
-        Ok(payload.0)
+        Ok(Payload::from_raw(payload))
     }
 }
 

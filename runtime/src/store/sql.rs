@@ -13,7 +13,6 @@
 
 use std::any::Any;
 use std::fmt::Display;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -24,7 +23,7 @@ use uuid::Uuid;
 use super::{Completion, NewIntegrationRow};
 use super::{ContractWaiting, HandlerWaiting, WaitCounts, Waiting};
 use super::{DeadLetter, DeadLetterId, Delivery, DeliveryId, IntegrationRow, RowId, StoredEvent};
-use super::{ErrorKind, StoreError};
+use super::{ErrorKind, Payload, StoreError};
 use crate::event::EventKind;
 use crate::meta::EventMeta;
 
@@ -315,7 +314,7 @@ pub(crate) trait StoredValues: Columns {
     fn number(&self, table: &str, column: &str) -> Result<u32, StoreError>;
 
     /// The `payload` column (JSON `TEXT` in SQLite, `jsonb` in PostgreSQL).
-    fn payload(&self, table: &str) -> Result<serde_json::Value, StoreError>;
+    fn payload(&self, table: &str) -> Result<Payload, StoreError>;
 }
 
 /// Reads `column` of `table`, a UUID that is never NULL.
@@ -342,7 +341,7 @@ fn stored_event<R: StoredValues>(
         kind,
         name: row.text(table, "name")?,
         version: row.number(table, "version")?,
-        payload: Arc::new(row.payload(table)?),
+        payload: row.payload(table)?,
         typed: None,
     })
 }

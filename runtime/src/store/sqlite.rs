@@ -26,7 +26,7 @@ use crate::event::EventKind;
 use crate::store::Waiting;
 use crate::store::{
     BoxFuture, Completion, DeadLetter, DeadLetterId, Delivery, DeliveryId, ErrorKind,
-    IntegrationRow, NewEvent, NewIntegrationRow, RowId, Store, StoreError, StoredEvent,
+    IntegrationRow, NewEvent, NewIntegrationRow, Payload, RowId, Store, StoreError, StoredEvent,
 };
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -86,7 +86,7 @@ fn bind_event<'q>(
         .bind(event.meta.causation_id.map(|id| id.to_string()))
         .bind(event.meta.traceparent.clone())
         .bind(event.meta.source.clone())
-        .bind(event.payload.to_string())
+        .bind(event.payload.get().to_owned())
 }
 
 impl SqliteStore {
@@ -256,8 +256,8 @@ impl StoredValues for SqliteRow {
         sql::convert(table, column, self.integer(table, column)?)
     }
 
-    fn payload(&self, table: &str) -> Result<serde_json::Value, StoreError> {
-        serde_json::from_str(&self.text(table, "payload")?)
+    fn payload(&self, table: &str) -> Result<Payload, StoreError> {
+        Payload::from_json(self.text(table, "payload")?)
             .map_err(|source| invalid(table, "payload", "not JSON", Some(Box::new(source))))
     }
 }

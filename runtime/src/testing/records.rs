@@ -1,7 +1,5 @@
 //! Records for the scenarios: events, rows and messages with fresh envelopes.
 
-use std::sync::Arc;
-
 use chrono::Utc;
 use uuid::Uuid;
 
@@ -18,7 +16,7 @@ pub fn domain_event(name: &str, payload: serde_json::Value) -> StoredEvent {
         kind: EventKind::Domain,
         name: name.to_owned(),
         version: 1,
-        payload: Arc::new(payload),
+        payload: payload.into(),
         typed: None,
     }
 }
@@ -39,7 +37,7 @@ pub fn integration_event(contract: &str, version: u32, payload: serde_json::Valu
         kind: EventKind::Integration,
         name: contract.to_owned(),
         version,
-        payload: Arc::new(payload),
+        payload: payload.into(),
         typed: None,
     }
 }
@@ -76,6 +74,6 @@ pub fn message(
         correlation_id: meta.correlation_id,
         causation_id: meta.causation_id,
         traceparent: None,
-        data,
+        data: data.into(),
     }
 }

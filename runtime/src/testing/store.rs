@@ -296,7 +296,8 @@ fn seen(deliveries: &[Delivery]) -> Vec<(&str, &str, u32)> {
 fn rows_seen(rows: &[IntegrationRow]) -> Vec<(String, Option<&str>, u32)> {
     rows.iter()
         .map(|r| {
-            let label = r.event.payload["row"].as_str().unwrap_or("?").to_owned();
+            let payload: serde_json::Value = r.event.payload.decode().unwrap_or_default();
+            let label = payload["row"].as_str().unwrap_or("?").to_owned();
             (label, r.key.as_deref(), r.attempt)
         })
         .collect()

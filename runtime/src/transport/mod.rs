@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use crate::envelope::cloudevents;
+pub use crate::envelope::{Payload, cloudevents};
 pub use crate::error::{ErrorKind, TransportError};
 pub use crate::future::BoxFuture;
 pub use crate::trace::hop_traceparent;
@@ -63,8 +63,8 @@ pub struct Message {
     pub causation_id: Option<Uuid>,
     /// Extension `traceparent` (W3C trace context).
     pub traceparent: Option<String>,
-    /// The event, as JSON.
-    pub data: serde_json::Value,
+    /// CloudEvents `data`: the event, as JSON.
+    pub data: Payload,
 }
 
 /// What an app subscribes to: one contract version, on behalf of one bounded context. Two apps of
