@@ -196,12 +196,12 @@ impl PrivateEmulator {
         self.port
     }
 
-    /// Kills the emulator's process group with SIGKILL, at once.
+    /// Kills the emulator with SIGKILL, at once. Its start script `exec`s the JVM, so the
+    /// child is the emulator itself. (No `kill -KILL -<group>` through procps' `kill`: its
+    /// 4.0 release takes a negative id after a signal option for something else, and that
+    /// once took down processes of the machine that were not the test's.)
     pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &format!("-{}", child.id())])
-                .status();
             let _ = child.kill();
             let _ = child.wait();
         }
