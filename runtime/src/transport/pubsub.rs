@@ -130,7 +130,10 @@ pub const EMULATOR_HOST_VARIABLE: &str = "PUBSUB_EMULATOR_HOST";
 ///
 /// The client reconnects by itself; a streaming pull that failed for good is started again by
 /// the next call (its subscription created again, if the topology is created), and the
-/// messages it had not acknowledged come again.
+/// messages it had not acknowledged come again. What the transport knows to exist is checked
+/// again after a failure: a topic found gone when a subscription to it is made (a server that
+/// restarted empty, such as the emulator) is made again first, and a topic found without a
+/// subscription is made sure of again before the next publication.
 #[derive(Clone)]
 pub struct PubSubTransport {
     inner: Arc<Inner>,
@@ -607,9 +610,22 @@ impl Inner {
                     .set_page_size(1)
                     .send(),
             )
-            .await?
-            .map_err(|error| request_error(what(), error))?;
+            .await
+            .and_then(|listed| listed.map_err(|error| request_error(what(), error)));
+        let listed = match listed {
+            Ok(listed) => listed,
+            Err(error) => {
+                // The topic may have gone meanwhile (the server restarted empty): made sure of
+                // again next time.
+                self.forget_topic(&path);
+                return Err(error);
+            }
+        };
         if listed.subscriptions.is_empty() {
+            // Made sure of again next time too: the emulator lists no subscription, rather
+            // than refusing, for a topic it lost in a restart, and then nobody would make the
+            // topic again, nor the subscription that the relay waits for.
+            self.forget_topic(&path);
             return Err(TransportError::new(
                 ErrorKind::Refused,
                 format!(
@@ -652,14 +668,28 @@ impl Inner {
         if self.settings.topology == PubSubTopology::Create {
             let what = || format!("could not create Pub/Sub subscription `{path}` to `{topic}`");
             let deadline = i32::try_from(self.settings.ack_deadline.as_secs()).unwrap_or(600);
-            let created = admin
-                .create_subscription()
-                .set_name(path.clone())
-                .set_topic(topic.clone())
-                .set_enable_message_ordering(true)
-                .set_ack_deadline_seconds(deadline)
-                .send();
-            match self.within(what, created).await? {
+            let create = || {
+                admin
+                    .create_subscription()
+                    .set_name(path.clone())
+                    .set_topic(topic.clone())
+                    .set_enable_message_ordering(true)
+                    .set_ack_deadline_seconds(deadline)
+                    .send()
+            };
+            let mut created = self.within(what, create()).await?;
+            if created
+                .as_ref()
+                .is_err_and(|error| error.status().is_some_and(|s| s.code == Code::NotFound))
+            {
+                // The topic, known to exist, is gone (deleted, or the server restarted
+                // empty): made again, then the subscription.
+                tracing::debug!(%topic, "the Pub/Sub topic is gone: making it again");
+                self.forget_topic(&topic);
+                self.ensure_topic(&self.topic(contract, *version)?).await?;
+                created = self.within(what, create()).await?;
+            }
+            match created {
                 Ok(_) => {
                     tracing::debug!(subscription = %path, %topic, "created a Pub/Sub subscription");
                     crate::sync::lock(&self.routable).insert(topic);
