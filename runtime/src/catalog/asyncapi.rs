@@ -356,7 +356,10 @@ impl Document<'_> {
     /// The broker's bindings of a channel, if it has any.
     fn channel_bindings(&self, contract: &str, version: u32) -> Option<Value> {
         match self.broker {
-            Broker::Nats { .. } => None,
+            // None on Pub/Sub: the channel's address is the topic, and the binding (0.2.0)
+            // requires the topic's Pub/Sub schema settings, which a topic the transport makes
+            // has none of.
+            Broker::Nats { .. } | Broker::PubSub { .. } => None,
             Broker::RabbitMq { exchange } => Some(json!({
                 "amqp": {
                     "is": "routingKey",
@@ -367,9 +370,6 @@ impl Document<'_> {
             Broker::Kafka { .. } => Some(json!({
                 "kafka": { "topic": self.broker.address(contract, version), "bindingVersion": "0.5.0" }
             })),
-            // None: the channel's address is the topic, and the binding (0.2.0) requires the
-            // topic's Pub/Sub schema settings, which a topic the transport makes has none of.
-            Broker::PubSub { .. } => None,
         }
     }
 }
