@@ -361,8 +361,9 @@ async fn f12_emulator_killed_and_restarted_mid_stream() {
     }
     place_round(seq).await;
 
-    // The consumer's pull tries the dead emulator again with a backoff of up to a minute, and
-    // makes its subscription again only once it got through; the relay is refused until then.
+    // The consumer's client tries the dead emulator again with a backoff of up to a minute;
+    // the transport, its pull idle, finds the subscription gone sooner (`subscription_check`,
+    // 2 s here) and makes it again; the relay is refused until then.
     let committed = committed.lock().unwrap().clone();
     let expected: BTreeSet<Order> = committed.iter().cloned().collect();
     let arrived = support::eventually(Duration::from_secs(180), || async {

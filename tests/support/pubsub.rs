@@ -60,6 +60,7 @@ impl PubSub {
             .publish_timeout(Duration::from_secs(2))
             .request_timeout(Duration::from_secs(2))
             .ack_deadline(Duration::from_secs(10))
+            .subscription_check(Duration::from_secs(2))
     }
 
     /// A transport with the test's settings, on the emulator.
