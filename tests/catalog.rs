@@ -530,6 +530,7 @@ fn committed_documents_that_differ_from_the_code_fail_with_the_refresh_command()
     let catalog = tidings::catalog();
     let written = catalog.docs().write(&dir).expect("written");
     assert!(written.contains(&dir.join("asyncapi/shipping.kafka.json")));
+    assert!(written.contains(&dir.join("asyncapi/shipping.googlepubsub.json")));
     catalog.docs().check(&dir).expect("current");
 
     std::fs::write(dir.join("catalog.md"), "# An old catalog\n").expect("written");
@@ -600,6 +601,71 @@ fn asyncapi_documents_carry_the_brokers_addresses_and_the_cloudevents_headers() 
     assert_eq!(
         schemas["properties"]["status"]["$ref"],
         "#/components/schemas/shipping.parcel-status.v1/definitions/Status"
+    );
+
+    let pubsub = catalog
+        .asyncapi("billing", &Broker::pubsub())
+        .expect("a context");
+    let channel = &pubsub["channels"]["shipping.parcel-weighed.v1"];
+    assert_eq!(channel["address"], "tidings.shipping.parcel-weighed.v1");
+    assert!(
+        channel.get("bindings").is_none(),
+        "the channel binding requires schema settings that the topics do not have: {channel}"
+    );
+    let message = &pubsub["components"]["messages"]["shipping.parcel-weighed.v1"];
+    assert_eq!(message["contentType"], "application/json");
+    assert_eq!(
+        message["bindings"]["googlepubsub"]["bindingVersion"],
+        "0.2.0"
+    );
+    assert!(
+        message["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("`parcel_id`")),
+        "{}",
+        message["description"]
+    );
+    assert_eq!(
+        message["correlationId"]["location"],
+        "$message.header#/ce-correlationid"
+    );
+    let headers = &message["headers"];
+    assert_eq!(headers["properties"]["ce-id"]["format"], "uuid");
+    assert_eq!(
+        headers["properties"]["Content-Type"]["const"],
+        "application/json"
+    );
+    for required in [
+        "ce-id",
+        "ce-type",
+        "ce-source",
+        "ce-specversion",
+        "Content-Type",
+    ] {
+        assert!(
+            headers["required"]
+                .as_array()
+                .is_some_and(|r| r.contains(&required.into())),
+            "{required} is required"
+        );
+    }
+    assert!(
+        pubsub["info"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("Google Cloud Pub/Sub")),
+        "{}",
+        pubsub["info"]
+    );
+    assert_eq!(
+        pubsub["operations"]["consume.shipping.parcel-weighed.v1"]["action"],
+        "receive"
+    );
+    assert_eq!(
+        Broker::PubSub {
+            topic_prefix: "acme".to_owned()
+        }
+        .address("shipping.parcel-weighed", 2),
+        "acme.shipping.parcel-weighed.v2"
     );
 
     let unknown = catalog

@@ -4,10 +4,7 @@
 //! free port and kills that one:
 //!
 //! - F4: every connection of the publisher to the emulator cut, and new ones refused for a
-//!   while, while use cases keep publishing (the consumer's link is left alone: the emulator
-//!   keeps a streaming pull whose connection was cut as a subscriber, and goes on handing it
-//!   the messages of its ordering keys, which then never come again; Pub/Sub itself gives
-//!   them to the next pull);
+//!   while, while use cases keep publishing (the consumer's link is left alone: see below);
 //! - F5: a blackhole on the publisher's link (the proxy holds everything, closes nothing), then
 //!   healed;
 //! - F6: the publisher's link cut right after a publication reached the emulator, before its
@@ -17,7 +14,23 @@
 //!   nothing: it keeps no state), twice.
 //!
 //! Each keeps the ledger of `faults/mod.rs` (what was committed against what the consuming
-//! handlers saw) and asserts lost = 0; duplicates are counted and printed. The emulator has no
+//! handlers saw) and asserts lost = 0; duplicates are counted and printed.
+//!
+//! No test cuts the consumer's link, because the emulator (0.8.20) cannot recover from that,
+//! whatever the client does. Its ordered backlog (`OrderedMessageBacklog`) gives each ordering
+//! key to one of the subscription's registered streaming pulls (a hash of the key over them),
+//! and keeps the key there while it has messages outstanding, redelivering them there when
+//! their ack deadline passes. A pull is deregistered only when its server loop ends: on the
+//! request stream's end or error, a reset of the emulator, the subscription deleted or
+//! detached, or the call's deadline (the client sets none on `StreamingPull`). A pull whose
+//! connection the proxy cut gets none of these: the emulator keeps it registered, and its keys
+//! with it. Tried with F4's pattern on the consumer's side (its connections cut and refused
+//! twice, 68 orders on 4 keys): 21 orders arrived and the rest never did; with the transport
+//! made to open a new pull after 5 s without a message, two keys came back once their ack
+//! deadline passed and the other two did not in 80 s and 16 new pulls, so that change was not
+//! kept. Pub/Sub itself hands the unacknowledged messages of a pull that went away, keys
+//! included, to the subscription's other pulls once their ack deadline passed, and the
+//! consumer's client opens a new pull by itself after a cut. The emulator has no
 //! dedupe: a publication made again after an ambiguous failure may be delivered twice, and the
 //! consuming context's inbox drops the copy by its event id.
 
@@ -292,11 +305,12 @@ async fn f7_undecodable_payloads_and_a_failing_handler_are_dead_lettered() {
 /// while orders stream in, and started again, twice. The emulator keeps nothing across a
 /// restart (Pub/Sub itself keeps what it acknowledged): each kill comes once the consumer saw
 /// every order acknowledged so far, so that what the emulator forgets is only what the outbox
-/// still holds. The transport makes the topic and the subscription again; the relay, refused
-/// while no subscription exists, publishes the orders that waited, and none is lost.
+/// still holds; the second kill may come right after the first restart, before anything was
+/// made again. Both transports knew the topic: neither may trust that once the emulator lost
+/// it (it lists a lost topic as one without subscriptions, and refuses a subscription to it
+/// as not found). The transport makes the topic and the subscription again; the relay,
+/// refused while no subscription exists, publishes the orders that waited, and none is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "passes alone on a quiet host, but under load the consumer's pull has been seen not to \
-            make its subscription again after the second restart: under investigation"]
 async fn f12_emulator_killed_and_restarted_mid_stream() {
     const TEST: &str = "pubsub f12_emulator_killed_and_restarted_mid_stream";
     let _one = ONE_AT_A_TIME.lock().await;
@@ -347,8 +361,9 @@ async fn f12_emulator_killed_and_restarted_mid_stream() {
     }
     place_round(seq).await;
 
-    // The consumer's pull tries the dead emulator again with a backoff of up to a minute, and
-    // makes its subscription again only once it got through; the relay is refused until then.
+    // The consumer's client tries the dead emulator again with a backoff of up to a minute;
+    // the transport, its pull idle, finds the subscription gone sooner (`subscription_check`,
+    // 2 s here) and makes it again; the relay is refused until then.
     let committed = committed.lock().unwrap().clone();
     let expected: BTreeSet<Order> = committed.iter().cloned().collect();
     let arrived = support::eventually(Duration::from_secs(180), || async {

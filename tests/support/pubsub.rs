@@ -60,6 +60,7 @@ impl PubSub {
             .publish_timeout(Duration::from_secs(2))
             .request_timeout(Duration::from_secs(2))
             .ack_deadline(Duration::from_secs(10))
+            .subscription_check(Duration::from_secs(2))
     }
 
     /// A transport with the test's settings, on the emulator.
@@ -196,12 +197,12 @@ impl PrivateEmulator {
         self.port
     }
 
-    /// Kills the emulator's process group with SIGKILL, at once.
+    /// Kills the emulator with SIGKILL, at once. Its start script `exec`s the JVM, so the
+    /// child is the emulator itself. (No `kill -KILL -<group>` through procps' `kill`: its
+    /// 4.0 release takes a negative id after a signal option for something else, and that
+    /// once took down processes of the machine that were not the test's.)
     pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &format!("-{}", child.id())])
-                .status();
             let _ = child.kill();
             let _ = child.wait();
         }

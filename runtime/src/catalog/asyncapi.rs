@@ -6,7 +6,8 @@ use super::schema::embedded;
 use super::{Catalog, CatalogError, Context};
 use crate::transport::address;
 use crate::transport::cloudevents::{
-    AMQP_HEADER_PREFIX, ATTRIBUTES, DATA_CONTENT_TYPE, KAFKA_HEADER_PREFIX, STRUCTURED_CONTENT_TYPE,
+    AMQP_HEADER_PREFIX, ATTRIBUTES, DATA_CONTENT_TYPE, KAFKA_HEADER_PREFIX,
+    PUBSUB_ATTRIBUTE_PREFIX, STRUCTURED_CONTENT_TYPE,
 };
 
 /// A broker, with the prefix its transport is given: what an AsyncAPI document's addresses
@@ -29,6 +30,13 @@ pub enum Broker {
     /// Kafka: topics `<topic_prefix>.<contract>.v<version>`, the ordering key as the record's
     /// key; CloudEvents in binary mode, attributes in `ce_` headers.
     Kafka {
+        /// The transport's topic prefix.
+        topic_prefix: String,
+    },
+    /// Google Cloud Pub/Sub: topics `<topic_prefix>.<contract>.v<version>` (the topic's id, in
+    /// the project the transport is given), the ordering key as the message's ordering key;
+    /// CloudEvents in binary mode, attributes in `ce-` message attributes.
+    PubSub {
         /// The transport's topic prefix.
         topic_prefix: String,
     },
@@ -56,17 +64,35 @@ impl Broker {
         }
     }
 
-    /// The AsyncAPI protocol name: `nats`, `amqp` or `kafka`; also the broker's part of the
-    /// documents' file names.
+    /// Google Cloud Pub/Sub with the default topic prefix, `tidings`.
+    pub fn pubsub() -> Broker {
+        Broker::PubSub {
+            topic_prefix: address::DEFAULT_PREFIX.to_owned(),
+        }
+    }
+
+    /// The AsyncAPI protocol name: `nats`, `amqp`, `kafka` or `googlepubsub`; also the
+    /// broker's part of the documents' file names.
     pub fn protocol(&self) -> &'static str {
         match self {
             Broker::Nats { .. } => "nats",
             Broker::RabbitMq { .. } => "amqp",
             Broker::Kafka { .. } => "kafka",
+            Broker::PubSub { .. } => "googlepubsub",
         }
     }
 
-    /// Where contract `contract` version `version` travels: subject, routing key or topic.
+    /// Where contract `contract` version `version` travels: subject, routing key or topic (on
+    /// Pub/Sub, the topic's id, without `projects/<project>/topics/`).
+    ///
+    /// ```
+    /// use tidings::catalog::Broker;
+    ///
+    /// assert_eq!(
+    ///     Broker::pubsub().address("catalog.product-updated", 1),
+    ///     "tidings.catalog.product-updated.v1"
+    /// );
+    /// ```
     pub fn address(&self, contract: &str, version: u32) -> String {
         match self {
             Broker::Nats { subject_prefix } => {
@@ -74,6 +100,9 @@ impl Broker {
             }
             Broker::RabbitMq { .. } => address::rabbitmq_routing_key(contract, version),
             Broker::Kafka { topic_prefix } => address::kafka_topic(topic_prefix, contract, version),
+            Broker::PubSub { topic_prefix } => {
+                address::pubsub_topic(topic_prefix, contract, version)
+            }
         }
     }
 
@@ -82,6 +111,7 @@ impl Broker {
             Broker::Nats { .. } => "NATS JetStream",
             Broker::RabbitMq { .. } => "RabbitMQ",
             Broker::Kafka { .. } => "Kafka",
+            Broker::PubSub { .. } => "Google Cloud Pub/Sub",
         }
     }
 }
@@ -272,6 +302,21 @@ impl Document<'_> {
                     "$message.header#/ce_correlationid",
                 )
             }
+            Broker::PubSub { .. } => {
+                // The message's attributes, as the CloudEvents Pub/Sub binding (binary mode)
+                // has them: `datacontenttype` as `Content-Type`, the others under `ce-`.
+                let mut headers = attributes_schema(PUBSUB_ATTRIBUTE_PREFIX, false);
+                headers["properties"]["Content-Type"] =
+                    json!({ "type": "string", "const": DATA_CONTENT_TYPE });
+                headers["properties"]["traceparent"] = json!({ "type": "string", "description": "The W3C trace context of the publication." });
+                push_required(&mut headers, "Content-Type");
+                (
+                    DATA_CONTENT_TYPE,
+                    headers,
+                    payload_ref,
+                    "$message.header#/ce-correlationid",
+                )
+            }
         };
         let mut message = json!({
             "name": channel.type_name,
@@ -292,13 +337,29 @@ impl Document<'_> {
             };
             message["bindings"] = json!({ "kafka": { "key": key, "bindingVersion": "0.5.0" } });
         }
+        if let Broker::PubSub { .. } = self.broker {
+            // The binding's `orderingKey` is a value, not a schema: where it comes from is
+            // said in the message's description.
+            message["description"] = Value::from(match channel.key {
+                Some(field) => format!(
+                    "The ordering key is the value of field `{field}`: a subscription with message ordering enabled delivers the messages of one key in order."
+                ),
+                None => {
+                    "The contract has no ordering key: the message has an empty one.".to_owned()
+                }
+            });
+            message["bindings"] = json!({ "googlepubsub": { "bindingVersion": "0.2.0" } });
+        }
         message
     }
 
     /// The broker's bindings of a channel, if it has any.
     fn channel_bindings(&self, contract: &str, version: u32) -> Option<Value> {
         match self.broker {
-            Broker::Nats { .. } => None,
+            // None on Pub/Sub: the channel's address is the topic, and the binding (0.2.0)
+            // requires the topic's Pub/Sub schema settings, which a topic the transport makes
+            // has none of.
+            Broker::Nats { .. } | Broker::PubSub { .. } => None,
             Broker::RabbitMq { exchange } => Some(json!({
                 "amqp": {
                     "is": "routingKey",

@@ -53,7 +53,7 @@ pub(super) fn write_file(path: &Path, text: &str) -> Result<(), CatalogError> {
 /// | `catalog.md` | [Markdown](Catalog::markdown), the Mermaid diagram included |
 /// | `catalog.mmd` | the [Mermaid](Catalog::mermaid) diagram alone |
 /// | `catalog.json` | the [JSON form](Catalog::to_json) |
-/// | `asyncapi/<context>.<broker>.json` | the [AsyncAPI](Catalog::asyncapi) document of each context that publishes or consumes a contract, for each broker (NATS, RabbitMQ and Kafka unless [set](Docs::brokers)) |
+/// | `asyncapi/<context>.<broker>.json` | the [AsyncAPI](Catalog::asyncapi) document of each context that publishes or consumes a contract, for each broker (NATS, RabbitMQ, Kafka and Pub/Sub unless [set](Docs::brokers)) |
 ///
 /// ```no_run
 /// // In a program: `cargo run -- catalog` writes them.
@@ -75,7 +75,12 @@ impl Catalog {
     pub fn docs(&self) -> Docs<'_> {
         Docs {
             catalog: self,
-            brokers: vec![Broker::nats(), Broker::rabbitmq(), Broker::kafka()],
+            brokers: vec![
+                Broker::nats(),
+                Broker::rabbitmq(),
+                Broker::kafka(),
+                Broker::pubsub(),
+            ],
         }
     }
 }

@@ -130,7 +130,14 @@ pub const EMULATOR_HOST_VARIABLE: &str = "PUBSUB_EMULATOR_HOST";
 ///
 /// The client reconnects by itself; a streaming pull that failed for good is started again by
 /// the next call (its subscription created again, if the topology is created), and the
-/// messages it had not acknowledged come again.
+/// messages it had not acknowledged come again. A pull that delivered nothing for
+/// [`subscription_check`](PubSubTransportBuilder::subscription_check) has its subscription
+/// checked: one found gone is made again at once, not when the client, its link lost and
+/// trying again with a backoff of up to a minute, would learn it. What the transport knows to
+/// exist is checked
+/// again after a failure: a topic found gone when a subscription to it is made (a server that
+/// restarted empty, such as the emulator) is made again first, and a topic found without a
+/// subscription is made sure of again before the next publication.
 #[derive(Clone)]
 pub struct PubSubTransport {
     inner: Arc<Inner>,
@@ -248,6 +255,7 @@ struct Settings {
     batch_delay: Duration,
     publish_timeout: Duration,
     request_timeout: Duration,
+    subscription_check: Duration,
 }
 
 impl Default for Settings {
@@ -261,6 +269,7 @@ impl Default for Settings {
             batch_delay: Duration::from_millis(5),
             publish_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
+            subscription_check: Duration::from_secs(30),
         }
     }
 }
@@ -326,6 +335,16 @@ impl PubSubTransportBuilder {
     /// [`ErrorKind::Unavailable`]: 30 seconds unless set.
     pub fn publish_timeout(mut self, timeout: Duration) -> Self {
         self.settings.publish_timeout = timeout;
+        self
+    }
+
+    /// How long a streaming pull may go without a message before the transport checks that
+    /// its subscription still exists (and again after as long each time): 30 seconds unless
+    /// set (at least 1 s). A subscription found gone (deleted, or lost by an emulator that
+    /// restarted) is made again at once (with [`PubSubTopology::Create`]), rather than when
+    /// the client, whose link was lost, next tries, up to a minute later.
+    pub fn subscription_check(mut self, every: Duration) -> Self {
+        self.settings.subscription_check = every.max(Duration::from_secs(1));
         self
     }
 
@@ -607,9 +626,22 @@ impl Inner {
                     .set_page_size(1)
                     .send(),
             )
-            .await?
-            .map_err(|error| request_error(what(), error))?;
+            .await
+            .and_then(|listed| listed.map_err(|error| request_error(what(), error)));
+        let listed = match listed {
+            Ok(listed) => listed,
+            Err(error) => {
+                // The topic may have gone meanwhile (the server restarted empty): made sure of
+                // again next time.
+                self.forget_topic(&path);
+                return Err(error);
+            }
+        };
         if listed.subscriptions.is_empty() {
+            // Made sure of again next time too: the emulator lists no subscription, rather
+            // than refusing, for a topic it lost in a restart, and then nobody would make the
+            // topic again, nor the subscription that the relay waits for.
+            self.forget_topic(&path);
             return Err(TransportError::new(
                 ErrorKind::Refused,
                 format!(
@@ -652,14 +684,28 @@ impl Inner {
         if self.settings.topology == PubSubTopology::Create {
             let what = || format!("could not create Pub/Sub subscription `{path}` to `{topic}`");
             let deadline = i32::try_from(self.settings.ack_deadline.as_secs()).unwrap_or(600);
-            let created = admin
-                .create_subscription()
-                .set_name(path.clone())
-                .set_topic(topic.clone())
-                .set_enable_message_ordering(true)
-                .set_ack_deadline_seconds(deadline)
-                .send();
-            match self.within(what, created).await? {
+            let create = || {
+                admin
+                    .create_subscription()
+                    .set_name(path.clone())
+                    .set_topic(topic.clone())
+                    .set_enable_message_ordering(true)
+                    .set_ack_deadline_seconds(deadline)
+                    .send()
+            };
+            let mut created = self.within(what, create()).await?;
+            if created
+                .as_ref()
+                .is_err_and(|error| error.status().is_some_and(|s| s.code == Code::NotFound))
+            {
+                // The topic, known to exist, is gone (deleted, or the server restarted
+                // empty): made again, then the subscription.
+                tracing::debug!(%topic, "the Pub/Sub topic is gone: making it again");
+                self.forget_topic(&topic);
+                self.ensure_topic(&self.topic(contract, *version)?).await?;
+                created = self.within(what, create()).await?;
+            }
+            match created {
                 Ok(_) => {
                     tracing::debug!(subscription = %path, %topic, "created a Pub/Sub subscription");
                     crate::sync::lock(&self.routable).insert(topic);
@@ -810,6 +856,22 @@ impl Inner {
         Err(error)
     }
 
+    /// Whether the subscription `path` is known to be gone: the server says it is not found.
+    /// Any other answer, or none, is not taken as gone.
+    async fn subscription_gone(&self, path: &str) -> bool {
+        let check = self
+            .clients
+            .subscription_admin
+            .get_subscription()
+            .set_subscription(path.to_owned())
+            .send();
+        let what = || format!("could not check Pub/Sub subscription `{path}`");
+        matches!(
+            self.within(what, check).await,
+            Ok(Err(error)) if error.status().is_some_and(|s| s.code == Code::NotFound)
+        )
+    }
+
     /// A streaming pull of `subscription`'s subscription, which is made sure of first.
     async fn pull(
         &self,
@@ -893,9 +955,40 @@ impl Pulling {
         let parked = Parked::default();
         let task = tokio::spawn({
             let (parked, subscription) = (Arc::clone(&parked), subscription.clone());
+            let inner = Arc::clone(inner);
             async move {
                 loop {
-                    let error = match stream.next().await {
+                    let every = inner.settings.subscription_check;
+                    // Never given up on while the subscription exists: a pull being opened
+                    // and dropped stays a subscriber in the emulator (see above).
+                    let next = {
+                        let mut pending = std::pin::pin!(stream.next());
+                        loop {
+                            tokio::select! {
+                                next = &mut pending => break next,
+                                () = tokio::time::sleep(every) => {}
+                            }
+                            // Nothing for a while. The client, its link lost, tries again
+                            // with a backoff of up to a minute, and only then learns that the
+                            // subscription is gone (a server that restarted empty); asked
+                            // now, the transport makes it again at once.
+                            if inner.subscription_gone(&path).await {
+                                let _ = sender
+                                    .send(Err(TransportError::new(
+                                        ErrorKind::Unavailable,
+                                        format!(
+                                            "Pub/Sub subscription `{path}` of context `{}` is \
+                                             gone; making it again",
+                                            subscription.context
+                                        ),
+                                        None,
+                                    )))
+                                    .await;
+                                return;
+                            }
+                        }
+                    };
+                    let error = match next {
                         Some(Ok((message, handler))) => {
                             let decoded = decode(&subscription, &path, &message);
                             let lease = Lease {
