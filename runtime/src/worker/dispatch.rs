@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tracing::{Instrument, info_span};
 
 use super::{Shared, claim_run_sleep};
-use crate::call::{Emitted, HandlerContext, TransactionSlot};
+use crate::call::{Emitted, FutureSlot, HandlerContext, TransactionSlot};
 use crate::envelope;
 use crate::error::{ErrorKind, StoreError, error_chain};
 use crate::handler::HandlerError;
@@ -389,8 +389,11 @@ async fn handle(
                 if let Some(slot) = slot {
                     ctx = ctx.with_transaction(slot);
                 }
-                // A panicking handler fails its delivery (`call` catches the panic).
-                info.handler_fn().call(&*typed, ctx).await
+                // A panicking handler fails its delivery (`call` catches the panic). An
+                // `async fn` handler's future runs in `slot`, pinned here, in this delivery's
+                // own state: no allocation.
+                let slot = std::pin::pin!(FutureSlot::new());
+                info.handler_fn().call(&*typed, ctx, slot).await
             }
             Target::From {
                 translation,
