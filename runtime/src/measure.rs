@@ -4,9 +4,10 @@
 //! conventions where one applies (`messaging.*`), and are tidings' own (`tidings.*`) for what
 //! happens in the process. The README's table lists them all.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{Label, SharedString, counter, gauge, histogram};
 
 use crate::store::Waiting;
 
@@ -36,32 +37,47 @@ impl Outcome {
     }
 }
 
-/// A delivery to `handler` of `context` ran (its `attempt`) and ended with `outcome`, after
-/// `took`; `waited` is how long after its event was published it started, for a first attempt.
-pub(crate) fn delivery(
-    context: &str,
-    handler: &str,
-    attempt: u32,
-    outcome: Outcome,
-    took: Duration,
-) {
-    let labels = [(CONTEXT, context.to_owned()), (HANDLER, handler.to_owned())];
-    if attempt > 1 {
-        counter!("tidings.handler.retries", &labels).increment(1);
+/// The attributes naming a handler of a context, for the metrics of its deliveries: built once
+/// per handler, so that recording a delivery copies two reference counts where building them
+/// would allocate two strings.
+#[derive(Debug, Clone)]
+pub(crate) struct HandlerLabels([Label; 2]);
+
+impl HandlerLabels {
+    /// The attributes of `handler` (its route name) in `context`.
+    pub(crate) fn new(context: &str, handler: &str) -> Self {
+        let shared = |value: &str| SharedString::from(Arc::<str>::from(value));
+        HandlerLabels([
+            Label::new(CONTEXT, shared(context)),
+            Label::new(HANDLER, shared(handler)),
+        ])
     }
-    histogram!("tidings.handler.duration", &labels).record(took.as_secs_f64());
-    let [context, handler] = labels;
+}
+
+/// A delivery to the handler of `labels` ran (its `attempt`) and ended with `outcome`, after
+/// `took`.
+pub(crate) fn delivery(labels: &HandlerLabels, attempt: u32, outcome: Outcome, took: Duration) {
+    let labels = &labels.0;
+    if attempt > 1 {
+        counter!("tidings.handler.retries", labels.iter()).increment(1);
+    }
+    histogram!("tidings.handler.duration", labels.iter()).record(took.as_secs_f64());
+    let [context, handler] = labels.clone();
     counter!(
         "tidings.handler.deliveries",
-        &[context, handler, ("outcome", outcome.name().to_owned())]
+        vec![
+            context,
+            handler,
+            Label::from_static_parts("outcome", outcome.name())
+        ]
     )
     .increment(1);
 }
 
-/// A first attempt of a delivery to `handler` started `waited` after its event was published.
-pub(crate) fn latency(context: &str, handler: &str, waited: Duration) {
-    let labels = [(CONTEXT, context.to_owned()), (HANDLER, handler.to_owned())];
-    histogram!("tidings.delivery.latency", &labels).record(waited.as_secs_f64());
+/// A first attempt of a delivery to the handler of `labels` started `waited` after its event was
+/// published.
+pub(crate) fn latency(labels: &HandlerLabels, waited: Duration) {
+    histogram!("tidings.delivery.latency", labels.0.iter()).record(waited.as_secs_f64());
 }
 
 /// The relay sent a message of `contract` through `system`, which took `took` and failed with

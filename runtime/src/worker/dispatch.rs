@@ -4,6 +4,8 @@
 //! span); a failure is recorded on its own, and a handler that takes the store's transaction
 //! completes in it.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::future::Future;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use crate::call::{Emitted, FutureSlot, HandlerContext, TransactionSlot};
 use crate::envelope;
 use crate::error::{ErrorKind, StoreError, error_chain};
 use crate::handler::HandlerError;
-use crate::measure::{self, Outcome};
+use crate::measure::{self, HandlerLabels, Outcome};
 use crate::publish::DomainEvents;
 use crate::store::{Completion, Delivery, DeliveryId, NewIntegrationRow, StoredEvent};
 use crate::trace;
@@ -27,6 +29,15 @@ use crate::wiring::{Route, Target};
 /// Runs due deliveries until told to stop.
 pub(super) async fn run(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     let handlers: Vec<String> = shared.wiring.route_names().map(str::to_owned).collect();
+    // The metrics' attributes of each handler, built once.
+    let labels: HashMap<String, HandlerLabels> = handlers
+        .iter()
+        .map(|handler| {
+            let labels = HandlerLabels::new(&shared.context, handler);
+            (handler.clone(), labels)
+        })
+        .collect();
+    let labels = &labels;
     let claim = |now| {
         shared
             .store
@@ -47,12 +58,19 @@ pub(super) async fn run(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
                 None => by_handler.push(vec![delivery]),
             }
         }
-        let runs = by_handler
-            .into_iter()
-            .map(|group| run_group(&shared, group));
-        let runs = futures_util::future::join_all(runs);
-        let completions = holding_claims(&shared, claims, runs).await;
-        complete(&shared, completions.into_iter().flatten().collect()).await;
+        let completions = if by_handler.len() == 1 {
+            // One handler: no join to set up.
+            let group = by_handler.pop().unwrap_or_default();
+            holding_claims(&shared, claims, run_group(&shared, labels, group)).await
+        } else {
+            let runs = by_handler
+                .into_iter()
+                .map(|group| run_group(&shared, labels, group));
+            let runs = futures_util::future::join_all(runs);
+            let completions = holding_claims(&shared, claims, runs).await;
+            completions.into_iter().flatten().collect()
+        };
+        complete(&shared, completions).await;
     };
     let next_due = || shared.store.next_delivery_due();
     claim_run_sleep(
@@ -133,11 +151,15 @@ async fn holding_claims<F: Future>(
 /// would be published before its own, out of order per key. Their claims, and the failed one's,
 /// expire with the lease, and all of them are claimed again, in order. (A batch whose commit
 /// fails stays claimed as a whole, in the same way.)
-async fn run_group(shared: &Arc<Shared>, group: Vec<Delivery>) -> Vec<Completion> {
+async fn run_group(
+    shared: &Arc<Shared>,
+    labels: &HashMap<String, HandlerLabels>,
+    group: Vec<Delivery>,
+) -> Vec<Completion> {
     let count = group.len();
     let mut completions = Vec::with_capacity(count);
     for (i, delivery) in group.into_iter().enumerate() {
-        match deliver(shared, delivery).await {
+        match deliver(shared, labels, delivery).await {
             Delivered::Completed(completion) => completions.push(completion),
             Delivered::Recorded => {}
             Delivered::Unrecorded => {
@@ -200,7 +222,11 @@ async fn complete(shared: &Shared, completions: Vec<Completion>) {
 
 /// Runs one delivery. A success outside the store's transaction is returned, for the batch's
 /// commit: the delivery is in flight until then. Any other outcome is recorded here.
-async fn deliver(shared: &Arc<Shared>, delivery: Delivery) -> Delivered {
+async fn deliver(
+    shared: &Arc<Shared>,
+    labels: &HashMap<String, HandlerLabels>,
+    delivery: Delivery,
+) -> Delivered {
     let Delivery {
         id,
         event,
@@ -217,19 +243,17 @@ async fn deliver(shared: &Arc<Shared>, delivery: Delivery) -> Delivered {
     );
     // Each attempt is a span of its own, in the trace of the event's publication.
     trace::follow(&span, event.meta.traceparent.as_deref());
+    let labels = match labels.get(&handler) {
+        Some(labels) => Cow::Borrowed(labels),
+        None => Cow::Owned(HandlerLabels::new(&shared.context, &handler)),
+    };
     let started = Instant::now();
     if attempt == 1 {
         let waited = (Utc::now() - event.meta.occurred_at).to_std();
-        measure::latency(&shared.context, &handler, waited.unwrap_or_default());
+        measure::latency(&labels, waited.unwrap_or_default());
     }
     let measured = |outcome| {
-        measure::delivery(
-            &shared.context,
-            &handler,
-            attempt,
-            outcome,
-            started.elapsed(),
-        );
+        measure::delivery(&labels, attempt, outcome, started.elapsed());
     };
     let delivered = async {
         let Some(route) = shared.wiring.route(&handler) else {
@@ -380,7 +404,6 @@ async fn handle(
         }
     };
     let publisher = DomainEvents::new(Arc::clone(&shared.outbox), slot.is_some());
-    let traceparent = trace::of(&span, event.meta.traceparent.as_deref());
     let emitted = async {
         match route.target {
             Target::Handler(info) => {
@@ -407,8 +430,12 @@ async fn handle(
             },
         }
     }
-    .instrument(span)
+    .instrument(span.clone())
     .await?;
+    if emitted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let traceparent = trace::of(&span, event.meta.traceparent.as_deref());
     emitted
         .iter()
         .map(|produced| {
