@@ -489,19 +489,20 @@ fn an_async_fn_handler_runs_to_completion_and_its_future_is_dropped_once() {
         let (deps, drops, journal) = deps_with_drops();
         let meta = EventMeta::new("inventory");
         let event = ShelfCounted { shelf: 3 };
-        let mut call = pin!(handler(name).call(&event, HandlerContext::new(&deps, &meta)));
-        assert!(
-            call.as_mut().poll(&mut noop_context()).is_pending(),
-            "{name}"
-        );
-        assert_eq!(drops.count(), 0, "{name}");
-        match call.as_mut().poll(&mut noop_context()) {
-            Poll::Ready(Ok(emitted)) => assert!(emitted.is_empty(), "{name}"),
-            Poll::Ready(Err(error)) => panic!("{name} failed: {error}"),
-            Poll::Pending => panic!("{name} is still pending"),
+        {
+            let mut call = pin!(handler(name).call(&event, HandlerContext::new(&deps, &meta)));
+            assert!(
+                call.as_mut().poll(&mut noop_context()).is_pending(),
+                "{name}"
+            );
+            assert_eq!(drops.count(), 0, "{name}");
+            match call.as_mut().poll(&mut noop_context()) {
+                Poll::Ready(Ok(emitted)) => assert!(emitted.is_empty(), "{name}"),
+                Poll::Ready(Err(error)) => panic!("{name} failed: {error}"),
+                Poll::Pending => panic!("{name} is still pending"),
+            }
+            assert_eq!(drops.count(), 1, "{name}: dropped when it completed");
         }
-        assert_eq!(drops.count(), 1, "{name}: dropped when it completed");
-        drop(call);
         assert_eq!(drops.count(), 1, "{name}: dropped once");
         assert_eq!(*journal.0.lock().unwrap(), [line]);
     }
@@ -513,21 +514,22 @@ fn a_panic_in_an_async_fn_handler_fails_the_call_and_drops_its_future_once() {
         let (deps, drops, _) = deps_with_drops();
         let meta = EventMeta::new("inventory");
         let event = ShelfCounted { shelf: 2 };
-        let mut call = pin!(handler(name).call(&event, HandlerContext::new(&deps, &meta)));
-        assert!(
-            call.as_mut().poll(&mut noop_context()).is_pending(),
-            "{name}"
-        );
-        match call.as_mut().poll(&mut noop_context()) {
-            Poll::Ready(Err(error)) => assert!(
-                matches!(&*error, HandlerError::Panicked(message) if message == "shelf 2 fell over"),
-                "{name}: {error}"
-            ),
-            Poll::Ready(Ok(_)) => panic!("{name} succeeded"),
-            Poll::Pending => panic!("{name} is still pending"),
+        {
+            let mut call = pin!(handler(name).call(&event, HandlerContext::new(&deps, &meta)));
+            assert!(
+                call.as_mut().poll(&mut noop_context()).is_pending(),
+                "{name}"
+            );
+            match call.as_mut().poll(&mut noop_context()) {
+                Poll::Ready(Err(error)) => assert!(
+                    matches!(&*error, HandlerError::Panicked(message) if message == "shelf 2 fell over"),
+                    "{name}: {error}"
+                ),
+                Poll::Ready(Ok(_)) => panic!("{name} succeeded"),
+                Poll::Pending => panic!("{name} is still pending"),
+            }
+            assert_eq!(drops.count(), 1, "{name}: dropped as the panic unwound");
         }
-        assert_eq!(drops.count(), 1, "{name}: dropped as the panic unwound");
-        drop(call);
         assert_eq!(drops.count(), 1, "{name}: dropped once");
     }
 }

@@ -306,11 +306,11 @@ pub struct FutureSlot<'a> {
     running: &'static Erased,
     /// Holds a `Send` future that may borrow for `'a` and must not move: `Send`, not `Sync`,
     /// not `Unpin`.
-    _future: PhantomData<(
-        Pin<Box<dyn Future<Output = HandlerResult> + Send + 'a>>,
-        PhantomPinned,
-    )>,
+    _future: PhantomData<(BoxedFuture<'a>, PhantomPinned)>,
 }
+
+/// What a [`FutureSlot`] stands for, as far as auto traits and lifetimes go.
+type BoxedFuture<'a> = Pin<Box<dyn Future<Output = HandlerResult> + Send + 'a>>;
 
 /// The poll and drop of the future in a slot's space, its type erased.
 struct Erased {
