@@ -1,14 +1,14 @@
 //! What tidings adds to a handler call, and what one event costs end to end.
 //!
 //! - `B1 sync handlers`: one event to N plain `fn` handlers through the type-erased entry the
-//!   dispatcher uses ([`HandlerInfo::call`]), against a `Vec<Box<dyn Fn(&E)>>` of the same
-//!   functions. A third arm, `entry`, calls each handler's type-erased `fn` directly
-//!   ([`HandlerInfo::invoke`]), without the panic isolation and the future of `call`: it shows
-//!   what the generated entry itself costs.
+//!   dispatcher uses (`HandlerFn::call`, each call given a `FutureSlot` as the dispatcher gives
+//!   it), against a `Vec<Box<dyn Fn(&E)>>` of the same functions. A third arm, `entry`, calls
+//!   each handler's type-erased `fn` directly ([`HandlerInfo::invoke`]), without the panic
+//!   isolation and the future of `call`: it shows what the generated entry itself costs.
 //! - `B2 async handlers`: the same with `async fn` handlers, against awaiting the same functions
 //!   directly, on a current-thread tokio runtime. A third arm, `boxed`, awaits each through a
-//!   `Pin<Box<dyn Future>>`: the allocation that any type-erased call of an `async fn` makes,
-//!   the floor under `tidings`.
+//!   `Pin<Box<dyn Future>>`: the allocation that a type-erased call of an `async fn` makes
+//!   unless, as `tidings` does, it keeps the future in place in a slot of the caller's.
 //! - `B1-e2e`: publish one event and settle a running app (store, dispatcher, activity
 //!   tracking): end to end, not comparable to the hand-written loop. The allocations per event,
 //!   the dispatcher's included, are printed before it.
@@ -27,7 +27,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use tidings::__private::{CallHandler as _, Deps, HandlerContext, HandlerFn, HandlerInfo};
+use tidings::__private::{
+    CallHandler as _, Deps, FutureSlot, HandlerContext, HandlerFn, HandlerInfo,
+};
 use tidings::prelude::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -185,7 +187,8 @@ fn call_sync<E: Send + Sync + 'static>(
 ) {
     for handler in handlers {
         let ctx = HandlerContext::new(deps, meta);
-        let result = ready(handler.call(event, ctx));
+        let slot = pin!(FutureSlot::new());
+        let result = ready(handler.call_in(event, ctx, slot));
         assert!(result.is_ok());
     }
 }
@@ -215,7 +218,8 @@ async fn call_async<E: Send + Sync + 'static>(
 ) {
     for handler in handlers {
         let ctx = HandlerContext::new(deps, meta);
-        let result = handler.call(event, ctx).await;
+        let slot = pin!(FutureSlot::new());
+        let result = handler.call_in(event, ctx, slot).await;
         assert!(result.is_ok());
     }
 }

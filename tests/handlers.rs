@@ -1,7 +1,11 @@
 //! The type-erased entry of `#[handles]` functions, called the way the dispatcher calls it:
 //! through the registry, with the event as `Any` and a context.
 
+use std::future::Future;
+use std::pin::{Pin, pin};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
 
 use tidings::__private::{
     CallHandler as _, Deps, DynIntegrationEvent, HandlerContext, HandlerError, HandlerFn,
@@ -371,4 +375,257 @@ fn every_translation_is_known_by_its_pair() {
         ),
         ["restock"]
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The future of an `async fn` handler: held in the call when small, boxed when large, dropped
+// once whatever happens to it.
+
+#[domain_event]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ShelfCounted {
+    pub shelf: u32,
+}
+
+/// Counts the drops of the guards the handlers below hold across an `.await`.
+#[derive(Debug, Default)]
+pub struct Drops(AtomicUsize);
+
+impl Drops {
+    fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+struct Guard(Dep<Drops>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Pending once, then ready, without a runtime.
+#[derive(Default)]
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+#[handles]
+async fn shelf_small(event: &ShelfCounted, drops: Dep<Drops>, journal: Dep<Journal>) {
+    let guard = Guard(drops);
+    YieldOnce::default().await;
+    journal.write(format!("small {}", event.shelf));
+    drop(guard);
+}
+
+// Holds 4 KiB across its `.await`: more than the call keeps in place.
+#[handles]
+async fn shelf_large(event: &ShelfCounted, drops: Dep<Drops>, journal: Dep<Journal>) {
+    let guard = Guard(drops);
+    let counts = [event.shelf; 1024];
+    YieldOnce::default().await;
+    journal.write(format!("large {}", counts.iter().sum::<u32>()));
+    drop(guard);
+}
+
+#[handles]
+async fn shelf_panics(event: &ShelfCounted, drops: Dep<Drops>) {
+    let _guard = Guard(drops);
+    YieldOnce::default().await;
+    if event.shelf > 0 {
+        panic!("shelf {} fell over", event.shelf);
+    }
+}
+
+#[handles]
+async fn shelf_large_panics(event: &ShelfCounted, drops: Dep<Drops>) {
+    let _guard = Guard(drops);
+    let counts = [event.shelf; 1024];
+    YieldOnce::default().await;
+    if counts[0] > 0 {
+        panic!("shelf {} fell over", event.shelf);
+    }
+}
+
+// Completes at its first poll: what a call of it allocates is the runtime's own.
+#[handles]
+async fn shelf_noop(event: &ShelfCounted) {
+    std::hint::black_box(event.shelf);
+}
+
+#[handles]
+fn shelf_noop_sync(event: &ShelfCounted) {
+    std::hint::black_box(event.shelf);
+}
+
+fn deps_with_drops() -> (Deps, Dep<Drops>, Dep<Journal>) {
+    let mut deps = Deps::new();
+    deps.insert(Drops::default());
+    deps.insert(Journal::default());
+    let drops = deps.get::<Drops>().unwrap();
+    let journal = deps.get::<Journal>().unwrap();
+    (deps, drops, journal)
+}
+
+fn noop_context() -> Context<'static> {
+    Context::from_waker(Waker::noop())
+}
+
+#[test]
+fn an_async_fn_handler_runs_to_completion_and_its_future_is_dropped_once() {
+    for (name, line) in [("shelf_small", "small 3"), ("shelf_large", "large 3072")] {
+        let (deps, drops, journal) = deps_with_drops();
+        let meta = EventMeta::new("inventory");
+        let event = ShelfCounted { shelf: 3 };
+        {
+            let mut call = pin!(handler(name).call(&event, HandlerContext::new(&deps, &meta)));
+            assert!(
+                call.as_mut().poll(&mut noop_context()).is_pending(),
+                "{name}"
+            );
+            assert_eq!(drops.count(), 0, "{name}");
+            match call.as_mut().poll(&mut noop_context()) {
+                Poll::Ready(Ok(emitted)) => assert!(emitted.is_empty(), "{name}"),
+                Poll::Ready(Err(error)) => panic!("{name} failed: {error}"),
+                Poll::Pending => panic!("{name} is still pending"),
+            }
+            assert_eq!(drops.count(), 1, "{name}: dropped when it completed");
+        }
+        assert_eq!(drops.count(), 1, "{name}: dropped once");
+        assert_eq!(*journal.0.lock().unwrap(), [line]);
+    }
+}
+
+#[test]
+fn a_panic_in_an_async_fn_handler_fails_the_call_and_drops_its_future_once() {
+    for name in ["shelf_panics", "shelf_large_panics"] {
+        let (deps, drops, _) = deps_with_drops();
+        let meta = EventMeta::new("inventory");
+        let event = ShelfCounted { shelf: 2 };
+        {
+            let mut call = pin!(handler(name).call(&event, HandlerContext::new(&deps, &meta)));
+            assert!(
+                call.as_mut().poll(&mut noop_context()).is_pending(),
+                "{name}"
+            );
+            match call.as_mut().poll(&mut noop_context()) {
+                Poll::Ready(Err(error)) => assert!(
+                    matches!(&*error, HandlerError::Panicked(message) if message == "shelf 2 fell over"),
+                    "{name}: {error}"
+                ),
+                Poll::Ready(Ok(_)) => panic!("{name} succeeded"),
+                Poll::Pending => panic!("{name} is still pending"),
+            }
+            assert_eq!(drops.count(), 1, "{name}: dropped as the panic unwound");
+        }
+        assert_eq!(drops.count(), 1, "{name}: dropped once");
+    }
+}
+
+#[test]
+fn an_async_fn_handler_dropped_before_completion_drops_its_future_once() {
+    for name in ["shelf_small", "shelf_large", "shelf_panics"] {
+        let (deps, drops, journal) = deps_with_drops();
+        let meta = EventMeta::new("inventory");
+        let event = ShelfCounted { shelf: 1 };
+        {
+            let mut call = pin!(handler(name).call(&event, HandlerContext::new(&deps, &meta)));
+            assert!(
+                call.as_mut().poll(&mut noop_context()).is_pending(),
+                "{name}"
+            );
+            assert_eq!(drops.count(), 0, "{name}");
+        }
+        assert_eq!(drops.count(), 1, "{name}: dropped with the call, once");
+        assert!(
+            journal.0.lock().unwrap().is_empty(),
+            "{name} did not finish"
+        );
+    }
+}
+
+#[test]
+fn a_call_of_a_small_handler_allocates_nothing() {
+    let deps = Deps::new();
+    let meta = EventMeta::new("inventory");
+    let event = ShelfCounted { shelf: 1 };
+    for name in ["shelf_noop", "shelf_noop_sync"] {
+        let handler = handler(name);
+        // Once first, so that nothing lazily initialised is counted.
+        let call = || {
+            let mut call = pin!(handler.call(&event, HandlerContext::new(&deps, &meta)));
+            assert!(matches!(
+                call.as_mut().poll(&mut noop_context()),
+                Poll::Ready(Ok(_))
+            ));
+        };
+        call();
+        let before = allocations::on_this_thread();
+        for _ in 0..100 {
+            call();
+        }
+        assert_eq!(allocations::on_this_thread() - before, 0, "{name}");
+    }
+}
+
+/// Counts the allocations each thread makes, so that a test sees its own only.
+mod allocations {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    struct Counting;
+
+    thread_local! {
+        static COUNT: Cell<u64> = const { Cell::new(0) };
+    }
+
+    fn count() {
+        // Not counted while the thread is torn down.
+        let _ = COUNT.try_with(|count| count.set(count.get() + 1));
+    }
+
+    pub(super) fn on_this_thread() -> u64 {
+        COUNT.with(Cell::get)
+    }
+
+    // SAFETY: every method forwards to `System` with the caller's arguments unchanged.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            count();
+            // SAFETY: forwarded as is.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            count();
+            // SAFETY: forwarded as is.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            count();
+            // SAFETY: forwarded as is.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: forwarded as is.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: Counting = Counting;
 }

@@ -444,8 +444,12 @@ pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
             fn #invoke<'a>(
                 event: &'a (dyn ::core::any::Any + ::core::marker::Send + ::core::marker::Sync),
                 ctx: #private::HandlerContext<'a>,
-            ) -> #private::HandlerFuture<'a> {
-                ::std::boxed::Box::pin(#run(event, ctx))
+                slot: ::core::pin::Pin<&mut #private::FutureSlot<'a>>,
+                cx: &mut ::core::task::Context<'_>,
+            ) -> ::core::task::Poll<#private::HandlerResult> {
+                // The future is built in the call's slot, in place if it fits (known here,
+                // where its type is), and polled once.
+                #private::FutureSlot::start(slot, #run(event, ctx), cx)
             }
         };
         (invoke_fn, quote!(Async(#invoke)))

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use std::future::Future;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -43,17 +44,32 @@ impl Activity {
         Q: FnMut() -> F,
         F: Future<Output = bool>,
     {
+        // Built once, and renewed in place after each wake-up: no allocation per round.
+        let mut waits: Vec<_> = all.iter().map(|a| Box::pin(a.changed.notified())).collect();
         loop {
-            let mut waits: Vec<_> = all.iter().map(|a| Box::pin(a.changed.notified())).collect();
             for wait in &mut waits {
                 wait.as_mut().enable();
             }
             if all.iter().all(|a| a.is_idle()) && quiet().await {
                 return;
             }
+            let changed = std::future::poll_fn(|cx| {
+                let mut changed = false;
+                for wait in &mut waits {
+                    changed |= wait.as_mut().poll(cx).is_ready();
+                }
+                if changed {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            });
             tokio::select! {
-                _ = futures_util::future::select_all(waits) => {}
+                () = changed => {}
                 () = tokio::time::sleep(recheck) => {}
+            }
+            for (wait, activity) in waits.iter_mut().zip(all) {
+                wait.set(activity.changed.notified());
             }
         }
     }

@@ -8,14 +8,17 @@
 use std::any::Any;
 use std::error::Error as StdError;
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 
 pub use inventory;
 pub use schemars::{self, JsonSchema};
 pub use serde_json;
 
 pub use crate::call::{
-    Emitted, HandlerCall, HandlerContext, HandlerFn, HandlerFuture, HandlerResult, TransactionSlot,
+    Emitted, FUTURE_SLOT_ALIGN, FUTURE_SLOT_SIZE, FutureSlot, HandlerCall, HandlerContext,
+    HandlerFn, HandlerResult, StartFn, TransactionSlot,
 };
 pub use crate::deps::Deps;
 pub use crate::event::{
@@ -32,12 +35,21 @@ pub trait CallHandler {
     /// The handler's function, with its types erased.
     fn invoke(&self) -> HandlerFn;
 
-    /// Calls the handler with `event`, as [`HandlerFn::call`] does.
+    /// Calls the handler with `event` as the dispatcher does ([`HandlerFn::call`]), an `async fn`
+    /// handler's future in `slot`.
+    fn call_in<'a, 's>(
+        &self,
+        event: &'a (dyn Any + Send + Sync),
+        ctx: HandlerContext<'a>,
+        slot: Pin<&'s mut FutureSlot<'a>>,
+    ) -> HandlerCall<'a, 's>;
+
+    /// Calls the handler with `event`, in a [`FutureSlot`] of the call's own: for tests.
     fn call<'a>(
         &self,
         event: &'a (dyn Any + Send + Sync),
         ctx: HandlerContext<'a>,
-    ) -> HandlerCall<'a>;
+    ) -> impl Future<Output = HandlerResult> + Send + 'a;
 }
 
 impl CallHandler for HandlerInfo {
@@ -47,12 +59,25 @@ impl CallHandler for HandlerInfo {
     }
 
     #[inline(always)]
+    fn call_in<'a, 's>(
+        &self,
+        event: &'a (dyn Any + Send + Sync),
+        ctx: HandlerContext<'a>,
+        slot: Pin<&'s mut FutureSlot<'a>>,
+    ) -> HandlerCall<'a, 's> {
+        self.handler_fn().call(event, ctx, slot)
+    }
+
     fn call<'a>(
         &self,
         event: &'a (dyn Any + Send + Sync),
         ctx: HandlerContext<'a>,
-    ) -> HandlerCall<'a> {
-        self.handler_fn().call(event, ctx)
+    ) -> impl Future<Output = HandlerResult> + Send + 'a {
+        let handler = self.handler_fn();
+        async move {
+            let mut slot = std::pin::pin!(FutureSlot::new());
+            handler.call(event, ctx, slot.as_mut()).await
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tracing::{Instrument, info_span};
 
 use super::{Shared, claim_run_sleep};
-use crate::call::{Emitted, HandlerContext, TransactionSlot};
+use crate::call::{Emitted, FutureSlot, HandlerContext, TransactionSlot};
 use crate::envelope;
 use crate::error::{ErrorKind, StoreError, error_chain};
 use crate::handler::HandlerError;
@@ -47,12 +47,19 @@ pub(super) async fn run(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
                 None => by_handler.push(vec![delivery]),
             }
         }
-        let runs = by_handler
-            .into_iter()
-            .map(|group| run_group(&shared, group));
-        let runs = futures_util::future::join_all(runs);
-        let completions = holding_claims(&shared, claims, runs).await;
-        complete(&shared, completions.into_iter().flatten().collect()).await;
+        let completions = if by_handler.len() == 1 {
+            // One handler: no join to set up.
+            let group = by_handler.pop().unwrap_or_default();
+            holding_claims(&shared, claims, run_group(&shared, group)).await
+        } else {
+            let runs = by_handler
+                .into_iter()
+                .map(|group| run_group(&shared, group));
+            let runs = futures_util::future::join_all(runs);
+            let completions = holding_claims(&shared, claims, runs).await;
+            completions.into_iter().flatten().collect()
+        };
+        complete(&shared, completions).await;
     };
     let next_due = || shared.store.next_delivery_due();
     claim_run_sleep(
@@ -380,7 +387,6 @@ async fn handle(
         }
     };
     let publisher = DomainEvents::new(Arc::clone(&shared.outbox), slot.is_some());
-    let traceparent = trace::of(&span, event.meta.traceparent.as_deref());
     let emitted = async {
         match route.target {
             Target::Handler(info) => {
@@ -389,8 +395,11 @@ async fn handle(
                 if let Some(slot) = slot {
                     ctx = ctx.with_transaction(slot);
                 }
-                // A panicking handler fails its delivery (`call` catches the panic).
-                info.handler_fn().call(&*typed, ctx).await
+                // A panicking handler fails its delivery (`call` catches the panic). An
+                // `async fn` handler's future runs in `slot`, pinned here, in this delivery's
+                // own state: no allocation.
+                let slot = std::pin::pin!(FutureSlot::new());
+                info.handler_fn().call(&*typed, ctx, slot).await
             }
             Target::From {
                 translation,
@@ -404,8 +413,12 @@ async fn handle(
             },
         }
     }
-    .instrument(span)
+    .instrument(span.clone())
     .await?;
+    if emitted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let traceparent = trace::of(&span, event.meta.traceparent.as_deref());
     emitted
         .iter()
         .map(|produced| {
