@@ -26,7 +26,9 @@ use uuid::Uuid;
 use super::check::Scenario;
 use super::records::message;
 use super::{Report, Verdict};
-use crate::transport::{Inbound, Message, Received, Subscription, Transport, TransportError};
+use crate::transport::{
+    ErrorKind, Inbound, Message, Received, Subscription, Transport, TransportError,
+};
 
 /// How long the transport suite waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -389,6 +391,10 @@ impl Listening {
 
     /// Receives `count` messages within [`Patience::wait`], acknowledging each as it comes;
     /// fails if fewer arrive. Returns `(instance, message)`.
+    ///
+    /// An acknowledgement refused as [`ErrorKind::Unavailable`] is the broker saying that the
+    /// message comes again (a consumer group moved its partition to the instance that just
+    /// joined): it is not counted, and must arrive again within the same patience.
     async fn expect_acked(&mut self, count: usize) -> Vec<(usize, Message)> {
         let deadline = tokio::time::Instant::now() + self.patience.wait;
         let mut got = Vec::new();
@@ -397,10 +403,19 @@ impl Listening {
                 self.missing(count, &ids(&got))
             };
             let message = received.message.clone();
-            self.sc
-                .call("acknowledging a message", received.ack())
+            let acked = self
+                .sc
+                .call("acknowledging a message", async {
+                    Ok::<_, std::convert::Infallible>(received.ack().await)
+                })
                 .await;
-            got.push((instance, message));
+            match acked {
+                Ok(()) => got.push((instance, message)),
+                Err(error) if error.kind() == ErrorKind::Unavailable => {}
+                Err(error) => self
+                    .sc
+                    .fail(format_args!("acknowledging a message failed: {error}")),
+            }
         }
         got
     }
