@@ -193,10 +193,10 @@ pub fn attributes(message: &Message) -> Vec<(&'static str, String)> {
     let mut attributes = Vec::with_capacity(ATTRIBUTES.len());
     each_attribute(message, |name, value| {
         let text = match value {
-            Value::Text(text) => text.to_owned(),
-            Value::Id(id) => id.to_string(),
-            Value::Time(time) => time.to_rfc3339(),
-            Value::Integer(integer) => integer.to_string(),
+            AttributeValue::Text(text) => text.to_owned(),
+            AttributeValue::Id(id) => id.to_string(),
+            AttributeValue::Time(time) => time.to_rfc3339(),
+            AttributeValue::Integer(integer) => integer.to_string(),
         };
         attributes.push((name, text));
     });
@@ -204,7 +204,7 @@ pub fn attributes(message: &Message) -> Vec<(&'static str, String)> {
 }
 
 /// An attribute's value, as the message holds it.
-enum Value<'a> {
+enum AttributeValue<'a> {
     Text(&'a str),
     Id(Uuid),
     Time(DateTime<Utc>),
@@ -213,23 +213,23 @@ enum Value<'a> {
 
 /// Calls `f` with each attribute of `message` that has a value, in the order of [`ATTRIBUTES`]:
 /// the one list of what a message carries, for both modes.
-fn each_attribute<'a>(message: &'a Message, mut f: impl FnMut(&'static str, Value<'a>)) {
-    f("specversion", Value::Text(SPEC_VERSION));
-    f("id", Value::Id(message.id));
-    f("source", Value::Text(&message.source));
-    f("type", Value::Text(&message.contract));
-    f("time", Value::Time(message.time));
-    f("datacontenttype", Value::Text(DATA_CONTENT_TYPE));
-    f("dataversion", Value::Integer(message.version));
-    f("correlationid", Value::Id(message.correlation_id));
+fn each_attribute<'a>(message: &'a Message, mut f: impl FnMut(&'static str, AttributeValue<'a>)) {
+    f("specversion", AttributeValue::Text(SPEC_VERSION));
+    f("id", AttributeValue::Id(message.id));
+    f("source", AttributeValue::Text(&message.source));
+    f("type", AttributeValue::Text(&message.contract));
+    f("time", AttributeValue::Time(message.time));
+    f("datacontenttype", AttributeValue::Text(DATA_CONTENT_TYPE));
+    f("dataversion", AttributeValue::Integer(message.version));
+    f("correlationid", AttributeValue::Id(message.correlation_id));
     if let Some(key) = &message.key {
-        f("partitionkey", Value::Text(key));
+        f("partitionkey", AttributeValue::Text(key));
     }
     if let Some(causation_id) = message.causation_id {
-        f("causationid", Value::Id(causation_id));
+        f("causationid", AttributeValue::Id(causation_id));
     }
     if let Some(traceparent) = &message.traceparent {
-        f("traceparent", Value::Text(traceparent));
+        f("traceparent", AttributeValue::Text(traceparent));
     }
 }
 
@@ -379,19 +379,21 @@ pub fn to_structured(message: &Message) -> Vec<u8> {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b"\":");
         match value {
-            Value::Text(text) => json_string(&mut out, text),
-            Value::Id(id) => {
+            AttributeValue::Text(text) => json_string(&mut out, text),
+            AttributeValue::Id(id) => {
                 out.push(b'"');
                 let mut buffer = Uuid::encode_buffer();
                 out.extend_from_slice(id.hyphenated().encode_lower(&mut buffer).as_bytes());
                 out.push(b'"');
             }
-            Value::Time(time) => {
+            AttributeValue::Time(time) => {
                 out.push(b'"');
                 out.extend_from_slice(time.to_rfc3339().as_bytes());
                 out.push(b'"');
             }
-            Value::Integer(integer) => out.extend_from_slice(integer.to_string().as_bytes()),
+            AttributeValue::Integer(integer) => {
+                out.extend_from_slice(integer.to_string().as_bytes())
+            }
         }
         out.push(b',');
     });

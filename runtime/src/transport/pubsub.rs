@@ -134,8 +134,7 @@ pub const EMULATOR_HOST_VARIABLE: &str = "PUBSUB_EMULATOR_HOST";
 /// [`subscription_check`](PubSubTransportBuilder::subscription_check) has its subscription
 /// checked: one found gone is made again at once, not when the client, its link lost and
 /// trying again with a backoff of up to a minute, would learn it. What the transport knows to
-/// exist is checked
-/// again after a failure: a topic found gone when a subscription to it is made (a server that
+/// exist is checked again after a failure: a topic found gone when a subscription to it is made (a server that
 /// restarted empty, such as the emulator) is made again first, and a topic found without a
 /// subscription is made sure of again before the next publication.
 #[derive(Clone)]
