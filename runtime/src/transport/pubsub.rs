@@ -934,7 +934,8 @@ type Parked = Arc<std::sync::Mutex<Vec<Handler>>>;
 
 /// A streaming pull, driven by a task of its own, so that a caller that gives up waiting for
 /// the next message (drops [`Inbound::next`]) never drops a pull being opened: the emulator
-/// keeps such a pull as a subscriber, and hands it messages that nobody reads.
+/// keeps a pull that its client cancelled as a subscriber (its gRPC server fails on the
+/// client's `RST_STREAM`), and hands it messages that nobody reads.
 struct Pulling {
     /// The messages, as the task reads them; an error ends the pull.
     messages: tokio::sync::mpsc::Receiver<Result<Received, TransportError>>,
