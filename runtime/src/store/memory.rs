@@ -76,7 +76,7 @@ impl Default for InMemoryStore {
             next_id: 0,
             deliveries: BTreeMap::new(),
             inbox: HashMap::new(),
-            rows: BTreeMap::new(),
+            rows: HashMap::new(),
             archive: Vec::new(),
             keys: BTreeMap::new(),
             unkeyed: BTreeSet::new(),
@@ -93,12 +93,15 @@ struct MemoryState {
     deliveries: BTreeMap<DeliveryId, MemoryDelivery>,
     /// When each (handler, event id) was received.
     inbox: HashMap<(String, Uuid), DateTime<Utc>>,
-    rows: BTreeMap<RowId, MemoryRow>,
+    /// The outbox, by id: its order is that of `keys` and `unkeyed`. A map that keeps its
+    /// entries in place, as a B-tree does not, for rows that are large to move.
+    rows: HashMap<RowId, MemoryRow>,
     /// Published rows kept in the archive, with when they were published.
     archive: Vec<(DateTime<Utc>, StoredEvent)>,
     /// Rows by key, in order; rows with no key are in no queue.
     keys: BTreeMap<String, VecDeque<RowId>>,
-    /// The rows with no key, in order.
+    /// The rows with no key that are not claimed, in order: a claim takes the first of them
+    /// without walking past those in flight.
     unkeyed: BTreeSet<RowId>,
     /// Dead letters with the events they hold.
     dead: Vec<(DeadLetter, StoredEvent)>,
@@ -260,8 +263,8 @@ impl MemoryState {
         Ok(())
     }
 
-    /// The rows a claim may take, in no order: the head of each key, and every row with no key
-    /// (the first `unkeyed` of them that are unclaimed and due at `now`).
+    /// The rows a claim may take, in no order: the head of each key, and the first `unkeyed`
+    /// rows with no key that are due at `now` (every one of them is unclaimed).
     fn claimable(&self, now: DateTime<Utc>, unkeyed: usize) -> Vec<RowId> {
         let mut ids: Vec<RowId> = self
             .keys
@@ -271,11 +274,7 @@ impl MemoryState {
         ids.extend(
             self.unkeyed
                 .iter()
-                .filter(|id| {
-                    self.rows
-                        .get(id)
-                        .is_some_and(|row| !row.claimed && row.due <= now)
-                })
+                .filter(|id| self.rows.get(id).is_some_and(|row| row.due <= now))
                 .take(unkeyed),
         );
         ids
@@ -514,7 +513,7 @@ impl Store for InMemoryStore {
         // The oldest of the heads and of the rows with no key: the outbox is not walked.
         let mut ids = state.claimable(now, limit);
         ids.sort_unstable();
-        let mut claimed = Vec::new();
+        let mut claimed = Vec::with_capacity(ids.len().min(limit));
         for id in ids {
             if claimed.len() >= limit {
                 break;
@@ -527,6 +526,9 @@ impl Store for InMemoryStore {
             }
             row.claimed = true;
             row.attempts += 1;
+            if row.key.is_none() {
+                state.unkeyed.remove(&id);
+            }
             claimed.push(IntegrationRow {
                 id,
                 event: row.event.clone(),
@@ -568,6 +570,7 @@ impl Store for InMemoryStore {
         at: DateTime<Utc>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         let mut state = self.lock();
+        let state = &mut *state;
         let held = state
             .rows
             .get_mut(&id)
@@ -575,6 +578,9 @@ impl Store for InMemoryStore {
         if let Some(row) = held {
             row.claimed = false;
             row.due = at;
+            if row.key.is_none() {
+                state.unkeyed.insert(id);
+            }
         }
         Self::ready(Ok(()))
     }
