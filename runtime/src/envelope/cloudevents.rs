@@ -38,7 +38,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
@@ -195,7 +195,11 @@ pub fn attributes(message: &Message) -> Vec<(&'static str, String)> {
         let text = match value {
             AttributeValue::Text(text) => text.to_owned(),
             AttributeValue::Id(id) => id.to_string(),
-            AttributeValue::Time(time) => time.to_rfc3339(),
+            AttributeValue::Time(time) => {
+                let mut text = Vec::with_capacity(35);
+                write_time(&mut text, time);
+                String::from_utf8(text).unwrap_or_else(|_| time.to_rfc3339())
+            }
             AttributeValue::Integer(integer) => integer.to_string(),
         };
         attributes.push((name, text));
@@ -370,8 +374,8 @@ pub fn is_structured(content_type: Option<&str>) -> bool {
 /// the JSON text it is.
 pub fn to_structured(message: &Message) -> Vec<u8> {
     let data = message.data.get();
-    // The attributes take about 300 bytes with a traceparent and a key.
-    let mut out = Vec::with_capacity(data.len() + 384);
+    // The attributes take about 400 bytes with a traceparent, a key and a long source.
+    let mut out = Vec::with_capacity(data.len() + 512);
     out.push(b'{');
     each_attribute(message, |name, value| {
         // The names are plain lower-case ASCII.
@@ -388,12 +392,10 @@ pub fn to_structured(message: &Message) -> Vec<u8> {
             }
             AttributeValue::Time(time) => {
                 out.push(b'"');
-                out.extend_from_slice(time.to_rfc3339().as_bytes());
+                write_time(&mut out, time);
                 out.push(b'"');
             }
-            AttributeValue::Integer(integer) => {
-                out.extend_from_slice(integer.to_string().as_bytes())
-            }
+            AttributeValue::Integer(integer) => push_digits(&mut out, integer, 1),
         }
         out.push(b',');
     });
@@ -401,6 +403,54 @@ pub fn to_structured(message: &Message) -> Vec<u8> {
     out.extend_from_slice(data.as_bytes());
     out.push(b'}');
     out
+}
+
+/// Appends `time` to `out` as [`DateTime::to_rfc3339`] writes it
+/// (`2026-12-03T13:35:51.123456789+00:00`, the fraction of a second in none, 3, 6 or 9 digits,
+/// as few as it takes), without a string of its own: it is written once per message sent.
+fn write_time(out: &mut Vec<u8>, time: DateTime<Utc>) {
+    let nanos = time.nanosecond();
+    let four_digits = u32::try_from(time.year()).ok().filter(|year| *year <= 9999);
+    let Some(year) = four_digits.filter(|_| nanos < 1_000_000_000) else {
+        // A year of other than four digits, or a leap second: rare enough for chrono's own.
+        out.extend_from_slice(time.to_rfc3339().as_bytes());
+        return;
+    };
+    push_digits(out, year, 4);
+    for (separator, value) in [
+        (b'-', time.month()),
+        (b'-', time.day()),
+        (b'T', time.hour()),
+        (b':', time.minute()),
+        (b':', time.second()),
+    ] {
+        out.push(separator);
+        push_digits(out, value, 2);
+    }
+    if nanos != 0 {
+        out.push(b'.');
+        if nanos.is_multiple_of(1_000_000) {
+            push_digits(out, nanos / 1_000_000, 3);
+        } else if nanos.is_multiple_of(1_000) {
+            push_digits(out, nanos / 1_000, 6);
+        } else {
+            push_digits(out, nanos, 9);
+        }
+    }
+    out.extend_from_slice(b"+00:00");
+}
+
+/// Appends `value` in decimal, with leading zeros up to `width` digits.
+fn push_digits(out: &mut Vec<u8>, mut value: u32, width: usize) {
+    let mut digits = [b'0'; 10];
+    let mut start = digits.len();
+    while value > 0 || start == digits.len() {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+    start = start.min(digits.len() - width.min(digits.len()));
+    out.extend_from_slice(&digits[start..]);
 }
 
 /// Appends `text` to `out` as a JSON string.
@@ -486,6 +536,36 @@ mod tests {
             traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned()),
             data: serde_json::json!({ "product_id": "p-1", "price_cents": 1999 }).into(),
         }
+    }
+
+    #[test]
+    fn times_are_written_as_chrono_writes_rfc_3339() {
+        // (year, month, day, hour, minute, second, nanoseconds); a leap second's are 1e9 and more.
+        let times = [
+            (2026, 12, 3, 13, 35, 51, 0),
+            (2026, 12, 3, 13, 35, 51, 120_000_000),
+            (987, 1, 9, 3, 5, 1, 450_000),
+            (2026, 12, 3, 13, 35, 51, 7),
+            (2026, 12, 3, 13, 35, 51, 999_999_999),
+            (12026, 12, 3, 13, 35, 51, 500_000_000),
+            (-44, 3, 15, 12, 0, 0, 0),
+            (2016, 12, 31, 23, 59, 59, 1_250_000_000),
+        ];
+        for (year, month, day, hour, minute, second, nanos) in times {
+            let time = chrono::NaiveDate::from_ymd_opt(year, month, day)
+                .and_then(|date| date.and_hms_nano_opt(hour, minute, second, nanos))
+                .map(|time| time.and_utc())
+                .unwrap_or_else(|| panic!("{year}-{month}-{day}: not a time"));
+            let mut written = Vec::new();
+            write_time(&mut written, time);
+            assert_eq!(String::from_utf8(written).unwrap(), time.to_rfc3339());
+        }
+        let mut written = Vec::new();
+        for (value, width) in [(0, 1), (7, 2), (1999, 1), (45, 6), (u32::MAX, 1)] {
+            push_digits(&mut written, value, width);
+            written.push(b' ');
+        }
+        assert_eq!(written, b"0 07 1999 000045 4294967295 ");
     }
 
     #[test]
