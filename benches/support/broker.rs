@@ -181,8 +181,10 @@ impl<T: Transport> Transport for Metered<T> {
     fn publish(&self, message: Message) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move {
             if !*self.meter.open.borrow() {
+                // Boxed: only the backlog's first window waits, and every publication would
+                // otherwise carry the wait in its own future.
                 let mut open = self.meter.open.subscribe();
-                let _ = open.wait_for(|open| *open).await;
+                let _ = Box::pin(open.wait_for(|open| *open)).await;
             }
             let published = self.inner.publish(message).await;
             if published.is_ok() {

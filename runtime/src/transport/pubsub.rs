@@ -607,12 +607,20 @@ impl Inner {
         Ok(())
     }
 
-    /// Makes sure topic `topic` exists and a subscription takes what is published to it.
+    /// Makes sure topic `topic` exists and a subscription takes what is published to it; once
+    /// it did, trusts it until a publication fails.
     async fn ensure_routable(&self, topic: &str) -> Result<String, TransportError> {
         let path = self.topic_path(topic);
         if crate::sync::lock(&self.routable).contains(&path) {
             return Ok(path);
         }
+        // Boxed: the requests make a large future, which every publication would otherwise
+        // carry for a check that passes once the topic is known.
+        Box::pin(self.make_routable(topic, path)).await
+    }
+
+    /// Makes sure topic `topic`, at `path`, exists and has a subscription.
+    async fn make_routable(&self, topic: &str, path: String) -> Result<String, TransportError> {
         self.ensure_topic(topic).await?;
         let what = || format!("could not list the subscriptions of Pub/Sub topic `{path}`");
         let listed = self

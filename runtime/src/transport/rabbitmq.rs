@@ -616,12 +616,21 @@ impl Inner {
 
     /// The publishing channel, in confirm mode, opened if needed.
     async fn publisher(&self) -> Result<(u64, Channel), TransportError> {
-        let mut link = self.link.lock().await;
+        let link = self.link.lock().await;
         if let Some((generation, channel)) = &link.publisher
             && channel.status().connected()
         {
             return Ok((*generation, channel.clone()));
         }
+        // Boxed, as `ensure_exchanges` is: opening is rare, publishing is not.
+        Box::pin(self.open_publisher(link)).await
+    }
+
+    /// Opens the publishing channel, in confirm mode, on the link `link` holds.
+    async fn open_publisher(
+        &self,
+        mut link: tokio::sync::MutexGuard<'_, Link>,
+    ) -> Result<(u64, Channel), TransportError> {
         let (generation, connection) = self.connection(&mut link).await?;
         let timeout = self.settings.connect_timeout;
         let opened = async {
@@ -656,10 +665,17 @@ impl Inner {
 
     /// Declares the exchange and the dead-letter exchange, once per connection.
     async fn ensure_exchanges(&self) -> Result<(), TransportError> {
-        let exchange = self.settings.exchange.clone();
-        if crate::sync::lock(&self.declared).contains(&exchange) {
+        if crate::sync::lock(&self.declared).contains(&self.settings.exchange) {
             return Ok(());
         }
+        // Boxed: the declarations make a large future, which every publication would otherwise
+        // carry for a check that passes once they are made.
+        Box::pin(self.declare_exchanges()).await
+    }
+
+    /// Declares the exchange and the dead-letter exchange.
+    async fn declare_exchanges(&self) -> Result<(), TransportError> {
+        let exchange = self.settings.exchange.clone();
         let dead_letter = self.settings.dead_letter_exchange();
         let (exchange_name, dead_letter_name) = (
             short("exchange", &exchange)?,
@@ -857,13 +873,14 @@ impl Inner {
                 message.id, self.settings.exchange
             )
         };
-        let confirmed = tokio::time::timeout(self.settings.publish_timeout, async {
+        // Boxed: the client's publish and confirm make a large future.
+        let confirm = Box::pin(async {
             channel
                 .basic_publish(exchange, key, options, &binary.body, properties)
                 .await?
                 .await
-        })
-        .await;
+        });
+        let confirmed = tokio::time::timeout(self.settings.publish_timeout, confirm).await;
         let timed_out = confirmed.is_err();
         let error = match confirmed {
             Ok(Ok(Confirmation::Ack(None))) => return Ok(()),
@@ -910,9 +927,9 @@ impl Inner {
             ),
         };
         // Whatever happened to the channel, the next publication opens another (and a new
-        // connection if this one is lost, or stuck: no confirmation came).
-        self.forget(generation, "a publication failed on it", timed_out)
-            .await;
+        // connection if this one is lost, or stuck: no confirmation came). Boxed: failures are
+        // rare, and every publication's future would otherwise carry this one.
+        Box::pin(self.forget(generation, "a publication failed on it", timed_out)).await;
         Err(error)
     }
 

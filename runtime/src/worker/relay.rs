@@ -49,6 +49,8 @@ struct Relay<'a> {
     shared: &'a Shared,
     /// The rows the broker acknowledged, to mark published.
     acknowledged: Vec<RowId>,
+    /// How many rows a store call takes at most: what `acknowledged` holds before it is marked.
+    batch: usize,
 }
 
 /// Publishes due integration rows, in order per key, until told to stop.
@@ -71,7 +73,8 @@ pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let refill = batch.min(window);
     let mut relay = Relay {
         shared: &shared,
-        acknowledged: Vec::new(),
+        acknowledged: Vec::with_capacity(batch),
+        batch,
     };
     let mut in_flight = FuturesUnordered::new();
     // Publications that ended while the relay waited for the store.
@@ -183,7 +186,7 @@ impl Relay<'_> {
         if self.acknowledged.is_empty() {
             return;
         }
-        let rows = std::mem::take(&mut self.acknowledged);
+        let rows = std::mem::replace(&mut self.acknowledged, Vec::with_capacity(self.batch));
         let archive = self.shared.retention.archive_window().is_some();
         let count = rows.len();
         if let Err(error) = self.shared.store.rows_published(rows, archive).await {
@@ -197,7 +200,11 @@ impl Relay<'_> {
 
 /// Publishes one integration row; on failure reschedules it, and on acknowledgement leaves it
 /// to be marked.
-async fn publish(shared: &Shared, row: IntegrationRow) -> Ended {
+///
+/// The row becomes the transport's publication here, before the returned future: that future
+/// holds the publication's box and little else, and stays small, as every row in flight has
+/// one (and a future of over a kilobyte made the allocator slow).
+fn publish(shared: &Shared, row: IntegrationRow) -> impl Future<Output = Ended> + '_ {
     let span = info_span!(
         "tidings.relay",
         contract = %row.event.name,
@@ -216,9 +223,11 @@ async fn publish(shared: &Shared, row: IntegrationRow) -> Ended {
     // Only a failure's log line names the key again.
     let message = envelope::message(event, key.clone());
     let contract = message.contract.clone();
-    async {
+    // In the span, for a transport that does some of its work as it makes the future.
+    let publication = span.in_scope(|| shared.transport.publish(message));
+    async move {
         let started = Instant::now();
-        let published = shared.transport.publish(message).await;
+        let published = publication.await;
         let kind = published.as_ref().err().map(|error| error.kind().to_string());
         measure::sent(&shared.meters, &contract, started.elapsed(), kind.as_deref());
         let error = match published {
@@ -255,5 +264,4 @@ async fn publish(shared: &Shared, row: IntegrationRow) -> Ended {
         Ended::Failed
     }
     .instrument(span)
-    .await
 }
