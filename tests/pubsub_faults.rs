@@ -21,10 +21,11 @@
 //! key to one of the subscription's registered streaming pulls (a hash of the key over them),
 //! and keeps the key there while it has messages outstanding, redelivering them there when
 //! their ack deadline passes. A pull is deregistered only when its server loop ends: on the
-//! request stream's end or error, a reset of the emulator, the subscription deleted or
-//! detached, or the call's deadline (the client sets none on `StreamingPull`). A pull whose
-//! connection the proxy cut gets none of these: the emulator keeps it registered, and its keys
-//! with it. Tried with F4's pattern on the consumer's side (its connections cut and refused
+//! request stream's end, a reset of the emulator, the subscription deleted or detached, or the
+//! call's deadline (the client sets none on `StreamingPull`). A client's cancellation does not
+//! end it: the emulator's gRPC server fails on the `RST_STREAM` (a `NoSuchMethodError` in its
+//! log; `NOT_ON_THE_EMULATOR` in `tests/pubsub.rs`). A pull whose connection the proxy cut gets
+//! none of these either: the emulator keeps it registered, and its keys with it. Tried with F4's pattern on the consumer's side (its connections cut and refused
 //! twice, 68 orders on 4 keys): 21 orders arrived and the rest never did; with the transport
 //! made to open a new pull after 5 s without a message, two keys came back once their ack
 //! deadline passed and the other two did not in 80 s and 16 new pulls, so that change was not
