@@ -37,6 +37,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde_json::value::RawValue;
@@ -195,11 +196,7 @@ pub fn attributes(message: &Message) -> Vec<(&'static str, String)> {
         let text = match value {
             AttributeValue::Text(text) => text.to_owned(),
             AttributeValue::Id(id) => id.to_string(),
-            AttributeValue::Time(time) => {
-                let mut text = Vec::with_capacity(35);
-                write_time(&mut text, time);
-                String::from_utf8(text).unwrap_or_else(|_| time.to_rfc3339())
-            }
+            AttributeValue::Time(time) => time.to_rfc3339(),
             AttributeValue::Integer(integer) => integer.to_string(),
         };
         attributes.push((name, text));
@@ -395,7 +392,7 @@ pub fn to_structured(message: &Message) -> Vec<u8> {
                 write_time(&mut out, time);
                 out.push(b'"');
             }
-            AttributeValue::Integer(integer) => push_digits(&mut out, integer, 1),
+            AttributeValue::Integer(integer) => write_to(&mut out, format_args!("{integer}")),
         }
         out.push(b',');
     });
@@ -409,48 +406,32 @@ pub fn to_structured(message: &Message) -> Vec<u8> {
 /// (`2026-12-03T13:35:51.123456789+00:00`, the fraction of a second in none, 3, 6 or 9 digits,
 /// as few as it takes), without a string of its own: it is written once per message sent.
 fn write_time(out: &mut Vec<u8>, time: DateTime<Utc>) {
-    let nanos = time.nanosecond();
-    let four_digits = u32::try_from(time.year()).ok().filter(|year| *year <= 9999);
-    let Some(year) = four_digits.filter(|_| nanos < 1_000_000_000) else {
+    let (year, nanos) = (time.year(), time.nanosecond());
+    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
         // A year of other than four digits, or a leap second: rare enough for chrono's own.
         out.extend_from_slice(time.to_rfc3339().as_bytes());
         return;
-    };
-    push_digits(out, year, 4);
-    for (separator, value) in [
-        (b'-', time.month()),
-        (b'-', time.day()),
-        (b'T', time.hour()),
-        (b':', time.minute()),
-        (b':', time.second()),
-    ] {
-        out.push(separator);
-        push_digits(out, value, 2);
     }
-    if nanos != 0 {
-        out.push(b'.');
-        if nanos.is_multiple_of(1_000_000) {
-            push_digits(out, nanos / 1_000_000, 3);
-        } else if nanos.is_multiple_of(1_000) {
-            push_digits(out, nanos / 1_000, 6);
-        } else {
-            push_digits(out, nanos, 9);
-        }
+    let (month, day) = (time.month(), time.day());
+    let (hour, minute, second) = (time.hour(), time.minute(), time.second());
+    write_to(
+        out,
+        format_args!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}"),
+    );
+    match nanos {
+        0 => {}
+        n if n.is_multiple_of(1_000_000) => write_to(out, format_args!(".{:03}", n / 1_000_000)),
+        n if n.is_multiple_of(1_000) => write_to(out, format_args!(".{:06}", n / 1_000)),
+        n => write_to(out, format_args!(".{n:09}")),
     }
     out.extend_from_slice(b"+00:00");
 }
 
-/// Appends `value` in decimal, with leading zeros up to `width` digits.
-fn push_digits(out: &mut Vec<u8>, mut value: u32, width: usize) {
-    let mut digits = [b'0'; 10];
-    let mut start = digits.len();
-    while value > 0 || start == digits.len() {
-        start -= 1;
-        digits[start] = b'0' + (value % 10) as u8;
-        value /= 10;
+/// Appends `text` to `out`, formatted in place.
+fn write_to(out: &mut Vec<u8>, text: std::fmt::Arguments<'_>) {
+    if let Err(error) = out.write_fmt(text) {
+        unreachable!("text is written into a buffer: {error}");
     }
-    start = start.min(digits.len() - width.min(digits.len()));
-    out.extend_from_slice(&digits[start..]);
 }
 
 /// Appends `text` to `out` as a JSON string.
@@ -560,12 +541,6 @@ mod tests {
             write_time(&mut written, time);
             assert_eq!(String::from_utf8(written).unwrap(), time.to_rfc3339());
         }
-        let mut written = Vec::new();
-        for (value, width) in [(0, 1), (7, 2), (1999, 1), (45, 6), (u32::MAX, 1)] {
-            push_digits(&mut written, value, width);
-            written.push(b' ');
-        }
-        assert_eq!(written, b"0 07 1999 000045 4294967295 ");
     }
 
     #[test]
