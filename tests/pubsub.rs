@@ -84,6 +84,82 @@ async fn pubsub_transport_passes_the_transport_suite() {
     }
 }
 
+/// The reason for [`NOT_ON_THE_EMULATOR`], checked on the emulator at hand: a streaming pull
+/// that its client dropped goes on taking the subscription's messages, which a new pull then
+/// does not get. Once this fails, the emulator forgets cancelled pulls, and the two scenarios
+/// are to run on it again.
+#[tokio::test]
+async fn the_emulator_keeps_a_pull_its_client_cancelled() {
+    const TEST: &str = "the_emulator_keeps_a_pull_its_client_cancelled";
+    const SENT: usize = 20;
+    let Some(pubsub) = PubSub::new(TEST) else {
+        return;
+    };
+    let clients = pubsub.clients().await;
+    let topic = format!("projects/{PROJECT}/topics/{}.cancelled", pubsub.prefix);
+    let name = format!(
+        "projects/{PROJECT}/subscriptions/{}.cancelled",
+        pubsub.prefix
+    );
+    clients
+        .topic_admin
+        .create_topic()
+        .set_name(topic.clone())
+        .send()
+        .await
+        .expect("the topic is made");
+    clients
+        .subscription_admin
+        .create_subscription()
+        .set_name(name.clone())
+        .set_topic(topic.clone())
+        .set_ack_deadline_seconds(60)
+        .send()
+        .await
+        .expect("the subscription is made");
+    let publisher = clients.publisher.publisher(topic).build();
+    let publish = |data: String| {
+        publisher.publish(google_cloud_pubsub::model::Message::new().set_data(data.into_bytes()))
+    };
+
+    // A pull, open for sure once it got a message, then dropped: its client cancels it.
+    publish("first".to_owned()).await.expect("published");
+    let mut cancelled = clients.subscriber.subscribe(name.clone()).build();
+    let (_, handler) = tokio::time::timeout(PATIENCE, cancelled.next())
+        .await
+        .expect("the first pull gets the first message")
+        .expect("the pull is open")
+        .expect("a message");
+    handler.ack();
+    drop(cancelled);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    for i in 0..SENT {
+        publish(format!("m{i}")).await.expect("published");
+    }
+    let mut live = clients.subscriber.subscribe(name).build();
+    let mut received = std::collections::HashSet::new();
+    let _ = tokio::time::timeout(Duration::from_secs(6), async {
+        while let Some(Ok((message, handler))) = live.next().await {
+            handler.ack();
+            received.insert(message.data);
+            if received.len() == SENT {
+                return;
+            }
+        }
+    })
+    .await;
+    eprintln!(
+        "{TEST}: a new pull got {} of {SENT} messages in 6 s",
+        received.len()
+    );
+    assert!(
+        received.len() < SENT,
+        "{TEST}: a new pull got every message, so the emulator now ends a pull its client \
+         cancelled: run the scenarios of NOT_ON_THE_EMULATOR on it again"
+    );
+}
+
 /// What ran: (handler, event envelope).
 #[derive(Debug, Default)]
 pub struct Journal(Mutex<Vec<(&'static str, EventMeta)>>);
