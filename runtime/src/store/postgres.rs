@@ -149,6 +149,30 @@ impl DeliveryRows {
     }
 }
 
+/// A condition that lets a statement's commit return before its record reaches the disk
+/// (`synchronous_commit = off`, for its own transaction alone), for the relay's statements and
+/// the completions that record nothing else, which a crash of the database may lose
+/// harmlessly: a claim is a lease, lost like an expired one; a completion lost is a delivery
+/// run again, as after a crash before its completion; a row whose mark is lost is published
+/// again, with the same event id, a duplicate that the broker's dedupe or the consumer's inbox
+/// absorbs. The setting is an init plan, evaluated once before any row is read. It spares each
+/// call a disk flush, which costs more than the call.
+macro_rules! unflushed {
+    () => {
+        "(SELECT set_config('synchronous_commit', 'off', true)) = 'off'"
+    };
+}
+
+/// Deletes the deliveries of ids `$1` each still claimed at its attempt in `$2` (at any, for a
+/// null attempt).
+macro_rules! complete_sql {
+    () => {
+        "DELETE FROM {schema}.tidings_deliveries d \
+         USING unnest($1::bigint[], $2::integer[]) AS c(id, attempt) \
+         WHERE d.id = c.id AND (c.attempt IS NULL OR d.attempts = c.attempt)"
+    };
+}
+
 impl PostgresStore {
     /// Connects to the database at `url` and applies the migrations in the `tidings` schema.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -296,10 +320,16 @@ impl PostgresStore {
     /// Completes each delivery still claimed at its attempt (or whatever its attempt, for
     /// `None`), with one statement for them all, and records the rows those produced, on
     /// `connection`. Returns whether it completed any.
+    ///
+    /// Completions that produced nothing commit without waiting for the disk unless `flush`
+    /// (a handler's own transaction must): lost in a crash of the database, their deliveries
+    /// run again, as after a crash before their completion. Integration rows always wait: lost
+    /// after the relay published them, they would be produced again under new event ids.
     async fn complete(
         &self,
         connection: &mut PgConnection,
         completions: Vec<sql::Finished>,
+        flush: bool,
     ) -> Result<bool, StoreError> {
         let mut ids = Vec::with_capacity(completions.len());
         let mut attempts = Vec::with_capacity(completions.len());
@@ -307,16 +337,27 @@ impl PostgresStore {
             ids.push(id_param(DELIVERIES, id.get())?);
             attempts.push(attempt.map(attempt_param).transpose()?);
         }
-        let deleted: Vec<i64> = sqlx::query_scalar(self.sql(
-            "DELETE FROM {schema}.tidings_deliveries d \
-             USING unnest($1::bigint[], $2::integer[]) AS c(id, attempt) \
-             WHERE d.id = c.id AND (c.attempt IS NULL OR d.attempts = c.attempt) RETURNING d.id",
-        ))
-        .bind(&ids)
-        .bind(&attempts)
-        .fetch_all(&mut *connection)
-        .await
-        .map_err(error("could not complete deliveries"))?;
+        if completions.iter().all(|(_, _, rows)| rows.is_empty()) {
+            let statement = if flush {
+                self.sql(complete_sql!())
+            } else {
+                self.sql(concat!(complete_sql!(), " AND ", unflushed!()))
+            };
+            let deleted = sqlx::query(statement)
+                .bind(&ids)
+                .bind(&attempts)
+                .execute(&mut *connection)
+                .await
+                .map_err(error("could not complete deliveries"))?;
+            return Ok(deleted.rows_affected() > 0);
+        }
+        let deleted: Vec<i64> =
+            sqlx::query_scalar(self.sql(concat!(complete_sql!(), " RETURNING d.id")))
+                .bind(&ids)
+                .bind(&attempts)
+                .fetch_all(&mut *connection)
+                .await
+                .map_err(error("could not complete deliveries"))?;
         if deleted.is_empty() {
             return Ok(false);
         }
@@ -348,19 +389,6 @@ impl PostgresStore {
         }
         Ok(true)
     }
-}
-
-/// A condition that lets a statement's commit return before its record reaches the disk
-/// (`synchronous_commit = off`, for its own transaction alone), for the relay's statements,
-/// which a crash of the database may lose harmlessly: a claim is a lease, lost like an expired
-/// one, and a row whose mark is lost is published again, with the same event id, a duplicate
-/// that the broker's dedupe or the consumer's inbox absorbs. The setting is an init plan,
-/// evaluated once before any row is read. It spares the relay a disk flush per call, which
-/// costs more than the call.
-macro_rules! unflushed {
-    () => {
-        "(SELECT set_config('synchronous_commit', 'off', true)) = 'off'"
-    };
 }
 
 /// The relay's claim of up to `$2` rows for a lease of `$1` microseconds: see `claim_rows`.
@@ -501,7 +529,8 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let mut tx = sql::handler_transaction::<Postgres>(transaction)?;
             // The transaction holds the delivery's row since `begin`: it is this claim's.
-            self.complete(&mut tx, vec![(id, None, produced)]).await?;
+            self.complete(&mut tx, vec![(id, None, produced)], true)
+                .await?;
             sql::commit(*tx).await
         })
     }
@@ -565,9 +594,8 @@ impl Store for PostgresStore {
             // The claim walks each free handler's deliveries in order on its index and stops at
             // the limit: sorting is off so that stale statistics (a backlog just recorded) do
             // not make it sort the whole backlog, and so is JIT, which such a cost estimate
-            // would start. A claim is a lease: its commit need not wait for the disk, since the
-            // completion's commit, which must, flushes it too (the log is written in order), and
-            // a claim lost in a crash of the database is a claim expired.
+            // would start. A claim is a lease: its commit need not wait for the disk (see
+            // `unflushed!`); a claim lost in a crash of the database is a claim expired.
             let mut tx = sql::begin(&self.pool).await?;
             sqlx::query(
                 "SELECT pg_advisory_xact_lock(hashtext($1)), \
@@ -612,7 +640,7 @@ impl Store for PostgresStore {
             }
             let completions = sql::at_their_attempts(completions);
             let mut tx = sql::begin(&self.pool).await?;
-            if self.complete(&mut tx, completions).await? {
+            if self.complete(&mut tx, completions, false).await? {
                 sql::commit(tx).await?;
             }
             Ok(())

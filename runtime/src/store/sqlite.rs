@@ -262,12 +262,14 @@ impl StoredValues for SqliteRow {
     }
 }
 
-/// The store's connection for a claim, or the relay's mark, whose commit does not wait for the
-/// disk (`synchronous = NORMAL`). A claim is a lease: the commit that completes the claimed work,
-/// which does wait (`FULL`), flushes the log past the claim (the log is written in order), and a
-/// claim lost when the machine loses power is a claim expired. A row whose mark is lost is
-/// published again, with the same event id: a duplicate that the broker's dedupe or the
-/// consumer's inbox absorbs. It saves each of them one flush.
+/// The store's connection for a claim, a completion that records no integration event, or the
+/// relay's mark, whose commit does not wait for the disk (`synchronous = NORMAL`; the log is
+/// written in order, so the next commit that waits, `FULL`, flushes them too). Only a power cut
+/// or an operating system crash can undo them, never a crash of the process: a claim lost is a
+/// claim expired; a completion lost is a delivery run again, as after a crash before its
+/// completion (at least once, as always); a row whose mark is lost is published again, with the
+/// same event id, a duplicate that the broker's dedupe or the consumer's inbox absorbs. It saves
+/// each of them one flush.
 ///
 /// Given back with `FULL` again by [`restore`](Self::restore); dropped before (cancelled, or
 /// failing), it closes the connection rather than give it back as it is.
@@ -456,6 +458,16 @@ async fn insert_events(
     Ok(created)
 }
 
+/// Deletes the deliveries of a JSON array of `[id, attempt]` pairs (`?1`), each only while it
+/// is still claimed at its attempt (at any, for a null attempt).
+macro_rules! complete_sql {
+    () => {
+        "DELETE FROM tidings_deliveries WHERE id IN (SELECT d.id FROM json_each(?1) c \
+         JOIN tidings_deliveries d ON d.id = c.value ->> 0 \
+         WHERE c.value ->> 1 IS NULL OR d.attempts = c.value ->> 1)"
+    };
+}
+
 /// Completes each delivery still claimed at its attempt (or whatever its attempt, for `None`),
 /// with one statement for them all, and records the integration rows those produced, on
 /// `connection`. Returns whether it completed any.
@@ -474,15 +486,19 @@ async fn complete(
             Some(Box::new(source) as _),
         )
     })?;
-    let deleted: Vec<i64> = sqlx::query_scalar(
-        "DELETE FROM tidings_deliveries WHERE id IN (SELECT d.id FROM json_each(?1) c \
-         JOIN tidings_deliveries d ON d.id = c.value ->> 0 \
-         WHERE c.value ->> 1 IS NULL OR d.attempts = c.value ->> 1) RETURNING id",
-    )
-    .bind(claims)
-    .fetch_all(&mut *connection)
-    .await
-    .map_err(error("could not complete deliveries"))?;
+    if completions.iter().all(|(_, _, rows)| rows.is_empty()) {
+        let deleted = sqlx::query(complete_sql!())
+            .bind(claims)
+            .execute(&mut *connection)
+            .await
+            .map_err(error("could not complete deliveries"))?;
+        return Ok(deleted.rows_affected() > 0);
+    }
+    let deleted: Vec<i64> = sqlx::query_scalar(concat!(complete_sql!(), " RETURNING id"))
+        .bind(claims)
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(error("could not complete deliveries"))?;
     if deleted.is_empty() {
         return Ok(false);
     }
@@ -655,12 +671,26 @@ impl Store for SqliteStore {
             if completions.is_empty() {
                 return Ok(());
             }
+            // Integration rows the relay may publish are flushed before it can see them: lost
+            // to a power cut after their publication, they would be produced again under new
+            // event ids. Completions alone need no flush (see `Unflushed`).
+            let produced = completions.iter().any(|c| !c.produced.is_empty());
             let completions = sql::at_their_attempts(completions);
-            let mut tx = sql::begin(&self.pool).await?;
-            let completed = complete(&mut tx, completions).await?;
-            if completed {
-                sql::commit(tx).await?;
+            if produced {
+                let mut tx = sql::begin(&self.pool).await?;
+                if complete(&mut tx, completions).await? {
+                    sql::commit(tx).await?;
+                }
+                return Ok(());
             }
+            let mut completing = Unflushed::acquire(&self.pool).await?;
+            let mut tx = completing.begin().await?;
+            if complete(&mut tx, completions).await? {
+                sql::commit(tx).await?;
+            } else {
+                drop(tx);
+            }
+            completing.restore().await;
             Ok(())
         })
     }
