@@ -101,22 +101,7 @@ async fn the_emulator_keeps_a_pull_its_client_cancelled() {
         "projects/{PROJECT}/subscriptions/{}.cancelled",
         pubsub.prefix
     );
-    clients
-        .topic_admin
-        .create_topic()
-        .set_name(topic.clone())
-        .send()
-        .await
-        .expect("the topic is made");
-    clients
-        .subscription_admin
-        .create_subscription()
-        .set_name(name.clone())
-        .set_topic(topic.clone())
-        .set_ack_deadline_seconds(60)
-        .send()
-        .await
-        .expect("the subscription is made");
+    support::pubsub::make_plain(&clients, &topic, &name).await;
     let publisher = clients.publisher.publisher(topic).build();
     let publish = |data: String| {
         publisher.publish(google_cloud_pubsub::model::Message::new().set_data(data.into_bytes()))
@@ -359,21 +344,8 @@ async fn a_subscription_of_other_settings_is_refused() {
         transport.topic_name(CONTRACT, 1)
     );
     let name = transport.subscription_name("search", CONTRACT, 1);
-    clients
-        .topic_admin
-        .create_topic()
-        .set_name(topic.clone())
-        .send()
-        .await
-        .unwrap();
-    clients
-        .subscription_admin
-        .create_subscription()
-        .set_name(format!("projects/{PROJECT}/subscriptions/{name}"))
-        .set_topic(topic)
-        .send()
-        .await
-        .unwrap();
+    let path = format!("projects/{PROJECT}/subscriptions/{name}");
+    support::pubsub::make_plain(&clients, &topic, &path).await;
 
     let error = transport
         .subscribe(subscription(CONTRACT, "search"))

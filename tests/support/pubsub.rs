@@ -79,6 +79,27 @@ impl PubSub {
     }
 }
 
+/// Makes topic `topic` and subscription `subscription` to it (full names) with Pub/Sub's
+/// defaults (no message ordering), as an application without tidings, or infrastructure code,
+/// would.
+pub(crate) async fn make_plain(clients: &PubSubClients, topic: &str, subscription: &str) {
+    clients
+        .topic_admin
+        .create_topic()
+        .set_name(topic)
+        .send()
+        .await
+        .expect("the topic is made");
+    clients
+        .subscription_admin
+        .create_subscription()
+        .set_name(subscription)
+        .set_topic(topic)
+        .send()
+        .await
+        .expect("the subscription is made");
+}
+
 /// Deletes the topics of `prefix` in the project and their subscriptions.
 async fn delete_prefix(topics: TopicAdmin, subscriptions: SubscriptionAdmin, prefix: String) {
     let Ok(listed) = topics
