@@ -684,11 +684,11 @@ impl Store for SqliteStore {
                 return Ok(());
             }
             let mut completing = Unflushed::acquire(&self.pool).await?;
-            let mut tx = completing.begin().await?;
-            if complete(&mut tx, completions).await? {
-                sql::commit(tx).await?;
-            } else {
-                drop(tx);
+            {
+                let mut tx = completing.begin().await?;
+                if complete(&mut tx, completions).await? {
+                    sql::commit(tx).await?;
+                }
             }
             completing.restore().await;
             Ok(())
