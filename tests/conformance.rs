@@ -77,6 +77,7 @@ store_scenario!(claim, Claim);
 store_scenario!(lease_expiry, LeaseExpiry);
 store_scenario!(complete_with_rows, CompleteWithRows);
 store_scenario!(complete_many, CompleteMany);
+store_scenario!(complete_and_claim, CompleteAndClaim);
 store_scenario!(retry, Retry);
 store_scenario!(dead_letter, DeadLetter);
 store_scenario!(replay, Replay);
@@ -97,6 +98,7 @@ fn every_store_scenario_has_its_tests() {
         "lease_expiry",
         "complete_with_rows",
         "complete_many",
+        "complete_and_claim",
         "retry",
         "dead_letter",
         "replay",

@@ -220,6 +220,79 @@ impl MemoryState {
         1
     }
 
+    /// Claims up to `limit` due deliveries of `handlers`, skipping the handlers a claim holds.
+    fn claim_deliveries(
+        &mut self,
+        now: DateTime<Utc>,
+        limit: usize,
+        handlers: &[String],
+    ) -> Vec<Delivery> {
+        let held: HashSet<String> = self
+            .deliveries
+            .values()
+            .filter(|d| d.claimed)
+            .map(|d| d.handler.clone())
+            .collect();
+        self.deliveries
+            .iter_mut()
+            .filter(|(_, d)| {
+                !d.claimed
+                    && d.due <= now
+                    && !held.contains(&d.handler)
+                    && handlers.contains(&d.handler)
+            })
+            .take(limit)
+            .map(|(id, d)| {
+                d.claimed = true;
+                d.attempts += 1;
+                Delivery {
+                    id: *id,
+                    event: d.event.clone(),
+                    handler: d.handler.clone(),
+                    attempt: d.attempts,
+                }
+            })
+            .collect()
+    }
+
+    /// Completes the deliveries still claimed at their attempts, with the rows they produced.
+    fn complete_deliveries(&mut self, completions: Vec<Completion>) {
+        let mut now = None;
+        for Completion {
+            id,
+            attempt,
+            produced,
+        } in completions
+        {
+            let Some(delivery) = self.take_delivery(id, attempt) else {
+                continue;
+            };
+            self.outcomes.push(Outcome::Completed {
+                handler: delivery.handler,
+                event_id: delivery.event.meta.id,
+                attempt: delivery.attempts,
+            });
+            for NewIntegrationRow { event, key } in produced {
+                let now = *now.get_or_insert_with(Utc::now);
+                let id = RowId::new(self.next());
+                match &key {
+                    Some(key) => self.keys.entry(key.clone()).or_default().push_back(id),
+                    None => {
+                        self.unkeyed.insert(id);
+                    }
+                }
+                let row = MemoryRow {
+                    event,
+                    key,
+                    attempts: 0,
+                    due: now,
+                    claimed: false,
+                };
+                self.rows.insert(id, row);
+            }
+        }
+    }
+
     /// Takes delivery `id` out, if it is still claimed at `attempt`.
     fn take_delivery(&mut self, id: DeliveryId, attempt: u32) -> Option<MemoryDelivery> {
         let held = self
@@ -309,77 +382,27 @@ impl Store for InMemoryStore {
         limit: usize,
         handlers: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>> {
-        let mut state = self.lock();
-        let held: HashSet<String> = state
-            .deliveries
-            .values()
-            .filter(|d| d.claimed)
-            .map(|d| d.handler.clone())
-            .collect();
-        let claimed = state
-            .deliveries
-            .iter_mut()
-            .filter(|(_, d)| {
-                !d.claimed
-                    && d.due <= now
-                    && !held.contains(&d.handler)
-                    && handlers.contains(&d.handler)
-            })
-            .take(limit)
-            .map(|(id, d)| {
-                d.claimed = true;
-                d.attempts += 1;
-                Delivery {
-                    id: *id,
-                    event: d.event.clone(),
-                    handler: d.handler.clone(),
-                    attempt: d.attempts,
-                }
-            })
-            .collect();
-        Self::ready(Ok(claimed))
+        Self::ready(Ok(self.lock().claim_deliveries(now, limit, handlers)))
     }
 
     fn complete_deliveries(
         &self,
         completions: Vec<Completion>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
-        let mut state = self.lock();
-        let mut now = None;
-        for Completion {
-            id,
-            attempt,
-            produced,
-        } in completions
-        {
-            let Some(delivery) = state.take_delivery(id, attempt) else {
-                continue;
-            };
-            state.outcomes.push(Outcome::Completed {
-                handler: delivery.handler,
-                event_id: delivery.event.meta.id,
-                attempt: delivery.attempts,
-            });
-            for NewIntegrationRow { event, key } in produced {
-                let now = *now.get_or_insert_with(Utc::now);
-                let id = RowId::new(state.next());
-                match &key {
-                    Some(key) => state.keys.entry(key.clone()).or_default().push_back(id),
-                    None => {
-                        state.unkeyed.insert(id);
-                    }
-                }
-                let row = MemoryRow {
-                    event,
-                    key,
-                    attempts: 0,
-                    due: now,
-                    claimed: false,
-                };
-                state.rows.insert(id, row);
-            }
-        }
+        self.lock().complete_deliveries(completions);
         Self::ready(Ok(()))
+    }
+
+    fn complete_and_claim<'a>(
+        &'a self,
+        completions: Vec<Completion>,
+        now: DateTime<Utc>,
+        limit: usize,
+        handlers: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>> {
+        let mut state = self.lock();
+        state.complete_deliveries(completions);
+        Self::ready(Ok(state.claim_deliveries(now, limit, handlers)))
     }
 
     fn retry_delivery(

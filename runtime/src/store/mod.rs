@@ -207,6 +207,24 @@ pub trait Store: Send + Sync + 'static {
         completions: Vec<Completion>,
     ) -> BoxFuture<'_, Result<(), StoreError>>;
 
+    /// Completes deliveries as [`complete_deliveries`](Self::complete_deliveries) does, then
+    /// claims the next as [`claim_deliveries`](Self::claim_deliveries) does: the dispatcher's
+    /// step between two batches. A store on a database does both in one transaction, so that a
+    /// batch costs one commit, and then an error means that neither happened. Default: the two
+    /// calls in turn (an error may then come from the claim, after the completion).
+    fn complete_and_claim<'a>(
+        &'a self,
+        completions: Vec<Completion>,
+        now: DateTime<Utc>,
+        limit: usize,
+        handlers: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>> {
+        Box::pin(async move {
+            self.complete_deliveries(completions).await?;
+            self.claim_deliveries(now, limit, handlers).await
+        })
+    }
+
     /// Reschedules a failed delivery for `at`, keeping its error, if it is still claimed at
     /// `attempt`.
     fn retry_delivery(

@@ -581,6 +581,33 @@ impl Store for PostgresStore {
 
     fn claim_deliveries<'a>(
         &'a self,
+        now: DateTime<Utc>,
+        limit: usize,
+        handlers: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>> {
+        self.complete_and_claim(Vec::new(), now, limit, handlers)
+    }
+
+    fn complete_deliveries(
+        &self,
+        completions: Vec<Completion>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            if completions.is_empty() {
+                return Ok(());
+            }
+            let completions = sql::at_their_attempts(completions);
+            let mut tx = sql::begin(&self.pool).await?;
+            if self.complete(&mut tx, completions, false).await? {
+                sql::commit(tx).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn complete_and_claim<'a>(
+        &'a self,
+        completions: Vec<Completion>,
         _now: DateTime<Utc>,
         limit: usize,
         handlers: &'a [String],
@@ -594,18 +621,26 @@ impl Store for PostgresStore {
             // The claim walks each free handler's deliveries in order on its index and stops at
             // the limit: sorting is off so that stale statistics (a backlog just recorded) do
             // not make it sort the whole backlog, and so is JIT, which such a cost estimate
-            // would start. A claim is a lease: its commit need not wait for the disk (see
-            // `unflushed!`); a claim lost in a crash of the database is a claim expired.
+            // would start. A claim is a lease, and so are completions that record no
+            // integration event: the commit need not wait for the disk (see `unflushed!`); a
+            // claim lost in a crash of the database is a claim expired.
+            let flush = completions.iter().any(|c| !c.produced.is_empty());
             let mut tx = sql::begin(&self.pool).await?;
             sqlx::query(
                 "SELECT pg_advisory_xact_lock(hashtext($1)), \
                  set_config('enable_sort', 'off', true), set_config('jit', 'off', true), \
-                 set_config('synchronous_commit', 'off', true)",
+                 CASE WHEN NOT $2 THEN set_config('synchronous_commit', 'off', true) END",
             )
             .bind(self.channel())
+            .bind(flush)
             .execute(&mut *tx)
             .await
             .map_err(error("could not take the claim lock"))?;
+            if !completions.is_empty() {
+                // The statement above chose the commit's flush.
+                let completions = sql::at_their_attempts(completions);
+                self.complete(&mut tx, completions, true).await?;
+            }
             let rows = sqlx::query(self.sql(
                 "UPDATE {schema}.tidings_deliveries \
                  SET claimed_until = now() + $1 * interval '1 microsecond', attempts = attempts + 1 \
@@ -627,23 +662,6 @@ impl Store for PostgresStore {
             .map_err(error("could not claim deliveries"))?;
             sql::commit(tx).await?;
             sql::deliveries(&rows)
-        })
-    }
-
-    fn complete_deliveries(
-        &self,
-        completions: Vec<Completion>,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            if completions.is_empty() {
-                return Ok(());
-            }
-            let completions = sql::at_their_attempts(completions);
-            let mut tx = sql::begin(&self.pool).await?;
-            if self.complete(&mut tx, completions, false).await? {
-                sql::commit(tx).await?;
-            }
-            Ok(())
         })
     }
 

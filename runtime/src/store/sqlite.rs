@@ -15,7 +15,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Connection, Sqlite, SqliteConnection};
+use sqlx::{AssertSqlSafe, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
 use super::sql::{
@@ -190,9 +190,11 @@ impl SqliteStore {
     }
 
     async fn try_connect(options: SqliteConnectOptions) -> Result<Self, Opening> {
-        // One connection: SQLite has one writer at a time, and every step here writes.
+        // One connection: SQLite has one writer at a time, and every step here writes. It is
+        // in process, with no link to lose: no ping before each use.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(Opening::Connect)?;
@@ -262,65 +264,75 @@ impl StoredValues for SqliteRow {
     }
 }
 
-/// The store's connection for a claim, a completion that records no integration event, or the
-/// relay's mark, whose commit does not wait for the disk (`synchronous = NORMAL`; the log is
-/// written in order, so the next commit that waits, `FULL`, flushes them too). Only a power cut
-/// or an operating system crash can undo them, never a crash of the process: a claim lost is a
-/// claim expired; a completion lost is a delivery run again, as after a crash before its
-/// completion (at least once, as always); a row whose mark is lost is published again, with the
-/// same event id, a duplicate that the broker's dedupe or the consumer's inbox absorbs. It saves
-/// each of them one flush.
+/// A transaction of the store's own on its connection, begun and committed in one call to
+/// SQLite's thread each: the dispatcher's steps and the relay's claims and marks.
 ///
-/// Given back with `FULL` again by [`restore`](Self::restore); dropped before (cancelled, or
-/// failing), it closes the connection rather than give it back as it is.
-struct Unflushed(Option<PoolConnection<Sqlite>>);
+/// Unless `flush`, its commit does not wait for the disk (`synchronous = NORMAL`; the log is
+/// written in order, so the next commit that waits, `FULL`, flushes it too): for a claim, a
+/// completion that records no integration event, or the relay's mark. Only a power cut or an
+/// operating system crash can undo them, never a crash of the process: a claim lost is a claim
+/// expired; a completion lost is a delivery run again, as after a crash before its completion
+/// (at least once, as always); a row whose mark is lost is published again, with the same event
+/// id, a duplicate that the broker's dedupe or the consumer's inbox absorbs. It saves each of
+/// them one flush.
+///
+/// Committed, the connection goes back to the pool with `FULL` again; dropped before (cancelled,
+/// or failing), the guard closes the connection, which rolls back what it did not commit,
+/// rather than give it back as it is.
+struct Write {
+    connection: Option<PoolConnection<Sqlite>>,
+    flush: bool,
+}
 
-impl Unflushed {
-    async fn acquire(pool: &SqlitePool) -> Result<Self, StoreError> {
+impl Write {
+    /// Takes the store's connection and begins.
+    async fn begin(pool: &SqlitePool, flush: bool) -> Result<Self, StoreError> {
         let connection = pool
             .acquire()
             .await
             .map_err(error("could not take the store's connection"))?;
-        let mut unflushed = Unflushed(Some(connection));
-        sqlx::query("PRAGMA synchronous = NORMAL")
-            .execute(unflushed.connection())
+        let mut write = Write {
+            connection: Some(connection),
+            flush,
+        };
+        let begin = if flush {
+            "BEGIN"
+        } else {
+            "PRAGMA synchronous = NORMAL; BEGIN"
+        };
+        sqlx::raw_sql(begin)
+            .execute(write.connection())
             .await
-            .map_err(error("could not let the commit skip its flush"))?;
-        Ok(unflushed)
+            .map_err(error("could not begin a transaction"))?;
+        Ok(write)
     }
 
     fn connection(&mut self) -> &mut SqliteConnection {
-        match &mut self.0 {
+        match &mut self.connection {
             Some(connection) => connection,
-            None => unreachable!("the connection is taken only by `restore`, which consumes it"),
+            None => unreachable!("the connection is taken only by `commit`, which consumes it"),
         }
     }
 
-    async fn begin(&mut self) -> Result<sqlx::Transaction<'_, Sqlite>, StoreError> {
-        self.connection()
-            .begin()
-            .await
-            .map_err(error("could not begin a transaction"))
-    }
-
-    /// Sets `synchronous = FULL` again and gives the connection back to the pool; if it cannot,
-    /// the connection is closed (and the claim, committed, stands).
-    async fn restore(mut self) {
-        let restored = sqlx::query("PRAGMA synchronous = FULL")
+    /// Commits, sets `synchronous = FULL` again, and gives the connection back.
+    async fn commit(mut self) -> Result<(), StoreError> {
+        let commit = if self.flush {
+            "COMMIT"
+        } else {
+            "COMMIT; PRAGMA synchronous = FULL"
+        };
+        sqlx::raw_sql(commit)
             .execute(self.connection())
-            .await;
-        match restored {
-            Ok(_) => drop(self.0.take()),
-            Err(error) => {
-                tracing::warn!(%error, "closing a connection left at `synchronous = NORMAL`")
-            }
-        }
+            .await
+            .map_err(error("could not commit a transaction"))?;
+        drop(self.connection.take());
+        Ok(())
     }
 }
 
-impl Drop for Unflushed {
+impl Drop for Write {
     fn drop(&mut self) {
-        if let Some(connection) = &mut self.0 {
+        if let Some(connection) = &mut self.connection {
             connection.close_on_drop();
         }
     }
@@ -468,13 +480,64 @@ macro_rules! complete_sql {
     };
 }
 
+/// The dispatcher's step between two batches, in one transaction: the completions of the last,
+/// then the claim of up to `limit` deliveries of `handlers` due at `now`, until `lease`.
+struct Step<'a> {
+    completions: Vec<sql::Finished>,
+    lease: i64,
+    now: i64,
+    limit: usize,
+    handlers: &'a [String],
+}
+
+impl Step<'_> {
+    /// Whether the completions record integration rows.
+    fn produces(&self) -> bool {
+        self.completions.iter().any(|(_, _, rows)| !rows.is_empty())
+    }
+
+    /// Runs the step on the store's connection; returns the claimed rows.
+    ///
+    /// Integration rows the relay may publish are flushed before it can see them: lost to a
+    /// power cut after their publication, they would be produced again under new event ids.
+    /// Completions alone and claims need no flush (see [`Write`]).
+    async fn run(self, pool: &SqlitePool) -> Result<Vec<SqliteRow>, StoreError> {
+        let mut tx = Write::begin(pool, self.produces()).await?;
+        if !self.completions.is_empty() {
+            complete(tx.connection(), self.completions).await?;
+        }
+        let mut rows = Vec::new();
+        // A statement covers `CLAIM_CHUNK` handlers.
+        for chunk in self.handlers.chunks(CLAIM_CHUNK) {
+            let left = self.limit.saturating_sub(rows.len());
+            if left == 0 {
+                break;
+            }
+            let mut query = sqlx::query(AssertSqlSafe(claim_sql(chunk.len())))
+                .bind(self.lease)
+                .bind(self.now)
+                .bind(sql::limit(left));
+            for handler in chunk {
+                query = query.bind(handler);
+            }
+            let claimed = query
+                .fetch_all(tx.connection())
+                .await
+                .map_err(error("could not claim deliveries"))?;
+            rows.extend(claimed);
+        }
+        tx.commit().await?;
+        Ok(rows)
+    }
+}
+
 /// Completes each delivery still claimed at its attempt (or whatever its attempt, for `None`),
 /// with one statement for them all, and records the integration rows those produced, on
-/// `connection`. Returns whether it completed any.
+/// `connection`.
 async fn complete(
     connection: &mut SqliteConnection,
     completions: Vec<sql::Finished>,
-) -> Result<bool, StoreError> {
+) -> Result<(), StoreError> {
     let claims = completions
         .iter()
         .map(|(id, attempt, _)| Ok((id_param(DELIVERIES, id.get())?, *attempt)))
@@ -487,21 +550,18 @@ async fn complete(
         )
     })?;
     if completions.iter().all(|(_, _, rows)| rows.is_empty()) {
-        let deleted = sqlx::query(complete_sql!())
+        sqlx::query(complete_sql!())
             .bind(claims)
             .execute(&mut *connection)
             .await
             .map_err(error("could not complete deliveries"))?;
-        return Ok(deleted.rows_affected() > 0);
+        return Ok(());
     }
     let deleted: Vec<i64> = sqlx::query_scalar(concat!(complete_sql!(), " RETURNING id"))
         .bind(claims)
         .fetch_all(&mut *connection)
         .await
         .map_err(error("could not complete deliveries"))?;
-    if deleted.is_empty() {
-        return Ok(false);
-    }
     let now = micros(Utc::now());
     for (id, _, rows) in completions {
         if rows.is_empty() || !deleted.contains(&id_param(DELIVERIES, id.get())?) {
@@ -521,7 +581,7 @@ async fn complete(
                 .map_err(error("could not record an integration event"))?;
         }
     }
-    Ok(true)
+    Ok(())
 }
 
 impl Store for SqliteStore {
@@ -633,34 +693,7 @@ impl Store for SqliteStore {
         limit: usize,
         handlers: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>> {
-        Box::pin(async move {
-            let now = micros(now);
-            let lease = self.lease_until(now);
-            let mut claiming = Unflushed::acquire(&self.pool).await?;
-            let mut tx = claiming.begin().await?;
-            let mut rows = Vec::new();
-            for chunk in handlers.chunks(CLAIM_CHUNK) {
-                let left = limit.saturating_sub(rows.len());
-                if left == 0 {
-                    break;
-                }
-                let mut query = sqlx::query(AssertSqlSafe(claim_sql(chunk.len())))
-                    .bind(lease)
-                    .bind(now)
-                    .bind(sql::limit(left));
-                for handler in chunk {
-                    query = query.bind(handler);
-                }
-                let claimed = query
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(error("could not claim deliveries"))?;
-                rows.extend(claimed);
-            }
-            sql::commit(tx).await?;
-            claiming.restore().await;
-            sql::deliveries(&rows)
-        })
+        self.complete_and_claim(Vec::new(), now, limit, handlers)
     }
 
     fn complete_deliveries(
@@ -671,27 +704,31 @@ impl Store for SqliteStore {
             if completions.is_empty() {
                 return Ok(());
             }
-            // Integration rows the relay may publish are flushed before it can see them: lost
-            // to a power cut after their publication, they would be produced again under new
-            // event ids. Completions alone need no flush (see `Unflushed`).
-            let produced = completions.iter().any(|c| !c.produced.is_empty());
-            let completions = sql::at_their_attempts(completions);
-            if produced {
-                let mut tx = sql::begin(&self.pool).await?;
-                if complete(&mut tx, completions).await? {
-                    sql::commit(tx).await?;
-                }
-                return Ok(());
-            }
-            let mut completing = Unflushed::acquire(&self.pool).await?;
-            {
-                let mut tx = completing.begin().await?;
-                if complete(&mut tx, completions).await? {
-                    sql::commit(tx).await?;
-                }
-            }
-            completing.restore().await;
-            Ok(())
+            // A claim of nothing: no statement.
+            self.complete_and_claim(completions, Utc::now(), 0, &[])
+                .await
+                .map(drop)
+        })
+    }
+
+    fn complete_and_claim<'a>(
+        &'a self,
+        completions: Vec<Completion>,
+        now: DateTime<Utc>,
+        limit: usize,
+        handlers: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>> {
+        Box::pin(async move {
+            let now = micros(now);
+            let step = Step {
+                completions: sql::at_their_attempts(completions),
+                lease: self.lease_until(now),
+                now,
+                limit,
+                handlers,
+            };
+            let rows = step.run(&self.pool).await?;
+            sql::deliveries(&rows)
         })
     }
 
@@ -835,19 +872,17 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let now = micros(now);
             let lease = self.lease_until(now);
-            let mut claiming = Unflushed::acquire(&self.pool).await?;
-            let mut tx = claiming.begin().await?;
+            let mut tx = Write::begin(&self.pool, false).await?;
             // The oldest row of each key, and every row with no key, from candidates that
             // indexes give (see `CLAIM_ROWS`).
             let rows = sqlx::query(CLAIM_ROWS)
                 .bind(lease)
                 .bind(now)
                 .bind(sql::limit(limit))
-                .fetch_all(&mut *tx)
+                .fetch_all(tx.connection())
                 .await
                 .map_err(error("could not claim integration rows"))?;
-            sql::commit(tx).await?;
-            claiming.restore().await;
+            tx.commit().await?;
             sql::integration_rows(&rows)
         })
     }
@@ -890,8 +925,7 @@ impl Store for SqliteStore {
             // The batch as one JSON array, for `json_each`: one statement whatever its size (two
             // with the archive, in one transaction); a row no longer in the outbox is skipped.
             let ids = row_id_list(&sql::row_id_params(&ids)?)?;
-            let mut marking = Unflushed::acquire(&self.pool).await?;
-            let mut tx = marking.begin().await?;
+            let mut tx = Write::begin(&self.pool, false).await?;
             if archive {
                 sqlx::query(concat!(
                     "INSERT INTO tidings_outbox_archive (id, ordering_key, published_at, ",
@@ -902,18 +936,16 @@ impl Store for SqliteStore {
                 ))
                 .bind(micros(Utc::now()))
                 .bind(&ids)
-                .execute(&mut *tx)
+                .execute(tx.connection())
                 .await
                 .map_err(error("could not archive published rows"))?;
             }
             sqlx::query("DELETE FROM tidings_outbox WHERE id IN (SELECT value FROM json_each(?))")
                 .bind(&ids)
-                .execute(&mut *tx)
+                .execute(tx.connection())
                 .await
                 .map_err(error("could not mark rows published"))?;
-            sql::commit(tx).await?;
-            marking.restore().await;
-            Ok(())
+            tx.commit().await
         })
     }
 

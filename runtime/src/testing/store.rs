@@ -70,6 +70,8 @@ pub enum StoreScenario {
     CompleteWithRows,
     /// [`complete_many`]
     CompleteMany,
+    /// [`complete_and_claim`]
+    CompleteAndClaim,
     /// [`retry`]
     Retry,
     /// [`dead_letter`]
@@ -99,6 +101,7 @@ pub const SCENARIOS: &[StoreScenario] = &[
     StoreScenario::LeaseExpiry,
     StoreScenario::CompleteWithRows,
     StoreScenario::CompleteMany,
+    StoreScenario::CompleteAndClaim,
     StoreScenario::Retry,
     StoreScenario::DeadLetter,
     StoreScenario::Replay,
@@ -120,6 +123,7 @@ impl StoreScenario {
             StoreScenario::LeaseExpiry => "lease_expiry",
             StoreScenario::CompleteWithRows => "complete_with_rows",
             StoreScenario::CompleteMany => "complete_many",
+            StoreScenario::CompleteAndClaim => "complete_and_claim",
             StoreScenario::Retry => "retry",
             StoreScenario::DeadLetter => "dead_letter",
             StoreScenario::Replay => "replay",
@@ -156,6 +160,11 @@ impl StoreScenario {
                 "complete_deliveries completes the deliveries of several handlers in one call, \
                  each with its rows; a stale attempt or an unknown delivery among them changes \
                  nothing and does not stop the others"
+            }
+            StoreScenario::CompleteAndClaim => {
+                "complete_and_claim completes a batch, with its rows, then claims the next in \
+                 record order, the completed handler's included; a stale completion among them \
+                 changes nothing and does not stop the claim"
             }
             StoreScenario::Retry => {
                 "retry_delivery reschedules: not due before its time, due again after it at the \
@@ -221,6 +230,7 @@ impl StoreScenario {
             StoreScenario::LeaseExpiry => lease_expiry(store).await,
             StoreScenario::CompleteWithRows => complete_with_rows(store).await,
             StoreScenario::CompleteMany => complete_many(store).await,
+            StoreScenario::CompleteAndClaim => complete_and_claim(store).await,
             StoreScenario::Retry => retry(store).await,
             StoreScenario::DeadLetter => dead_letter(store).await,
             StoreScenario::Replay => replay(store).await,
@@ -284,6 +294,18 @@ fn to(event: &StoredEvent, handlers: &[&str]) -> NewEvent {
     }
 }
 
+/// Completions of `(delivery, attempt, produced rows)`.
+fn completions_of(completions: Vec<(DeliveryId, u32, Vec<NewIntegrationRow>)>) -> Vec<Completion> {
+    completions
+        .into_iter()
+        .map(|(id, attempt, produced)| Completion {
+            id,
+            attempt,
+            produced,
+        })
+        .collect()
+}
+
 /// Deliveries as `(handler, event name, attempt)`, the scenarios naming each event apart.
 fn seen(deliveries: &[Delivery]) -> Vec<(&str, &str, u32)> {
     deliveries
@@ -326,26 +348,53 @@ impl<S: Store + ?Sized> On<'_, S> {
                 self.store.claim_deliveries(Utc::now(), limit, &handlers),
             )
             .await;
-        self.sc.ensure(claimed.len() <= limit, || {
-            format!(
-                "claim_deliveries with limit {limit} returned {}",
-                claimed.len()
+        self.check_claim("claim_deliveries", &claimed, limit, &handlers);
+        claimed
+    }
+
+    /// Completes `completions` and claims with the current time in one call, and checks the
+    /// claim as [`claim`](Self::claim) does.
+    async fn complete_and_claim(
+        &self,
+        completions: Vec<(DeliveryId, u32, Vec<NewIntegrationRow>)>,
+        limit: usize,
+        handlers: &[&str],
+    ) -> Vec<Delivery> {
+        let handlers = names(handlers);
+        let claimed = self
+            .sc
+            .call(
+                "complete_and_claim",
+                self.store.complete_and_claim(
+                    completions_of(completions),
+                    Utc::now(),
+                    limit,
+                    &handlers,
+                ),
             )
+            .await;
+        self.check_claim("complete_and_claim", &claimed, limit, &handlers);
+        claimed
+    }
+
+    /// Checks that `method` claimed at most `limit` deliveries, of `handlers`, in record order.
+    fn check_claim(&self, method: &str, claimed: &[Delivery], limit: usize, handlers: &[String]) {
+        self.sc.ensure(claimed.len() <= limit, || {
+            format!("{method} with limit {limit} returned {}", claimed.len())
         });
         self.sc
             .ensure(claimed.windows(2).all(|w| w[0].id < w[1].id), || {
                 let ids: Vec<u64> = claimed.iter().map(|d| d.id.get()).collect();
-                format!("claim_deliveries returned deliveries out of record order: ids {ids:?}")
+                format!("{method} returned deliveries out of record order: ids {ids:?}")
             });
-        for delivery in &claimed {
+        for delivery in claimed {
             self.sc.ensure(handlers.contains(&delivery.handler), || {
                 format!(
-                    "claim_deliveries for handlers {handlers:?} returned a delivery of `{}`",
+                    "{method} for handlers {handlers:?} returned a delivery of `{}`",
                     delivery.handler
                 )
             });
         }
-        claimed
     }
 
     /// Claims one delivery of `handler`, failing if there is not exactly one.
@@ -366,18 +415,10 @@ impl<S: Store + ?Sized> On<'_, S> {
 
     /// Completes several deliveries in one call.
     async fn complete_all(&self, completions: Vec<(DeliveryId, u32, Vec<NewIntegrationRow>)>) {
-        let completions = completions
-            .into_iter()
-            .map(|(id, attempt, produced)| Completion {
-                id,
-                attempt,
-                produced,
-            })
-            .collect();
         self.sc
             .call(
                 "complete_deliveries",
-                self.store.complete_deliveries(completions),
+                self.store.complete_deliveries(completions_of(completions)),
             )
             .await
     }
@@ -925,6 +966,79 @@ pub async fn complete_many<S: Store + ?Sized>(store: &S) -> Verdict {
     on.complete_all(vec![(a2.id, a2.attempt, Vec::new())]).await;
     on.expect_pending("after the stale one completed at its attempt", (0, 2))
         .await;
+    Verdict::Passed
+}
+
+/// `complete_and_claim` is the dispatcher's step between batches: it completes the last batch,
+/// with the rows it produced, and claims the next, in record order. The completed handler's
+/// next deliveries are claimed in the same call (its claim ended with the completion); a stale
+/// completion among them changes nothing and does not stop the claim; a handler still held
+/// gives nothing.
+pub async fn complete_and_claim<S: Store + ?Sized>(store: &S) -> Verdict {
+    let on = on("complete_and_claim", store);
+    let events: Vec<StoredEvent> = (1..=3)
+        .map(|n| domain_event(&format!("Packed{n}"), json!({ "n": n })))
+        .collect();
+    on.record(vec![
+        to(&events[0], &["a", "b"]),
+        to(&events[1], &["a", "b"]),
+        to(&events[2], &["a"]),
+    ])
+    .await;
+    let first = on.claim(1, &["a"]).await;
+    let b = on.claim(1, &["b"]).await;
+    let [a1] = first.as_slice() else {
+        on.sc.fail(format_args!(
+            "expected one delivery of `a`, got {:?}",
+            seen(&first)
+        ))
+    };
+    let [b1] = b.as_slice() else {
+        on.sc.fail(format_args!(
+            "expected one delivery of `b`, got {:?}",
+            seen(&b)
+        ))
+    };
+    let row = integration_row("stock.packed", Some("p1"), json!({ "row": "a1" }));
+    let next = on
+        .complete_and_claim(
+            vec![
+                (a1.id, a1.attempt, vec![row]),
+                (b1.id, b1.attempt + 1, Vec::new()),
+            ],
+            10,
+            &["a", "b"],
+        )
+        .await;
+    on.sc.same(
+        "the claim after a1 completed (b is still held by b1, whose completion was stale)",
+        seen(&next),
+        vec![("a", "Packed2", 1), ("a", "Packed3", 1)],
+    );
+    on.expect_pending("after the step: a1 completed with its row", (4, 1))
+        .await;
+    on.sc.same(
+        "a claim after the step (a held by the step's claim, b by b1)",
+        seen(&on.claim(10, &["a", "b"]).await),
+        vec![],
+    );
+    let mut completions: Vec<_> = next.iter().map(|d| (d.id, d.attempt, Vec::new())).collect();
+    completions.push((b1.id, b1.attempt, Vec::new()));
+    let last = on.complete_and_claim(completions, 10, &["a", "b"]).await;
+    on.sc.same(
+        "the claim after the rest completed",
+        seen(&last),
+        vec![("b", "Packed2", 1)],
+    );
+    on.complete_all(vec![(last[0].id, last[0].attempt, Vec::new())])
+        .await;
+    on.expect_pending("after every delivery completed", (0, 1))
+        .await;
+    on.sc.same(
+        "a step that completes nothing claims nothing more",
+        seen(&on.complete_and_claim(Vec::new(), 10, &["a", "b"]).await),
+        vec![],
+    );
     Verdict::Passed
 }
 

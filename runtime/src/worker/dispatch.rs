@@ -1,19 +1,19 @@
 //! The dispatcher: claims due deliveries in batches and runs each handler's in order, each
 //! delivery in a `tidings.dispatch` span. It completes a batch's successful deliveries, with the
-//! integration rows they produced, in one store step (a group commit, in a `tidings.complete`
-//! span); a failure is recorded on its own, and a handler that takes the store's transaction
-//! completes in it.
+//! integration rows they produced, and claims the next batch in one store step (a group commit,
+//! in a `tidings.complete` span); a failure is recorded on its own, and a handler that takes the
+//! store's transaction completes in it.
 
 use std::error::Error as StdError;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tracing::{Instrument, info_span};
 
-use super::{Shared, claim_run_sleep};
+use super::Shared;
 use crate::call::{Emitted, FutureSlot, HandlerContext, TransactionSlot};
 use crate::envelope;
 use crate::error::{ErrorKind, StoreError, error_chain};
@@ -24,54 +24,78 @@ use crate::store::{Completion, Delivery, DeliveryId, NewIntegrationRow, StoredEv
 use crate::trace;
 use crate::wiring::{Route, Target};
 
-/// Runs due deliveries until told to stop.
-pub(super) async fn run(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+/// Runs due deliveries until told to stop: claims batches and runs them until none is due,
+/// then sleeps until woken, until the next delivery is due, or for the poll interval. A batch's
+/// completions go with the claim of the next batch, in one store step.
+pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let handlers: Vec<String> = shared.wiring.route_names().map(str::to_owned).collect();
-    let claim = |now| {
-        shared
-            .store
-            .claim_deliveries(now, shared.batch_size, &handlers)
-    };
-    let run = |batch: Vec<Delivery>| async {
-        let claims: Vec<(DeliveryId, u32)> = batch.iter().map(|d| (d.id, d.attempt)).collect();
-        // Handlers run concurrently; each one's deliveries run one at a time, in the order
-        // the events were recorded, so a handler sees the events in that order (a delivery
-        // that failed and waits for its retry is overtaken by later ones).
-        let mut by_handler: Vec<Vec<Delivery>> = Vec::new();
-        for delivery in batch {
-            match by_handler
-                .iter_mut()
-                .find(|g| g[0].handler == delivery.handler)
-            {
-                Some(group) => group.push(delivery),
-                None => by_handler.push(vec![delivery]),
+    let mut completions = Vec::new();
+    loop {
+        let mut claimed_at;
+        loop {
+            claimed_at = Utc::now();
+            let batch = if completions.is_empty() {
+                let claimed = shared
+                    .store
+                    .claim_deliveries(claimed_at, shared.batch_size, &handlers)
+                    .await;
+                match claimed {
+                    Ok(batch) => batch,
+                    Err(error) => {
+                        tracing::error!(%error, "could not claim deliveries");
+                        shared.observed.store_failed(&error);
+                        break;
+                    }
+                }
+            } else {
+                let completed = std::mem::take(&mut completions);
+                complete_and_claim(&shared, completed, claimed_at, &handlers).await
+            };
+            if batch.is_empty() {
+                break;
             }
+            shared.activity.start(batch.len());
+            completions = run_batch(&shared, batch).await;
         }
-        let completions = if by_handler.len() == 1 {
-            // One handler: no join to set up.
-            let group = by_handler.pop().unwrap_or_default();
-            holding_claims(&shared, claims, run_group(&shared, group)).await
-        } else {
-            let runs = by_handler
-                .into_iter()
-                .map(|group| run_group(&shared, group));
-            let runs = futures_util::future::join_all(runs);
-            let completions = holding_claims(&shared, claims, runs).await;
-            completions.into_iter().flatten().collect()
-        };
-        complete(&shared, completions).await;
-    };
-    let next_due = || shared.store.next_delivery_due();
-    claim_run_sleep(
-        &shared,
-        &shared.dispatch_wake,
-        stop,
-        claim,
-        run,
-        next_due,
-        "deliveries",
-    )
-    .await;
+        if *stop.borrow() {
+            return;
+        }
+        let wait = shared.wait_for(shared.store.next_delivery_due().await, claimed_at);
+        tokio::select! {
+            () = shared.dispatch_wake.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+            // A dropped `Running` drops the sender: that stops the workers too.
+            changed = stop.changed() => if changed.is_err() { return; }
+        }
+    }
+}
+
+/// Runs a batch: handlers run concurrently; each one's deliveries run one at a time, in the
+/// order the events were recorded, so a handler sees the events in that order (a delivery that
+/// failed and waits for its retry is overtaken by later ones). Returns the completions of those
+/// that succeeded, for the batch's commit.
+async fn run_batch(shared: &Arc<Shared>, batch: Vec<Delivery>) -> Vec<Completion> {
+    let claims: Vec<(DeliveryId, u32)> = batch.iter().map(|d| (d.id, d.attempt)).collect();
+    let mut by_handler: Vec<Vec<Delivery>> = Vec::new();
+    for delivery in batch {
+        match by_handler
+            .iter_mut()
+            .find(|g| g[0].handler == delivery.handler)
+        {
+            Some(group) => group.push(delivery),
+            None => by_handler.push(vec![delivery]),
+        }
+    }
+    if by_handler.len() == 1 {
+        // One handler: no join to set up.
+        let group = by_handler.pop().unwrap_or_default();
+        holding_claims(shared, claims, run_group(shared, group)).await
+    } else {
+        let runs = by_handler.into_iter().map(|group| run_group(shared, group));
+        let runs = futures_util::future::join_all(runs);
+        let completions = holding_claims(shared, claims, runs).await;
+        completions.into_iter().flatten().collect()
+    }
 }
 
 /// Why a delivery failed, and whether to try again.
@@ -175,34 +199,43 @@ enum Delivered {
     Unrecorded,
 }
 
-/// Completes a batch's successful deliveries, with the rows they produced, in one store step:
-/// the group commit. A commit that fails leaves them claimed: they run again once the claim
-/// expires.
-async fn complete(shared: &Shared, completions: Vec<Completion>) {
-    if completions.is_empty() {
-        return;
-    }
+/// Completes a batch's successful deliveries, with the rows they produced, and claims the next
+/// batch due at `now`, in one store step: the group commit. A step that fails is logged; it
+/// leaves the deliveries claimed (they run again once the claim expires) and claims nothing.
+async fn complete_and_claim(
+    shared: &Shared,
+    completions: Vec<Completion>,
+    now: DateTime<Utc>,
+    handlers: &[String],
+) -> Vec<Delivery> {
     let count = completions.len();
     let produced = completions.iter().any(|c| !c.produced.is_empty());
     let span = info_span!("tidings.complete", deliveries = count);
-    let stored = shared
+    let stepped = shared
         .store
-        .complete_deliveries(completions)
+        .complete_and_claim(completions, now, shared.batch_size, handlers)
         .instrument(span.clone())
         .await;
-    match stored {
-        Ok(()) if produced => shared.relay_wake.notify_one(),
-        Ok(()) => {}
-        Err(error) => span.in_scope(|| {
-            shared.observed.store_failed(&error);
-            tracing::error!(
-                %error,
-                "could not record that {count} deliveries completed: they run again, in order, \
-                 once their claims expire"
-            );
-        }),
-    }
     shared.activity.finish(count);
+    match stepped {
+        Ok(claimed) => {
+            if produced {
+                shared.relay_wake.notify_one();
+            }
+            claimed
+        }
+        Err(error) => {
+            span.in_scope(|| {
+                shared.observed.store_failed(&error);
+                tracing::error!(
+                    %error,
+                    "could not record that {count} deliveries completed and claim the next: \
+                     those not recorded run again, in order, once their claims expire"
+                );
+            });
+            Vec::new()
+        }
+    }
 }
 
 /// Runs one delivery. A success outside the store's transaction is returned, for the batch's

@@ -8,7 +8,6 @@
 //! - [`listen`]: wakes the dispatcher and the relay for work that other processes commit;
 //! - [`sweep`]: deletes what retention no longer keeps.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -24,7 +23,7 @@ use crate::error::StoreError;
 use crate::publish::Outbox;
 use crate::retention::Retention;
 use crate::retry::RetryPolicy;
-use crate::store::{BoxFuture, Store, StoreListener};
+use crate::store::{Store, StoreListener};
 use crate::transport::{Inbound, Transport};
 use crate::wiring::Wiring;
 
@@ -98,53 +97,6 @@ pub(crate) fn spawn(
     tasks.push(tokio::spawn(observe::run(Arc::clone(shared), stop.clone())));
     tasks.push(tokio::spawn(relay::run(Arc::clone(shared), stop.clone())));
     tasks
-}
-
-/// The loop of the dispatcher and the relay: claims batches and runs them until none is due,
-/// then sleeps until woken, until the next item is due, or for the poll interval.
-async fn claim_run_sleep<'a, T, C, R, N, Fut>(
-    shared: &'a Shared,
-    wake: &'a Notify,
-    mut stop: watch::Receiver<bool>,
-    claim: C,
-    run: R,
-    next_due: N,
-    what: &str,
-) where
-    C: Fn(DateTime<Utc>) -> BoxFuture<'a, Result<Vec<T>, StoreError>>,
-    R: Fn(Vec<T>) -> Fut,
-    Fut: Future<Output = ()>,
-    N: Fn() -> BoxFuture<'a, Result<Option<DateTime<Utc>>, StoreError>>,
-{
-    loop {
-        let mut claimed_at;
-        loop {
-            claimed_at = Utc::now();
-            let batch = match claim(claimed_at).await {
-                Ok(batch) => batch,
-                Err(error) => {
-                    tracing::error!(%error, "could not claim {what}");
-                    shared.observed.store_failed(&error);
-                    break;
-                }
-            };
-            if batch.is_empty() {
-                break;
-            }
-            shared.activity.start(batch.len());
-            run(batch).await;
-        }
-        if *stop.borrow() {
-            return;
-        }
-        let wait = shared.wait_for(next_due().await, claimed_at);
-        tokio::select! {
-            () = wake.notified() => {}
-            () = tokio::time::sleep(wait) => {}
-            // A dropped `Running` drops the sender: that stops the workers too.
-            changed = stop.changed() => if changed.is_err() { return; }
-        }
-    }
 }
 
 impl Shared {
