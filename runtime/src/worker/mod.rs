@@ -117,6 +117,24 @@ impl Shared {
             && !self.observed.consumers_failing()
     }
 
+    /// Sleeps until `wake` is notified, until the next item is due (`next_due`, read after the
+    /// last claim, at `claimed_at`: see [`wait_for`](Self::wait_for)), or for the poll interval.
+    /// Returns whether the app stops: a dropped `Running` drops `stop`'s sender.
+    async fn idle(
+        &self,
+        wake: &Notify,
+        next_due: Result<Option<DateTime<Utc>>, StoreError>,
+        claimed_at: DateTime<Utc>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let wait = self.wait_for(next_due, claimed_at);
+        tokio::select! {
+            () = wake.notified() => false,
+            () = tokio::time::sleep(wait) => false,
+            changed = stop.changed() => changed.is_err(),
+        }
+    }
+
     /// How long to wait for work that nobody announced: until the next scheduled item, at most
     /// the poll interval. An item that was already due when the last claim (at `claimed_at`)
     /// found nothing is held back (by another instance's claim, or behind the head of its key):

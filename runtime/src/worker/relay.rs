@@ -136,12 +136,12 @@ pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             if *stop.borrow() {
                 return;
             }
-            let wait = shared.wait_for(shared.store.next_row_due().await, claimed_at);
-            tokio::select! {
-                () = shared.relay_wake.notified() => {}
-                () = tokio::time::sleep(wait) => {}
-                // A dropped `Running` drops the sender: that stops the relay too.
-                changed = stop.changed() => if changed.is_err() { return; }
+            let next_due = shared.store.next_row_due().await;
+            if shared
+                .idle(&shared.relay_wake, next_due, claimed_at, &mut stop)
+                .await
+            {
+                return;
             }
             may_claim = true;
         } else {
