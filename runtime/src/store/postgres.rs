@@ -624,18 +624,24 @@ impl Store for PostgresStore {
             // would start. A claim is a lease, and so are completions that record no
             // integration event: the commit need not wait for the disk (see `unflushed!`); a
             // claim lost in a crash of the database is a claim expired.
+            // The lock and the settings go with the `BEGIN`, in one round trip (the channel is
+            // made of a checked identifier: see `valid_schema`).
             let flush = completions.iter().any(|c| !c.produced.is_empty());
-            let mut tx = sql::begin(&self.pool).await?;
-            sqlx::query(
-                "SELECT pg_advisory_xact_lock(hashtext($1)), \
-                 set_config('enable_sort', 'off', true), set_config('jit', 'off', true), \
-                 CASE WHEN NOT $2 THEN set_config('synchronous_commit', 'off', true) END",
-            )
-            .bind(self.channel())
-            .bind(flush)
-            .execute(&mut *tx)
-            .await
-            .map_err(error("could not take the claim lock"))?;
+            let begin = format!(
+                "BEGIN; SELECT pg_advisory_xact_lock(hashtext('{}')), \
+                 set_config('enable_sort', 'off', true), set_config('jit', 'off', true){}",
+                self.channel(),
+                if flush {
+                    ""
+                } else {
+                    ", set_config('synchronous_commit', 'off', true)"
+                },
+            );
+            let mut tx = self
+                .pool
+                .begin_with(AssertSqlSafe(begin))
+                .await
+                .map_err(error("could not begin a claim and take its lock"))?;
             if !completions.is_empty() {
                 // The statement above chose the commit's flush.
                 let completions = sql::at_their_attempts(completions);
