@@ -406,25 +406,49 @@ pub fn to_structured(message: &Message) -> Vec<u8> {
 /// (`2026-12-03T13:35:51.123456789+00:00`, the fraction of a second in none, 3, 6 or 9 digits,
 /// as few as it takes), without a string of its own: it is written once per message sent.
 fn write_time(out: &mut Vec<u8>, time: DateTime<Utc>) {
-    let (year, nanos) = (time.year(), time.nanosecond());
-    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+    let nanos = time.nanosecond();
+    let year = u32::try_from(time.year()).ok().filter(|year| *year <= 9999);
+    let (Some(year), true) = (year, nanos < 1_000_000_000) else {
         // A year of other than four digits, or a leap second: rare enough for chrono's own.
         out.extend_from_slice(time.to_rfc3339().as_bytes());
         return;
+    };
+    // Digit by digit: `format_args!` with widths costs more than the rest of the event.
+    push_digits(out, year, 4);
+    for (separator, value) in [
+        (b'-', time.month()),
+        (b'-', time.day()),
+        (b'T', time.hour()),
+        (b':', time.minute()),
+        (b':', time.second()),
+    ] {
+        out.push(separator);
+        push_digits(out, value, 2);
     }
-    let (month, day) = (time.month(), time.day());
-    let (hour, minute, second) = (time.hour(), time.minute(), time.second());
-    write_to(
-        out,
-        format_args!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}"),
-    );
     match nanos {
         0 => {}
-        n if n.is_multiple_of(1_000_000) => write_to(out, format_args!(".{:03}", n / 1_000_000)),
-        n if n.is_multiple_of(1_000) => write_to(out, format_args!(".{:06}", n / 1_000)),
-        n => write_to(out, format_args!(".{n:09}")),
+        n if n.is_multiple_of(1_000_000) => {
+            out.push(b'.');
+            push_digits(out, n / 1_000_000, 3);
+        }
+        n if n.is_multiple_of(1_000) => {
+            out.push(b'.');
+            push_digits(out, n / 1_000, 6);
+        }
+        n => {
+            out.push(b'.');
+            push_digits(out, n, 9);
+        }
     }
     out.extend_from_slice(b"+00:00");
+}
+
+/// Appends the last `width` decimal digits of `value`, with leading zeros.
+fn push_digits(out: &mut Vec<u8>, value: u32, width: u32) {
+    for power in (0..width).rev() {
+        let digit = value / 10u32.pow(power) % 10;
+        out.push(b"0123456789"[digit as usize]);
+    }
 }
 
 /// Appends `text` to `out`, formatted in place.
