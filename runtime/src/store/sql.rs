@@ -294,10 +294,16 @@ where
     }
 }
 
-/// The error of a column that could not be read, of the kind the sqlx error is.
-pub(crate) fn unreadable(table: &str, column: &str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    let message = format!("could not read `{table}.{column}`");
-    move |source| StoreError::new(kind_of_error(&source), message, Some(Box::new(source) as _))
+/// The error of a column that could not be read, of the kind the sqlx error is. Its message is
+/// written only if the column could not be read: every column of every claimed row passes here.
+pub(crate) fn unreadable<'a>(
+    table: &'a str,
+    column: &'a str,
+) -> impl FnOnce(sqlx::Error) -> StoreError + 'a {
+    move |source| {
+        let message = format!("could not read `{table}.{column}`");
+        StoreError::new(kind_of_error(&source), message, Some(Box::new(source) as _))
+    }
 }
 
 /// The values whose column types differ between the databases, as a row of each hands them

@@ -15,12 +15,12 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Sqlite, SqliteConnection};
+use sqlx::{AssertSqlSafe, Row, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
 use super::sql::{
     self, Columns, DEAD_LETTERS, DEFAULT_LEASE, DELIVERIES, OUTBOX, StoredValues, error,
-    event_columns, id_param, invalid, kind_name, micros_of, migrator,
+    event_columns, id_param, invalid, kind_name, micros_of, migrator, unreadable,
 };
 use crate::event::EventKind;
 use crate::store::Waiting;
@@ -233,19 +233,21 @@ impl SqliteStore {
 
 /// SQLite keeps UUIDs, times and payloads as text, and numbers as 64-bit `INTEGER`s.
 impl StoredValues for SqliteRow {
+    // UUIDs and times are parsed from the row's own text, not from a copy of it.
     fn uuid(&self, table: &str, column: &str) -> Result<Option<Uuid>, StoreError> {
-        let Some(text) = self.optional_text(table, column)? else {
+        let text: Option<&str> = self.try_get(column).map_err(unreadable(table, column))?;
+        let Some(text) = text else {
             return Ok(None);
         };
-        Uuid::parse_str(&text).map(Some).map_err(|source| {
+        Uuid::parse_str(text).map(Some).map_err(|source| {
             let problem = format_args!("`{text}` is not a UUID");
             invalid(table, column, problem, Some(Box::new(source)))
         })
     }
 
     fn time(&self, table: &str, column: &str) -> Result<DateTime<Utc>, StoreError> {
-        let text = self.text(table, column)?;
-        match DateTime::parse_from_rfc3339(&text) {
+        let text: &str = self.try_get(column).map_err(unreadable(table, column))?;
+        match DateTime::parse_from_rfc3339(text) {
             Ok(time) => Ok(time.with_timezone(&Utc)),
             Err(source) => {
                 let problem = format_args!("`{text}` is not an RFC 3339 time");
@@ -338,7 +340,8 @@ impl Drop for Write {
     }
 }
 
-/// The relay's claim of up to `?3` rows due at `?2`, until `?1`: the oldest row of each key and
+/// The relay's claim of up to `?3` rows (and `{limit}`, the same number: see [`with_limit`]) due
+/// at `?2`, until `?1`: the oldest row of each key and
 /// every row without a key, if no claim holds it. The candidates come from indexes, so that a
 /// claim reads about `?3` rows of each kind whatever the backlog: the heads of the first keys (a
 /// skip scan of the key index), the oldest unclaimed rows if they head their key, and the
@@ -360,24 +363,24 @@ const CLAIM_ROWS: &str = "UPDATE tidings_outbox SET claimed_until = ?1, attempts
        UNION ALL \
        SELECT r.id FROM (SELECT f.id, f.ordering_key FROM tidings_outbox f \
                          WHERE f.claimed_until IS NULL OR f.claimed_until < ?2 \
-                         ORDER BY f.id LIMIT ?3) r \
+                         ORDER BY f.id LIMIT {limit}) r \
        WHERE r.ordering_key IS NULL OR r.id = (SELECT h.id FROM tidings_outbox h \
              WHERE h.ordering_key = r.ordering_key ORDER BY h.ordering_key, h.id LIMIT 1) \
        UNION ALL \
        SELECT * FROM (SELECT u.id FROM tidings_outbox u WHERE u.ordering_key IS NULL \
                       AND (u.claimed_until IS NULL OR u.claimed_until < ?2) \
-                      ORDER BY u.id LIMIT ?3)) \
+                      ORDER BY u.id LIMIT {limit})) \
      AND o.due_at <= ?2 AND (o.claimed_until IS NULL OR o.claimed_until < ?2) \
-     ORDER BY o.id LIMIT ?3) RETURNING *";
+     ORDER BY o.id LIMIT {limit}) RETURNING *";
 
 /// How many handlers one claim statement covers: a statement has a subquery per handler, and
 /// SQLite takes at most 500 in one compound select.
 const CLAIM_CHUNK: usize = 100;
 
-/// The claim of up to `?3` deliveries due at `?2`, until `?1`, of `handlers` handlers (`?4`
+/// The claim of up to `limit` deliveries due at `?2`, until `?1`, of `handlers` handlers (`?3`
 /// on): a subquery per handler walks its deliveries in order on its index and stops at the
 /// limit, so a claim never sorts a whole backlog; a handler that a claim holds gives none.
-fn claim_sql(handlers: usize) -> String {
+fn claim_sql(handlers: usize, limit: usize) -> String {
     let per_handler = (0..handlers)
         .map(|i| {
             format!(
@@ -385,16 +388,27 @@ fn claim_sql(handlers: usize) -> String {
                  AND o.due_at <= ?2 AND (o.claimed_until IS NULL OR o.claimed_until < ?2) \
                  AND NOT EXISTS (SELECT 1 FROM tidings_deliveries c \
                  WHERE c.handler = o.handler AND c.claimed_until >= ?2) \
-                 ORDER BY o.id LIMIT ?3)",
-                i + 4
+                 ORDER BY o.id LIMIT {{limit}})",
+                i + 3
             )
         })
         .collect::<Vec<_>>()
         .join(" UNION ALL ");
-    format!(
-        "UPDATE tidings_deliveries SET claimed_until = ?1, attempts = attempts + 1 \
-         WHERE id IN (SELECT id FROM ({per_handler}) ORDER BY id LIMIT ?3) RETURNING *"
+    with_limit(
+        &format!(
+            "UPDATE tidings_deliveries SET claimed_until = ?1, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM ({per_handler}) ORDER BY id LIMIT {{limit}}) RETURNING *"
+        ),
+        limit,
     )
+}
+
+/// `sql` with `limit` written for its `{limit}`s. A `LIMIT` is written into the statement rather
+/// than bound: SQLite plans with a bound `LIMIT`'s value, so binding one again, as each claim
+/// does, makes SQLite prepare the statement anew at every run. Each limit is a statement of its
+/// own in the connection's cache; claims use few (the batch size, and what is left of it).
+fn with_limit(sql: &str, limit: usize) -> String {
+    sql.replace("{limit}", &limit.to_string())
 }
 
 /// Outbox row ids as a JSON array, for `json_each`.
@@ -513,10 +527,9 @@ impl Step<'_> {
             if left == 0 {
                 break;
             }
-            let mut query = sqlx::query(AssertSqlSafe(claim_sql(chunk.len())))
+            let mut query = sqlx::query(AssertSqlSafe(claim_sql(chunk.len(), left)))
                 .bind(self.lease)
-                .bind(self.now)
-                .bind(sql::limit(left));
+                .bind(self.now);
             for handler in chunk {
                 query = query.bind(handler);
             }
@@ -875,7 +888,7 @@ impl Store for SqliteStore {
             let mut tx = Write::begin(&self.pool, false).await?;
             // The oldest row of each key, and every row with no key, from candidates that
             // indexes give (see `CLAIM_ROWS`).
-            let rows = sqlx::query(CLAIM_ROWS)
+            let rows = sqlx::query(AssertSqlSafe(with_limit(CLAIM_ROWS, limit)))
                 .bind(lease)
                 .bind(now)
                 .bind(sql::limit(limit))
