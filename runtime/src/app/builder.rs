@@ -112,8 +112,8 @@ impl TidingsBuilder {
     /// The dispatcher claims up to this many due deliveries at once, runs each handler's in
     /// order (handlers concurrently), and completes the successful ones, with the integration
     /// events they produced, in one transaction that claims the next batch too: a group commit,
-    /// one commit for the batch instead of one per delivery. The relay marks up to this many acknowledged rows at once,
-    /// and claims more rows once its window has room for this many.
+    /// one commit for the batch instead of one per delivery. The relay marks up to this many
+    /// acknowledged rows at once, and claims more rows once its window has room for this many.
     /// A larger batch drains a backlog faster; a smaller one lets the next claim, and so other
     /// handlers' new work, start sooner after slow handlers. A batch of 0 is taken as 1.
     ///

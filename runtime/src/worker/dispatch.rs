@@ -57,10 +57,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             shared.activity.start(batch.len());
             completions = run_batch(&shared, batch).await;
         }
-        if *stop.borrow() {
-            return;
-        }
-        let next_due = shared.store.next_delivery_due().await;
+        let next_due = shared.store.next_delivery_due();
         if shared
             .idle(&shared.dispatch_wake, next_due, claimed_at, &mut stop)
             .await

@@ -23,7 +23,7 @@ use crate::error::StoreError;
 use crate::publish::Outbox;
 use crate::retention::Retention;
 use crate::retry::RetryPolicy;
-use crate::store::{Store, StoreListener};
+use crate::store::{BoxFuture, Store, StoreListener};
 use crate::transport::{Inbound, Transport};
 use crate::wiring::Wiring;
 
@@ -117,17 +117,22 @@ impl Shared {
             && !self.observed.consumers_failing()
     }
 
-    /// Sleeps until `wake` is notified, until the next item is due (`next_due`, read after the
-    /// last claim, at `claimed_at`: see [`wait_for`](Self::wait_for)), or for the poll interval.
-    /// Returns whether the app stops: a dropped `Running` drops `stop`'s sender.
+    /// Once a worker found nothing more to claim: returns `true` at once if the app stops, else
+    /// sleeps until `wake` is notified, until the next item is due (`next_due`, read after the
+    /// last claim, at `claimed_at`: see [`wait_for`](Self::wait_for)), or for the poll
+    /// interval, and returns whether the app stopped meanwhile (a dropped `Running` drops
+    /// `stop`'s sender).
     async fn idle(
         &self,
         wake: &Notify,
-        next_due: Result<Option<DateTime<Utc>>, StoreError>,
+        next_due: BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>>,
         claimed_at: DateTime<Utc>,
         stop: &mut watch::Receiver<bool>,
     ) -> bool {
-        let wait = self.wait_for(next_due, claimed_at);
+        if *stop.borrow() {
+            return true;
+        }
+        let wait = self.wait_for(next_due.await, claimed_at);
         tokio::select! {
             () = wake.notified() => false,
             () = tokio::time::sleep(wait) => false,

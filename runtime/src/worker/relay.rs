@@ -133,10 +133,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         if in_flight.is_empty() {
             // Whatever a failed claim left acknowledged is marked before the relay sleeps.
             relay.mark().await;
-            if *stop.borrow() {
-                return;
-            }
-            let next_due = shared.store.next_row_due().await;
+            let next_due = shared.store.next_row_due();
             if shared
                 .idle(&shared.relay_wake, next_due, claimed_at, &mut stop)
                 .await
