@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, context, stream};
-use async_nats::{HeaderMap, HeaderName};
+use async_nats::{HeaderMap, HeaderName, Subject};
 use futures_util::StreamExt;
 use uuid::Uuid;
 
@@ -394,7 +394,7 @@ impl Settings {
             ));
         }
         Ok(Names {
-            subject,
+            subject: Subject::from(subject),
             stream: self.stream_name(contract, version),
         })
     }
@@ -414,7 +414,8 @@ fn name_token(name: &str) -> String {
 /// The subject and the stream of one contract version.
 #[derive(Debug, Clone)]
 struct Names {
-    subject: String,
+    /// Shared, not copied, by every publication.
+    subject: Subject,
     stream: String,
 }
 
@@ -424,7 +425,7 @@ impl Inner {
         let settings = &self.settings;
         stream::Config {
             name: names.stream.clone(),
-            subjects: vec![names.subject.clone()],
+            subjects: vec![names.subject.to_string()],
             retention: stream::RetentionPolicy::Limits,
             storage: match settings.storage {
                 NatsStorage::File => stream::StorageType::File,
@@ -937,7 +938,7 @@ mod tests {
     fn names_follow_the_contract_and_the_context() {
         let settings = Settings::default();
         let names = settings.names("catalog.product-updated", 1).unwrap();
-        assert_eq!(names.subject, "tidings.catalog.product-updated.v1");
+        assert_eq!(names.subject.as_str(), "tidings.catalog.product-updated.v1");
         assert_eq!(names.stream, "TIDINGS_CATALOG_PRODUCT-UPDATED_V1");
         assert_eq!(name_token("search"), "search");
         assert_eq!(name_token("a.b c*d>e/f\\g"), "a_b_c_d_e_f_g");
@@ -947,7 +948,7 @@ mod tests {
             ..Settings::default()
         };
         let names = bare.names("orders_v2", 3).unwrap();
-        assert_eq!(names.subject, "acme.events.orders_v2.v3");
+        assert_eq!(names.subject.as_str(), "acme.events.orders_v2.v3");
         assert_eq!(names.stream, "ORDERS_V2_V3");
         for bad in ["", "a..b", ".a", "a.*", "a b", "a.>"] {
             let error = settings.names(bad, 1).unwrap_err();
