@@ -173,6 +173,18 @@ macro_rules! complete_sql {
     };
 }
 
+/// The handlers a claim holds: those with a delivery still claimed in the range of their last
+/// claim (`tidings_handler_claims`), where every delivery a claim holds is. A few rows of the
+/// `(handler, id)` index per handler: no index tells a claimed delivery, so that a claim
+/// rewrites no indexed column (and is a HOT update).
+macro_rules! held_handlers {
+    () => {
+        "SELECT l.handler FROM {schema}.tidings_handler_claims l WHERE EXISTS (SELECT 1 \
+         FROM {schema}.tidings_deliveries c WHERE c.handler = l.handler \
+         AND c.id BETWEEN l.first_id AND l.last_id AND c.claimed_until >= now())"
+    };
+}
+
 impl PostgresStore {
     /// Connects to the database at `url` and applies the migrations in the `tidings` schema.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -647,19 +659,26 @@ impl Store for PostgresStore {
                 let completions = sql::at_their_attempts(completions);
                 self.complete(&mut tx, completions, true).await?;
             }
-            let rows = sqlx::query(self.sql(
-                "UPDATE {schema}.tidings_deliveries \
+            // The claimed deliveries' ids, handler by handler, are the range that tells their
+            // handler held.
+            let rows = sqlx::query(self.sql(concat!(
+                "WITH claimed AS (UPDATE {schema}.tidings_deliveries \
                  SET claimed_until = now() + $1 * interval '1 microsecond', attempts = attempts + 1 \
                  WHERE id IN (SELECT x.id FROM unnest($3::text[]) AS h(handler) \
                  CROSS JOIN LATERAL (SELECT o.id FROM {schema}.tidings_deliveries o \
                  WHERE o.handler = h.handler AND o.due_at <= now() \
                  AND coalesce(o.claimed_until, '-infinity') < now() \
                  ORDER BY o.id LIMIT $2) x \
-                 WHERE NOT EXISTS (SELECT 1 FROM {schema}.tidings_deliveries c \
-                 WHERE c.handler = h.handler AND c.claimed_until >= now()) \
-                 ORDER BY x.id LIMIT $2) \
-                 AND due_at <= now() AND coalesce(claimed_until, '-infinity') < now() RETURNING *",
-            ))
+                 WHERE h.handler NOT IN (",
+                held_handlers!(),
+                ") ORDER BY x.id LIMIT $2) \
+                 AND due_at <= now() AND coalesce(claimed_until, '-infinity') < now() RETURNING *), \
+                 ranges AS (INSERT INTO {schema}.tidings_handler_claims (handler, first_id, last_id) \
+                 SELECT handler, min(id), max(id) FROM claimed GROUP BY handler \
+                 ON CONFLICT (handler) DO UPDATE SET first_id = excluded.first_id, \
+                 last_id = excluded.last_id) \
+                 SELECT * FROM claimed",
+            )))
             .bind(self.lease_micros())
             .bind(sql::limit(limit))
             .bind(handlers)
@@ -780,15 +799,15 @@ impl Store for PostgresStore {
         Box::pin(async move {
             // Among the deliveries a claim could take: none of a handler another claim holds.
             // The held handlers are read once (a hashed subplan), not once per delivery: a
-            // check per delivery walked the claimed index's entries of completed deliveries
-            // (leases still running, rows deleted but not yet vacuumed) for each of the
-            // backlog's deliveries, and an idle instance beside a busy one spent minutes of a
-            // database core on it.
-            sqlx::query_scalar(self.sql(
+            // check per delivery walks index entries of completed deliveries (rows deleted but
+            // not yet vacuumed) for each of the backlog's deliveries, and an idle instance
+            // beside a busy one once spent minutes of a database core on it.
+            sqlx::query_scalar(self.sql(concat!(
                 "SELECT MIN(o.due_at) FROM {schema}.tidings_deliveries o \
-                 WHERE o.claimed_until IS NULL AND o.handler NOT IN (SELECT c.handler \
-                 FROM {schema}.tidings_deliveries c WHERE c.claimed_until >= now())",
-            ))
+                 WHERE o.claimed_until IS NULL AND o.handler NOT IN (",
+                held_handlers!(),
+                ")",
+            )))
             .fetch_one(&self.pool)
             .await
             .map_err(error("could not read the next due delivery"))

@@ -1,6 +1,7 @@
 //! [`SqliteStore`]: the embedded default, a SQLite file that survives the process.
 
 use std::any::{Any, TypeId};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -377,6 +378,22 @@ const CLAIM_ROWS: &str = "UPDATE tidings_outbox SET claimed_until = ?1, attempts
 /// SQLite takes at most 500 in one compound select.
 const CLAIM_CHUNK: usize = 100;
 
+/// The handlers a claim holds at `$now`: those with a delivery still claimed in the range of
+/// their last claim (`tidings_handler_claims`), where every delivery a claim holds is. A few
+/// rows of the `(handler, id)` index per handler: no index tells a claimed delivery, so that a
+/// claim writes no index entry.
+macro_rules! held_handlers {
+    ($now:literal) => {
+        concat!(
+            "SELECT l.handler FROM tidings_handler_claims l WHERE EXISTS (SELECT 1 \
+             FROM tidings_deliveries c WHERE c.handler = l.handler \
+             AND c.id BETWEEN l.first_id AND l.last_id AND c.claimed_until >= ",
+            $now,
+            ")"
+        )
+    };
+}
+
 /// The claim of up to `limit` deliveries due at `?2`, until `?1`, of `handlers` handlers (`?3`
 /// on): a subquery per handler walks its deliveries in order on its index and stops at the
 /// limit, so a claim never sorts a whole backlog; a handler that a claim holds gives none.
@@ -384,23 +401,66 @@ fn claim_sql(handlers: usize, limit: usize) -> String {
     let per_handler = (0..handlers)
         .map(|i| {
             format!(
-                "SELECT id FROM (SELECT o.id FROM tidings_deliveries o WHERE o.handler = ?{} \
+                "SELECT id FROM (SELECT o.id FROM tidings_deliveries o WHERE o.handler = ?{n} \
                  AND o.due_at <= ?2 AND (o.claimed_until IS NULL OR o.claimed_until < ?2) \
-                 AND NOT EXISTS (SELECT 1 FROM tidings_deliveries c \
-                 WHERE c.handler = o.handler AND c.claimed_until >= ?2) \
-                 ORDER BY o.id LIMIT {{limit}})",
-                i + 3
+                 AND ?{n} NOT IN held ORDER BY o.id LIMIT {{limit}})",
+                n = i + 3
             )
         })
         .collect::<Vec<_>>()
         .join(" UNION ALL ");
     with_limit(
         &format!(
-            "UPDATE tidings_deliveries SET claimed_until = ?1, attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM ({per_handler}) ORDER BY id LIMIT {{limit}}) RETURNING *"
+            concat!(
+                "WITH held AS (",
+                held_handlers!("?2"),
+                ") UPDATE tidings_deliveries SET claimed_until = ?1, attempts = attempts + 1 \
+                 WHERE id IN (SELECT id FROM ({per_handler}) ORDER BY id LIMIT {{limit}}) \
+                 RETURNING *"
+            ),
+            per_handler = per_handler
         ),
         limit,
     )
+}
+
+/// Records, for each handler of `claimed`, the range of its claimed deliveries' ids: what tells
+/// that the handler is held (see `held_handlers!`).
+async fn record_claims(
+    connection: &mut SqliteConnection,
+    claimed: &[Delivery],
+) -> Result<(), StoreError> {
+    let mut ranges: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+    for delivery in claimed {
+        let id = id_param(DELIVERIES, delivery.id.get())?;
+        ranges
+            .entry(&delivery.handler)
+            .and_modify(|(first, last)| {
+                *first = (*first).min(id);
+                *last = (*last).max(id);
+            })
+            .or_insert((id, id));
+    }
+    if ranges.is_empty() {
+        return Ok(());
+    }
+    let ranges: Vec<(&str, i64, i64)> = ranges
+        .into_iter()
+        .map(|(handler, (first, last))| (handler, first, last))
+        .collect();
+    let ranges = json_param(&ranges, "the claimed handlers")?;
+    // `WHERE true` tells SQLite that `ON CONFLICT` is the upsert's, not a join's.
+    sqlx::query(
+        "INSERT INTO tidings_handler_claims (handler, first_id, last_id) \
+         SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?) WHERE true \
+         ON CONFLICT (handler) DO UPDATE SET first_id = excluded.first_id, \
+         last_id = excluded.last_id",
+    )
+    .bind(ranges)
+    .execute(&mut *connection)
+    .await
+    .map_err(error("could not record the claimed handlers"))?;
+    Ok(())
 }
 
 /// `sql` with `limit` written for its `{limit}`s. A `LIMIT` is written into the statement rather
@@ -411,12 +471,12 @@ fn with_limit(sql: &str, limit: usize) -> String {
     sql.replace("{limit}", &limit.to_string())
 }
 
-/// Outbox row ids as a JSON array, for `json_each`.
-fn row_id_list(ids: &[i64]) -> Result<String, StoreError> {
-    serde_json::to_string(ids).map_err(|source| {
+/// `value`, `what` the statement is given, as JSON, for `json_each`.
+fn json_param<T: serde::Serialize + ?Sized>(value: &T, what: &str) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|source| {
         StoreError::new(
             ErrorKind::Invalid,
-            "could not write row ids as JSON",
+            format!("could not write {what} as JSON"),
             Some(Box::new(source) as _),
         )
     })
@@ -510,12 +570,12 @@ impl Step<'_> {
         self.completions.iter().any(|(_, _, rows)| !rows.is_empty())
     }
 
-    /// Runs the step on the store's connection; returns the claimed rows.
+    /// Runs the step on the store's connection; returns the claimed deliveries, in order.
     ///
     /// Integration rows the relay may publish are flushed before it can see them: lost to a
     /// power cut after their publication, they would be produced again under new event ids.
     /// Completions alone and claims need no flush (see [`Write`]).
-    async fn run(self, pool: &SqlitePool) -> Result<Vec<SqliteRow>, StoreError> {
+    async fn run(self, pool: &SqlitePool) -> Result<Vec<Delivery>, StoreError> {
         let mut tx = Write::begin(pool, self.produces()).await?;
         if !self.completions.is_empty() {
             complete(tx.connection(), self.completions).await?;
@@ -539,8 +599,10 @@ impl Step<'_> {
                 .map_err(error("could not claim deliveries"))?;
             rows.extend(claimed);
         }
+        let claimed = sql::deliveries(&rows)?;
+        record_claims(tx.connection(), &claimed).await?;
         tx.commit().await?;
-        Ok(rows)
+        Ok(claimed)
     }
 }
 
@@ -555,13 +617,7 @@ async fn complete(
         .iter()
         .map(|(id, attempt, _)| Ok((id_param(DELIVERIES, id.get())?, *attempt)))
         .collect::<Result<Vec<(i64, Option<u32>)>, StoreError>>()?;
-    let claims = serde_json::to_string(&claims).map_err(|source| {
-        StoreError::new(
-            ErrorKind::Invalid,
-            "could not write the completed deliveries as JSON",
-            Some(Box::new(source) as _),
-        )
-    })?;
+    let claims = json_param(&claims, "the completed deliveries")?;
     if completions.iter().all(|(_, _, rows)| rows.is_empty()) {
         sqlx::query(complete_sql!())
             .bind(claims)
@@ -740,8 +796,7 @@ impl Store for SqliteStore {
                 limit,
                 handlers,
             };
-            let rows = step.run(&self.pool).await?;
-            sql::deliveries(&rows)
+            step.run(&self.pool).await
         })
     }
 
@@ -864,11 +919,12 @@ impl Store for SqliteStore {
     fn next_delivery_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
         Box::pin(async move {
             // Among the deliveries a claim could take: none of a handler another claim holds.
-            let due: Option<i64> = sqlx::query_scalar(
+            let due: Option<i64> = sqlx::query_scalar(concat!(
                 "SELECT MIN(o.due_at) FROM tidings_deliveries o WHERE o.claimed_until IS NULL \
-                 AND NOT EXISTS (SELECT 1 FROM tidings_deliveries c \
-                 WHERE c.handler = o.handler AND c.claimed_until >= ?)",
-            )
+                     AND o.handler NOT IN (",
+                held_handlers!("?"),
+                ")"
+            ))
             .bind(micros(Utc::now()))
             .fetch_one(&self.pool)
             .await
@@ -937,7 +993,7 @@ impl Store for SqliteStore {
             }
             // The batch as one JSON array, for `json_each`: one statement whatever its size (two
             // with the archive, in one transaction); a row no longer in the outbox is skipped.
-            let ids = row_id_list(&sql::row_id_params(&ids)?)?;
+            let ids = json_param(&sql::row_id_params(&ids)?, "row ids")?;
             let mut tx = Write::begin(&self.pool, false).await?;
             if archive {
                 sqlx::query(concat!(
