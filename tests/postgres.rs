@@ -622,3 +622,53 @@ async fn publish_in_refuses_a_transaction_on_another_database() {
     let pending = store(&pool, &schema).await.count_pending().await.unwrap();
     assert_eq!(pending, (0, 0));
 }
+
+/// A handler that a process of the release before holds, its claim kept in its deliveries alone,
+/// stays held once the store is upgraded: the migration that brings `tidings_handler_claims`
+/// records that claim, and the handler's next delivery waits for it.
+#[tokio::test]
+async fn a_claim_made_before_the_handler_claims_table_still_holds_its_handler() {
+    use tidings::store::NewEvent;
+    let Some(url) = support::database_url(
+        "a_claim_made_before_the_handler_claims_table_still_holds_its_handler",
+    ) else {
+        return;
+    };
+    let (pool, schema) = support::fresh_schema(&url, "upgrade").await;
+    let store = PostgresStore::connect_with(pool.clone(), &schema)
+        .await
+        .unwrap();
+    let handlers = ["shipping::weigh_parcel".to_owned()];
+    let events = (0..2)
+        .map(|parcel| NewEvent {
+            event: tidings::testing::domain_event(
+                "ParcelWeighed",
+                serde_json::json!({ "parcel": parcel }),
+            ),
+            handlers: handlers.to_vec(),
+        })
+        .collect();
+    store.record(events).await.unwrap();
+    let claimed = store
+        .claim_deliveries(Utc::now(), 1, &handlers)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    // As the release before left it, and as the migration finds it.
+    let migration = include_str!("../runtime/migrations/postgres/0004_claims_in_place.sql");
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "BEGIN; SET LOCAL search_path TO \"{schema}\"; DELETE FROM tidings_handler_claims; \
+         {migration}; COMMIT;"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let next = store
+        .claim_deliveries(Utc::now(), 1, &handlers)
+        .await
+        .unwrap();
+    assert!(
+        next.is_empty(),
+        "the handler's second delivery was claimed while its first is held: {next:?}"
+    );
+}
