@@ -395,15 +395,22 @@ macro_rules! held_handlers {
 }
 
 /// The claim of up to `limit` deliveries due at `?2`, until `?1`, of `handlers` handlers (`?3`
-/// on): a subquery per handler walks its deliveries in order on its index and stops at the
-/// limit, so a claim never sorts a whole backlog; a handler that a claim holds gives none.
+/// on). Each handler's deliveries are walked in order on the `(handler, id)` index, and the
+/// walks are merged in id order: a compound select ordered as a whole, which SQLite merges row
+/// by row and stops at the limit. A claim thus reads about `limit` rows whatever the backlog and
+/// the number of handlers, and sorts nothing.
+///
+/// A held handler's walk looks for the handler `NULL`, and so reads nothing: the held handlers
+/// are read once, and a condition on each delivery would instead be tested on every delivery of
+/// a held handler's backlog. The index is named: with statistics, SQLite could take the
+/// `due_at` index instead and sort a handler's backlog.
 fn claim_sql(handlers: usize, limit: usize) -> String {
     let per_handler = (0..handlers)
         .map(|i| {
             format!(
-                "SELECT id FROM (SELECT o.id FROM tidings_deliveries o WHERE o.handler = ?{n} \
-                 AND o.due_at <= ?2 AND (o.claimed_until IS NULL OR o.claimed_until < ?2) \
-                 AND ?{n} NOT IN held ORDER BY o.id LIMIT {{limit}})",
+                "SELECT o.id FROM tidings_deliveries o INDEXED BY tidings_deliveries_handler \
+                 WHERE o.handler = (SELECT CASE WHEN ?{n} IN held THEN NULL ELSE ?{n} END) \
+                 AND o.due_at <= ?2 AND (o.claimed_until IS NULL OR o.claimed_until < ?2)",
                 n = i + 3
             )
         })
@@ -415,8 +422,7 @@ fn claim_sql(handlers: usize, limit: usize) -> String {
                 "WITH held AS (",
                 held_handlers!("?2"),
                 ") UPDATE tidings_deliveries SET claimed_until = ?1, attempts = attempts + 1 \
-                 WHERE id IN (SELECT id FROM ({per_handler}) ORDER BY id LIMIT {{limit}}) \
-                 RETURNING *"
+                 WHERE id IN ({per_handler} ORDER BY 1 LIMIT {{limit}}) RETURNING *"
             ),
             per_handler = per_handler
         ),
@@ -922,7 +928,7 @@ impl Store for SqliteStore {
             let due: Option<i64> = sqlx::query_scalar(concat!(
                 "SELECT MIN(o.due_at) FROM tidings_deliveries o WHERE o.claimed_until IS NULL \
                      AND o.handler NOT IN (",
-                held_handlers!("?"),
+                held_handlers!("?1"),
                 ")"
             ))
             .bind(micros(Utc::now()))
