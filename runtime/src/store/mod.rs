@@ -250,8 +250,9 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Extends the claims on deliveries, each `(id, attempt)`, by a lease from now: for a
-    /// handler whose claimed deliveries take long to run one after the other. Default: nothing
-    /// to extend.
+    /// handler whose claimed deliveries take long to run one after the other. Only a claim
+    /// still held is extended: one that expired, or was let go when its delivery was
+    /// rescheduled, is not brought back. Default: nothing to extend.
     fn extend_claims(
         &self,
         claims: Vec<(DeliveryId, u32)>,

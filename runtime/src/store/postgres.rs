@@ -562,11 +562,14 @@ impl Store for PostgresStore {
                 .collect::<Result<Vec<_>, StoreError>>()?
                 .into_iter()
                 .unzip();
+            // Only a claim still held is extended: one that expired may have been taken over,
+            // and a delivery rescheduled meanwhile is claimed no longer. Each claim held is in
+            // its handler's range (see `held_handlers!`); a claim brought back could lie outside.
             sqlx::query(self.sql(
                 "UPDATE {schema}.tidings_deliveries d \
                  SET claimed_until = now() + $3 * interval '1 microsecond' \
                  FROM UNNEST($1::bigint[], $2::integer[]) AS c(id, attempts) \
-                 WHERE d.id = c.id AND d.attempts = c.attempts",
+                 WHERE d.id = c.id AND d.attempts = c.attempts AND d.claimed_until >= now()",
             ))
             .bind(ids)
             .bind(attempts)

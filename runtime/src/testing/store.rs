@@ -1044,8 +1044,9 @@ pub async fn complete_and_claim<S: Store + ?Sized>(store: &S) -> Verdict {
 
 /// `retry_delivery` reschedules a claimed delivery: it is not due before its time (an hour
 /// ahead), and once its time passed (a time in the past) a claim takes it again at the next
-/// attempt; a stale attempt's retry changes nothing. `next_delivery_due` is `None` with nothing
-/// waiting or only deliveries of held handlers, and the rescheduled time otherwise.
+/// attempt, even after an extension of its old claim; a stale attempt's retry changes nothing.
+/// `next_delivery_due` is `None` with nothing waiting or only deliveries of held handlers, and
+/// the rescheduled time otherwise.
 pub async fn retry<S: Store + ?Sized>(store: &S) -> Verdict {
     let on = on("retry", store);
     on.sc.same(
@@ -1108,6 +1109,14 @@ pub async fn retry<S: Store + ?Sized>(store: &S) -> Verdict {
     on.record(vec![to(&flaky, &["s"])]).await;
     let first = on.claim_one("s").await;
     on.retry(first.id, first.attempt, "flaky", Utc::now() - second())
+        .await;
+    // A dispatcher's next extension of its batch still names it: a rescheduled delivery is
+    // not claimed again by it, and its handler is not held.
+    on.sc
+        .call(
+            "extend_claims",
+            store.extend_claims(vec![(first.id, first.attempt)]),
+        )
         .await;
     let second_try = on.claim_one("s").await;
     on.sc
