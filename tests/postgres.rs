@@ -628,7 +628,6 @@ async fn publish_in_refuses_a_transaction_on_another_database() {
 /// records that claim, and the handler's next delivery waits for it.
 #[tokio::test]
 async fn a_claim_made_before_the_handler_claims_table_still_holds_its_handler() {
-    use tidings::store::NewEvent;
     let Some(url) = support::database_url(
         "a_claim_made_before_the_handler_claims_table_still_holds_its_handler",
     ) else {
@@ -638,22 +637,7 @@ async fn a_claim_made_before_the_handler_claims_table_still_holds_its_handler() 
     let store = PostgresStore::connect_with(pool.clone(), &schema)
         .await
         .unwrap();
-    let handlers = ["shipping::weigh_parcel".to_owned()];
-    let events = (0..2)
-        .map(|parcel| NewEvent {
-            event: tidings::testing::domain_event(
-                "ParcelWeighed",
-                serde_json::json!({ "parcel": parcel }),
-            ),
-            handlers: handlers.to_vec(),
-        })
-        .collect();
-    store.record(events).await.unwrap();
-    let claimed = store
-        .claim_deliveries(Utc::now(), 1, &handlers)
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), 1);
+    let handlers = support::hold_one_of_two(&store, "shipping::weigh_parcel").await;
     // As the release before left it, and as the migration finds it.
     let migration = include_str!("../runtime/migrations/postgres/0004_claims_in_place.sql");
     sqlx::raw_sql(AssertSqlSafe(format!(

@@ -506,25 +506,10 @@ async fn publish_while_the_caller_holds_the_write_lock_says_to_use_publish_in() 
 /// records that claim, and the handler's next delivery waits for it.
 #[tokio::test]
 async fn a_claim_made_before_the_handler_claims_table_still_holds_its_handler() {
-    use tidings::store::{NewEvent, Store};
+    use tidings::store::Store;
     let db = TempDb::new();
     let store = SqliteStore::open(&db.0).await.unwrap();
-    let handlers = ["shipping::weigh_parcel".to_owned()];
-    let events = (0..2)
-        .map(|parcel| NewEvent {
-            event: tidings::testing::domain_event(
-                "ParcelWeighed",
-                serde_json::json!({ "parcel": parcel }),
-            ),
-            handlers: handlers.to_vec(),
-        })
-        .collect();
-    store.record(events).await.unwrap();
-    let claimed = store
-        .claim_deliveries(chrono::Utc::now(), 1, &handlers)
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), 1);
+    let handlers = support::hold_one_of_two(&store, "shipping::weigh_parcel").await;
     // As the release before left it, and as the migration finds it.
     sqlx::query("DELETE FROM tidings_handler_claims")
         .execute(store.pool())

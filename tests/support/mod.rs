@@ -97,6 +97,31 @@ pub(crate) fn message(contract: &str, data: serde_json::Value) -> tidings::trans
 }
 
 /// A pool on `url`, and an empty schema named after `test`, for this test alone.
+/// Records two events for `handler` in `store` and claims the first: the handler is then held,
+/// with one delivery waiting. Returns the handler's name, as claims take it.
+pub(crate) async fn hold_one_of_two(
+    store: &dyn tidings::store::Store,
+    handler: &str,
+) -> [String; 1] {
+    let handlers = [handler.to_owned()];
+    let events = (0..2)
+        .map(|parcel| tidings::store::NewEvent {
+            event: tidings::testing::domain_event(
+                "ParcelWeighed",
+                serde_json::json!({ "parcel": parcel }),
+            ),
+            handlers: handlers.to_vec(),
+        })
+        .collect();
+    store.record(events).await.expect("the events are recorded");
+    let claimed = store
+        .claim_deliveries(chrono::Utc::now(), 1, &handlers)
+        .await
+        .expect("the first is claimed");
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    handlers
+}
+
 pub(crate) async fn fresh_schema(url: &str, test: &str) -> (sqlx::PgPool, String) {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(8)
