@@ -342,12 +342,11 @@ impl Drop for Write {
 }
 
 /// The relay's claim of up to `?3` rows (and `{limit}`, the same number: see [`with_limit`]) due
-/// at `?2`, until `?1`: the oldest row of each key and
-/// every row without a key, if no claim holds it. The candidates come from indexes, so that a
-/// claim reads about `?3` rows of each kind whatever the backlog: the heads of the first keys (a
-/// skip scan of the key index), the oldest unclaimed rows if they head their key, and the
-/// oldest unclaimed rows without a key. Scanning the outbox in order for heads instead reads every row of a busy key
-/// behind its head.
+/// at `?2`, until `?1`: the oldest row of each key and every row without a key, if no claim
+/// holds it. The candidates come from indexes, so that a claim reads about `?3` rows of each
+/// kind whatever the backlog: the heads of the first keys (a skip scan of the key index), the
+/// oldest unclaimed rows if they head their key, and the oldest unclaimed rows without a key.
+/// Scanning the outbox in order for heads instead reads every row of a busy key behind its head.
 const CLAIM_ROWS: &str = "UPDATE tidings_outbox SET claimed_until = ?1, attempts = attempts + 1 \
      WHERE id IN (SELECT o.id FROM tidings_outbox o WHERE o.id IN ( \
        WITH RECURSIVE keys(ordering_key, n) AS ( \
@@ -403,8 +402,8 @@ macro_rules! held_handlers {
 /// A held handler's walk looks for the handler `NULL`, and so reads nothing: the held handlers
 /// are read once (`MATERIALIZED`: SQLite 3.51 would otherwise read them again in every walk),
 /// and a condition on each delivery would instead be tested on every delivery of a held
-/// handler's backlog. The index is named: with statistics, SQLite could take the
-/// `due_at` index instead and sort a handler's backlog.
+/// handler's backlog. The index is named: with statistics, SQLite could take the `due_at`
+/// index instead and sort a handler's backlog.
 fn claim_sql(handlers: usize, limit: usize) -> String {
     let per_handler = (0..handlers)
         .map(|i| {
@@ -451,15 +450,12 @@ async fn record_claims(
     if ranges.is_empty() {
         return Ok(());
     }
-    let ranges: Vec<(&str, i64, i64)> = ranges
-        .into_iter()
-        .map(|(handler, (first, last))| (handler, first, last))
-        .collect();
+    // `{"handler": [first, last], ...}`; `WHERE true` tells SQLite that `ON CONFLICT` is the
+    // upsert's, not a join's.
     let ranges = json_param(&ranges, "the claimed handlers")?;
-    // `WHERE true` tells SQLite that `ON CONFLICT` is the upsert's, not a join's.
     sqlx::query(
         "INSERT INTO tidings_handler_claims (handler, first_id, last_id) \
-         SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?) WHERE true \
+         SELECT key, value ->> 0, value ->> 1 FROM json_each(?) WHERE true \
          ON CONFLICT (handler) DO UPDATE SET first_id = excluded.first_id, \
          last_id = excluded.last_id",
     )
