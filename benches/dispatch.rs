@@ -178,7 +178,9 @@ fn handlers<E: 'static>(expected: usize) -> Vec<&'static HandlerInfo> {
     handlers
 }
 
-/// Calls each handler once with `event`, as the dispatcher does (without the store).
+/// Calls each handler once with `event`, as the dispatcher does (without the store). Inlined
+/// into the benchmark's iteration, as the baseline's loop is.
+#[inline(always)]
 fn call_sync<E: Send + Sync + 'static>(
     handlers: &[&'static HandlerInfo],
     event: &E,
@@ -195,7 +197,8 @@ fn call_sync<E: Send + Sync + 'static>(
 
 /// Calls each handler's type-erased `fn` (`HandlerInfo::invoke`) directly: the cost of the
 /// entry the macro generates (downcast, arguments, result), without `call`'s panic isolation and
-/// future.
+/// future. Inlined, as `call_sync` is.
+#[inline(always)]
 fn invoke_sync<E: Send + Sync + 'static>(
     handlers: &[&'static HandlerInfo],
     event: &E,
