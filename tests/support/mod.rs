@@ -96,7 +96,6 @@ pub(crate) fn message(contract: &str, data: serde_json::Value) -> tidings::trans
     }
 }
 
-/// A pool on `url`, and an empty schema named after `test`, for this test alone.
 /// Records two events for `handler` in `store` and claims the first: the handler is then held,
 /// with one delivery waiting. Returns the handler's name, as claims take it.
 pub(crate) async fn hold_one_of_two(
@@ -122,6 +121,7 @@ pub(crate) async fn hold_one_of_two(
     handlers
 }
 
+/// A pool on `url`, and an empty schema named after `test`, for this test alone.
 pub(crate) async fn fresh_schema(url: &str, test: &str) -> (sqlx::PgPool, String) {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(8)

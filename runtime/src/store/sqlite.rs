@@ -930,7 +930,7 @@ impl Store for SqliteStore {
             // Among the deliveries a claim could take: none of a handler another claim holds.
             let due: Option<i64> = sqlx::query_scalar(concat!(
                 "SELECT MIN(o.due_at) FROM tidings_deliveries o WHERE o.claimed_until IS NULL \
-                     AND o.handler NOT IN (",
+                 AND o.handler NOT IN (",
                 held_handlers!("?1"),
                 ")"
             ))
