@@ -656,3 +656,96 @@ async fn a_claim_made_before_the_handler_claims_table_still_holds_its_handler() 
         "the handler's second delivery was claimed while its first is held: {next:?}"
     );
 }
+
+/// While a backlog drains, a claim starts each handler's walk at the first id of the handler's
+/// claim before; a delivery below that start is still claimed, at the latest after a short
+/// while: one whose transaction committed after a claim took higher ids, and a retry that came
+/// due.
+#[tokio::test]
+async fn a_draining_claim_still_takes_deliveries_below_the_ids_it_reached() {
+    let Some(url) =
+        support::database_url("a_draining_claim_still_takes_deliveries_below_the_ids_it_reached")
+    else {
+        return;
+    };
+    let (pool, schema) = support::fresh_schema(&url, "walk_start").await;
+    let store = PostgresStore::connect_with(pool.clone(), &schema)
+        .await
+        .unwrap();
+    let handlers = ["shipping::weigh_parcel".to_owned()];
+    let events = |parcels: std::ops::Range<u32>| -> Vec<tidings::store::NewEvent> {
+        parcels
+            .map(|parcel| tidings::store::NewEvent {
+                event: tidings::testing::domain_event(
+                    "ParcelWeighed",
+                    serde_json::json!({ "parcel": parcel }),
+                ),
+                handlers: handlers.to_vec(),
+            })
+            .collect()
+    };
+    let parcel = |delivery: &tidings::store::Delivery| {
+        let payload: serde_json::Value =
+            serde_json::from_str(delivery.event.payload.get()).unwrap();
+        payload["parcel"].as_u64().unwrap()
+    };
+    let done = |batch: &[tidings::store::Delivery]| -> Vec<tidings::store::Completion> {
+        batch
+            .iter()
+            .map(|delivery| tidings::store::Completion {
+                id: delivery.id,
+                attempt: delivery.attempt,
+                produced: Vec::new(),
+            })
+            .collect()
+    };
+
+    // Parcel 0 takes the lowest id, and commits after parcels 1 and 2 are claimed.
+    let mut late = pool.begin().await.unwrap();
+    let connection: &mut sqlx::PgConnection = &mut late;
+    store.record_in(connection, events(0..1)).await.unwrap();
+    store.record(events(1..3)).await.unwrap();
+    let first = store
+        .claim_deliveries(Utc::now(), 2, &handlers)
+        .await
+        .unwrap();
+    assert_eq!(first.iter().map(parcel).collect::<Vec<_>>(), [1, 2]);
+    late.commit().await.unwrap();
+    let next = store
+        .complete_and_claim(done(&first), Utc::now(), 2, &handlers)
+        .await
+        .unwrap();
+    assert_eq!(
+        next.iter().map(parcel).collect::<Vec<_>>(),
+        [0],
+        "the claim after a full one found nothing above where it started, and did not look below"
+    );
+    store.complete_deliveries(done(&next)).await.unwrap();
+
+    // A backlog of six: the claims come back full while parcel 3's retry waits.
+    store.record(events(3..9)).await.unwrap();
+    let first = store
+        .claim_deliveries(Utc::now(), 2, &handlers)
+        .await
+        .unwrap();
+    let retry_at = Utc::now() + chrono::TimeDelta::milliseconds(300);
+    store
+        .retry_delivery(first[0].id, first[0].attempt, "not yet".into(), retry_at)
+        .await
+        .unwrap();
+    let second = store
+        .complete_and_claim(done(&first[1..]), Utc::now(), 2, &handlers)
+        .await
+        .unwrap();
+    assert_eq!(second.iter().map(parcel).collect::<Vec<_>>(), [5, 6]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let third = store
+        .complete_and_claim(done(&second), Utc::now(), 2, &handlers)
+        .await
+        .unwrap();
+    assert_eq!(
+        third.iter().map(parcel).collect::<Vec<_>>(),
+        [3, 7],
+        "the retry that came due was left behind while the backlog drained"
+    );
+}

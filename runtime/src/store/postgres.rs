@@ -1,8 +1,9 @@
 //! [`PostgresStore`]: the production store, in a schema of a PostgreSQL database.
 
 use std::any::{Any, TypeId};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgArguments, PgListener, PgPool, PgPoolOptions, PgRow};
@@ -21,6 +22,7 @@ use crate::store::{
     IntegrationRow, NewEvent, NewIntegrationRow, Payload, RowId, Store, StoreError, StoreListener,
     StoredEvent, Wake,
 };
+use crate::sync::lock;
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -70,6 +72,76 @@ pub struct PostgresStore {
     /// The schema's store id (`tidings_store`), which `publish_in` checks the caller's database
     /// by.
     identity: Arc<str>,
+    /// Where the next claim starts walking each handler's deliveries.
+    walks: Arc<Mutex<Walks>>,
+}
+
+/// How often a claim walks each handler's deliveries from the lowest id while a backlog drains:
+/// see [`Walks`].
+const FULL_WALK_EVERY: Duration = Duration::from_millis(100);
+
+/// Where claims start walking each handler's deliveries on the `(handler, id)` index.
+///
+/// The index keeps the entries of completed deliveries until vacuum removes them, and a claim
+/// that walks a handler's deliveries from the lowest id passes them all: while a backlog of
+/// 50,000 drains, the claim of its last batch passes nearly 50,000. So while claims come back
+/// full, a claim starts each handler's walk at the first id of that handler's claim before.
+///
+/// A delivery below that start is not seen: one whose transaction committed after a claim took
+/// higher ids (ids are taken at insert, and transactions commit out of order), or a retry that
+/// came due. So the claim after one that was not full walks from the lowest id, and while claims
+/// come back full, one does at least every [`FULL_WALK_EVERY`]: such a delivery waits at most
+/// that much more, and only while a backlog drains. A claim that started above the lowest id
+/// and found nothing walks again from it at once.
+#[derive(Debug, Default)]
+struct Walks {
+    /// When the current run of full claims last walked from the lowest id: `None` after a claim
+    /// that was not full.
+    full_at: Option<Instant>,
+    /// The first id of each handler's last claim in the current run of full claims.
+    from: HashMap<String, i64>,
+}
+
+impl Walks {
+    /// Where a claim of `handlers` starts each one's walk, or `None` for from the lowest id.
+    fn starts(&self, handlers: &[String]) -> Option<Vec<i64>> {
+        let since = self.full_at?.elapsed();
+        (since < FULL_WALK_EVERY).then(|| {
+            handlers
+                .iter()
+                .map(|handler| self.from.get(handler).copied().unwrap_or(i64::MIN))
+                .collect()
+        })
+    }
+
+    /// Notes a claim begun at `at` that walked from `starts` and took `claimed` of at most
+    /// `limit`.
+    fn claimed(&mut self, at: Instant, starts: Option<&[i64]>, claimed: &[Delivery], limit: usize) {
+        if claimed.len() < limit {
+            self.full_at = None;
+            self.from.clear();
+            return;
+        }
+        if starts.is_none() {
+            self.full_at = Some(at);
+        }
+        let mut firsts: HashMap<&str, u64> = HashMap::new();
+        for delivery in claimed {
+            let first = firsts.entry(&delivery.handler).or_insert(delivery.id.get());
+            *first = (*first).min(delivery.id.get());
+        }
+        for (handler, first) in firsts {
+            let Ok(first) = i64::try_from(first) else {
+                continue;
+            };
+            match self.from.get_mut(handler) {
+                Some(from) => *from = first,
+                None => {
+                    self.from.insert(handler.to_owned(), first);
+                }
+            }
+        }
+    }
 }
 
 /// Binds an event's columns for `table`, in the order of [`event_columns!`]; an error for a
@@ -237,6 +309,7 @@ impl PostgresStore {
             schema: Arc::from(schema),
             lease: DEFAULT_LEASE,
             identity: Arc::from(identity),
+            walks: Arc::default(),
         })
     }
 
@@ -623,7 +696,7 @@ impl Store for PostgresStore {
     fn complete_and_claim<'a>(
         &'a self,
         completions: Vec<Completion>,
-        _now: DateTime<Utc>,
+        now: DateTime<Utc>,
         limit: usize,
         handlers: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>> {
@@ -663,13 +736,18 @@ impl Store for PostgresStore {
                 self.complete(&mut tx, completions, true).await?;
             }
             // The claimed deliveries' ids, handler by handler, are the range that tells their
-            // handler held.
+            // handler held. Each handler's walk starts at the id of `$4` (see `Walks`).
+            let began = Instant::now();
+            let starts = lock(&self.walks).starts(handlers);
+            let from = starts
+                .clone()
+                .unwrap_or_else(|| vec![i64::MIN; handlers.len()]);
             let rows = sqlx::query(self.sql(concat!(
                 "WITH claimed AS (UPDATE {schema}.tidings_deliveries \
                  SET claimed_until = now() + $1 * interval '1 microsecond', attempts = attempts + 1 \
-                 WHERE id IN (SELECT x.id FROM unnest($3::text[]) AS h(handler) \
+                 WHERE id IN (SELECT x.id FROM unnest($3::text[], $4::bigint[]) AS h(handler, start) \
                  CROSS JOIN LATERAL (SELECT o.id FROM {schema}.tidings_deliveries o \
-                 WHERE o.handler = h.handler AND o.due_at <= now() \
+                 WHERE o.handler = h.handler AND o.id >= h.start AND o.due_at <= now() \
                  AND coalesce(o.claimed_until, '-infinity') < now() \
                  ORDER BY o.id LIMIT $2) x \
                  WHERE h.handler NOT IN (",
@@ -685,11 +763,19 @@ impl Store for PostgresStore {
             .bind(self.lease_micros())
             .bind(sql::limit(limit))
             .bind(handlers)
+            .bind(from)
             .fetch_all(&mut *tx)
             .await
             .map_err(error("could not claim deliveries"))?;
             sql::commit(tx).await?;
-            sql::deliveries(&rows)
+            let claimed = sql::deliveries(&rows)?;
+            lock(&self.walks).claimed(began, starts.as_deref(), &claimed, limit);
+            if claimed.is_empty() && starts.is_some() {
+                // Nothing at or above the starts. A delivery below them is claimed now: after
+                // an empty claim, the dispatcher would wait for it until its next poll.
+                return self.claim_deliveries(now, limit, handlers).await;
+            }
+            Ok(claimed)
         })
     }
 
