@@ -39,9 +39,11 @@ const NOT_THIS_DATABASE: &str = "the transaction is not on the database of the a
 /// applied when it connects, under an advisory lock, so that processes starting together apply
 /// them once (recorded in `<schema>._tidings_migrations`, apart from the application's).
 ///
-/// - Claims take rows with `FOR UPDATE SKIP LOCKED` and hold them for a lease (60 s by
-///   default, [`lease`](Self::lease)): any number of app processes can share one schema, and
-///   the work of a process that dies is taken over when its lease expires.
+/// - Claims hold what they take for a lease (60 s by default, [`lease`](Self::lease)): any
+///   number of app processes can share one schema, and the work of a process that dies is
+///   taken over when its lease expires. The relay takes outbox rows with `FOR UPDATE SKIP
+///   LOCKED`; the dispatcher takes a handler's deliveries only while no other claim holds that
+///   handler, so that they run in one process at a time, in order.
 /// - Commits that record work send a `NOTIFY`; every app on the schema `LISTEN`s, so work
 ///   recorded by one process starts at once in the others. Polling stays as the fallback.
 /// - Use cases record domain events in their own transaction with
@@ -235,26 +237,26 @@ macro_rules! unflushed {
     };
 }
 
-/// Deletes the deliveries of ids `$1` each still claimed at its attempt in `$2` (at any, for a
-/// null attempt).
+/// The ids of the deliveries of ids `$1` that `tidings_complete` completed, each only if still
+/// claimed at its attempt in `$2` (at any, for a null attempt). The statements of completions
+/// and claims are functions of the schema: see the migration `0005_claim_in_one_call`.
 macro_rules! complete_sql {
     () => {
-        "DELETE FROM {schema}.tidings_deliveries d \
-         USING unnest($1::bigint[], $2::integer[]) AS c(id, attempt) \
-         WHERE d.id = c.id AND (c.attempt IS NULL OR d.attempts = c.attempt)"
+        "SELECT c.id FROM {schema}.tidings_complete($1, $2) AS c(id)"
     };
 }
 
-/// The handlers a claim holds: those with a delivery still claimed in the range of their last
-/// claim (`tidings_handler_claims`), where every delivery a claim holds is. A few rows of the
-/// `(handler, id)` index per handler: no index tells a claimed delivery, so that a claim
-/// rewrites no indexed column (and is a HOT update).
-macro_rules! held_handlers {
-    () => {
-        "SELECT l.handler FROM {schema}.tidings_handler_claims l WHERE EXISTS (SELECT 1 \
-         FROM {schema}.tidings_deliveries c WHERE c.handler = l.handler \
-         AND c.id BETWEEN l.first_id AND l.last_id AND c.claimed_until >= now())"
-    };
+/// The ids and attempts of `completions`, as `tidings_complete` takes them.
+fn completion_params(
+    completions: &[sql::Finished],
+) -> Result<(Vec<i64>, Vec<Option<i32>>), StoreError> {
+    let mut ids = Vec::with_capacity(completions.len());
+    let mut attempts = Vec::with_capacity(completions.len());
+    for (id, attempt, _) in completions {
+        ids.push(id_param(DELIVERIES, id.get())?);
+        attempts.push(attempt.map(attempt_param).transpose()?);
+    }
+    Ok((ids, attempts))
 }
 
 impl PostgresStore {
@@ -416,33 +418,18 @@ impl PostgresStore {
         completions: Vec<sql::Finished>,
         flush: bool,
     ) -> Result<bool, StoreError> {
-        let mut ids = Vec::with_capacity(completions.len());
-        let mut attempts = Vec::with_capacity(completions.len());
-        for (id, attempt, _) in &completions {
-            ids.push(id_param(DELIVERIES, id.get())?);
-            attempts.push(attempt.map(attempt_param).transpose()?);
-        }
-        if completions.iter().all(|(_, _, rows)| rows.is_empty()) {
-            let statement = if flush {
-                self.sql(complete_sql!())
-            } else {
-                self.sql(concat!(complete_sql!(), " AND ", unflushed!()))
-            };
-            let deleted = sqlx::query(statement)
-                .bind(&ids)
-                .bind(&attempts)
-                .execute(&mut *connection)
-                .await
-                .map_err(error("could not complete deliveries"))?;
-            return Ok(deleted.rows_affected() > 0);
-        }
-        let deleted: Vec<i64> =
-            sqlx::query_scalar(self.sql(concat!(complete_sql!(), " RETURNING d.id")))
-                .bind(&ids)
-                .bind(&attempts)
-                .fetch_all(&mut *connection)
-                .await
-                .map_err(error("could not complete deliveries"))?;
+        let (ids, attempts) = completion_params(&completions)?;
+        let statement = if flush {
+            self.sql(complete_sql!())
+        } else {
+            self.sql(concat!(complete_sql!(), " WHERE ", unflushed!()))
+        };
+        let deleted: Vec<i64> = sqlx::query_scalar(statement)
+            .bind(&ids)
+            .bind(&attempts)
+            .fetch_all(&mut *connection)
+            .await
+            .map_err(error("could not complete deliveries"))?;
         if deleted.is_empty() {
             return Ok(false);
         }
@@ -637,7 +624,8 @@ impl Store for PostgresStore {
                 .unzip();
             // Only a claim still held is extended: one that expired may have been taken over,
             // and a delivery rescheduled meanwhile is claimed no longer. Each claim held is in
-            // its handler's range (see `held_handlers!`); a claim brought back could lie outside.
+            // its handler's range (see the view `tidings_held_handlers`); a claim brought back
+            // could lie outside.
             sqlx::query(self.sql(
                 "UPDATE {schema}.tidings_deliveries d \
                  SET claimed_until = now() + $3 * interval '1 microsecond' \
@@ -701,73 +689,43 @@ impl Store for PostgresStore {
         handlers: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>> {
         Box::pin(async move {
-            // Each handler's deliveries run in one process at a time, in the order they were
-            // recorded: a claim skips the handlers another claim holds. Claims take turns
-            // (a lock held until this claim commits) so that two cannot both see a handler free;
-            // no row lock is needed, and a row changed meanwhile (its late owner retried it) is
-            // checked again against the conditions of the update itself.
-            // The claim walks each free handler's deliveries in order on its index and stops at
-            // the limit: sorting is off so that stale statistics (a backlog just recorded) do
-            // not make it sort the whole backlog, and so is JIT, which such a cost estimate
-            // would start. A claim is a lease, and so are completions that record no
-            // integration event: the commit need not wait for the disk (see `unflushed!`); a
-            // claim lost in a crash of the database is a claim expired.
-            // The lock and the settings go with the `BEGIN`, in one round trip (the channel is
-            // made of a checked identifier: see `valid_schema`).
+            // One call of `tidings_complete_and_claim` (see its migration), a transaction of its
+            // own. Completions that produced integration rows are recorded before it, in its
+            // transaction, which then waits for the disk.
             let flush = completions.iter().any(|c| !c.produced.is_empty());
-            let begin = format!(
-                "BEGIN; SELECT pg_advisory_xact_lock(hashtext('{}')), \
-                 set_config('enable_sort', 'off', true), set_config('jit', 'off', true){}",
-                self.channel(),
-                if flush {
-                    ""
-                } else {
-                    ", set_config('synchronous_commit', 'off', true)"
-                },
-            );
-            let mut tx = self
-                .pool
-                .begin_with(AssertSqlSafe(begin))
-                .await
-                .map_err(error("could not begin a claim and take its lock"))?;
-            if !completions.is_empty() {
-                // The statement above chose the commit's flush.
-                let completions = sql::at_their_attempts(completions);
-                self.complete(&mut tx, completions, true).await?;
-            }
-            // The claimed deliveries' ids, handler by handler, are the range that tells their
-            // handler held. Each handler's walk starts at the id of `$4` (see `Walks`).
+            let completions = sql::at_their_attempts(completions);
             let began = Instant::now();
             let starts = lock(&self.walks).starts(handlers);
-            let from = starts
+            let walk_from = starts
                 .clone()
                 .unwrap_or_else(|| vec![i64::MIN; handlers.len()]);
-            let rows = sqlx::query(self.sql(concat!(
-                "WITH claimed AS (UPDATE {schema}.tidings_deliveries \
-                 SET claimed_until = now() + $1 * interval '1 microsecond', attempts = attempts + 1 \
-                 WHERE id IN (SELECT x.id FROM unnest($3::text[], $4::bigint[]) AS h(handler, start) \
-                 CROSS JOIN LATERAL (SELECT o.id FROM {schema}.tidings_deliveries o \
-                 WHERE o.handler = h.handler AND o.id >= h.start AND o.due_at <= now() \
-                 AND coalesce(o.claimed_until, '-infinity') < now() \
-                 ORDER BY o.id LIMIT $2) x \
-                 WHERE h.handler NOT IN (",
-                held_handlers!(),
-                ") ORDER BY x.id LIMIT $2) \
-                 AND due_at <= now() AND coalesce(claimed_until, '-infinity') < now() RETURNING *), \
-                 ranges AS (INSERT INTO {schema}.tidings_handler_claims (handler, first_id, last_id) \
-                 SELECT handler, min(id), max(id) FROM claimed GROUP BY handler \
-                 ON CONFLICT (handler) DO UPDATE SET first_id = excluded.first_id, \
-                 last_id = excluded.last_id) \
-                 SELECT * FROM claimed",
-            )))
-            .bind(self.lease_micros())
-            .bind(sql::limit(limit))
-            .bind(handlers)
-            .bind(from)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(error("could not claim deliveries"))?;
-            sql::commit(tx).await?;
+            let claim = |(ids, attempts): (Vec<i64>, Vec<Option<i32>>)| {
+                sqlx::query(self.sql(
+                    "SELECT * FROM {schema}.tidings_complete_and_claim($1, $2, $3, $4, $5, $6, \
+                     $7, $8)",
+                ))
+                .bind(self.channel())
+                .bind(ids)
+                .bind(attempts)
+                .bind(flush)
+                .bind(self.lease_micros())
+                .bind(sql::limit(limit))
+                .bind(handlers)
+                .bind(walk_from)
+            };
+            let rows = if flush {
+                let mut tx = sql::begin(&self.pool).await?;
+                self.complete(&mut tx, completions, true).await?;
+                let rows = claim(Default::default()).fetch_all(&mut *tx).await;
+                let rows = rows.map_err(error("could not claim deliveries"))?;
+                sql::commit(tx).await?;
+                rows
+            } else {
+                claim(completion_params(&completions)?)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(error("could not complete deliveries and claim the next"))?
+            };
             let claimed = sql::deliveries(&rows)?;
             lock(&self.walks).claimed(began, starts.as_deref(), &claimed, limit);
             if claimed.is_empty() && starts.is_some() {
@@ -891,12 +849,11 @@ impl Store for PostgresStore {
             // check per delivery walks index entries of completed deliveries (rows deleted but
             // not yet vacuumed) for each of the backlog's deliveries, and an idle instance
             // beside a busy one once spent minutes of a database core on it.
-            sqlx::query_scalar(self.sql(concat!(
+            sqlx::query_scalar(self.sql(
                 "SELECT MIN(o.due_at) FROM {schema}.tidings_deliveries o \
-                 WHERE o.claimed_until IS NULL AND o.handler NOT IN (",
-                held_handlers!(),
-                ")",
-            )))
+                 WHERE o.claimed_until IS NULL \
+                 AND o.handler NOT IN (SELECT h.handler FROM {schema}.tidings_held_handlers h)",
+            ))
             .fetch_one(&self.pool)
             .await
             .map_err(error("could not read the next due delivery"))
