@@ -88,6 +88,7 @@ store_scenario!(order_per_key, OrderPerKey);
 store_scenario!(waiting, Waiting);
 store_scenario!(rows_published, RowsPublished);
 store_scenario!(claim_rows_past_in_flight, ClaimRowsPastInFlight);
+store_scenario!(many_handlers, ManyHandlers);
 
 /// The tests above cover the suite's list, no more and no less.
 #[test]
@@ -109,6 +110,7 @@ fn every_store_scenario_has_its_tests() {
         "waiting",
         "rows_published",
         "claim_rows_past_in_flight",
+        "many_handlers",
     ];
     let listed: Vec<&str> = STORE_SCENARIOS.iter().map(|s| s.name()).collect();
     assert_eq!(listed, covered);

@@ -268,7 +268,8 @@ impl StoredValues for SqliteRow {
 }
 
 /// A transaction of the store's own on its connection, begun and committed in one call to
-/// SQLite's thread each: the dispatcher's steps and the relay's claims and marks.
+/// SQLite's thread each, or each with the statements next to it: the dispatcher's steps and the
+/// relay's claims and marks.
 ///
 /// Unless `flush`, its commit does not wait for the disk (`synchronous = NORMAL`; the log is
 /// written in order, so the next commit that waits, `FULL`, flushes it too): for a claim, a
@@ -288,26 +289,66 @@ struct Write {
 }
 
 impl Write {
-    /// Takes the store's connection and begins.
-    async fn begin(pool: &SqlitePool, flush: bool) -> Result<Self, StoreError> {
+    /// Takes the store's connection, for a transaction that the first statement run on it
+    /// begins with [`begin_sql`](Self::begin_sql).
+    async fn take(pool: &SqlitePool, flush: bool) -> Result<Self, StoreError> {
         let connection = pool
             .acquire()
             .await
             .map_err(error("could not take the store's connection"))?;
-        let mut write = Write {
+        Ok(Write {
             connection: Some(connection),
             flush,
-        };
-        let begin = if flush {
+        })
+    }
+
+    /// Takes the store's connection and begins.
+    async fn begin(pool: &SqlitePool, flush: bool) -> Result<Self, StoreError> {
+        let mut write = Self::take(pool, flush).await?;
+        write.start().await?;
+        Ok(write)
+    }
+
+    /// Begins, on its own.
+    async fn start(&mut self) -> Result<(), StoreError> {
+        sqlx::raw_sql(AssertSqlSafe(self.begin_sql()))
+            .execute(self.connection())
+            .await
+            .map_err(error("could not begin a transaction"))?;
+        Ok(())
+    }
+
+    /// The statements that begin the transaction.
+    fn begin_sql(&self) -> &'static str {
+        if self.flush {
             "BEGIN"
         } else {
             "PRAGMA synchronous = NORMAL; BEGIN"
-        };
-        sqlx::raw_sql(begin)
-            .execute(write.connection())
+        }
+    }
+
+    /// The statements that commit it, and set `synchronous = FULL` again.
+    fn commit_sql(&self) -> &'static str {
+        if self.flush {
+            "COMMIT"
+        } else {
+            "COMMIT; PRAGMA synchronous = FULL"
+        }
+    }
+
+    /// Runs `query`, which ends with [`commit_sql`](Self::commit_sql), and gives the
+    /// connection back; `failed` says what an error failed to do.
+    async fn run_and_commit(
+        mut self,
+        query: Query<'_, Sqlite, SqliteArguments>,
+        failed: &'static str,
+    ) -> Result<(), StoreError> {
+        query
+            .execute(self.connection())
             .await
-            .map_err(error("could not begin a transaction"))?;
-        Ok(write)
+            .map_err(error(failed))?;
+        drop(self.connection.take());
+        Ok(())
     }
 
     fn connection(&mut self) -> &mut SqliteConnection {
@@ -318,18 +359,10 @@ impl Write {
     }
 
     /// Commits, sets `synchronous = FULL` again, and gives the connection back.
-    async fn commit(mut self) -> Result<(), StoreError> {
-        let commit = if self.flush {
-            "COMMIT"
-        } else {
-            "COMMIT; PRAGMA synchronous = FULL"
-        };
-        sqlx::raw_sql(commit)
-            .execute(self.connection())
+    async fn commit(self) -> Result<(), StoreError> {
+        let commit = sqlx::query(AssertSqlSafe(self.commit_sql()));
+        self.run_and_commit(commit, "could not commit a transaction")
             .await
-            .map_err(error("could not commit a transaction"))?;
-        drop(self.connection.take());
-        Ok(())
     }
 }
 
@@ -393,8 +426,8 @@ macro_rules! held_handlers {
     };
 }
 
-/// The claim of up to `limit` deliveries due at `?2`, until `?1`, of `handlers` handlers (`?3`
-/// on). Each handler's deliveries are walked in order on the `(handler, id)` index, and the
+/// The claim of up to `limit` deliveries until `?{first}`, due at the parameter after, of
+/// `handlers` handlers (the parameters after that). Each handler's deliveries are walked in order on the `(handler, id)` index, and the
 /// walks are merged in id order: a compound select ordered as a whole, which SQLite merges row
 /// by row and stops at the limit. A claim thus reads about `limit` rows whatever the backlog and
 /// the number of handlers, and sorts nothing.
@@ -404,14 +437,15 @@ macro_rules! held_handlers {
 /// and a condition on each delivery would instead be tested on every delivery of a held
 /// handler's backlog. The index is named: with statistics, SQLite could take the `due_at`
 /// index instead and sort a handler's backlog.
-fn claim_sql(handlers: usize, limit: usize) -> String {
+fn claim_sql(first: usize, handlers: usize, limit: usize) -> String {
+    let (lease, now) = (first, first + 1);
     let per_handler = (0..handlers)
         .map(|i| {
             format!(
                 "SELECT o.id FROM tidings_deliveries o INDEXED BY tidings_deliveries_handler \
                  WHERE o.handler = (SELECT CASE WHEN ?{n} IN held THEN NULL ELSE ?{n} END) \
-                 AND o.due_at <= ?2 AND (o.claimed_until IS NULL OR o.claimed_until < ?2)",
-                n = i + 3
+                 AND o.due_at <= ?{now} AND (o.claimed_until IS NULL OR o.claimed_until < ?{now})",
+                n = now + 1 + i
             )
         })
         .collect::<Vec<_>>()
@@ -420,22 +454,38 @@ fn claim_sql(handlers: usize, limit: usize) -> String {
         &format!(
             concat!(
                 "WITH held AS MATERIALIZED (",
-                held_handlers!("?2"),
-                ") UPDATE tidings_deliveries SET claimed_until = ?1, attempts = attempts + 1 \
+                held_handlers!("?{now}"),
+                ") UPDATE tidings_deliveries SET claimed_until = ?{lease}, \
+                 attempts = attempts + 1 \
                  WHERE id IN ({per_handler} ORDER BY 1 LIMIT {{limit}}) RETURNING *"
             ),
-            per_handler = per_handler
+            per_handler = per_handler,
+            lease = lease,
+            now = now,
         ),
         limit,
     )
 }
 
-/// Records, for each handler of `claimed`, the range of its claimed deliveries' ids: what tells
-/// that the handler is held (see `held_handlers!`).
-async fn record_claims(
-    connection: &mut SqliteConnection,
-    claimed: &[Delivery],
-) -> Result<(), StoreError> {
+/// `claim_sql`'s `query` with its parameters bound, after those bound before: the end of the
+/// `lease`, the time `now`, and the handlers of `chunk`.
+fn claim_query<'q>(
+    query: Query<'q, Sqlite, SqliteArguments>,
+    lease: i64,
+    now: i64,
+    chunk: &'q [String],
+) -> Query<'q, Sqlite, SqliteArguments> {
+    let mut query = query.bind(lease).bind(now);
+    for handler in chunk {
+        query = query.bind(handler.as_str());
+    }
+    query
+}
+
+/// Records, for each handler of `claimed`, the range of its claimed deliveries' ids (what tells
+/// that the handler is held: see `held_handlers!`), and commits `tx`, in one call to SQLite's
+/// thread.
+async fn record_claims_and_commit(tx: Write, claimed: &[Delivery]) -> Result<(), StoreError> {
     let mut ranges: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
     for delivery in claimed {
         let id = id_param(DELIVERIES, delivery.id.get())?;
@@ -448,22 +498,23 @@ async fn record_claims(
             .or_insert((id, id));
     }
     if ranges.is_empty() {
-        return Ok(());
+        return tx.commit().await;
     }
     // `{"handler": [first, last], ...}`; `WHERE true` tells SQLite that `ON CONFLICT` is the
     // upsert's, not a join's.
     let ranges = json_param(&ranges, "the claimed handlers")?;
-    sqlx::query(
+    let statement = format!(
         "INSERT INTO tidings_handler_claims (handler, first_id, last_id) \
-         SELECT key, value ->> 0, value ->> 1 FROM json_each(?) WHERE true \
+         SELECT key, value ->> 0, value ->> 1 FROM json_each(?1) WHERE true \
          ON CONFLICT (handler) DO UPDATE SET first_id = excluded.first_id, \
-         last_id = excluded.last_id",
+         last_id = excluded.last_id; {}",
+        tx.commit_sql()
+    );
+    tx.run_and_commit(
+        sqlx::query(AssertSqlSafe(statement)).bind(ranges),
+        "could not record the claimed handlers and commit",
     )
-    .bind(ranges)
-    .execute(&mut *connection)
     .await
-    .map_err(error("could not record the claimed handlers"))?;
-    Ok(())
 }
 
 /// `sql` with `limit` written for its `{limit}`s. A `LIMIT` is written into the statement rather
@@ -557,6 +608,15 @@ macro_rules! complete_sql {
     };
 }
 
+/// `completions` as `complete_sql!` takes them: a JSON array of `[id, attempt]` pairs.
+fn completion_param(completions: &[sql::Finished]) -> Result<String, StoreError> {
+    let claims = completions
+        .iter()
+        .map(|(id, attempt, _)| Ok((id_param(DELIVERIES, id.get())?, *attempt)))
+        .collect::<Result<Vec<(i64, Option<u32>)>, StoreError>>()?;
+    json_param(&claims, "the completed deliveries")
+}
+
 /// The dispatcher's step between two batches, in one transaction: the completions of the last,
 /// then the claim of up to `limit` deliveries of `handlers` due at `now`, until `lease`.
 struct Step<'a> {
@@ -579,32 +639,56 @@ impl Step<'_> {
     /// power cut after their publication, they would be produced again under new event ids.
     /// Completions alone and claims need no flush (see [`Write`]).
     async fn run(self, pool: &SqlitePool) -> Result<Vec<Delivery>, StoreError> {
-        let mut tx = Write::begin(pool, self.produces()).await?;
-        if !self.completions.is_empty() {
-            complete(tx.connection(), self.completions).await?;
-        }
-        let mut rows = Vec::new();
+        let produces = self.produces();
+        let Step {
+            completions,
+            lease,
+            now,
+            limit,
+            handlers,
+        } = self;
+        let mut tx = Write::take(pool, produces).await?;
         // A statement covers `CLAIM_CHUNK` handlers.
-        for chunk in self.handlers.chunks(CLAIM_CHUNK) {
-            let left = self.limit.saturating_sub(rows.len());
+        let mut chunks = handlers.chunks(CLAIM_CHUNK);
+        let mut rows = Vec::new();
+        let fused = if produces { None } else { chunks.next() };
+        match fused {
+            // Completions that record nothing else and the first claim: one call to SQLite's
+            // thread begins the transaction, completes and claims.
+            Some(chunk) => {
+                let statement = format!(
+                    concat!("{}; ", complete_sql!(), "; {}"),
+                    tx.begin_sql(),
+                    claim_sql(2, chunk.len(), limit)
+                );
+                let query =
+                    sqlx::query(AssertSqlSafe(statement)).bind(completion_param(&completions)?);
+                rows = claim_query(query, lease, now, chunk)
+                    .fetch_all(tx.connection())
+                    .await
+                    .map_err(error("could not complete deliveries and claim the next"))?;
+            }
+            None => {
+                tx.start().await?;
+                if !completions.is_empty() {
+                    complete(tx.connection(), completions).await?;
+                }
+            }
+        }
+        for chunk in chunks {
+            let left = limit.saturating_sub(rows.len());
             if left == 0 {
                 break;
             }
-            let mut query = sqlx::query(AssertSqlSafe(claim_sql(chunk.len(), left)))
-                .bind(self.lease)
-                .bind(self.now);
-            for handler in chunk {
-                query = query.bind(handler);
-            }
-            let claimed = query
+            let query = sqlx::query(AssertSqlSafe(claim_sql(1, chunk.len(), left)));
+            let claimed = claim_query(query, lease, now, chunk)
                 .fetch_all(tx.connection())
                 .await
                 .map_err(error("could not claim deliveries"))?;
             rows.extend(claimed);
         }
         let claimed = sql::deliveries(&rows)?;
-        record_claims(tx.connection(), &claimed).await?;
-        tx.commit().await?;
+        record_claims_and_commit(tx, &claimed).await?;
         Ok(claimed)
     }
 }
@@ -616,11 +700,7 @@ async fn complete(
     connection: &mut SqliteConnection,
     completions: Vec<sql::Finished>,
 ) -> Result<(), StoreError> {
-    let claims = completions
-        .iter()
-        .map(|(id, attempt, _)| Ok((id_param(DELIVERIES, id.get())?, *attempt)))
-        .collect::<Result<Vec<(i64, Option<u32>)>, StoreError>>()?;
-    let claims = json_param(&claims, "the completed deliveries")?;
+    let claims = completion_param(&completions)?;
     if completions.iter().all(|(_, _, rows)| rows.is_empty()) {
         sqlx::query(complete_sql!())
             .bind(claims)

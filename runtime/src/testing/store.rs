@@ -92,6 +92,8 @@ pub enum StoreScenario {
     RowsPublished,
     /// [`claim_rows_past_in_flight`]
     ClaimRowsPastInFlight,
+    /// [`many_handlers`]
+    ManyHandlers,
 }
 
 /// Every scenario of the store suite, in the order [`store_conformance`] runs them.
@@ -112,6 +114,7 @@ pub const SCENARIOS: &[StoreScenario] = &[
     StoreScenario::Waiting,
     StoreScenario::RowsPublished,
     StoreScenario::ClaimRowsPastInFlight,
+    StoreScenario::ManyHandlers,
 ];
 
 impl StoreScenario {
@@ -134,6 +137,7 @@ impl StoreScenario {
             StoreScenario::Waiting => "waiting",
             StoreScenario::RowsPublished => "rows_published",
             StoreScenario::ClaimRowsPastInFlight => "claim_rows_past_in_flight",
+            StoreScenario::ManyHandlers => "many_handlers",
         }
     }
 
@@ -208,6 +212,11 @@ impl StoreScenario {
                 "while the oldest rows are claimed, claim_rows takes the next ones: rows without \
                  a key and the heads of other keys, however many rows wait"
             }
+            StoreScenario::ManyHandlers => {
+                "a claim and a step among 250 handlers (more than a store may cover in one \
+                 statement) take each handler's delivery once, and the step completes the \
+                 deliveries before"
+            }
         }
     }
 
@@ -241,6 +250,7 @@ impl StoreScenario {
             StoreScenario::Waiting => waiting(store).await,
             StoreScenario::RowsPublished => rows_published(store).await,
             StoreScenario::ClaimRowsPastInFlight => claim_rows_past_in_flight(store).await,
+            StoreScenario::ManyHandlers => many_handlers(store).await,
         }
     }
 }
@@ -1039,6 +1049,54 @@ pub async fn complete_and_claim<S: Store + ?Sized>(store: &S) -> Verdict {
         seen(&on.complete_and_claim(Vec::new(), 10, &["a", "b"]).await),
         vec![],
     );
+    Verdict::Passed
+}
+
+/// A claim among 250 handlers, each with one delivery, takes each handler's once; a step then
+/// completes them and claims each handler's next one, once. 250 is more handlers than a store
+/// may cover in one statement (the SQLite store covers 100).
+pub async fn many_handlers<S: Store + ?Sized>(store: &S) -> Verdict {
+    let on = on("many_handlers", store);
+    let names: Vec<String> = (0..250).map(|n| format!("h{n:03}")).collect();
+    let handlers: Vec<&str> = names.iter().map(String::as_str).collect();
+    let each = |event: &str| -> Vec<(String, String, u32)> {
+        let mut expected: Vec<_> = names
+            .iter()
+            .map(|h| (h.clone(), event.to_owned(), 1))
+            .collect();
+        expected.sort_unstable();
+        expected
+    };
+    let sorted = |claimed: &[Delivery]| -> Vec<(String, String, u32)> {
+        let mut seen: Vec<_> = seen(claimed)
+            .into_iter()
+            .map(|(h, e, a)| (h.to_owned(), e.to_owned(), a))
+            .collect();
+        seen.sort_unstable();
+        seen
+    };
+    let counted = domain_event("Counted1", json!({ "n": 1 }));
+    on.record(vec![to(&counted, &handlers)]).await;
+    let first = on.claim(300, &handlers).await;
+    on.sc.same(
+        "the claim: each handler's delivery once",
+        sorted(&first),
+        each("Counted1"),
+    );
+    let recounted = domain_event("Counted2", json!({ "n": 2 }));
+    on.record(vec![to(&recounted, &handlers)]).await;
+    let completions = first
+        .iter()
+        .map(|d| (d.id, d.attempt, Vec::new()))
+        .collect();
+    let next = on.complete_and_claim(completions, 300, &handlers).await;
+    on.sc.same(
+        "the step: each handler's next delivery once",
+        sorted(&next),
+        each("Counted2"),
+    );
+    on.expect_pending("after the step: the first deliveries completed", (250, 0))
+        .await;
     Verdict::Passed
 }
 
