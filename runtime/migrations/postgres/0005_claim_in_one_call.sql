@@ -1,9 +1,9 @@
--- The dispatcher's step in one round trip.
+-- The dispatcher's step in one statement.
 --
 -- Between two batches the dispatcher completes the batch's deliveries and claims the next. That
--- took four round trips: BEGIN with the claims' lock, the completion, the claim, COMMIT. As one
--- call of tidings_complete_and_claim, a transaction of its own, it takes one, and the function's
--- statements are planned once per connection.
+-- took four statements, each a round trip: BEGIN with the claims' lock, the completion, the
+-- claim, COMMIT. As one call of tidings_complete_and_claim, a transaction of its own, it takes
+-- one.
 
 -- The handlers a claim holds: those with a delivery still claimed in the range of their last
 -- claim (tidings_handler_claims), where every delivery a claim holds is. A few rows of the

@@ -92,55 +92,72 @@ const FULL_WALK_EVERY: Duration = Duration::from_millis(100);
 /// A delivery below that start is not seen: one whose transaction committed after a claim took
 /// higher ids (ids are taken at insert, and transactions commit out of order), or a retry that
 /// came due. So the claim after one that was not full walks from the lowest id, and while claims
-/// come back full, one does at least every [`FULL_WALK_EVERY`]: such a delivery waits at most
-/// that much more, and only while a backlog drains. A claim that started above the lowest id
-/// and found nothing walks again from it at once.
+/// come back full, each handler's deliveries are walked from it at least every
+/// [`FULL_WALK_EVERY`]: such a delivery waits at most that much more, and only while a backlog
+/// drains. A claim that started above the lowest id and found nothing walks again from it at
+/// once.
 #[derive(Debug, Default)]
-struct Walks {
-    /// When the current run of full claims last walked from the lowest id: `None` after a claim
-    /// that was not full.
-    full_at: Option<Instant>,
-    /// The first id of each handler's last claim in the current run of full claims.
-    from: HashMap<String, i64>,
+struct Walks(HashMap<String, Walk>);
+
+/// Where a handler's walk starts while claims come back full.
+#[derive(Debug)]
+struct Walk {
+    /// The first id of the handler's last claim.
+    from: i64,
+    /// When the handler's deliveries were last walked from the lowest id.
+    full_at: Instant,
 }
 
+/// The start of a walk from the lowest id.
+const LOWEST: i64 = i64::MIN;
+
 impl Walks {
-    /// Where a claim of `handlers` starts each one's walk, or `None` for from the lowest id.
-    fn starts(&self, handlers: &[String]) -> Option<Vec<i64>> {
-        let since = self.full_at?.elapsed();
-        (since < FULL_WALK_EVERY).then(|| {
-            handlers
-                .iter()
-                .map(|handler| self.from.get(handler).copied().unwrap_or(i64::MIN))
-                .collect()
-        })
+    /// Where a claim of `handlers` starts each one's walk ([`LOWEST`] for from the lowest id).
+    fn starts(&self, handlers: &[String]) -> Vec<i64> {
+        handlers
+            .iter()
+            .map(|handler| match self.0.get(handler) {
+                Some(walk) if walk.full_at.elapsed() < FULL_WALK_EVERY => walk.from,
+                _ => LOWEST,
+            })
+            .collect()
     }
 
-    /// Notes a claim begun at `at` that walked from `starts` and took `claimed` of at most
-    /// `limit`.
-    fn claimed(&mut self, at: Instant, starts: Option<&[i64]>, claimed: &[Delivery], limit: usize) {
-        if claimed.len() < limit {
-            self.full_at = None;
-            self.from.clear();
+    /// Notes a claim of `handlers` begun at `at`, which started their walks at `starts` and
+    /// took `claimed` of at most `limit`.
+    fn claimed(
+        &mut self,
+        at: Instant,
+        handlers: &[String],
+        starts: &[i64],
+        claimed: &[Delivery],
+        limit: usize,
+    ) {
+        if claimed.is_empty() || claimed.len() < limit {
+            self.0.clear();
             return;
-        }
-        if starts.is_none() {
-            self.full_at = Some(at);
         }
         let mut firsts: HashMap<&str, u64> = HashMap::new();
         for delivery in claimed {
             let first = firsts.entry(&delivery.handler).or_insert(delivery.id.get());
             *first = (*first).min(delivery.id.get());
         }
-        for (handler, first) in firsts {
-            let Ok(first) = i64::try_from(first) else {
-                continue;
-            };
-            match self.from.get_mut(handler) {
-                Some(from) => *from = first,
-                None => {
-                    self.from.insert(handler.to_owned(), first);
+        for (handler, &start) in handlers.iter().zip(starts) {
+            let first = firsts
+                .get(handler.as_str())
+                .and_then(|&first| i64::try_from(first).ok());
+            match (self.0.get_mut(handler), first) {
+                (Some(walk), first) => {
+                    walk.from = first.unwrap_or(walk.from);
+                    if start == LOWEST {
+                        walk.full_at = at;
+                    }
                 }
+                // No start was kept for it: this walk was from the lowest id.
+                (None, Some(from)) => {
+                    self.0.insert(handler.clone(), Walk { from, full_at: at });
+                }
+                (None, None) => {}
             }
         }
     }
@@ -696,9 +713,6 @@ impl Store for PostgresStore {
             let completions = sql::at_their_attempts(completions);
             let began = Instant::now();
             let starts = lock(&self.walks).starts(handlers);
-            let walk_from = starts
-                .clone()
-                .unwrap_or_else(|| vec![i64::MIN; handlers.len()]);
             let claim = |(ids, attempts): (Vec<i64>, Vec<Option<i32>>)| {
                 sqlx::query(self.sql(
                     "SELECT * FROM {schema}.tidings_complete_and_claim($1, $2, $3, $4, $5, $6, \
@@ -711,10 +725,21 @@ impl Store for PostgresStore {
                 .bind(self.lease_micros())
                 .bind(sql::limit(limit))
                 .bind(handlers)
-                .bind(walk_from)
+                .bind(&starts)
             };
             let rows = if flush {
-                let mut tx = sql::begin(&self.pool).await?;
+                // The claims' lock first, as the function takes it: a claim that waits for it
+                // must not hold rows that this completion deletes (the channel is made of a
+                // checked identifier: see `valid_schema`).
+                let begin = format!(
+                    "BEGIN; SELECT pg_advisory_xact_lock(hashtext('{}'))",
+                    self.channel()
+                );
+                let mut tx = self
+                    .pool
+                    .begin_with(AssertSqlSafe(begin))
+                    .await
+                    .map_err(error("could not begin a claim and take its lock"))?;
                 self.complete(&mut tx, completions, true).await?;
                 let rows = claim(Default::default()).fetch_all(&mut *tx).await;
                 let rows = rows.map_err(error("could not claim deliveries"))?;
@@ -727,11 +752,18 @@ impl Store for PostgresStore {
                     .map_err(error("could not complete deliveries and claim the next"))?
             };
             let claimed = sql::deliveries(&rows)?;
-            lock(&self.walks).claimed(began, starts.as_deref(), &claimed, limit);
-            if claimed.is_empty() && starts.is_some() {
+            lock(&self.walks).claimed(began, handlers, &starts, &claimed, limit);
+            if claimed.is_empty() && starts.iter().any(|&start| start != LOWEST) {
                 // Nothing at or above the starts. A delivery below them is claimed now: after
-                // an empty claim, the dispatcher would wait for it until its next poll.
-                return self.claim_deliveries(now, limit, handlers).await;
+                // an empty claim, the dispatcher would wait for it until its next poll. The
+                // completions are committed: an error of this claim is no error of the step.
+                return match self.claim_deliveries(now, limit, handlers).await {
+                    Ok(claimed) => Ok(claimed),
+                    Err(error) => {
+                        tracing::warn!(%error, "could not claim deliveries");
+                        Ok(Vec::new())
+                    }
+                };
             }
             Ok(claimed)
         })

@@ -354,7 +354,9 @@ impl Write {
     fn connection(&mut self) -> &mut SqliteConnection {
         match &mut self.connection {
             Some(connection) => connection,
-            None => unreachable!("the connection is taken only by `commit`, which consumes it"),
+            None => {
+                unreachable!("the connection is taken only by `run_and_commit`, which consumes it")
+            }
         }
     }
 
@@ -427,10 +429,10 @@ macro_rules! held_handlers {
 }
 
 /// The claim of up to `limit` deliveries until `?{first}`, due at the parameter after, of
-/// `handlers` handlers (the parameters after that). Each handler's deliveries are walked in order on the `(handler, id)` index, and the
-/// walks are merged in id order: a compound select ordered as a whole, which SQLite merges row
-/// by row and stops at the limit. A claim thus reads about `limit` rows whatever the backlog and
-/// the number of handlers, and sorts nothing.
+/// `handlers` handlers (the parameters after that). Each handler's deliveries are walked in
+/// order on the `(handler, id)` index, and the walks are merged in id order: a compound select
+/// ordered as a whole, which SQLite merges row by row and stops at the limit. A claim thus reads
+/// about `limit` rows whatever the backlog and the number of handlers, and sorts nothing.
 ///
 /// A held handler's walk looks for the handler `NULL`, and so reads nothing: the held handlers
 /// are read once (`MATERIALIZED`: SQLite 3.51 would otherwise read them again in every walk),
