@@ -673,17 +673,7 @@ async fn a_draining_claim_still_takes_deliveries_below_the_ids_it_reached() {
         .await
         .unwrap();
     let handlers = ["shipping::weigh_parcel".to_owned()];
-    let events = |parcels: std::ops::Range<u32>| -> Vec<tidings::store::NewEvent> {
-        parcels
-            .map(|parcel| tidings::store::NewEvent {
-                event: tidings::testing::domain_event(
-                    "ParcelWeighed",
-                    serde_json::json!({ "parcel": parcel }),
-                ),
-                handlers: handlers.to_vec(),
-            })
-            .collect()
-    };
+    let events = |parcels| support::parcels_weighed(parcels, &handlers);
     let parcel = |delivery: &tidings::store::Delivery| {
         let payload: serde_json::Value =
             serde_json::from_str(delivery.event.payload.get()).unwrap();

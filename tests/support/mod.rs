@@ -103,15 +103,7 @@ pub(crate) async fn hold_one_of_two(
     handler: &str,
 ) -> [String; 1] {
     let handlers = [handler.to_owned()];
-    let events = (0..2)
-        .map(|parcel| tidings::store::NewEvent {
-            event: tidings::testing::domain_event(
-                "ParcelWeighed",
-                serde_json::json!({ "parcel": parcel }),
-            ),
-            handlers: handlers.to_vec(),
-        })
-        .collect();
+    let events = parcels_weighed(0..2, &handlers);
     store.record(events).await.expect("the events are recorded");
     let claimed = store
         .claim_deliveries(chrono::Utc::now(), 1, &handlers)
@@ -119,6 +111,23 @@ pub(crate) async fn hold_one_of_two(
         .expect("the first is claimed");
     assert_eq!(claimed.len(), 1, "{claimed:?}");
     handlers
+}
+
+/// A `ParcelWeighed` event of payload `{"parcel": n}` for each `n` of `parcels`, each with a
+/// delivery to `handlers`, to record in a store.
+pub(crate) fn parcels_weighed(
+    parcels: std::ops::Range<u32>,
+    handlers: &[String],
+) -> Vec<tidings::store::NewEvent> {
+    parcels
+        .map(|parcel| tidings::store::NewEvent {
+            event: tidings::testing::domain_event(
+                "ParcelWeighed",
+                serde_json::json!({ "parcel": parcel }),
+            ),
+            handlers: handlers.to_vec(),
+        })
+        .collect()
 }
 
 /// A pool on `url`, and an empty schema named after `test`, for this test alone.
