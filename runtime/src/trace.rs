@@ -11,7 +11,6 @@
 //! [`of`] for the traceparent to record with what it produces.
 
 use tracing::Span;
-use uuid::Uuid;
 
 use crate::transport::Message;
 
@@ -79,9 +78,24 @@ fn traced(span: &Span) -> Option<String> {
 /// A traceparent for a trace that starts here: random trace and parent ids, neither all zeros,
 /// sampled.
 fn new_trace() -> String {
-    // `Simple` writes the 32 hex digits at once, a `{:032x}` of a `u128` digit by digit.
-    let trace_id = Uuid::from_u128(fastrand::u128(1..)).simple();
-    format!("00-{trace_id}-{:016x}-01", fastrand::u64(1..))
+    // Written digit by digit into one buffer of the traceparent's length: `format!` would grow
+    // its string twice and go through the formatting machinery for each part.
+    let mut traceparent = [0u8; 55];
+    traceparent[..3].copy_from_slice(b"00-");
+    hex(&mut traceparent[3..35], fastrand::u128(1..));
+    traceparent[35] = b'-';
+    hex(&mut traceparent[36..52], u128::from(fastrand::u64(1..)));
+    traceparent[52..].copy_from_slice(b"-01");
+    traceparent.iter().map(|&byte| char::from(byte)).collect()
+}
+
+/// Writes the `out.len()` low hex digits of `value` into `out`, lowercase, most significant
+/// first.
+fn hex(out: &mut [u8], mut value: u128) {
+    for digit in out.iter_mut().rev() {
+        *digit = b"0123456789abcdef"[(value & 0xf) as usize];
+        value >>= 4;
+    }
 }
 
 #[cfg(feature = "opentelemetry")]
@@ -160,5 +174,37 @@ mod otel {
                 assert!(parse(malformed).is_none(), "{malformed:?}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_trace_is_a_w3c_traceparent_of_its_own() {
+        let traceparent = new_trace();
+        let parts: Vec<&str> = traceparent.split('-').collect();
+        assert_eq!(parts.len(), 4, "{traceparent}");
+        assert_eq!((parts[0], parts[3]), ("00", "01"), "version, sampled");
+        for (id, digits) in [(parts[1], 32), (parts[2], 16)] {
+            assert_eq!(id.len(), digits, "{traceparent}");
+            assert!(
+                id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+                "lowercase hex: {traceparent}"
+            );
+            assert!(
+                id.bytes().any(|b| b != b'0'),
+                "not all zeros: {traceparent}"
+            );
+        }
+        assert_ne!(new_trace(), traceparent, "each trace has its own ids");
+    }
+
+    #[test]
+    fn hex_writes_the_low_digits_most_significant_first() {
+        let mut out = [0u8; 8];
+        hex(&mut out, 0x1234_5678_9abc_def0);
+        assert_eq!(&out, b"9abcdef0");
     }
 }
