@@ -4,7 +4,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use std::future::Future;
-use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -13,8 +12,11 @@ use tokio::sync::Notify;
 #[derive(Debug, Default)]
 pub(crate) struct Activity {
     busy: AtomicUsize,
-    changed: Notify,
 }
+
+/// Notified each time an activity of the process becomes idle: a `settle` waits on this one
+/// notification, whatever the number of apps and transports it watches, and looks again.
+static BECAME_IDLE: Notify = Notify::const_new();
 
 impl Activity {
     /// `n` more units of work started. Nobody waits for that: more work never settles anything.
@@ -26,7 +28,7 @@ impl Activity {
     /// was the last.
     pub(crate) fn finish(&self, n: usize) {
         if n > 0 && self.busy.fetch_sub(n, Ordering::SeqCst) == n {
-            self.changed.notify_waiters();
+            BECAME_IDLE.notify_waiters();
         }
     }
 
@@ -35,42 +37,31 @@ impl Activity {
         self.busy.load(Ordering::SeqCst) == 0
     }
 
-    /// Waits until every activity in `all` is idle and, at that moment, `quiet` says nothing
-    /// else waits (such as work recorded in a store and not yet claimed). `quiet` is asked again
-    /// each time an activity becomes idle, and every `recheck` while none does (the work may be
-    /// another process's).
-    pub(crate) async fn settle<F, Q>(all: &[&Activity], recheck: Duration, mut quiet: Q)
+    /// Waits until `idle` says that every activity watched is idle and, at that moment,
+    /// `quiet` says nothing else waits (such as work recorded in a store and not yet claimed).
+    /// Both are asked again each time an activity becomes idle, and every `recheck` while none
+    /// does (the work may be another process's).
+    pub(crate) async fn settle<F, Q>(idle: impl Fn() -> bool, recheck: Duration, mut quiet: Q)
     where
         Q: FnMut() -> F,
         F: Future<Output = bool>,
     {
-        // Built once, and renewed in place after each wake-up: no allocation per round.
-        let mut waits: Vec<_> = all.iter().map(|a| Box::pin(a.changed.notified())).collect();
+        let mut became_idle = std::pin::pin!(BECAME_IDLE.notified());
+        // One timer for the whole wait, set again only once it fired.
+        let mut timer = std::pin::pin!(tokio::time::sleep(recheck));
         loop {
-            for wait in &mut waits {
-                wait.as_mut().enable();
-            }
-            if all.iter().all(|a| a.is_idle()) && quiet().await {
+            // Listening before looking: an activity that becomes idle after the look wakes it.
+            became_idle.as_mut().enable();
+            if idle() && quiet().await {
                 return;
             }
-            let changed = std::future::poll_fn(|cx| {
-                let mut changed = false;
-                for wait in &mut waits {
-                    changed |= wait.as_mut().poll(cx).is_ready();
-                }
-                if changed {
-                    Poll::Ready(())
-                } else {
-                    Poll::Pending
-                }
-            });
             tokio::select! {
-                () = changed => {}
-                () = tokio::time::sleep(recheck) => {}
+                () = became_idle.as_mut() => {}
+                () = timer.as_mut() => {
+                    timer.as_mut().reset(tokio::time::Instant::now() + recheck);
+                }
             }
-            for (wait, activity) in waits.iter_mut().zip(all) {
-                wait.set(activity.changed.notified());
-            }
+            became_idle.set(BECAME_IDLE.notified());
         }
     }
 }

@@ -126,11 +126,16 @@ impl Running {
     /// Like [`settle`](Self::settle), it waits with no bound; [`settle_all_for`](Self::settle_all_for)
     /// gives up after a time and says what still waits.
     pub async fn settle_all(apps: &[&Running]) {
-        let mut all: Vec<&Activity> = Vec::new();
-        for running in apps {
-            all.push(&running.shared.activity);
-            all.extend(running.shared.transport_activity.as_deref());
-        }
+        let idle = || {
+            apps.iter().all(|running| {
+                let shared = &running.shared;
+                shared.activity.is_idle()
+                    && shared
+                        .transport_activity
+                        .as_deref()
+                        .is_none_or(Activity::is_idle)
+            })
+        };
         let stores_empty = || async {
             for running in apps {
                 match running.shared.store.count_pending().await {
@@ -149,7 +154,7 @@ impl Running {
             .map(|running| running.shared.poll_interval)
             .min()
             .unwrap_or(Duration::from_secs(1));
-        Activity::settle(&all, recheck, stores_empty).await;
+        Activity::settle(idle, recheck, stores_empty).await;
     }
 
     /// Resolves `Ok(())` once the app is idle, as [`settle`](Self::settle) does, or, if it is
