@@ -70,15 +70,24 @@ fn archive_order(event: &OrderConfirmed, runs: Dep<Runs>) -> Result<(), LedgerEr
     Err(LedgerError::Rejected(event.order_id))
 }
 
-/// The app of this file: every handler's dependency provided.
+/// The app of this file: every handler's dependency provided. It never polls: the dispatcher
+/// wakes for each publication and at each retry's due time, or the tests hang.
 fn app(store: InMemoryStore, retry: RetryPolicy) -> Tidings {
     Tidings::builder("sales")
         .store(store)
         .provide(Runs::default())
         .provide(PaymentProvider::default())
         .retry(retry)
+        .poll_interval(Duration::from_secs(3600))
         .build()
         .unwrap()
+}
+
+/// Waits until the app is idle: a retry left waiting for a poll that never comes fails here.
+async fn settle(running: &Running) {
+    if let Err(unsettled) = running.settle_for(Duration::from_secs(60)).await {
+        panic!("{unsettled}");
+    }
 }
 
 fn fast_retries() -> RetryPolicy {
@@ -98,7 +107,7 @@ async fn each_handler_is_retried_alone_then_dead_lettered() {
         .publish(OrderConfirmed { order_id: 7 })
         .await
         .unwrap();
-    running.settle().await;
+    settle(&running).await;
 
     let runs = store_runs(&app);
     assert_eq!(
@@ -196,7 +205,7 @@ async fn a_panicking_handler_fails_its_delivery_and_the_dispatcher_goes_on() {
         .publish(OrderConfirmed { order_id: 8 })
         .await
         .unwrap();
-    running.settle().await;
+    settle(&running).await;
 
     let dead = app.dead_letters().await.unwrap();
     let panicked = dead
@@ -258,7 +267,7 @@ async fn dead_letters_are_replayed_or_discarded() {
         .publish(RefundRequested { order_id: 2 })
         .await
         .unwrap();
-    running.settle().await;
+    settle(&running).await;
     let dead = app.dead_letters().await.unwrap();
     let letter_of = |event_id| dead.iter().find(|d| d.event_id == event_id).unwrap().id;
     let (first, second) = (letter_of(first.id), letter_of(second.id));
@@ -267,7 +276,7 @@ async fn dead_letters_are_replayed_or_discarded() {
     provider.repaired.store(true, Ordering::SeqCst);
     assert!(app.replay_dead_letter(first).await.unwrap());
     assert!(app.discard_dead_letter(second).await.unwrap());
-    running.settle().await;
+    settle(&running).await;
 
     assert_eq!(
         *provider.refunded.lock().unwrap(),

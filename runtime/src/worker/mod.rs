@@ -8,6 +8,7 @@
 //! - [`listen`]: wakes the dispatcher and the relay for work that other processes commit;
 //! - [`sweep`]: deletes what retention no longer keeps.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Sleep;
 
 use crate::activity::Activity;
 use crate::app::Observed;
@@ -122,20 +124,30 @@ impl Shared {
     /// last claim, at `claimed_at`: see [`wait_for`](Self::wait_for)), or for the poll
     /// interval, and returns whether the app stopped meanwhile (a dropped `Running` drops
     /// `stop`'s sender).
+    ///
+    /// `timer` is the worker's own, kept from one sleep to the next: it is set again only once
+    /// it fired, or when the next item is due before the poll interval ends. A timer left
+    /// running fires no later than the poll interval asks; if it was set for an item due
+    /// sooner, the worker only looks for work early. A worker woken for each new item thus
+    /// neither reads the clock nor touches the runtime's timers to go back to sleep.
     async fn idle(
         &self,
         wake: &Notify,
         next_due: BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>>,
         claimed_at: DateTime<Utc>,
         stop: &mut watch::Receiver<bool>,
+        mut timer: Pin<&mut Sleep>,
     ) -> bool {
         if *stop.borrow() {
             return true;
         }
         let wait = self.wait_for(next_due.await, claimed_at);
+        if timer.is_elapsed() || wait < self.poll_interval {
+            timer.as_mut().reset(tokio::time::Instant::now() + wait);
+        }
         tokio::select! {
             () = wake.notified() => false,
-            () = tokio::time::sleep(wait) => false,
+            () = timer => false,
             changed = stop.changed() => changed.is_err(),
         }
     }

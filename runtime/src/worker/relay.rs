@@ -79,6 +79,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut in_flight = FuturesUnordered::new();
     // Publications that ended while the relay waited for the store.
     let mut ended = VecDeque::new();
+    let mut timer = std::pin::pin!(tokio::time::sleep(shared.poll_interval));
     let mut may_claim = true;
     let mut claimed_at = Utc::now();
     loop {
@@ -135,7 +136,13 @@ pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             relay.mark().await;
             let next_due = shared.store.next_row_due();
             if shared
-                .idle(&shared.relay_wake, next_due, claimed_at, &mut stop)
+                .idle(
+                    &shared.relay_wake,
+                    next_due,
+                    claimed_at,
+                    &mut stop,
+                    timer.as_mut(),
+                )
                 .await
             {
                 return;
