@@ -52,9 +52,10 @@ pub(crate) struct Meters {
     sent: Mutex<HashMap<String, Arc<SentMeters>>>,
 }
 
-/// One handler's metrics.
+/// One handler's metrics: [`Meters::handler`] finds them, [`delivery`] and [`latency`] record
+/// through them.
 #[derive(Debug)]
-struct HandlerMeters {
+pub(crate) struct HandlerMeters {
     retries: Counter,
     duration: Histogram,
     latency: Histogram,
@@ -82,7 +83,8 @@ impl Meters {
         }
     }
 
-    fn handler(&self, handler: &str) -> Arc<HandlerMeters> {
+    /// The metrics of `handler`, registered at the first call for it.
+    pub(crate) fn handler(&self, handler: &str) -> Arc<HandlerMeters> {
         let mut handlers = crate::sync::lock(&self.handlers);
         if let Some(meters) = handlers.get(handler) {
             return Arc::clone(meters);
@@ -125,15 +127,9 @@ impl Meters {
     }
 }
 
-/// A delivery to `handler` ran (its `attempt`) and ended with `outcome`, after `took`.
-pub(crate) fn delivery(
-    meters: &Meters,
-    handler: &str,
-    attempt: u32,
-    outcome: Outcome,
-    took: Duration,
-) {
-    let meters = meters.handler(handler);
+/// A delivery to the handler of `meters` ran (its `attempt`) and ended with `outcome`, after
+/// `took`.
+pub(crate) fn delivery(meters: &HandlerMeters, attempt: u32, outcome: Outcome, took: Duration) {
     if attempt > 1 {
         meters.retries.increment(1);
     }
@@ -146,9 +142,10 @@ pub(crate) fn delivery(
     .increment(1);
 }
 
-/// A first attempt of a delivery to `handler` started `waited` after its event was published.
-pub(crate) fn latency(meters: &Meters, handler: &str, waited: Duration) {
-    meters.handler(handler).latency.record(waited.as_secs_f64());
+/// A first attempt of a delivery to the handler of `meters` started `waited` after its event was
+/// published.
+pub(crate) fn latency(meters: &HandlerMeters, waited: Duration) {
+    meters.latency.record(waited.as_secs_f64());
 }
 
 /// The labels of a publication of `contract` through `system`.

@@ -30,6 +30,7 @@ use crate::wiring::{Route, Target};
 pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let handlers: Vec<String> = shared.wiring.route_names().map(str::to_owned).collect();
     let mut completions = Vec::new();
+    let mut timer = std::pin::pin!(tokio::time::sleep(shared.poll_interval));
     loop {
         let mut claimed_at;
         loop {
@@ -59,7 +60,13 @@ pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         }
         let next_due = shared.store.next_delivery_due();
         if shared
-            .idle(&shared.dispatch_wake, next_due, claimed_at, &mut stop)
+            .idle(
+                &shared.dispatch_wake,
+                next_due,
+                claimed_at,
+                &mut stop,
+                timer.as_mut(),
+            )
             .await
         {
             return;
@@ -72,7 +79,15 @@ pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 /// failed and waits for its retry is overtaken by later ones). Returns the completions of those
 /// that succeeded, for the batch's commit.
 async fn run_batch(shared: &Arc<Shared>, batch: Vec<Delivery>) -> Vec<Completion> {
-    let claims: Vec<(DeliveryId, u32)> = batch.iter().map(|d| (d.id, d.attempt)).collect();
+    // Only a store whose claims expire needs them, to extend them.
+    let claims: Vec<(DeliveryId, u32)> = match shared.store.lease() {
+        Some(_) => batch.iter().map(|d| (d.id, d.attempt)).collect(),
+        None => Vec::new(),
+    };
+    if batch.iter().all(|d| d.handler == batch[0].handler) {
+        // One handler: the batch is its group, and there is no join to set up.
+        return holding_claims(shared, claims, run_group(shared, batch)).await;
+    }
     let mut by_handler: Vec<Vec<Delivery>> = Vec::new();
     for delivery in batch {
         match by_handler
@@ -83,16 +98,10 @@ async fn run_batch(shared: &Arc<Shared>, batch: Vec<Delivery>) -> Vec<Completion
             None => by_handler.push(vec![delivery]),
         }
     }
-    if by_handler.len() == 1 {
-        // One handler: no join to set up.
-        let group = by_handler.pop().unwrap_or_default();
-        holding_claims(shared, claims, run_group(shared, group)).await
-    } else {
-        let runs = by_handler.into_iter().map(|group| run_group(shared, group));
-        let runs = futures_util::future::join_all(runs);
-        let completions = holding_claims(shared, claims, runs).await;
-        completions.into_iter().flatten().collect()
-    }
+    let runs = by_handler.into_iter().map(|group| run_group(shared, group));
+    let runs = futures_util::future::join_all(runs);
+    let completions = holding_claims(shared, claims, runs).await;
+    completions.into_iter().flatten().collect()
 }
 
 /// Why a delivery failed, and whether to try again.
@@ -255,19 +264,12 @@ async fn deliver(shared: &Arc<Shared>, delivery: Delivery) -> Delivered {
     // Each attempt is a span of its own, in the trace of the event's publication.
     trace::follow(&span, event.meta.traceparent.as_deref());
     let started = Instant::now();
+    let meters = shared.meters.handler(&handler);
     if attempt == 1 {
         let waited = (Utc::now() - event.meta.occurred_at).to_std();
-        measure::latency(&shared.meters, &handler, waited.unwrap_or_default());
+        measure::latency(&meters, waited.unwrap_or_default());
     }
-    let measured = |outcome| {
-        measure::delivery(
-            &shared.meters,
-            &handler,
-            attempt,
-            outcome,
-            started.elapsed(),
-        );
-    };
+    let measured = |outcome| measure::delivery(&meters, attempt, outcome, started.elapsed());
     let delivered = async {
         let Some(route) = shared.wiring.route(&handler) else {
             let failure = Failure::fatal(format!(
