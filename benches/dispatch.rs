@@ -10,8 +10,12 @@
 //!   `Pin<Box<dyn Future>>`: the allocation that a type-erased call of an `async fn` makes
 //!   unless, as `tidings` does, it keeps the future in place in a slot of the caller's.
 //! - `B1-e2e`: publish one event and settle a running app (store, dispatcher, activity
-//!   tracking): end to end, not comparable to the hand-written loop. The allocations per event,
-//!   the dispatcher's included, are printed before it.
+//!   tracking), against a hand-written in-process bus on the same runtime: a queue behind a
+//!   mutex, a worker task that a `Notify` wakes to run the handler, and a count of the events
+//!   in flight that the publisher waits to see at zero. The bus has what any event bus must
+//!   (a second task, its wake-up and the wake-up back) and nothing else: no store, envelope,
+//!   retries, spans or metrics. The allocations per event, the dispatcher's included, are
+//!   printed before it.
 //!
 //! Registrations are global per binary, so each N has its own event type; every handler here
 //! needs nothing but its event, so the end-to-end app of this binary builds.
@@ -20,10 +24,12 @@
 #![allow(missing_docs)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -31,6 +37,7 @@ use tidings::__private::{
     CallHandler as _, Deps, FutureSlot, HandlerContext, HandlerFn, HandlerInfo,
 };
 use tidings::prelude::*;
+use tokio::sync::Notify;
 
 // ---------------------------------------------------------------------------------------------
 // Allocation counting.
@@ -368,15 +375,71 @@ fn end_to_end_publish(c: &mut Criterion) {
         (allocations() - before) as f64 / COUNTED_CALLS as f64
     );
 
-    let mut group = c.benchmark_group("B1-e2e publish+settle (end to end, not comparable)");
-    group.bench_function("1 sync handler, per event", |b| {
+    let bus = Arc::new(HandWrittenBus::default());
+    let worker = runtime.spawn(Arc::clone(&bus).run());
+
+    let mut group = c.benchmark_group("B1-e2e publish+settle");
+    group.bench_function("tidings, 1 sync handler, per event", |b| {
         b.to_async(&runtime).iter(publish_and_settle)
+    });
+    group.bench_function("hand-written bus, per event", |b| {
+        b.to_async(&runtime)
+            .iter(|| bus.publish_and_settle(EndToEndPinged { value: 1 }))
     });
     group.finish();
 
+    worker.abort();
     runtime
         .block_on(running.shutdown())
         .expect("the app shuts down");
+}
+
+/// The baseline of `B1-e2e`: an in-process event bus written by hand, its worker a task of its
+/// own, as the dispatcher is.
+#[derive(Default)]
+struct HandWrittenBus {
+    queue: Mutex<VecDeque<EndToEndPinged>>,
+    /// Wakes the worker.
+    wake: Notify,
+    /// Events published and not handled yet.
+    in_flight: AtomicUsize,
+    /// Notified when `in_flight` drops to zero.
+    settled: Notify,
+}
+
+impl HandWrittenBus {
+    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<EndToEndPinged>> {
+        self.queue.lock().expect("the queue's lock is not poisoned")
+    }
+
+    /// Queues `event`, wakes the worker, and waits until it was handled.
+    async fn publish_and_settle(&self, event: EndToEndPinged) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.queue().push_back(event);
+        self.wake.notify_one();
+        loop {
+            let settled = self.settled.notified();
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            settled.await;
+        }
+    }
+
+    /// Handles the queued events, one at a time, each time it is woken.
+    async fn run(self: Arc<Self>) {
+        loop {
+            self.wake.notified().await;
+            loop {
+                let next = self.queue().pop_front();
+                let Some(event) = next else { break };
+                black_box(event.value);
+                if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    self.settled.notify_waiters();
+                }
+            }
+        }
+    }
 }
 
 criterion_group!(benches, sync_handlers, async_handlers, end_to_end_publish);
