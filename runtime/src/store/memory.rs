@@ -1,6 +1,6 @@
 //! [`InMemoryStore`]: the store for tests, and the default when an app names none.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -75,6 +75,7 @@ impl Default for InMemoryStore {
             outcomes: Recent::new(InMemoryStore::DEFAULT_CAPTURE),
             next_id: 0,
             deliveries: BTreeMap::new(),
+            held: HashMap::new(),
             inbox: HashMap::new(),
             rows: HashMap::new(),
             archive: Vec::new(),
@@ -91,6 +92,10 @@ impl Default for InMemoryStore {
 struct MemoryState {
     next_id: u64,
     deliveries: BTreeMap<DeliveryId, MemoryDelivery>,
+    /// How many claimed deliveries each handler has: a handler listed here is held, and a
+    /// claim takes none of its deliveries. Kept as deliveries are claimed and let go, so that
+    /// neither a claim nor `next_delivery_due` looks through every delivery to find out.
+    held: HashMap<String, usize>,
     /// When each (handler, event id) was received.
     inbox: HashMap<(String, Uuid), DateTime<Utc>>,
     /// The outbox, by id: its order is that of `keys` and `unkeyed`. A map that keeps its
@@ -227,18 +232,16 @@ impl MemoryState {
         limit: usize,
         handlers: &[String],
     ) -> Vec<Delivery> {
-        let held: HashSet<String> = self
-            .deliveries
-            .values()
-            .filter(|d| d.claimed)
-            .map(|d| d.handler.clone())
-            .collect();
-        self.deliveries
+        let MemoryState {
+            deliveries, held, ..
+        } = self;
+        // The handlers held before this claim: it may take many deliveries of one handler.
+        let claimed: Vec<Delivery> = deliveries
             .iter_mut()
             .filter(|(_, d)| {
                 !d.claimed
                     && d.due <= now
-                    && !held.contains(&d.handler)
+                    && !held.contains_key(&d.handler)
                     && handlers.contains(&d.handler)
             })
             .take(limit)
@@ -252,7 +255,16 @@ impl MemoryState {
                     attempt: d.attempts,
                 }
             })
-            .collect()
+            .collect();
+        for delivery in &claimed {
+            match held.get_mut(&delivery.handler) {
+                Some(count) => *count += 1,
+                None => {
+                    held.insert(delivery.handler.clone(), 1);
+                }
+            }
+        }
+        claimed
     }
 
     /// Completes the deliveries still claimed at their attempts, with the rows they produced.
@@ -299,7 +311,9 @@ impl MemoryState {
             .deliveries
             .get(&id)
             .is_some_and(|d| d.claimed && d.attempts == attempt);
-        held.then(|| self.deliveries.remove(&id)).flatten()
+        let delivery = held.then(|| self.deliveries.remove(&id)).flatten()?;
+        let_go(&mut self.held, &delivery.handler);
+        Some(delivery)
     }
 
     /// Takes row `id` out of the outbox (into the archive, with `archive`) and out of its key's
@@ -351,6 +365,17 @@ impl MemoryState {
                 .take(unkeyed),
         );
         ids
+    }
+}
+
+/// One claimed delivery of `handler` was let go (completed, dead-lettered or rescheduled):
+/// `held` counts it no more.
+fn let_go(held: &mut HashMap<String, usize>, handler: &str) {
+    if let Some(count) = held.get_mut(handler) {
+        *count -= 1;
+        if *count == 0 {
+            held.remove(handler);
+        }
     }
 }
 
@@ -427,6 +452,7 @@ impl Store for InMemoryStore {
                 attempt: delivery.attempts,
                 error,
             };
+            let_go(&mut state.held, &delivery.handler);
             state.outcomes.push(outcome);
         }
         Self::ready(Ok(()))
@@ -514,13 +540,7 @@ impl Store for InMemoryStore {
         let due = state
             .deliveries
             .values()
-            .filter(|d| {
-                !d.claimed
-                    && !state
-                        .deliveries
-                        .values()
-                        .any(|c| c.claimed && c.handler == d.handler)
-            })
+            .filter(|d| !d.claimed && !state.held.contains_key(&d.handler))
             .map(|d| d.due)
             .min();
         Self::ready(Ok(due))
