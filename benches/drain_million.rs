@@ -30,6 +30,11 @@
 //! temporary files PostgreSQL wrote during the drain (`pg_stat_database`, the whole database's,
 //! so other sessions' sorts count too), which is where a sort bigger than `work_mem` goes.
 //!
+//! `TIDINGS_MILLION_DATABASE=memory` drains on the [`InMemoryStore`], the store of an app that
+//! names none, the backlog published with [`DomainEvents::publish`]. That store keeps its
+//! backlog in the process's memory by nature, so the readings show what the backlog weighs
+//! there; the rate shows whether a claim's work grows with the backlog.
+//!
 //! `TIDINGS_MILLION_ANALYZE=1` runs `ANALYZE` on the deliveries once the backlog is recorded,
 //! which the store never does: the claims' plans must not depend on statistics, and the option
 //! shows that they do not (a claim that read and sorted every row of its handlers took about
@@ -263,10 +268,13 @@ enum Database {
     Sqlite(PathBuf),
     /// A PostgreSQL schema, `SCHEMA`.
     Postgres(PgPool),
+    /// The in-memory store.
+    Memory,
 }
 
 impl Database {
-    /// `TIDINGS_MILLION_DATABASE`: `sqlite` (the default) or `postgres` (on `DATABASE_URL`).
+    /// `TIDINGS_MILLION_DATABASE`: `sqlite` (the default), `postgres` (on `DATABASE_URL`) or
+    /// `memory`.
     async fn chosen() -> Option<Self> {
         match std::env::var("TIDINGS_MILLION_DATABASE").as_deref() {
             Err(_) | Ok("sqlite") => {
@@ -280,8 +288,11 @@ impl Database {
                 support::drop_schema(&pool, SCHEMA).await;
                 Some(Database::Postgres(pool))
             }
+            Ok("memory") => Some(Database::Memory),
             Ok(other) => {
-                panic!("TIDINGS_MILLION_DATABASE is `sqlite` or `postgres`, not `{other}`")
+                panic!(
+                    "TIDINGS_MILLION_DATABASE is `sqlite`, `postgres` or `memory`, not `{other}`"
+                )
             }
         }
     }
@@ -290,6 +301,7 @@ impl Database {
         match self {
             Database::Sqlite(_) => "SQLite",
             Database::Postgres(_) => "PostgreSQL",
+            Database::Memory => "in-memory",
         }
     }
 
@@ -331,6 +343,19 @@ impl Database {
                 }
                 (app, recording)
             }
+            Database::Memory => {
+                let app = builder().build().expect("the app builds");
+                note(readings, Reading::now("before the backlog is recorded"));
+                let began = Instant::now();
+                let publisher = app.domain_events();
+                for seq in 0..events {
+                    publisher
+                        .publish(ParcelScanned { seq })
+                        .await
+                        .expect("the event is recorded");
+                }
+                (app, began.elapsed())
+            }
         };
         let size = match self {
             Database::Sqlite(path) => {
@@ -346,10 +371,14 @@ impl Database {
                 .expect("the table's size is read");
                 format!("table and indexes {:.0} MiB", bytes as f64 / MIB)
             }
+            Database::Memory => "in the process's memory".to_owned(),
+        };
+        let how = match self {
+            Database::Memory => "one `publish` each".to_owned(),
+            _ => format!("in transactions of {RECORD_CHUNK}"),
         };
         println!(
-            "recorded {events} deliveries in {:.1} s ({:.0}/s), in transactions of \
-             {RECORD_CHUNK}; {size}",
+            "recorded {events} deliveries in {:.1} s ({:.0}/s), {how}; {size}",
             recording.as_secs_f64(),
             events as f64 / recording.as_secs_f64()
         );
@@ -384,6 +413,7 @@ impl Database {
                 }
             }
             Database::Postgres(pool) => support::drop_schema(pool, SCHEMA).await,
+            Database::Memory => {}
         }
     }
 }
