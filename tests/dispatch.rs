@@ -71,7 +71,7 @@ fn archive_order(event: &OrderConfirmed, runs: Dep<Runs>) -> Result<(), LedgerEr
 }
 
 /// The app of this file: every handler's dependency provided. It never polls: the dispatcher
-/// wakes for each publication and at each retry's due time, or the tests hang.
+/// wakes for each publication and at each retry's due time, or the tests fail in `settle`.
 fn app(store: InMemoryStore, retry: RetryPolicy) -> Tidings {
     Tidings::builder("sales")
         .store(store)

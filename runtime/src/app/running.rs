@@ -110,8 +110,9 @@ impl Running {
     /// Resolves once the app is idle: nothing in flight, every delivery in its store completed
     /// or dead-lettered, every integration row published, and (on a transport that can tell)
     /// every message it sent received. For tests, with no sleeps: it asks the store how much
-    /// work waits each time the app's work in flight drops to none, and every poll interval
-    /// while the waiting work is not this process's to do.
+    /// work waits each time the work in flight of an app of the process (this one or another)
+    /// drops to none, and every poll interval while the waiting work is not this process's to
+    /// do.
     ///
     /// It waits with no bound: work that no process takes (deliveries of a handler this app
     /// does not run, a claim another process never lets go) keeps it waiting forever. Use

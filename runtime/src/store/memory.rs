@@ -371,11 +371,13 @@ impl MemoryState {
 /// One claimed delivery of `handler` was let go (completed, dead-lettered or rescheduled):
 /// `held` counts it no more.
 fn let_go(held: &mut HashMap<String, usize>, handler: &str) {
-    if let Some(count) = held.get_mut(handler) {
-        *count -= 1;
-        if *count == 0 {
-            held.remove(handler);
-        }
+    let Some(count) = held.get_mut(handler) else {
+        debug_assert!(false, "a claimed delivery of `{handler}` was not counted");
+        return;
+    };
+    *count -= 1;
+    if *count == 0 {
+        held.remove(handler);
     }
 }
 

@@ -128,8 +128,9 @@ impl Shared {
     /// `timer` is the worker's own, kept from one sleep to the next: it is set again only once
     /// it fired, or when the next item is due before the poll interval ends. A timer left
     /// running fires no later than the poll interval asks; if it was set for an item due
-    /// sooner, the worker only looks for work early. A worker woken for each new item thus
-    /// neither reads the clock nor touches the runtime's timers to go back to sleep.
+    /// sooner, the worker only looks for work early. A worker woken for each new item, with
+    /// nothing scheduled sooner than the poll interval, thus neither reads the clock nor
+    /// touches the runtime's timers to go back to sleep.
     async fn idle(
         &self,
         wake: &Notify,
