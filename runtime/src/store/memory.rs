@@ -92,9 +92,10 @@ impl Default for InMemoryStore {
 struct MemoryState {
     next_id: u64,
     deliveries: BTreeMap<DeliveryId, MemoryDelivery>,
-    /// How many claimed deliveries each handler has: a handler listed here is held, and a
+    /// How many claimed deliveries each handler has: a handler counted here is held, and a
     /// claim takes none of its deliveries. Kept as deliveries are claimed and let go, so that
-    /// neither a claim nor `next_delivery_due` looks through every delivery to find out.
+    /// neither a claim nor `next_delivery_due` looks through every delivery to find out. A
+    /// handler keeps its entry at zero, so that each claim does not name it again.
     held: HashMap<String, usize>,
     /// When each (handler, event id) was received.
     inbox: HashMap<(String, Uuid), DateTime<Utc>>,
@@ -241,7 +242,7 @@ impl MemoryState {
             .filter(|(_, d)| {
                 !d.claimed
                     && d.due <= now
-                    && !held.contains_key(&d.handler)
+                    && !is_held(held, &d.handler)
                     && handlers.contains(&d.handler)
             })
             .take(limit)
@@ -371,14 +372,15 @@ impl MemoryState {
 /// One claimed delivery of `handler` was let go (completed, dead-lettered or rescheduled):
 /// `held` counts it no more.
 fn let_go(held: &mut HashMap<String, usize>, handler: &str) {
-    let Some(count) = held.get_mut(handler) else {
-        debug_assert!(false, "a claimed delivery of `{handler}` was not counted");
-        return;
-    };
-    *count -= 1;
-    if *count == 0 {
-        held.remove(handler);
+    match held.get_mut(handler) {
+        Some(count) if *count > 0 => *count -= 1,
+        _ => debug_assert!(false, "a claimed delivery of `{handler}` was not counted"),
     }
+}
+
+/// Whether a claim holds deliveries of `handler`.
+fn is_held(held: &HashMap<String, usize>, handler: &str) -> bool {
+    held.get(handler).is_some_and(|&count| count > 0)
 }
 
 impl Store for InMemoryStore {
@@ -542,7 +544,7 @@ impl Store for InMemoryStore {
         let due = state
             .deliveries
             .values()
-            .filter(|d| !d.claimed && !state.held.contains_key(&d.handler))
+            .filter(|d| !d.claimed && !is_held(&state.held, &d.handler))
             .map(|d| d.due)
             .min();
         Self::ready(Ok(due))
