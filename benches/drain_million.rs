@@ -30,10 +30,10 @@
 //! temporary files PostgreSQL wrote during the drain (`pg_stat_database`, the whole database's,
 //! so other sessions' sorts count too), which is where a sort bigger than `work_mem` goes.
 //!
-//! `TIDINGS_MILLION_DATABASE=memory` drains on the [`InMemoryStore`], the store of an app that
-//! names none, the backlog published with [`DomainEvents::publish`]. That store keeps its
-//! backlog in the process's memory by nature, so the readings show what the backlog weighs
-//! there; the rate shows whether a claim's work grows with the backlog.
+//! `TIDINGS_MILLION_DATABASE=memory` drains on the [`InMemoryStore`](tidings::InMemoryStore),
+//! the store of an app that names none, the backlog published with [`DomainEvents::publish`].
+//! That store keeps its backlog in the process's memory by nature, so the readings show what
+//! the backlog weighs there; the rate shows whether a claim's work grows with the backlog.
 //!
 //! `TIDINGS_MILLION_ANALYZE=1` runs `ANALYZE` on the deliveries once the backlog is recorded,
 //! which the store never does: the claims' plans must not depend on statistics, and the option
