@@ -351,6 +351,26 @@ async fn an_event_of_another_type_is_refused() {
     );
 }
 
+#[tokio::test]
+async fn an_async_handler_refuses_an_event_of_another_type() {
+    let deps = Deps::new();
+    let meta = EventMeta::new("inventory");
+    let error = handler("reserve_stock")
+        .call(
+            &OrderEvent::Placed { order_id: 1 },
+            HandlerContext::new(&deps, &meta),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        *error,
+        HandlerError::WrongEvent {
+            handler: "reserve_stock",
+            expected: "StockRecalculated"
+        }
+    ));
+}
+
 #[test]
 fn every_translation_is_known_by_its_pair() {
     let registry = tidings::registry();
@@ -628,4 +648,50 @@ mod allocations {
 
     #[global_allocator]
     static GLOBAL: Counting = Counting;
+}
+
+/// A handler's generated entry binds names of its own beside the user's items: lowercase unit
+/// structs and consts named like its bindings, in scope where the handlers are declared, do not
+/// turn those bindings into patterns.
+mod names_in_scope {
+    #![allow(non_camel_case_types, non_upper_case_globals, dead_code)]
+
+    use tidings::__private::{CallHandler as _, Deps, HandlerContext};
+    use tidings::prelude::*;
+
+    struct event;
+    struct error;
+    struct ctx;
+    struct slot;
+    struct cx;
+    const output: u8 = 0;
+
+    #[tidings::domain_event]
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    pub(crate) struct BinCounted {
+        pub(crate) count: u32,
+    }
+
+    #[handles]
+    fn count_bin(counted: &BinCounted) {
+        assert_eq!(counted.count, 3);
+    }
+
+    #[handles]
+    async fn count_bin_later(counted: &BinCounted) {
+        assert_eq!(counted.count, 3);
+    }
+
+    #[tokio::test]
+    async fn both_kinds_of_entry_run_among_them() {
+        let deps = Deps::new();
+        let meta = EventMeta::new("inventory");
+        for name in ["count_bin", "count_bin_later"] {
+            let handler = super::handler(name);
+            let result = handler
+                .call(&BinCounted { count: 3 }, HandlerContext::new(&deps, &meta))
+                .await;
+            assert!(result.is_ok(), "{name}");
+        }
+    }
 }

@@ -442,14 +442,20 @@ pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
     let (invoke_fn, variant) = if is_async {
         let invoke_fn = quote! {
             fn #invoke<'a>(
-                event: &'a (dyn ::core::any::Any + ::core::marker::Send + ::core::marker::Sync),
-                ctx: #private::HandlerContext<'a>,
-                slot: ::core::pin::Pin<&mut #private::FutureSlot<'a>>,
-                cx: &mut ::core::task::Context<'_>,
+                __tidings_event: &'a (dyn ::core::any::Any + ::core::marker::Send + ::core::marker::Sync),
+                __tidings_ctx: #private::HandlerContext<'a>,
+                __tidings_slot: ::core::pin::Pin<&mut #private::FutureSlot<'a>>,
+                __tidings_cx: &mut ::core::task::Context<'_>,
             ) -> ::core::task::Poll<#private::HandlerResult> {
                 // The future is built in the call's slot, in place if it fits (known here,
-                // where its type is), and polled once.
-                #private::FutureSlot::start(slot, #run(event, ctx), cx)
+                // where its type is), and polled once. The bindings are prefixed, as all the
+                // entries' are: a lowercase unit struct or const of the user's, in scope here,
+                // would turn a plain name into a pattern.
+                #private::FutureSlot::start(
+                    __tidings_slot,
+                    #run(__tidings_event, __tidings_ctx),
+                    __tidings_cx,
+                )
             }
         };
         (invoke_fn, quote!(Async(#invoke)))
