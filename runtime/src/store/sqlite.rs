@@ -1,7 +1,6 @@
 //! [`SqliteStore`]: the embedded default, a SQLite file that survives the process.
 
 use std::any::{Any, TypeId};
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -196,6 +195,12 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
+            .after_connect(|connection, _| {
+                Box::pin(async move {
+                    sqlx::raw_sql(CONNECTION_SETUP).execute(connection).await?;
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await
             .map_err(Opening::Connect)?;
@@ -220,8 +225,9 @@ impl SqliteStore {
         SqliteStore { lease, ..self }
     }
 
-    /// The store's connection pool (one connection). Opening a pool of your own on the same file
-    /// for the application's transactions lets reads run beside the store.
+    /// The store's connection pool (one connection, which keeps its temporary tables in memory:
+    /// `temp_store = MEMORY`). Opening a pool of your own on the same file for the
+    /// application's transactions lets reads run beside the store.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
@@ -237,24 +243,12 @@ impl StoredValues for SqliteRow {
     // UUIDs and times are parsed from the row's own text, not from a copy of it.
     fn uuid(&self, table: &str, column: &str) -> Result<Option<Uuid>, StoreError> {
         let text: Option<&str> = self.try_get(column).map_err(unreadable(table, column))?;
-        let Some(text) = text else {
-            return Ok(None);
-        };
-        Uuid::parse_str(text).map(Some).map_err(|source| {
-            let problem = format_args!("`{text}` is not a UUID");
-            invalid(table, column, problem, Some(Box::new(source)))
-        })
+        text.map(|text| parse_uuid(table, column, text)).transpose()
     }
 
     fn time(&self, table: &str, column: &str) -> Result<DateTime<Utc>, StoreError> {
         let text: &str = self.try_get(column).map_err(unreadable(table, column))?;
-        match DateTime::parse_from_rfc3339(text) {
-            Ok(time) => Ok(time.with_timezone(&Utc)),
-            Err(source) => {
-                let problem = format_args!("`{text}` is not an RFC 3339 time");
-                Err(invalid(table, column, problem, Some(Box::new(source))))
-            }
-        }
+        parse_time(table, column, text)
     }
 
     fn number(&self, table: &str, column: &str) -> Result<u32, StoreError> {
@@ -262,9 +256,33 @@ impl StoredValues for SqliteRow {
     }
 
     fn payload(&self, table: &str) -> Result<Payload, StoreError> {
-        Payload::from_json(self.text(table, "payload")?)
-            .map_err(|source| invalid(table, "payload", "not JSON", Some(Box::new(source))))
+        parse_payload(table, self.text(table, "payload")?)
     }
+}
+
+/// `text`, read from `table.column`, as the UUID SQLite keeps as text.
+fn parse_uuid(table: &str, column: &str, text: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(text).map_err(|source| {
+        let problem = format_args!("`{text}` is not a UUID");
+        invalid(table, column, problem, Some(Box::new(source)))
+    })
+}
+
+/// `text`, read from `table.column`, as the time SQLite keeps as RFC 3339 text.
+fn parse_time(table: &str, column: &str, text: &str) -> Result<DateTime<Utc>, StoreError> {
+    match DateTime::parse_from_rfc3339(text) {
+        Ok(time) => Ok(time.with_timezone(&Utc)),
+        Err(source) => {
+            let problem = format_args!("`{text}` is not an RFC 3339 time");
+            Err(invalid(table, column, problem, Some(Box::new(source))))
+        }
+    }
+}
+
+/// `text`, read from `table.payload`, as the payload, JSON text.
+fn parse_payload(table: &str, text: String) -> Result<Payload, StoreError> {
+    Payload::from_json(text)
+        .map_err(|source| invalid(table, "payload", "not JSON", Some(Box::new(source))))
 }
 
 /// A transaction of the store's own on its connection, begun and committed in one call to
@@ -337,18 +355,20 @@ impl Write {
     }
 
     /// Runs `query`, which ends with [`commit_sql`](Self::commit_sql), and gives the
-    /// connection back; `failed` says what an error failed to do.
+    /// connection back; returns the rows its statements gave. `failed` says what an error
+    /// failed to do.
     async fn run_and_commit(
         mut self,
         query: Query<'_, Sqlite, SqliteArguments>,
         failed: &'static str,
-    ) -> Result<(), StoreError> {
-        query
-            .execute(self.connection())
+    ) -> Result<Vec<SqliteRow>, StoreError> {
+        // Every row, not one: a fetch that stops at the first row would not run the commit.
+        let rows = query
+            .fetch_all(self.connection())
             .await
             .map_err(error(failed))?;
         drop(self.connection.take());
-        Ok(())
+        Ok(rows)
     }
 
     fn connection(&mut self) -> &mut SqliteConnection {
@@ -365,6 +385,7 @@ impl Write {
         let commit = sqlx::query(AssertSqlSafe(self.commit_sql()));
         self.run_and_commit(commit, "could not commit a transaction")
             .await
+            .map(drop)
     }
 }
 
@@ -428,26 +449,59 @@ macro_rules! held_handlers {
     };
 }
 
-/// The claim of up to `limit` deliveries until `?{first}`, due at the parameter after, of
-/// `handlers` handlers (the parameters after that). Each handler's deliveries are walked in
-/// order on the `(handler, id)` index, and the walks are merged in id order: a compound select
-/// ordered as a whole, which SQLite merges row by row and stops at the limit. A claim thus reads
-/// about `limit` rows whatever the backlog and the number of handlers, and sorts nothing.
+/// The columns of a claimed delivery, in the order the claim writes each into its JSON array
+/// ([`ClaimedRow`]).
+const CLAIMED_COLUMNS: [&str; 13] = [
+    "id",
+    "kind",
+    "handler",
+    "attempts",
+    "event_id",
+    "name",
+    "version",
+    "occurred_at",
+    "correlation_id",
+    "causation_id",
+    "traceparent",
+    "source",
+    "payload",
+];
+
+/// A claim is made in three parts, in one transaction:
+///
+/// 1. `CLAIM_START`: the connection's `temp.tidings_claimed` is emptied;
+/// 2. [`candidates_sql`]: the ids of the deliveries to claim go into it, a statement per
+///    [`CLAIM_CHUNK`] handlers;
+/// 3. [`claimed_sql`]: those deliveries are claimed, each claimed handler's range of ids is
+///    recorded (what tells that it is held: see `held_handlers!`), and one row gives them all.
+const CLAIM_START: &str = "DELETE FROM temp.tidings_claimed; ";
+
+/// What the store's connection holds beside the file: the table of a claim's ids, and its
+/// temporary tables and statement journals in memory (a claim's statement journal would
+/// otherwise spill to a temporary file, created and deleted at every step).
+const CONNECTION_SETUP: &str = "PRAGMA temp_store = MEMORY; \
+    CREATE TEMP TABLE tidings_claimed (id INTEGER PRIMARY KEY)";
+
+/// The statement that puts into `temp.tidings_claimed` the ids of up to `limit` deliveries due
+/// at `?{now}` of the `handlers` handlers bound from `?{first}` on. Each handler's deliveries
+/// are walked in order on the `(handler, id)` index, and the walks are merged in id order: a
+/// compound select ordered as a whole, which SQLite merges row by row and stops at the limit. A
+/// claim thus reads about `limit` rows whatever the backlog and the number of handlers, and
+/// sorts nothing.
 ///
 /// A held handler's walk looks for the handler `NULL`, and so reads nothing: the held handlers
 /// are read once (`MATERIALIZED`: SQLite 3.51 would otherwise read them again in every walk),
 /// and a condition on each delivery would instead be tested on every delivery of a held
 /// handler's backlog. The index is named: with statistics, SQLite could take the `due_at`
 /// index instead and sort a handler's backlog.
-fn claim_sql(first: usize, handlers: usize, limit: usize) -> String {
-    let (lease, now) = (first, first + 1);
-    let per_handler = (0..handlers)
-        .map(|i| {
+fn candidates_sql(now: usize, first: usize, handlers: usize, limit: usize) -> String {
+    let per_handler = (first..first + handlers)
+        .map(|n| {
             format!(
                 "SELECT o.id FROM tidings_deliveries o INDEXED BY tidings_deliveries_handler \
                  WHERE o.handler = (SELECT CASE WHEN ?{n} IN held THEN NULL ELSE ?{n} END) \
-                 AND o.due_at <= ?{now} AND (o.claimed_until IS NULL OR o.claimed_until < ?{now})",
-                n = now + 1 + i
+                 AND o.due_at <= ?{now} \
+                 AND (o.claimed_until IS NULL OR o.claimed_until < ?{now})"
             )
         })
         .collect::<Vec<_>>()
@@ -455,68 +509,187 @@ fn claim_sql(first: usize, handlers: usize, limit: usize) -> String {
     with_limit(
         &format!(
             concat!(
-                "WITH held AS MATERIALIZED (",
+                "INSERT INTO temp.tidings_claimed (id) WITH held AS MATERIALIZED (",
                 held_handlers!("?{now}"),
-                ") UPDATE tidings_deliveries SET claimed_until = ?{lease}, \
-                 attempts = attempts + 1 \
-                 WHERE id IN ({per_handler} ORDER BY 1 LIMIT {{limit}}) RETURNING *"
+                ") SELECT id FROM ({per_handler} ORDER BY 1 LIMIT {{limit}}); "
             ),
             per_handler = per_handler,
-            lease = lease,
             now = now,
         ),
         limit,
     )
 }
 
-/// `claim_sql`'s `query` with its parameters bound, after those bound before: the end of the
-/// `lease`, the time `now`, and the handlers of `chunk`.
-fn claim_query<'q>(
-    query: Query<'q, Sqlite, SqliteArguments>,
-    lease: i64,
-    now: i64,
-    chunk: &'q [String],
-) -> Query<'q, Sqlite, SqliteArguments> {
-    let mut query = query.bind(lease).bind(now);
-    for handler in chunk {
-        query = query.bind(handler.as_str());
-    }
-    query
+/// The statements that claim, until `?{lease}`, the deliveries in `temp.tidings_claimed` (the
+/// first `limit` of them, for candidates of several statements), record each claimed handler's
+/// range, and give the claimed deliveries in one row: a JSON array of [`CLAIMED_COLUMNS`]
+/// arrays, in id order. One row for the batch, rather than one per delivery: each row that
+/// SQLite's thread hands the async side costs a copy of every value, and as often as not a
+/// wake-up of the task.
+fn claimed_sql(lease: usize, limit: Option<usize>) -> String {
+    let trim = match limit {
+        Some(limit) => with_limit(
+            "DELETE FROM temp.tidings_claimed WHERE id NOT IN \
+             (SELECT id FROM temp.tidings_claimed ORDER BY id LIMIT {limit}); ",
+            limit,
+        ),
+        None => String::new(),
+    };
+    format!(
+        "{trim}UPDATE tidings_deliveries SET claimed_until = ?{lease}, \
+         attempts = attempts + 1 WHERE id IN temp.tidings_claimed; \
+         INSERT INTO tidings_handler_claims (handler, first_id, last_id) \
+         SELECT handler, MIN(id), MAX(id) FROM tidings_deliveries \
+         WHERE id IN temp.tidings_claimed GROUP BY handler \
+         ON CONFLICT (handler) DO UPDATE SET first_id = excluded.first_id, \
+         last_id = excluded.last_id; \
+         SELECT json_group_array(json_array({columns}) ORDER BY id) FROM tidings_deliveries \
+         WHERE id IN temp.tidings_claimed; ",
+        columns = CLAIMED_COLUMNS.join(", "),
+    )
 }
 
-/// Records, for each handler of `claimed`, the range of its claimed deliveries' ids (what tells
-/// that the handler is held: see `held_handlers!`), and commits `tx`, in one call to SQLite's
-/// thread.
-async fn record_claims_and_commit(tx: Write, claimed: &[Delivery]) -> Result<(), StoreError> {
-    let mut ranges: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
-    for delivery in claimed {
-        let id = id_param(DELIVERIES, delivery.id.get())?;
-        ranges
-            .entry(&delivery.handler)
-            .and_modify(|(first, last)| {
-                *first = (*first).min(id);
-                *last = (*last).max(id);
-            })
-            .or_insert((id, id));
+/// A claimed delivery as the claim's JSON gives it: the values of [`CLAIMED_COLUMNS`], in that
+/// order. It is read as any row is, by [`sql::deliveries`]; its texts are borrowed from the
+/// JSON where they hold no escape.
+#[derive(serde::Deserialize)]
+struct ClaimedRow<'a>(#[serde(borrow)] Vec<JsonValue<'a>>);
+
+/// A value of a [`ClaimedRow`]: SQLite's `json_array` writes a column's integer as a number, its
+/// text as a string and its NULL as `null`.
+enum JsonValue<'a> {
+    Null,
+    Integer(i64),
+    Text(std::borrow::Cow<'a, str>),
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for JsonValue<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<JsonValue<'a>>);
+
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = JsonValue<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an integer, a string or null")
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Self::Value, E> {
+                Ok(JsonValue::Integer(value))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Self::Value, E> {
+                i64::try_from(value)
+                    .map(JsonValue::Integer)
+                    .map_err(|_| E::custom(format_args!("{value} is beyond a SQLite integer")))
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                value: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(JsonValue::Text(value.into()))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
+                Ok(JsonValue::Text(value.to_owned().into()))
+            }
+
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(JsonValue::Null)
+            }
+        }
+
+        deserializer.deserialize_any(Visitor(std::marker::PhantomData))
     }
-    if ranges.is_empty() {
-        return tx.commit().await;
+}
+
+impl ClaimedRow<'_> {
+    /// The value of `column`; an error for a column the claim does not write.
+    fn value(&self, table: &str, column: &str) -> Result<&JsonValue<'_>, StoreError> {
+        CLAIMED_COLUMNS
+            .iter()
+            .position(|name| *name == column)
+            .and_then(|at| self.0.get(at))
+            .ok_or_else(|| invalid(table, column, "missing from the claim's JSON", None))
     }
-    // `{"handler": [first, last], ...}`; `WHERE true` tells SQLite that `ON CONFLICT` is the
-    // upsert's, not a join's.
-    let ranges = json_param(&ranges, "the claimed handlers")?;
-    let statement = format!(
-        "INSERT INTO tidings_handler_claims (handler, first_id, last_id) \
-         SELECT key, value ->> 0, value ->> 1 FROM json_each(?1) WHERE true \
-         ON CONFLICT (handler) DO UPDATE SET first_id = excluded.first_id, \
-         last_id = excluded.last_id; {}",
-        tx.commit_sql()
-    );
-    tx.run_and_commit(
-        sqlx::query(AssertSqlSafe(statement)).bind(ranges),
-        "could not record the claimed handlers and commit",
-    )
-    .await
+
+    /// The text of `column`, or `None` for NULL.
+    fn optional_str(&self, table: &str, column: &str) -> Result<Option<&str>, StoreError> {
+        match self.value(table, column)? {
+            JsonValue::Text(text) => Ok(Some(text)),
+            JsonValue::Null => Ok(None),
+            JsonValue::Integer(_) => Err(invalid(
+                table,
+                column,
+                "an integer where text must be",
+                None,
+            )),
+        }
+    }
+
+    /// The text of `column`, never NULL.
+    fn str(&self, table: &str, column: &str) -> Result<&str, StoreError> {
+        self.optional_str(table, column)?
+            .ok_or_else(|| invalid(table, column, "NULL where a value must be", None))
+    }
+}
+
+impl Columns for ClaimedRow<'_> {
+    fn text(&self, table: &str, column: &str) -> Result<String, StoreError> {
+        self.str(table, column).map(str::to_owned)
+    }
+
+    fn optional_text(&self, table: &str, column: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.optional_str(table, column)?.map(str::to_owned))
+    }
+
+    fn integer(&self, table: &str, column: &str) -> Result<i64, StoreError> {
+        match self.value(table, column)? {
+            JsonValue::Integer(value) => Ok(*value),
+            _ => Err(invalid(table, column, "not an integer", None)),
+        }
+    }
+}
+
+impl StoredValues for ClaimedRow<'_> {
+    fn uuid(&self, table: &str, column: &str) -> Result<Option<Uuid>, StoreError> {
+        self.optional_str(table, column)?
+            .map(|text| parse_uuid(table, column, text))
+            .transpose()
+    }
+
+    fn time(&self, table: &str, column: &str) -> Result<DateTime<Utc>, StoreError> {
+        parse_time(table, column, self.str(table, column)?)
+    }
+
+    fn number(&self, table: &str, column: &str) -> Result<u32, StoreError> {
+        sql::convert(table, column, self.integer(table, column)?)
+    }
+
+    fn payload(&self, table: &str) -> Result<Payload, StoreError> {
+        parse_payload(table, self.text(table, "payload")?)
+    }
+}
+
+/// The deliveries a claim's row gives, as [`claim_sql`] writes them; none without a row (a
+/// step that claims nothing).
+fn claimed(rows: &[SqliteRow]) -> Result<Vec<Delivery>, StoreError> {
+    let Some(row) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    let json: &str = row
+        .try_get(0)
+        .map_err(unreadable(DELIVERIES, "claimed deliveries"))?;
+    let claimed: Vec<ClaimedRow<'_>> = serde_json::from_str(json).map_err(|source| {
+        invalid(
+            DELIVERIES,
+            "claimed deliveries",
+            "not the claim's JSON",
+            Some(Box::new(source)),
+        )
+    })?;
+    sql::deliveries(&claimed)
 }
 
 /// `sql` with `limit` written for its `{limit}`s. A `LIMIT` is written into the statement rather
@@ -650,48 +823,67 @@ impl Step<'_> {
             handlers,
         } = self;
         let mut tx = Write::take(pool, produces).await?;
-        // A statement covers `CLAIM_CHUNK` handlers.
-        let mut chunks = handlers.chunks(CLAIM_CHUNK);
-        let mut rows = Vec::new();
-        let fused = if produces { None } else { chunks.next() };
-        match fused {
-            // Completions that record nothing else and the first claim: one call to SQLite's
-            // thread begins the transaction, completes and claims.
-            Some(chunk) => {
-                let statement = format!(
-                    concat!("{}; ", complete_sql!(), "; {}"),
-                    tx.begin_sql(),
-                    claim_sql(2, chunk.len(), limit)
-                );
-                let query =
-                    sqlx::query(AssertSqlSafe(statement)).bind(completion_param(&completions)?);
-                rows = claim_query(query, lease, now, chunk)
-                    .fetch_all(tx.connection())
-                    .await
-                    .map_err(error("could not complete deliveries and claim the next"))?;
-            }
-            None => {
-                tx.start().await?;
-                if !completions.is_empty() {
-                    complete(tx.connection(), completions).await?;
-                }
-            }
+        // Completions that record integration rows take statements of their own, first. Any
+        // others go with the claim and the commit, in one call to SQLite's thread for the whole
+        // step. Their `DELETE`, even of nothing, takes the file's write lock before the claim
+        // reads.
+        let mut statement = String::new();
+        let mut completed = String::from("[]");
+        if produces {
+            tx.start().await?;
+            complete(tx.connection(), completions).await?;
+        } else {
+            completed = completion_param(&completions)?;
+            statement.push_str(tx.begin_sql());
+            statement.push_str(concat!("; ", complete_sql!(), "; "));
         }
-        for chunk in chunks {
-            let left = limit.saturating_sub(rows.len());
-            if left == 0 {
-                break;
+        let rows = if limit == 0 || handlers.is_empty() {
+            statement.push_str(tx.commit_sql());
+            let query = sqlx::query(AssertSqlSafe(statement)).bind(completed);
+            tx.run_and_commit(query, "could not complete deliveries")
+                .await?
+        } else if handlers.len() <= CLAIM_CHUNK {
+            // `?1` the completions, `?2` the lease, `?3` now, the handlers from `?4` on.
+            statement.push_str(CLAIM_START);
+            statement.push_str(&candidates_sql(3, 4, handlers.len(), limit));
+            statement.push_str(&claimed_sql(2, None));
+            statement.push_str(tx.commit_sql());
+            let mut query = sqlx::query(AssertSqlSafe(statement))
+                .bind(completed)
+                .bind(lease)
+                .bind(now);
+            for handler in handlers {
+                query = query.bind(handler.as_str());
             }
-            let query = sqlx::query(AssertSqlSafe(claim_sql(1, chunk.len(), left)));
-            let claimed = claim_query(query, lease, now, chunk)
-                .fetch_all(tx.connection())
+            tx.run_and_commit(query, "could not complete deliveries and claim the next")
+                .await?
+        } else {
+            // A call per statement of candidates, each numbering its parameters from `?1`: sqlx
+            // takes a number a statement skips for a positional parameter, and stops binding
+            // a statement's parameters once those outnumber the arguments.
+            statement.push_str(CLAIM_START);
+            sqlx::query(AssertSqlSafe(statement))
+                .bind(completed)
+                .execute(tx.connection())
                 .await
-                .map_err(error("could not claim deliveries"))?;
-            rows.extend(claimed);
-        }
-        let claimed = sql::deliveries(&rows)?;
-        record_claims_and_commit(tx, &claimed).await?;
-        Ok(claimed)
+                .map_err(error("could not complete deliveries"))?;
+            for chunk in handlers.chunks(CLAIM_CHUNK) {
+                let statement = candidates_sql(1, 2, chunk.len(), limit);
+                let mut query = sqlx::query(AssertSqlSafe(statement)).bind(now);
+                for handler in chunk {
+                    query = query.bind(handler.as_str());
+                }
+                query
+                    .execute(tx.connection())
+                    .await
+                    .map_err(error("could not claim deliveries"))?;
+            }
+            let statement = claimed_sql(1, Some(limit)) + tx.commit_sql();
+            let query = sqlx::query(AssertSqlSafe(statement)).bind(lease);
+            tx.run_and_commit(query, "could not claim deliveries")
+                .await?
+        };
+        claimed(&rows)
     }
 }
 

@@ -662,7 +662,7 @@ pub async fn record<S: Store + ?Sized>(store: &S) -> Verdict {
     let confirmed = integration_event(
         "sales.order-confirmed",
         2,
-        json!({ "order": 1, "note": "ünïcödé" }),
+        json!({ "order": 1, "note": "ünïcödé 🦀 \"quoted\" back\\slash\nnew line\ttab \u{1}" }),
     );
     let unheard = domain_event("OrderViewed", json!({ "order": 1 }));
     let created = on
