@@ -225,9 +225,12 @@ impl SqliteStore {
         SqliteStore { lease, ..self }
     }
 
-    /// The store's connection pool (one connection, which keeps its temporary tables in memory:
-    /// `temp_store = MEMORY`). Opening a pool of your own on the same file for the
-    /// application's transactions lets reads run beside the store.
+    /// The store's connection pool (one connection). Opening a pool of your own on the same file
+    /// for the application's transactions lets reads run beside the store.
+    ///
+    /// The connection keeps its temporary tables, indexes and statement journals in memory
+    /// (`temp_store = MEMORY`, whatever the options the store was opened with): so do the
+    /// application's statements on it, such as a large sort or a `VACUUM`.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
@@ -450,7 +453,8 @@ macro_rules! held_handlers {
 }
 
 /// The columns of a claimed delivery, in the order the claim writes each into its JSON array
-/// ([`ClaimedRow`]).
+/// ([`ClaimedRow`]): the delivery's own, then the event's (those of `event_columns!`, which
+/// [`sql::deliveries`] reads by name, so that a column missing here is an error there).
 const CLAIMED_COLUMNS: [&str; 13] = [
     "id",
     "kind",
@@ -509,7 +513,7 @@ fn candidates_sql(now: usize, first: usize, handlers: usize, limit: usize) -> St
     with_limit(
         &format!(
             concat!(
-                "INSERT INTO temp.tidings_claimed (id) WITH held AS MATERIALIZED (",
+                "INSERT OR IGNORE INTO temp.tidings_claimed (id) WITH held AS MATERIALIZED (",
                 held_handlers!("?{now}"),
                 ") SELECT id FROM ({per_handler} ORDER BY 1 LIMIT {{limit}}); "
             ),
@@ -523,7 +527,8 @@ fn candidates_sql(now: usize, first: usize, handlers: usize, limit: usize) -> St
 /// The statements that claim, until `?{lease}`, the deliveries in `temp.tidings_claimed` (the
 /// first `limit` of them, for candidates of several statements), record each claimed handler's
 /// range, and give the claimed deliveries in one row: a JSON array of [`CLAIMED_COLUMNS`]
-/// arrays, in id order. One row for the batch, rather than one per delivery: each row that
+/// arrays (in no set order: [`sql::deliveries`] sorts them). One row for the batch, rather than
+/// one per delivery: each row that
 /// SQLite's thread hands the async side costs a copy of every value, and as often as not a
 /// wake-up of the task.
 fn claimed_sql(lease: usize, limit: Option<usize>) -> String {
@@ -543,7 +548,7 @@ fn claimed_sql(lease: usize, limit: Option<usize>) -> String {
          WHERE id IN temp.tidings_claimed GROUP BY handler \
          ON CONFLICT (handler) DO UPDATE SET first_id = excluded.first_id, \
          last_id = excluded.last_id; \
-         SELECT json_group_array(json_array({columns}) ORDER BY id) FROM tidings_deliveries \
+         SELECT json_group_array(json_array({columns})) FROM tidings_deliveries \
          WHERE id IN temp.tidings_claimed; ",
         columns = CLAIMED_COLUMNS.join(", "),
     )
@@ -672,21 +677,20 @@ impl StoredValues for ClaimedRow<'_> {
     }
 }
 
-/// The deliveries a claim's row gives, as [`claim_sql`] writes them; none without a row (a
-/// step that claims nothing).
+/// The deliveries of the row that [`claimed_sql`] gives; none without a row (a step that does
+/// not claim).
 fn claimed(rows: &[SqliteRow]) -> Result<Vec<Delivery>, StoreError> {
     let Some(row) = rows.first() else {
         return Ok(Vec::new());
     };
     let json: &str = row
         .try_get(0)
-        .map_err(unreadable(DELIVERIES, "claimed deliveries"))?;
+        .map_err(error("could not read the claimed deliveries"))?;
     let claimed: Vec<ClaimedRow<'_>> = serde_json::from_str(json).map_err(|source| {
-        invalid(
-            DELIVERIES,
-            "claimed deliveries",
-            "not the claim's JSON",
-            Some(Box::new(source)),
+        StoreError::new(
+            ErrorKind::Invalid,
+            "could not read the claimed deliveries: not the JSON the claim writes",
+            Some(Box::new(source) as _),
         )
     })?;
     sql::deliveries(&claimed)
@@ -824,10 +828,12 @@ impl Step<'_> {
         } = self;
         let mut tx = Write::take(pool, produces).await?;
         // Completions that record integration rows take statements of their own, first. Any
-        // others go with the claim and the commit, in one call to SQLite's thread for the whole
-        // step. Their `DELETE`, even of nothing, takes the file's write lock before the claim
-        // reads.
+        // others go with the claim (of up to `CLAIM_CHUNK` handlers) and the commit, in one
+        // call to SQLite's thread for the whole step. Their `DELETE`, even of nothing, takes
+        // the file's write lock before the claim reads.
         let mut statement = String::new();
+        // Bound as `?1` even where no statement reads it, so that the claim's parameters keep
+        // their numbers.
         let mut completed = String::from("[]");
         if produces {
             tx.start().await?;

@@ -1054,7 +1054,9 @@ pub async fn complete_and_claim<S: Store + ?Sized>(store: &S) -> Verdict {
 
 /// A claim among 250 handlers, each with one delivery, takes each handler's once; a step then
 /// completes them and claims each handler's next one, once. 250 is more handlers than a store
-/// may cover in one statement (the SQLite store covers 100).
+/// may cover in one statement (the SQLite store covers 100). A step that may claim only 10
+/// takes 10 handlers' deliveries, and holds those handlers alone: the next claim takes the
+/// other 240 handlers' deliveries.
 pub async fn many_handlers<S: Store + ?Sized>(store: &S) -> Verdict {
     let on = on("many_handlers", store);
     let names: Vec<String> = (0..250).map(|n| format!("h{n:03}")).collect();
@@ -1097,6 +1099,31 @@ pub async fn many_handlers<S: Store + ?Sized>(store: &S) -> Verdict {
     );
     on.expect_pending("after the step: the first deliveries completed", (250, 0))
         .await;
+
+    let third = domain_event("Counted3", json!({ "n": 3 }));
+    on.record(vec![to(&third, &handlers)]).await;
+    let completions = next.iter().map(|d| (d.id, d.attempt, Vec::new())).collect();
+    let few = on.complete_and_claim(completions, 10, &handlers).await;
+    let mut taken: Vec<&str> = few.iter().map(|d| d.handler.as_str()).collect();
+    taken.sort_unstable();
+    taken.dedup();
+    on.sc.same(
+        "a step that may claim 10: ten handlers' deliveries",
+        (few.len(), taken.len()),
+        (10, 10),
+    );
+    let rest = on.claim(300, &handlers).await;
+    let mut expected: Vec<(String, String, u32)> = names
+        .iter()
+        .filter(|h| !taken.contains(&h.as_str()))
+        .map(|h| (h.clone(), "Counted3".to_owned(), 1))
+        .collect();
+    expected.sort_unstable();
+    on.sc.same(
+        "the claim after it: the other handlers' deliveries",
+        sorted(&rest),
+        expected,
+    );
     Verdict::Passed
 }
 
