@@ -528,9 +528,8 @@ fn candidates_sql(now: usize, first: usize, handlers: usize, limit: usize) -> St
 /// first `limit` of them, for candidates of several statements), record each claimed handler's
 /// range, and give the claimed deliveries in one row: a JSON array of [`CLAIMED_COLUMNS`]
 /// arrays (in no set order: [`sql::deliveries`] sorts them). One row for the batch, rather than
-/// one per delivery: each row that
-/// SQLite's thread hands the async side costs a copy of every value, and as often as not a
-/// wake-up of the task.
+/// one per delivery: each row that SQLite's thread hands the async side costs a copy of every
+/// value, and as often as not a wake-up of the task.
 fn claimed_sql(lease: usize, limit: Option<usize>) -> String {
     let trim = match limit {
         Some(limit) => with_limit(
@@ -552,6 +551,18 @@ fn claimed_sql(lease: usize, limit: Option<usize>) -> String {
          WHERE id IN temp.tidings_claimed; ",
         columns = CLAIMED_COLUMNS.join(", "),
     )
+}
+
+/// `query` with the names of `handlers` bound after the parameters bound before, for
+/// [`candidates_sql`].
+fn bind_handlers<'q>(
+    mut query: Query<'q, Sqlite, SqliteArguments>,
+    handlers: &'q [String],
+) -> Query<'q, Sqlite, SqliteArguments> {
+    for handler in handlers {
+        query = query.bind(handler.as_str());
+    }
+    query
 }
 
 /// A claimed delivery as the claim's JSON gives it: the values of [`CLAIMED_COLUMNS`], in that
@@ -854,13 +865,11 @@ impl Step<'_> {
             statement.push_str(&candidates_sql(3, 4, handlers.len(), limit));
             statement.push_str(&claimed_sql(2, None));
             statement.push_str(tx.commit_sql());
-            let mut query = sqlx::query(AssertSqlSafe(statement))
+            let query = sqlx::query(AssertSqlSafe(statement))
                 .bind(completed)
                 .bind(lease)
                 .bind(now);
-            for handler in handlers {
-                query = query.bind(handler.as_str());
-            }
+            let query = bind_handlers(query, handlers);
             tx.run_and_commit(query, "could not complete deliveries and claim the next")
                 .await?
         } else {
@@ -875,11 +884,8 @@ impl Step<'_> {
                 .map_err(error("could not complete deliveries"))?;
             for chunk in handlers.chunks(CLAIM_CHUNK) {
                 let statement = candidates_sql(1, 2, chunk.len(), limit);
-                let mut query = sqlx::query(AssertSqlSafe(statement)).bind(now);
-                for handler in chunk {
-                    query = query.bind(handler.as_str());
-                }
-                query
+                let query = sqlx::query(AssertSqlSafe(statement)).bind(now);
+                bind_handlers(query, chunk)
                     .execute(tx.connection())
                     .await
                     .map_err(error("could not claim deliveries"))?;
