@@ -197,7 +197,7 @@ fn call_sync<E: Send + Sync + 'static>(
     for handler in handlers {
         let ctx = HandlerContext::new(deps, meta);
         let slot = pin!(FutureSlot::new());
-        let result = ready(handler.call_in(event, ctx, slot));
+        let result = ready(handler.call_in(event, &ctx, slot));
         assert!(result.is_ok());
     }
 }
@@ -216,20 +216,34 @@ fn invoke_sync<E: Send + Sync + 'static>(
         let HandlerFn::Sync(invoke) = handler.invoke() else {
             panic!("`{}` is not a plain `fn` handler", handler.name());
         };
-        assert!(invoke(event, HandlerContext::new(deps, meta)).is_ok());
+        assert!(invoke(event, &HandlerContext::new(deps, meta)).is_ok());
     }
 }
 
-async fn call_async<E: Send + Sync + 'static>(
-    handlers: &[&'static HandlerInfo],
-    event: &E,
-    deps: &Deps,
-    meta: &EventMeta,
-) {
-    for handler in handlers {
-        let ctx = HandlerContext::new(deps, meta);
+/// What the calls of one event's handlers share, as the dispatcher keeps it: in one place that
+/// each call reaches through one reference.
+struct Calls {
+    handlers: Vec<&'static HandlerInfo>,
+    deps: Deps,
+    meta: EventMeta,
+}
+
+impl Calls {
+    fn of<E: 'static>(expected: usize) -> Self {
+        Calls {
+            handlers: handlers::<E>(expected),
+            deps: Deps::new(),
+            meta: EventMeta::new("bench"),
+        }
+    }
+}
+
+/// Awaits the call of each handler with `event`, as the dispatcher does (without the store).
+async fn call_async<E: Send + Sync + 'static>(calls: &Calls, event: &E) {
+    for handler in &calls.handlers {
+        let ctx = HandlerContext::new(&calls.deps, &calls.meta);
         let slot = pin!(FutureSlot::new());
-        let result = handler.call_in(event, ctx, slot).await;
+        let result = handler.call_in(event, &ctx, slot).await;
         assert!(result.is_ok());
     }
 }
@@ -257,11 +271,11 @@ fn count_allocations() {
 
     let runtime = current_thread();
     let event = OneAsyncPinged { value: 1 };
-    let registered = handlers::<OneAsyncPinged>(1);
+    let calls = Calls::of::<OneAsyncPinged>(1);
     let (tidings_async, direct_async) = runtime.block_on(async {
         let before = allocations();
         for _ in 0..COUNTED_CALLS {
-            call_async(&registered, black_box(&event), &deps, &meta).await;
+            call_async(&calls, black_box(&event)).await;
         }
         let tidings = allocations() - before;
         let before = allocations();
@@ -321,18 +335,16 @@ fn sync_handlers(c: &mut Criterion) {
 }
 
 fn async_handlers(c: &mut Criterion) {
-    let deps = Deps::new();
-    let meta = EventMeta::new("bench");
     let runtime = current_thread();
     let mut group = c.benchmark_group("B2 async handlers");
 
     macro_rules! arms {
         ($n:literal, $event:ident, $direct:ident, $boxed:ident) => {{
             let event = $event { value: 1 };
-            let registered = handlers::<$event>($n);
+            let calls = Calls::of::<$event>($n);
             group.bench_with_input(BenchmarkId::new("tidings", $n), &event, |b, event| {
                 b.to_async(&runtime)
-                    .iter(|| call_async(&registered, black_box(event), &deps, &meta))
+                    .iter(|| call_async(&calls, black_box(event)))
             });
             group.bench_with_input(BenchmarkId::new("boxed", $n), &event, |b, event| {
                 b.to_async(&runtime).iter(|| $boxed(black_box(event)))

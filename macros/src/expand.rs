@@ -311,7 +311,7 @@ pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
                 deps.push(quote!(::core::option::Option::Some(#dep)));
                 let p = at(private, ty.span());
                 let dep = quote_spanned!(ty.span()=> #p::dep::<#ty>);
-                (quote!(let #arg = #dep(&__tidings_ctx)?;), quote!(#arg))
+                (quote!(let #arg = #dep(__tidings_ctx)?;), quote!(#arg))
             }
             Param::Meta { by_ref: true } => {
                 (quote!(let #arg = __tidings_ctx.meta();), quote!(#arg))
@@ -359,7 +359,7 @@ pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
                 publishers.push(quote_spanned!(span=> #param::PUBLISHER));
                 deps_by_type = true;
                 (
-                    quote!(let #arg = #param::from_context(&__tidings_ctx)?;),
+                    quote!(let #arg = #param::from_context(__tidings_ctx)?;),
                     quote!(#arg),
                 )
             }
@@ -368,7 +368,7 @@ pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
                 let p = at(private, span);
                 let ty = inferred_lifetimes(ty);
                 let param = quote_spanned!(span=> <#ty as #p::RefParam<'_>>::from_context);
-                (quote!(let #arg = #param(&__tidings_ctx);), quote!(#arg))
+                (quote!(let #arg = #param(__tidings_ctx);), quote!(#arg))
             }
         };
         bindings.push(binding);
@@ -443,7 +443,7 @@ pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
         let invoke_fn = quote! {
             fn #invoke<'a>(
                 __tidings_event: &'a (dyn ::core::any::Any + ::core::marker::Send + ::core::marker::Sync),
-                __tidings_ctx: #private::HandlerContext<'a>,
+                __tidings_ctx: &'a #private::HandlerContext<'a>,
                 __tidings_slot: ::core::pin::Pin<&mut #private::FutureSlot<'a>>,
                 __tidings_cx: &mut ::core::task::Context<'_>,
             ) -> ::core::task::Poll<#private::HandlerResult> {
@@ -465,7 +465,7 @@ pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
     let run_fn = quote! {
         #async_ fn #run<'a>(
             __tidings_event: &'a (dyn ::core::any::Any + ::core::marker::Send + ::core::marker::Sync),
-            __tidings_ctx: #private::HandlerContext<'a>,
+            __tidings_ctx: &'a #private::HandlerContext<'a>,
         ) -> #private::HandlerResult {
             #body
         }

@@ -20,7 +20,8 @@ use crate::publish::DomainEvents;
 /// What one handler call gets besides the event: the dependencies, the event's envelope, the
 /// publisher and, for a handler that takes it, the store's transaction.
 ///
-/// References only, so it is `Copy` and costs nothing to build per call.
+/// References only, so it is `Copy` and costs nothing to build per call. A call takes it by
+/// reference, in one register: the handler's entry reads only what its parameters need.
 #[derive(Debug, Clone, Copy)]
 pub struct HandlerContext<'a> {
     deps: &'a Deps,
@@ -141,7 +142,7 @@ pub type HandlerResult = Result<Emitted, Box<HandlerError>>;
 /// `#[handles]`, so that the future's type, and whether it fits in the slot, are known there.
 pub type StartFn = for<'a, 'b> fn(
     &'a (dyn Any + Send + Sync),
-    HandlerContext<'a>,
+    &'a HandlerContext<'a>,
     Pin<&'b mut FutureSlot<'a>>,
     &mut Context<'_>,
 ) -> Poll<HandlerResult>;
@@ -154,7 +155,7 @@ pub type StartFn = for<'a, 'b> fn(
 #[derive(Clone, Copy)]
 pub enum HandlerFn {
     /// A plain `fn` handler.
-    Sync(for<'a> fn(&'a (dyn Any + Send + Sync), HandlerContext<'a>) -> HandlerResult),
+    Sync(for<'a> fn(&'a (dyn Any + Send + Sync), &'a HandlerContext<'a>) -> HandlerResult),
     /// An `async fn` handler.
     Async(StartFn),
 }
@@ -187,7 +188,7 @@ impl HandlerFn {
     pub fn call<'a, 's>(
         self,
         event: &'a (dyn Any + Send + Sync),
-        ctx: HandlerContext<'a>,
+        ctx: &'a HandlerContext<'a>,
         slot: Pin<&'s mut FutureSlot<'a>>,
     ) -> HandlerCall<'a, 's> {
         let state = match self {
@@ -217,7 +218,7 @@ enum CallState<'a> {
     Start {
         start: StartFn,
         event: &'a (dyn Any + Send + Sync),
-        ctx: HandlerContext<'a>,
+        ctx: &'a HandlerContext<'a>,
     },
     /// An `async fn` handler whose future runs in the slot.
     Running,
@@ -439,7 +440,11 @@ impl<'a> FutureSlot<'a> {
         // only dropped in place.
         let polled = unsafe { Pin::new_unchecked(&mut *place) }.poll(cx);
         if polled.is_ready() {
-            this.clear();
+            // As `clear` does, with the drop called directly: the future's type is known here.
+            this.running = &EMPTY;
+            // SAFETY: the `F` written above is live, and no longer recorded in `running`: it
+            // is dropped once.
+            unsafe { std::ptr::drop_in_place(place) };
         }
         polled
     }
@@ -525,6 +530,18 @@ mod tests {
         }
     }
 
+    /// Ready at its first poll, still holding its guard: dropping the completed future is
+    /// what drops the guard.
+    struct ReadyHolding<'a>(#[allow(dead_code)] Guard<'a>);
+
+    impl Future for ReadyHolding<'_> {
+        type Output = HandlerResult;
+
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<HandlerResult> {
+            Poll::Ready(done())
+        }
+    }
+
     /// Pending once, then ready.
     #[derive(Default)]
     struct YieldOnce(bool);
@@ -575,7 +592,7 @@ mod tests {
     /// A small future: yields once, then completes.
     fn small<'a>(
         event: &'a (dyn Any + Send + Sync),
-        _: HandlerContext<'a>,
+        _: &'a HandlerContext<'a>,
         slot: Pin<&mut FutureSlot<'a>>,
         cx: &mut Context<'_>,
     ) -> Poll<HandlerResult> {
@@ -593,7 +610,7 @@ mod tests {
     /// A future larger than the slot: yields once, then completes.
     fn large<'a>(
         event: &'a (dyn Any + Send + Sync),
-        _: HandlerContext<'a>,
+        _: &'a HandlerContext<'a>,
         slot: Pin<&mut FutureSlot<'a>>,
         cx: &mut Context<'_>,
     ) -> Poll<HandlerResult> {
@@ -613,7 +630,7 @@ mod tests {
     /// A future aligned more than the slot: yields once, then completes.
     fn aligned<'a>(
         event: &'a (dyn Any + Send + Sync),
-        _: HandlerContext<'a>,
+        _: &'a HandlerContext<'a>,
         slot: Pin<&mut FutureSlot<'a>>,
         cx: &mut Context<'_>,
     ) -> Poll<HandlerResult> {
@@ -634,7 +651,7 @@ mod tests {
     /// Panics at its first poll.
     fn panics_at_once<'a>(
         event: &'a (dyn Any + Send + Sync),
-        _: HandlerContext<'a>,
+        _: &'a HandlerContext<'a>,
         slot: Pin<&mut FutureSlot<'a>>,
         cx: &mut Context<'_>,
     ) -> Poll<HandlerResult> {
@@ -652,7 +669,7 @@ mod tests {
     /// Panics at its second poll, after a yield.
     fn panics_later<'a>(
         event: &'a (dyn Any + Send + Sync),
-        _: HandlerContext<'a>,
+        _: &'a HandlerContext<'a>,
         slot: Pin<&mut FutureSlot<'a>>,
         cx: &mut Context<'_>,
     ) -> Poll<HandlerResult> {
@@ -671,7 +688,7 @@ mod tests {
     /// Panics at its second poll, holding a buffer larger than the slot.
     fn large_panics_later<'a>(
         event: &'a (dyn Any + Send + Sync),
-        _: HandlerContext<'a>,
+        _: &'a HandlerContext<'a>,
         slot: Pin<&mut FutureSlot<'a>>,
         cx: &mut Context<'_>,
     ) -> Poll<HandlerResult> {
@@ -703,14 +720,11 @@ mod tests {
     fn runs_to_completion(start: StartFn) -> bool {
         let deps = Deps::new();
         let meta = EventMeta::new("test");
+        let ctx = HandlerContext::new(&deps, &meta);
         let probe = Probe::default();
         let inline = {
             let mut slot = std::pin::pin!(FutureSlot::new());
-            let mut call = HandlerFn::Async(start).call(
-                &probe,
-                HandlerContext::new(&deps, &meta),
-                slot.as_mut(),
-            );
+            let mut call = HandlerFn::Async(start).call(&probe, &ctx, slot.as_mut());
             assert!(poll(&mut call).is_pending());
             assert!(call.slot.is_running());
             assert_eq!(probe.drops.load(Ordering::SeqCst), 0);
@@ -728,6 +742,38 @@ mod tests {
         // The slot is gone, and dropped nothing more.
         assert_eq!(probe.drops.load(Ordering::SeqCst), 1, "dropped once");
         inline
+    }
+
+    /// Completes at its first poll, holding its guard until it is dropped.
+    fn ready_at_once<'a>(
+        event: &'a (dyn Any + Send + Sync),
+        _: &'a HandlerContext<'a>,
+        slot: Pin<&mut FutureSlot<'a>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<HandlerResult> {
+        let probe = probe(event);
+        start(probe, slot, ReadyHolding(Guard(probe)), cx)
+    }
+
+    #[test]
+    fn a_future_ready_at_its_first_poll_is_dropped_at_once_and_once() {
+        let deps = Deps::new();
+        let meta = EventMeta::new("test");
+        let ctx = HandlerContext::new(&deps, &meta);
+        let probe = Probe::default();
+        {
+            let mut slot = std::pin::pin!(FutureSlot::new());
+            let mut call = HandlerFn::Async(ready_at_once).call(&probe, &ctx, slot.as_mut());
+            assert!(matches!(poll(&mut call), Poll::Ready(Ok(_))));
+            assert!(probe.fitted.load(Ordering::SeqCst), "kept inside the call");
+            assert!(!call.slot.is_running());
+            assert_eq!(
+                probe.drops.load(Ordering::SeqCst),
+                1,
+                "dropped as soon as it completed"
+            );
+        }
+        assert_eq!(probe.drops.load(Ordering::SeqCst), 1, "dropped once");
     }
 
     #[test]
@@ -750,14 +796,11 @@ mod tests {
     fn panics(start: StartFn, polls: usize) {
         let deps = Deps::new();
         let meta = EventMeta::new("test");
+        let ctx = HandlerContext::new(&deps, &meta);
         let probe = Probe::default();
         {
             let mut slot = std::pin::pin!(FutureSlot::new());
-            let mut call = HandlerFn::Async(start).call(
-                &probe,
-                HandlerContext::new(&deps, &meta),
-                slot.as_mut(),
-            );
+            let mut call = HandlerFn::Async(start).call(&probe, &ctx, slot.as_mut());
             for _ in 1..polls {
                 assert!(poll(&mut call).is_pending());
             }
@@ -791,14 +834,11 @@ mod tests {
     fn dropped_pending(start: StartFn) {
         let deps = Deps::new();
         let meta = EventMeta::new("test");
+        let ctx = HandlerContext::new(&deps, &meta);
         let probe = Probe::default();
         {
             let mut slot = std::pin::pin!(FutureSlot::new());
-            let mut call = HandlerFn::Async(start).call(
-                &probe,
-                HandlerContext::new(&deps, &meta),
-                slot.as_mut(),
-            );
+            let mut call = HandlerFn::Async(start).call(&probe, &ctx, slot.as_mut());
             assert!(poll(&mut call).is_pending());
             assert_eq!(probe.drops.load(Ordering::SeqCst), 0);
         }
@@ -821,9 +861,9 @@ mod tests {
         let deps = Deps::new();
         let meta = EventMeta::new("test");
         let probe = Probe::default();
+        let ctx = HandlerContext::new(&deps, &meta);
         let mut slot = std::pin::pin!(FutureSlot::new());
-        let call =
-            HandlerFn::Async(small).call(&probe, HandlerContext::new(&deps, &meta), slot.as_mut());
+        let call = HandlerFn::Async(small).call(&probe, &ctx, slot.as_mut());
         drop(call);
         assert!(!slot.is_running());
         assert_eq!(probe.drops.load(Ordering::SeqCst), 0);
@@ -865,12 +905,9 @@ mod tests {
     fn a_plain_fn_call_is_ready_at_once() {
         let deps = Deps::new();
         let meta = EventMeta::new("test");
+        let ctx = HandlerContext::new(&deps, &meta);
         let mut slot = std::pin::pin!(FutureSlot::new());
-        let mut call = HandlerFn::Sync(|_, _| done()).call(
-            &(),
-            HandlerContext::new(&deps, &meta),
-            slot.as_mut(),
-        );
+        let mut call = HandlerFn::Sync(|_, _| done()).call(&(), &ctx, slot.as_mut());
         assert!(matches!(poll(&mut call), Poll::Ready(Ok(_))));
         assert!(!call.slot.is_running());
     }

@@ -40,7 +40,7 @@ pub trait CallHandler {
     fn call_in<'a, 's>(
         &self,
         event: &'a (dyn Any + Send + Sync),
-        ctx: HandlerContext<'a>,
+        ctx: &'a HandlerContext<'a>,
         slot: Pin<&'s mut FutureSlot<'a>>,
     ) -> HandlerCall<'a, 's>;
 
@@ -62,7 +62,7 @@ impl CallHandler for HandlerInfo {
     fn call_in<'a, 's>(
         &self,
         event: &'a (dyn Any + Send + Sync),
-        ctx: HandlerContext<'a>,
+        ctx: &'a HandlerContext<'a>,
         slot: Pin<&'s mut FutureSlot<'a>>,
     ) -> HandlerCall<'a, 's> {
         self.handler_fn().call(event, ctx, slot)
@@ -76,7 +76,7 @@ impl CallHandler for HandlerInfo {
         let handler = self.handler_fn();
         async move {
             let mut slot = std::pin::pin!(FutureSlot::new());
-            handler.call(event, ctx, slot.as_mut()).await
+            handler.call(event, &ctx, slot.as_mut()).await
         }
     }
 }

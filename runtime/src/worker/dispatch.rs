@@ -431,7 +431,7 @@ async fn handle(
                 // `async fn` handler's future runs in `slot`, pinned here, in this delivery's
                 // own state: no allocation.
                 let slot = std::pin::pin!(FutureSlot::new());
-                info.handler_fn().call(&*typed, ctx, slot).await
+                info.handler_fn().call(&*typed, &ctx, slot).await
             }
             Target::From {
                 translation,
