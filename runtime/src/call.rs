@@ -715,33 +715,40 @@ mod tests {
         (start..start + std::mem::size_of::<FutureSlot<'_>>()).contains(&address)
     }
 
-    /// Runs `start` to completion: pending once, then ready and dropped once. Returns whether
-    /// its future was kept inside the call.
-    fn runs_to_completion(start: StartFn) -> bool {
+    /// Calls `start` with a probe for its event and runs `test` on the call. Then, the call
+    /// and its slot gone, checks that the future was dropped once in all.
+    fn with_call<R>(start: StartFn, test: impl FnOnce(&mut HandlerCall<'_, '_>, &Probe) -> R) -> R {
         let deps = Deps::new();
         let meta = EventMeta::new("test");
         let ctx = HandlerContext::new(&deps, &meta);
         let probe = Probe::default();
-        let inline = {
+        let result = {
             let mut slot = std::pin::pin!(FutureSlot::new());
             let mut call = HandlerFn::Async(start).call(&probe, &ctx, slot.as_mut());
-            assert!(poll(&mut call).is_pending());
+            test(&mut call, &probe)
+        };
+        assert_eq!(probe.drops.load(Ordering::SeqCst), 1, "dropped once");
+        result
+    }
+
+    /// Runs `start` to completion: pending once, then ready and dropped once. Returns whether
+    /// its future was kept inside the call.
+    fn runs_to_completion(start: StartFn) -> bool {
+        with_call(start, |call, probe| {
+            assert!(poll(call).is_pending());
             assert!(call.slot.is_running());
             assert_eq!(probe.drops.load(Ordering::SeqCst), 0);
             let inline = inside(&call.slot, probe.at.load(Ordering::SeqCst));
             assert_eq!(inline, probe.fitted.load(Ordering::SeqCst));
             assert!(
-                matches!(poll(&mut call), Poll::Ready(Ok(ref emitted)) if emitted.is_empty()),
+                matches!(poll(call), Poll::Ready(Ok(ref emitted)) if emitted.is_empty()),
                 "the call completes"
             );
             // Dropped as soon as it completed, not later with the slot.
             assert!(!call.slot.is_running());
             assert_eq!(probe.drops.load(Ordering::SeqCst), 1);
             inline
-        };
-        // The slot is gone, and dropped nothing more.
-        assert_eq!(probe.drops.load(Ordering::SeqCst), 1, "dropped once");
-        inline
+        })
     }
 
     /// Completes at its first poll, holding its guard until it is dropped.
@@ -757,14 +764,8 @@ mod tests {
 
     #[test]
     fn a_future_ready_at_its_first_poll_is_dropped_at_once_and_once() {
-        let deps = Deps::new();
-        let meta = EventMeta::new("test");
-        let ctx = HandlerContext::new(&deps, &meta);
-        let probe = Probe::default();
-        {
-            let mut slot = std::pin::pin!(FutureSlot::new());
-            let mut call = HandlerFn::Async(ready_at_once).call(&probe, &ctx, slot.as_mut());
-            assert!(matches!(poll(&mut call), Poll::Ready(Ok(_))));
+        with_call(ready_at_once, |call, probe| {
+            assert!(matches!(poll(call), Poll::Ready(Ok(_))));
             assert!(probe.fitted.load(Ordering::SeqCst), "kept inside the call");
             assert!(!call.slot.is_running());
             assert_eq!(
@@ -772,8 +773,7 @@ mod tests {
                 1,
                 "dropped as soon as it completed"
             );
-        }
-        assert_eq!(probe.drops.load(Ordering::SeqCst), 1, "dropped once");
+        });
     }
 
     #[test]
@@ -794,25 +794,17 @@ mod tests {
     /// Runs `start`, which panics within `polls` polls: the panic is the call's error, and the
     /// future is dropped once.
     fn panics(start: StartFn, polls: usize) {
-        let deps = Deps::new();
-        let meta = EventMeta::new("test");
-        let ctx = HandlerContext::new(&deps, &meta);
-        let probe = Probe::default();
-        {
-            let mut slot = std::pin::pin!(FutureSlot::new());
-            let mut call = HandlerFn::Async(start).call(&probe, &ctx, slot.as_mut());
+        with_call(start, |call, probe| {
             for _ in 1..polls {
-                assert!(poll(&mut call).is_pending());
+                assert!(poll(call).is_pending());
             }
             assert!(
-                matches!(poll(&mut call), Poll::Ready(Err(ref error)) if matches!(**error, HandlerError::Panicked(_))),
+                matches!(poll(call), Poll::Ready(Err(ref error)) if matches!(**error, HandlerError::Panicked(_))),
                 "the panic is the call's error"
             );
             // The guard was dropped as the panic unwound the future.
             assert_eq!(probe.drops.load(Ordering::SeqCst), 1);
-        }
-        // The slot is gone, and dropped nothing more.
-        assert_eq!(probe.drops.load(Ordering::SeqCst), 1, "dropped once");
+        });
     }
 
     #[test]
@@ -830,23 +822,12 @@ mod tests {
         panics(large_panics_later, 2);
     }
 
-    /// Drops the call of `start` while its future is pending.
+    /// Drops the call of `start` while its future is pending: the slot drops it.
     fn dropped_pending(start: StartFn) {
-        let deps = Deps::new();
-        let meta = EventMeta::new("test");
-        let ctx = HandlerContext::new(&deps, &meta);
-        let probe = Probe::default();
-        {
-            let mut slot = std::pin::pin!(FutureSlot::new());
-            let mut call = HandlerFn::Async(start).call(&probe, &ctx, slot.as_mut());
-            assert!(poll(&mut call).is_pending());
+        with_call(start, |call, probe| {
+            assert!(poll(call).is_pending());
             assert_eq!(probe.drops.load(Ordering::SeqCst), 0);
-        }
-        assert_eq!(
-            probe.drops.load(Ordering::SeqCst),
-            1,
-            "dropped with the slot, once"
-        );
+        });
     }
 
     #[test]
