@@ -532,7 +532,9 @@ mod tests {
 
     /// Ready at its first poll, still holding its guard: dropping the completed future is
     /// what drops the guard.
-    struct ReadyHolding<'a>(#[allow(dead_code)] Guard<'a>);
+    struct ReadyHolding<'a> {
+        _guard: Guard<'a>,
+    }
 
     impl Future for ReadyHolding<'_> {
         type Output = HandlerResult;
@@ -759,7 +761,14 @@ mod tests {
         cx: &mut Context<'_>,
     ) -> Poll<HandlerResult> {
         let probe = probe(event);
-        start(probe, slot, ReadyHolding(Guard(probe)), cx)
+        start(
+            probe,
+            slot,
+            ReadyHolding {
+                _guard: Guard(probe),
+            },
+            cx,
+        )
     }
 
     #[test]
