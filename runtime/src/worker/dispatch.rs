@@ -6,6 +6,7 @@
 
 use std::error::Error as StdError;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ use crate::call::{Emitted, FutureSlot, HandlerContext, TransactionSlot};
 use crate::envelope;
 use crate::error::{ErrorKind, StoreError, error_chain};
 use crate::handler::HandlerError;
-use crate::measure::{self, Outcome};
+use crate::measure::{self, HandlerMeters, Outcome};
 use crate::publish::DomainEvents;
 use crate::store::{Completion, Delivery, DeliveryId, NewIntegrationRow, StoredEvent};
 use crate::trace;
@@ -86,7 +87,8 @@ async fn run_batch(shared: &Arc<Shared>, batch: Vec<Delivery>) -> Vec<Completion
     };
     if batch.iter().all(|d| d.handler == batch[0].handler) {
         // One handler: the batch is its group, and there is no join to set up.
-        return holding_claims(shared, claims, run_group(shared, batch)).await;
+        let run = std::pin::pin!(run_group(shared, batch));
+        return holding_claims(shared, claims, run).await;
     }
     let mut by_handler: Vec<Vec<Delivery>> = Vec::new();
     for delivery in batch {
@@ -99,7 +101,7 @@ async fn run_batch(shared: &Arc<Shared>, batch: Vec<Delivery>) -> Vec<Completion
         }
     }
     let runs = by_handler.into_iter().map(|group| run_group(shared, group));
-    let runs = futures_util::future::join_all(runs);
+    let runs = std::pin::pin!(futures_util::future::join_all(runs));
     let completions = holding_claims(shared, claims, runs).await;
     completions.into_iter().flatten().collect()
 }
@@ -139,17 +141,19 @@ impl From<Box<HandlerError>> for Failure {
 /// Runs `work`, extending the claims on a batch's deliveries every third of the store's lease
 /// meanwhile, so that no claim expires while the batch runs: another process would run its
 /// deliveries again.
+///
+/// `work` is pinned by the caller: a batch's future holds its deliveries' handler calls and is
+/// large, and passed by value it would be copied into this future's state, and again on await.
 async fn holding_claims<F: Future>(
     shared: &Shared,
     claims: Vec<(DeliveryId, u32)>,
-    work: F,
+    mut work: Pin<&mut F>,
 ) -> F::Output {
     let Some(lease) = shared.store.lease() else {
         return work.await;
     };
     let every = (lease / 3).max(Duration::from_millis(1));
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    let mut work = std::pin::pin!(work);
     loop {
         tokio::select! {
             output = &mut work => return output,
@@ -171,10 +175,16 @@ async fn holding_claims<F: Future>(
 /// expire with the lease, and all of them are claimed again, in order. (A batch whose commit
 /// fails stays claimed as a whole, in the same way.)
 async fn run_group(shared: &Arc<Shared>, group: Vec<Delivery>) -> Vec<Completion> {
+    // Every delivery of the group is of one handler: its route and metrics are looked up once.
+    let Some(handler) = group.first().map(|d| d.handler.as_str()) else {
+        return Vec::new();
+    };
+    let route = shared.wiring.route(handler);
+    let meters = shared.meters.handler(handler);
     let count = group.len();
     let mut completions = Vec::with_capacity(count);
     for (i, delivery) in group.into_iter().enumerate() {
-        match deliver(shared, delivery).await {
+        match deliver(shared, route, &meters, delivery).await {
             Delivered::Completed(completion) => completions.push(completion),
             Delivered::Recorded => {}
             Delivered::Unrecorded => {
@@ -244,9 +254,15 @@ async fn complete_and_claim(
     }
 }
 
-/// Runs one delivery. A success outside the store's transaction is returned, for the batch's
+/// Runs one delivery with its handler's `route` (`None` if the app has no handler of that
+/// name) and `meters`. A success outside the store's transaction is returned, for the batch's
 /// commit: the delivery is in flight until then. Any other outcome is recorded here.
-async fn deliver(shared: &Arc<Shared>, delivery: Delivery) -> Delivered {
+async fn deliver(
+    shared: &Arc<Shared>,
+    route: Option<&Route>,
+    meters: &HandlerMeters,
+    delivery: Delivery,
+) -> Delivered {
     let Delivery {
         id,
         event,
@@ -264,14 +280,13 @@ async fn deliver(shared: &Arc<Shared>, delivery: Delivery) -> Delivered {
     // Each attempt is a span of its own, in the trace of the event's publication.
     trace::follow(&span, event.meta.traceparent.as_deref());
     let started = Instant::now();
-    let meters = shared.meters.handler(&handler);
     if attempt == 1 {
         let waited = (Utc::now() - event.meta.occurred_at).to_std();
-        measure::latency(&meters, waited.unwrap_or_default());
+        measure::latency(meters, waited.unwrap_or_default());
     }
-    let measured = |outcome| measure::delivery(&meters, attempt, outcome, started.elapsed());
+    let measured = |outcome| measure::delivery(meters, attempt, outcome, started.elapsed());
     let delivered = async {
-        let Some(route) = shared.wiring.route(&handler) else {
+        let Some(route) = route else {
             let failure = Failure::fatal(format!(
                 "no handler named `{handler}` in the `{}` app",
                 shared.context
