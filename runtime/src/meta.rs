@@ -1,8 +1,12 @@
 //! What tidings knows about one occurrence of an event.
 
+use std::panic::AssertUnwindSafe;
+use std::sync::Mutex;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
+use uuid::timestamp::context::ContextV7;
+use uuid::{Timestamp, Uuid};
 
 /// The envelope of one event: its id, when it happened, and where it comes from.
 ///
@@ -42,10 +46,10 @@ impl EventMeta {
     /// The envelope of an event that a use case of context `source` publishes now: a new id,
     /// which also starts a new correlation.
     pub fn new(source: impl Into<String>) -> Self {
-        let id = Uuid::now_v7();
+        let (id, occurred_at) = new_id();
         EventMeta {
             id,
-            occurred_at: Utc::now(),
+            occurred_at,
             correlation_id: id,
             causation_id: None,
             traceparent: None,
@@ -61,6 +65,47 @@ impl EventMeta {
             causation_id: Some(self.id),
             traceparent: self.traceparent.clone(),
             ..EventMeta::new(source)
+        }
+    }
+}
+
+/// The clock sequence of event ids: the ids of one process sort in the order they were made,
+/// as [`Uuid::now_v7`]'s do.
+static IDS: Mutex<AssertUnwindSafe<ContextV7>> = Mutex::new(AssertUnwindSafe(ContextV7::new()));
+
+/// A new UUIDv7 and the moment it was made, which its timestamp holds: one reading of the clock
+/// for both.
+fn new_id() -> (Uuid, DateTime<Utc>) {
+    let timestamp = Timestamp::now(&IDS);
+    let (seconds, nanos) = timestamp.to_unix();
+    // The clock is within chrono's range, for the next 260,000 years.
+    let at = i64::try_from(seconds)
+        .ok()
+        .and_then(|seconds| DateTime::from_timestamp(seconds, nanos))
+        .unwrap_or_else(Utc::now);
+    (Uuid::new_v7(timestamp), at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_id_holds_the_millisecond_the_event_occurred_in() {
+        let mut last = EventMeta::new("catalog");
+        for _ in 0..100_000 {
+            let meta = EventMeta::new("catalog");
+            let (seconds, nanos) = meta
+                .id
+                .get_timestamp()
+                .expect("a UUIDv7 holds its timestamp")
+                .to_unix();
+            let millis = i64::try_from(seconds * 1_000 + u64::from(nanos / 1_000_000))
+                .expect("the clock is within i64 milliseconds");
+            assert_eq!(millis, meta.occurred_at.timestamp_millis());
+            assert!(meta.id > last.id, "ids sort in the order they were made");
+            assert!(meta.occurred_at >= last.occurred_at);
+            last = meta;
         }
     }
 }
