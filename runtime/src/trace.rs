@@ -86,7 +86,9 @@ fn new_trace() -> String {
     traceparent[35] = b'-';
     hex(&mut traceparent[36..52], u128::from(fastrand::u64(1..)));
     traceparent[52..].copy_from_slice(b"-01");
-    traceparent.iter().map(|&byte| char::from(byte)).collect()
+    // ASCII, so valid UTF-8: the check is one pass over the bytes, where collecting `char`s
+    // encodes them one at a time.
+    String::from_utf8_lossy(&traceparent).into_owned()
 }
 
 /// Writes the `out.len()` low hex digits of `value` into `out`, lowercase, most significant
