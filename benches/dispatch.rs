@@ -34,7 +34,7 @@ use std::task::{Context, Poll, Waker};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use tidings::__private::{
-    CallHandler as _, Deps, FutureSlot, HandlerContext, HandlerFn, HandlerInfo,
+    AnyEvent, CallHandler as _, Deps, FutureSlot, HandlerContext, HandlerFn, HandlerInfo,
 };
 use tidings::prelude::*;
 use tokio::sync::Notify;
@@ -194,6 +194,8 @@ fn call_sync<E: Send + Sync + 'static>(
     deps: &Deps,
     meta: &EventMeta,
 ) {
+    // Its type's id goes with it, as with the dispatcher's events: taken once per event.
+    let event = AnyEvent::of(event);
     for handler in handlers {
         let ctx = HandlerContext::new(deps, meta);
         let slot = pin!(FutureSlot::new());
@@ -212,6 +214,7 @@ fn invoke_sync<E: Send + Sync + 'static>(
     deps: &Deps,
     meta: &EventMeta,
 ) {
+    let event = AnyEvent::of(event);
     for handler in handlers {
         let HandlerFn::Sync(invoke) = handler.invoke() else {
             panic!("`{}` is not a plain `fn` handler", handler.name());
@@ -240,6 +243,7 @@ impl Calls {
 
 /// Awaits the call of each handler with `event`, as the dispatcher does (without the store).
 async fn call_async<E: Send + Sync + 'static>(calls: &Calls, event: &E) {
+    let event = AnyEvent::of(event);
     for handler in &calls.handlers {
         let ctx = HandlerContext::new(&calls.deps, &calls.meta);
         let slot = pin!(FutureSlot::new());

@@ -105,7 +105,9 @@ fn knows_per_source_whether_a_from_translation_exists() {
     let event = ProductRestocked {
         product_id: "p-9".into(),
     };
-    let produced = translate.translate(&event).expect("a ProductRestocked");
+    let produced = translate
+        .translate(tidings::__private::AnyEvent::of(&event))
+        .expect("a ProductRestocked");
     assert_eq!(produced.contract(), "catalog.product-updated");
     assert_eq!(produced.key().as_deref(), Some("p-9"));
     let typed = produced
@@ -114,7 +116,9 @@ fn knows_per_source_whether_a_from_translation_exists() {
         .unwrap();
     assert_eq!(typed.product_id, "p-9");
     assert!(
-        translate.translate(&on_sale_event()).is_none(),
+        translate
+            .translate(tidings::__private::AnyEvent::of(&on_sale_event()))
+            .is_none(),
         "another source type"
     );
 }

@@ -442,7 +442,7 @@ pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
     let (invoke_fn, variant) = if is_async {
         let invoke_fn = quote! {
             fn #invoke<'a>(
-                __tidings_event: &'a (dyn ::core::any::Any + ::core::marker::Send + ::core::marker::Sync),
+                __tidings_event: #private::AnyEvent<'a>,
                 __tidings_ctx: &'a #private::HandlerContext<'a>,
                 __tidings_slot: ::core::pin::Pin<&mut #private::FutureSlot<'a>>,
                 __tidings_cx: &mut ::core::task::Context<'_>,
@@ -464,7 +464,7 @@ pub(crate) fn handler(handler: &Handler, args: &HandlesArgs) -> TokenStream {
     };
     let run_fn = quote! {
         #async_ fn #run<'a>(
-            __tidings_event: &'a (dyn ::core::any::Any + ::core::marker::Send + ::core::marker::Sync),
+            __tidings_event: #private::AnyEvent<'a>,
             __tidings_ctx: &'a #private::HandlerContext<'a>,
         ) -> #private::HandlerResult {
             #body

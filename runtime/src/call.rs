@@ -1,14 +1,14 @@
 //! A `#[handles]` function with its types erased, and one call of it: what the macros'
 //! expansions implement and the dispatcher runs. Reached by expansions through `__private`.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::fmt;
 use std::future::Future;
 use std::marker::{PhantomData, PhantomPinned};
 use std::mem::MaybeUninit;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use crate::deps::{Dep, Deps};
@@ -16,6 +16,114 @@ use crate::event::DynIntegrationEvent;
 use crate::handler::HandlerError;
 use crate::meta::EventMeta;
 use crate::publish::DomainEvents;
+
+/// An event with its type erased, and the id of that type: what a handler's entry takes. The
+/// entry checks the event's type by comparing that id with its own event type's, a constant,
+/// where `dyn Any` would ask the event's vtable for it, with one more indirect call per handler
+/// call.
+///
+/// The id is taken where the event's type is known: [`of`](Self::of) for a typed reference,
+/// [`TypedEvent`](crate::store::TypedEvent) for the dispatcher's events, once per event.
+///
+/// Two words, passed in two registers: the event's address, without the vtable `dyn Any` would
+/// carry, which nothing reads, and the address of its type's id.
+#[derive(Clone, Copy)]
+pub struct AnyEvent<'a> {
+    /// The address of an event that is `Send + Sync`, borrowed for `'a`.
+    event: *const (),
+    /// The id of `event`'s own type, which every constructor takes from it. A constant's
+    /// address: the entry reads the id from read-only memory, where a copy written just before
+    /// the call, 8 bytes at a time, would make its 16-byte read wait for the writes to land.
+    type_id: &'static TypeId,
+    _borrows: PhantomData<&'a (dyn Any + Send + Sync)>,
+}
+
+// SAFETY: an `AnyEvent<'a>` stands for a `&'a E` where `E: Send + Sync`, which is `Send` and
+// `Sync`, and gives nothing else access to the event.
+#[allow(unsafe_code)]
+unsafe impl Send for AnyEvent<'_> {}
+#[allow(unsafe_code)]
+unsafe impl Sync for AnyEvent<'_> {}
+
+/// The id of `E`, as a constant in read-only memory.
+fn type_id_of<E: Any>() -> &'static TypeId {
+    const { &TypeId::of::<E>() }
+}
+
+impl<'a> AnyEvent<'a> {
+    /// `event`, its type erased.
+    #[inline(always)]
+    pub fn of<E: Any + Send + Sync>(event: &'a E) -> Self {
+        AnyEvent {
+            event: std::ptr::from_ref(event).cast(),
+            type_id: type_id_of::<E>(),
+            _borrows: PhantomData,
+        }
+    }
+
+    /// The event, if it is an `E`.
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    pub fn downcast<E: Any>(self) -> Option<&'a E> {
+        let expected = type_id_of::<E>();
+        // The same constant, in most calls: the value is compared only for another copy of it.
+        if !std::ptr::eq(self.type_id, expected) && *self.type_id != *expected {
+            return None;
+        }
+        // SAFETY: `type_id` is the id of the type of the value `event` points to (each
+        // constructor takes it from that value), and it is `E`'s: `event` points to an `E`,
+        // borrowed for `'a`. This is `<dyn Any>::downcast_ref`'s cast, without its call through
+        // the vtable.
+        Some(unsafe { &*self.event.cast::<E>() })
+    }
+}
+
+impl fmt::Debug for AnyEvent<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnyEvent").finish_non_exhaustive()
+    }
+}
+
+/// A typed event, shared, with the id of its type: the event as recorded in this process or
+/// decoded from its JSON, which the dispatcher hands to the event's handlers.
+///
+/// ```
+/// use tidings::store::TypedEvent;
+///
+/// let typed = TypedEvent::new(7_u32);
+/// assert!(format!("{typed:?}").starts_with("TypedEvent"));
+/// ```
+#[derive(Clone)]
+pub struct TypedEvent {
+    event: Arc<dyn Any + Send + Sync>,
+    /// The id of `event`'s type.
+    type_id: &'static TypeId,
+}
+
+impl TypedEvent {
+    /// `event`, shared.
+    pub fn new<E: Any + Send + Sync>(event: E) -> Self {
+        TypedEvent {
+            event: Arc::new(event),
+            type_id: type_id_of::<E>(),
+        }
+    }
+
+    /// The event, as a handler's entry takes it.
+    pub(crate) fn event(&self) -> AnyEvent<'_> {
+        AnyEvent {
+            event: Arc::as_ptr(&self.event).cast(),
+            type_id: self.type_id,
+            _borrows: PhantomData,
+        }
+    }
+}
+
+impl fmt::Debug for TypedEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TypedEvent").finish_non_exhaustive()
+    }
+}
 
 /// What one handler call gets besides the event: the dependencies, the event's envelope, the
 /// publisher and, for a handler that takes it, the store's transaction.
@@ -141,13 +249,14 @@ pub type HandlerResult = Result<Emitted, Box<HandlerError>>;
 /// stays until it completes or the call is dropped, and polls it once. Generated per handler by
 /// `#[handles]`, so that the future's type, and whether it fits in the slot, are known there.
 pub type StartFn = for<'a, 'b> fn(
-    &'a (dyn Any + Send + Sync),
+    AnyEvent<'a>,
     &'a HandlerContext<'a>,
     Pin<&'b mut FutureSlot<'a>>,
     &mut Context<'_>,
 ) -> Poll<HandlerResult>;
 
-/// A `#[handles]` function with its types erased: takes the event as `Any` and a context.
+/// A `#[handles]` function with its types erased: takes the event as an [`AnyEvent`] and a
+/// context.
 ///
 /// A plain `fn` handler is called directly, with no future and no allocation; an `async fn`
 /// handler's future is built inside the call, in a [`FutureSlot`], with no allocation either
@@ -155,7 +264,7 @@ pub type StartFn = for<'a, 'b> fn(
 #[derive(Clone, Copy)]
 pub enum HandlerFn {
     /// A plain `fn` handler.
-    Sync(for<'a> fn(&'a (dyn Any + Send + Sync), &'a HandlerContext<'a>) -> HandlerResult),
+    Sync(for<'a> fn(AnyEvent<'a>, &'a HandlerContext<'a>) -> HandlerResult),
     /// An `async fn` handler.
     Async(StartFn),
 }
@@ -187,7 +296,7 @@ impl HandlerFn {
     #[inline(always)]
     pub fn call<'a, 's>(
         self,
-        event: &'a (dyn Any + Send + Sync),
+        event: AnyEvent<'a>,
         ctx: &'a HandlerContext<'a>,
         slot: Pin<&'s mut FutureSlot<'a>>,
     ) -> HandlerCall<'a, 's> {
@@ -217,7 +326,7 @@ enum CallState<'a> {
     /// An `async fn` handler not polled yet.
     Start {
         start: StartFn,
-        event: &'a (dyn Any + Send + Sync),
+        event: AnyEvent<'a>,
         ctx: &'a HandlerContext<'a>,
     },
     /// An `async fn` handler whose future runs in the slot.
@@ -565,9 +674,9 @@ mod tests {
     #[repr(align(64))]
     struct Aligned(u8);
 
-    fn probe(event: &(dyn Any + Send + Sync)) -> &Probe {
+    fn probe(event: AnyEvent<'_>) -> &Probe {
         event
-            .downcast_ref::<Probe>()
+            .downcast::<Probe>()
             .expect("the tests' event is a probe")
     }
 
@@ -593,7 +702,7 @@ mod tests {
 
     /// A small future: yields once, then completes.
     fn small<'a>(
-        event: &'a (dyn Any + Send + Sync),
+        event: AnyEvent<'a>,
         _: &'a HandlerContext<'a>,
         slot: Pin<&mut FutureSlot<'a>>,
         cx: &mut Context<'_>,
@@ -611,7 +720,7 @@ mod tests {
 
     /// A future larger than the slot: yields once, then completes.
     fn large<'a>(
-        event: &'a (dyn Any + Send + Sync),
+        event: AnyEvent<'a>,
         _: &'a HandlerContext<'a>,
         slot: Pin<&mut FutureSlot<'a>>,
         cx: &mut Context<'_>,
@@ -631,7 +740,7 @@ mod tests {
 
     /// A future aligned more than the slot: yields once, then completes.
     fn aligned<'a>(
-        event: &'a (dyn Any + Send + Sync),
+        event: AnyEvent<'a>,
         _: &'a HandlerContext<'a>,
         slot: Pin<&mut FutureSlot<'a>>,
         cx: &mut Context<'_>,
@@ -652,7 +761,7 @@ mod tests {
 
     /// Panics at its first poll.
     fn panics_at_once<'a>(
-        event: &'a (dyn Any + Send + Sync),
+        event: AnyEvent<'a>,
         _: &'a HandlerContext<'a>,
         slot: Pin<&mut FutureSlot<'a>>,
         cx: &mut Context<'_>,
@@ -670,7 +779,7 @@ mod tests {
 
     /// Panics at its second poll, after a yield.
     fn panics_later<'a>(
-        event: &'a (dyn Any + Send + Sync),
+        event: AnyEvent<'a>,
         _: &'a HandlerContext<'a>,
         slot: Pin<&mut FutureSlot<'a>>,
         cx: &mut Context<'_>,
@@ -689,7 +798,7 @@ mod tests {
 
     /// Panics at its second poll, holding a buffer larger than the slot.
     fn large_panics_later<'a>(
-        event: &'a (dyn Any + Send + Sync),
+        event: AnyEvent<'a>,
         _: &'a HandlerContext<'a>,
         slot: Pin<&mut FutureSlot<'a>>,
         cx: &mut Context<'_>,
@@ -726,7 +835,7 @@ mod tests {
         let probe = Probe::default();
         let result = {
             let mut slot = std::pin::pin!(FutureSlot::new());
-            let mut call = HandlerFn::Async(start).call(&probe, &ctx, slot.as_mut());
+            let mut call = HandlerFn::Async(start).call(AnyEvent::of(&probe), &ctx, slot.as_mut());
             test(&mut call, &probe)
         };
         assert_eq!(probe.drops.load(Ordering::SeqCst), 1, "dropped once");
@@ -755,7 +864,7 @@ mod tests {
 
     /// Completes at its first poll, holding its guard until it is dropped.
     fn ready_at_once<'a>(
-        event: &'a (dyn Any + Send + Sync),
+        event: AnyEvent<'a>,
         _: &'a HandlerContext<'a>,
         slot: Pin<&mut FutureSlot<'a>>,
         cx: &mut Context<'_>,
@@ -769,6 +878,28 @@ mod tests {
             },
             cx,
         )
+    }
+
+    #[test]
+    fn an_event_reads_back_as_its_own_type_only() {
+        let event = 7_u32;
+        let erased = AnyEvent::of(&event);
+        assert!(std::ptr::eq(erased.downcast::<u32>().expect("a u32"), &event));
+        assert!(erased.downcast::<i32>().is_none());
+
+        let typed = TypedEvent::new(String::from("p-1"));
+        let read = typed.event().downcast::<String>().map(String::as_str);
+        assert_eq!(read, Some("p-1"));
+        assert!(typed.event().downcast::<&str>().is_none());
+
+        // The id at another address than the constant each type's check reads: the ids are
+        // compared.
+        let elsewhere = AnyEvent {
+            type_id: Box::leak(Box::new(TypeId::of::<u32>())),
+            ..erased
+        };
+        assert!(elsewhere.downcast::<u32>().is_some());
+        assert!(elsewhere.downcast::<i32>().is_none());
     }
 
     #[test]
@@ -853,7 +984,7 @@ mod tests {
         let probe = Probe::default();
         let ctx = HandlerContext::new(&deps, &meta);
         let mut slot = std::pin::pin!(FutureSlot::new());
-        let call = HandlerFn::Async(small).call(&probe, &ctx, slot.as_mut());
+        let call = HandlerFn::Async(small).call(AnyEvent::of(&probe), &ctx, slot.as_mut());
         drop(call);
         assert!(!slot.is_running());
         assert_eq!(probe.drops.load(Ordering::SeqCst), 0);
@@ -897,7 +1028,7 @@ mod tests {
         let meta = EventMeta::new("test");
         let ctx = HandlerContext::new(&deps, &meta);
         let mut slot = std::pin::pin!(FutureSlot::new());
-        let mut call = HandlerFn::Sync(|_, _| done()).call(&(), &ctx, slot.as_mut());
+        let mut call = HandlerFn::Sync(|_, _| done()).call(AnyEvent::of(&()), &ctx, slot.as_mut());
         assert!(matches!(poll(&mut call), Poll::Ready(Ok(_))));
         assert!(!call.slot.is_running());
     }

@@ -17,8 +17,8 @@ pub use schemars::{self, JsonSchema};
 pub use serde_json;
 
 pub use crate::call::{
-    Emitted, FUTURE_SLOT_ALIGN, FUTURE_SLOT_SIZE, FutureSlot, HandlerCall, HandlerContext,
-    HandlerFn, HandlerResult, StartFn, TransactionSlot,
+    AnyEvent, Emitted, FUTURE_SLOT_ALIGN, FUTURE_SLOT_SIZE, FutureSlot, HandlerCall,
+    HandlerContext, HandlerFn, HandlerResult, StartFn, TransactionSlot, TypedEvent,
 };
 pub use crate::deps::Deps;
 pub use crate::event::{
@@ -39,15 +39,15 @@ pub trait CallHandler {
     /// handler's future in `slot`.
     fn call_in<'a, 's>(
         &self,
-        event: &'a (dyn Any + Send + Sync),
+        event: AnyEvent<'a>,
         ctx: &'a HandlerContext<'a>,
         slot: Pin<&'s mut FutureSlot<'a>>,
     ) -> HandlerCall<'a, 's>;
 
     /// Calls the handler with `event`, in a [`FutureSlot`] of the call's own: for tests.
-    fn call<'a>(
+    fn call<'a, E: Any + Send + Sync>(
         &self,
-        event: &'a (dyn Any + Send + Sync),
+        event: &'a E,
         ctx: HandlerContext<'a>,
     ) -> impl Future<Output = HandlerResult> + Send + 'a;
 }
@@ -61,22 +61,22 @@ impl CallHandler for HandlerInfo {
     #[inline(always)]
     fn call_in<'a, 's>(
         &self,
-        event: &'a (dyn Any + Send + Sync),
+        event: AnyEvent<'a>,
         ctx: &'a HandlerContext<'a>,
         slot: Pin<&'s mut FutureSlot<'a>>,
     ) -> HandlerCall<'a, 's> {
         self.handler_fn().call(event, ctx, slot)
     }
 
-    fn call<'a>(
+    fn call<'a, E: Any + Send + Sync>(
         &self,
-        event: &'a (dyn Any + Send + Sync),
+        event: &'a E,
         ctx: HandlerContext<'a>,
     ) -> impl Future<Output = HandlerResult> + Send + 'a {
         let handler = self.handler_fn();
         async move {
             let mut slot = std::pin::pin!(FutureSlot::new());
-            handler.call(event, &ctx, slot.as_mut()).await
+            handler.call(AnyEvent::of(event), &ctx, slot.as_mut()).await
         }
     }
 }
@@ -322,8 +322,8 @@ impl<T> ProbeNoDecode for DecodeProbe<T> {}
 
 fn decode<T: EventData>(
     payload: &crate::envelope::Payload,
-) -> Result<std::sync::Arc<dyn Any + Send + Sync>, serde_json::Error> {
-    Ok(std::sync::Arc::new(payload.decode::<T>()?))
+) -> Result<TypedEvent, serde_json::Error> {
+    Ok(TypedEvent::new(payload.decode::<T>()?))
 }
 
 /// The kind of the event a handler handles; its bound is the check that the first parameter is
@@ -333,14 +333,24 @@ pub const fn event_kind<E: Event>() -> EventKind {
 }
 
 /// The event behind `event`, which the dispatcher guarantees to be of type `E`.
+#[inline(always)]
 pub fn downcast<'a, E: 'static>(
-    event: &'a (dyn Any + Send + Sync),
+    event: AnyEvent<'a>,
     handler: &'static str,
     expected: &'static str,
-) -> Result<&'a E, HandlerError> {
-    event
-        .downcast_ref::<E>()
-        .ok_or(HandlerError::WrongEvent { handler, expected })
+) -> Result<&'a E, Box<HandlerError>> {
+    match event.downcast::<E>() {
+        Some(event) => Ok(event),
+        None => Err(wrong_event(handler, expected)),
+    }
+}
+
+/// The error of a call with an event of another type: out of line, so that an entry's own
+/// path needs no stack frame for building it.
+#[cold]
+#[inline(never)]
+fn wrong_event(handler: &'static str, expected: &'static str) -> Box<HandlerError> {
+    Box::new(HandlerError::WrongEvent { handler, expected })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -596,12 +606,12 @@ pub trait ProbeNoFromImpl {
 }
 impl<I, A> ProbeNoFromImpl for FromProbe<I, A> {}
 
-fn translate_via_from<I, A>(event: &(dyn Any + Send + Sync)) -> Option<Box<dyn DynIntegrationEvent>>
+fn translate_via_from<I, A>(event: AnyEvent<'_>) -> Option<Box<dyn DynIntegrationEvent>>
 where
     I: IntegrationEvent + for<'a> From<&'a A>,
     A: 'static,
 {
-    let event = event.downcast_ref::<A>()?;
+    let event = event.downcast::<A>()?;
     Some(Box::new(I::from(event)))
 }
 

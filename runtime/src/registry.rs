@@ -17,12 +17,12 @@
 //!
 //! [`Registry::expect_crates`] turns a forgotten line into an error that says which line to add.
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
-use crate::call::HandlerFn;
+use crate::call::{AnyEvent, HandlerFn, TypedEvent};
 use crate::envelope::Payload;
 use crate::event::{DynIntegrationEvent, EventKind};
 pub use crate::origin::Origin;
@@ -140,22 +140,17 @@ fn short_type_name(type_name: &'static str) -> &'static str {
 /// Decodes an event from its JSON form, as recorded in the outbox or received from a broker.
 #[derive(Clone, Copy)]
 pub struct Decode {
-    decode: fn(&Payload) -> Result<Arc<dyn Any + Send + Sync>, serde_json::Error>,
+    decode: fn(&Payload) -> Result<TypedEvent, serde_json::Error>,
 }
 
 impl Decode {
     #[doc(hidden)]
-    pub const fn new(
-        decode: fn(&Payload) -> Result<Arc<dyn Any + Send + Sync>, serde_json::Error>,
-    ) -> Self {
+    pub const fn new(decode: fn(&Payload) -> Result<TypedEvent, serde_json::Error>) -> Self {
         Decode { decode }
     }
 
     /// The event that `payload` holds.
-    pub fn decode(
-        &self,
-        payload: &Payload,
-    ) -> Result<Arc<dyn Any + Send + Sync>, serde_json::Error> {
+    pub fn decode(&self, payload: &Payload) -> Result<TypedEvent, serde_json::Error> {
         (self.decode)(payload)
     }
 }
@@ -338,22 +333,17 @@ impl TranslationSource {
 /// A translation by `impl From<&DomainEvent> for IntegrationEvent`, with its types erased.
 #[derive(Clone, Copy)]
 pub struct FromTranslation {
-    translate: fn(&(dyn Any + Send + Sync)) -> Option<Box<dyn DynIntegrationEvent>>,
+    translate: fn(AnyEvent<'_>) -> Option<Box<dyn DynIntegrationEvent>>,
 }
 
 impl FromTranslation {
     #[doc(hidden)]
-    pub const fn new(
-        translate: fn(&(dyn Any + Send + Sync)) -> Option<Box<dyn DynIntegrationEvent>>,
-    ) -> Self {
+    pub const fn new(translate: fn(AnyEvent<'_>) -> Option<Box<dyn DynIntegrationEvent>>) -> Self {
         FromTranslation { translate }
     }
 
     /// Translates `event`; `None` if it is not of the source type.
-    pub fn translate(
-        &self,
-        event: &(dyn Any + Send + Sync),
-    ) -> Option<Box<dyn DynIntegrationEvent>> {
+    pub fn translate(&self, event: AnyEvent<'_>) -> Option<Box<dyn DynIntegrationEvent>> {
         (self.translate)(event)
     }
 }

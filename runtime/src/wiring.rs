@@ -1,9 +1,8 @@
 //! Wiring: which handlers, translations and subscriptions one bounded context's app runs, and
 //! the validation of all of it at `build()`.
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 
 use crate::deps::Deps;
 use crate::error::{BuildError, Problem};
@@ -11,7 +10,7 @@ use crate::event::EventKind;
 use crate::registry::{
     DomainEventInfo, FromTranslation, HandlerInfo, IntegrationEventInfo, Origin, Registry, TypeRef,
 };
-use crate::store::StoredEvent;
+use crate::store::{StoredEvent, TypedEvent};
 
 /// One thing that handles an event in an app: a `#[handles]` function, or a `From` translation.
 #[derive(Debug, Clone, Copy)]
@@ -99,12 +98,9 @@ impl Wiring {
 
     /// The typed event of a stored one: as recorded in this process, or decoded from its JSON
     /// by the type this program declares for its name (and version).
-    pub(crate) fn typed(
-        &self,
-        event: &StoredEvent,
-    ) -> Result<Arc<dyn Any + Send + Sync>, DecodeError> {
+    pub(crate) fn typed(&self, event: &StoredEvent) -> Result<TypedEvent, DecodeError> {
         if let Some(typed) = &event.typed {
-            return Ok(Arc::clone(typed));
+            return Ok(typed.clone());
         }
         let decoder = match event.kind {
             EventKind::Domain => self.domain_event(&event.name).and_then(|e| e.decoder()),

@@ -11,12 +11,9 @@ mod payload;
 
 pub use payload::Payload;
 
-use std::any::Any;
-use std::sync::Arc;
-
 use crate::event::{DomainEvent, DynIntegrationEvent, EventKind};
 use crate::meta::EventMeta;
-use crate::store::{NewIntegrationRow, StoredEvent};
+use crate::store::{NewIntegrationRow, StoredEvent, TypedEvent};
 use crate::transport::Message;
 #[cfg(any(
     feature = "nats",
@@ -45,7 +42,7 @@ pub(crate) fn domain<E: DomainEvent>(
         name: E::NAME.to_owned(),
         version: 1,
         payload: Payload::of(&event)?,
-        typed: Some(Arc::new(event)),
+        typed: Some(TypedEvent::new(event)),
     })
 }
 
@@ -100,10 +97,7 @@ pub(crate) fn message(event: StoredEvent, key: Option<String>) -> Message {
 
 /// A message received from the wire, as it is recorded for the inbound handlers: with the typed
 /// event if it was decoded.
-pub(crate) fn received(
-    message: &Message,
-    typed: Option<Arc<dyn Any + Send + Sync>>,
-) -> StoredEvent {
+pub(crate) fn received(message: &Message, typed: Option<TypedEvent>) -> StoredEvent {
     StoredEvent {
         meta: EventMeta {
             id: message.id,

@@ -7,11 +7,11 @@
 
 use std::any::{Any, TypeId};
 use std::fmt;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+pub use crate::call::TypedEvent;
 use crate::event::EventKind;
 use crate::meta::EventMeta;
 
@@ -72,7 +72,7 @@ pub struct StoredEvent {
     /// The event's data, as JSON.
     pub payload: Payload,
     /// The typed event, if this process recorded it.
-    pub typed: Option<Arc<dyn Any + Send + Sync>>,
+    pub typed: Option<TypedEvent>,
 }
 
 impl fmt::Debug for StoredEvent {

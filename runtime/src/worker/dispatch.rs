@@ -446,12 +446,12 @@ async fn handle(
                 // `async fn` handler's future runs in `slot`, pinned here, in this delivery's
                 // own state: no allocation.
                 let slot = std::pin::pin!(FutureSlot::new());
-                info.handler_fn().call(&*typed, &ctx, slot).await
+                info.handler_fn().call(typed.event(), &ctx, slot).await
             }
             Target::From {
                 translation,
                 source,
-            } => match translation.translate(&*typed) {
+            } => match translation.translate(typed.event()) {
                 Some(produced) => Ok(Box::new([produced]) as Emitted),
                 None => Err(Box::new(HandlerError::WrongEvent {
                     handler: "From translation",
