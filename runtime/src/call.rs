@@ -884,7 +884,10 @@ mod tests {
     fn an_event_reads_back_as_its_own_type_only() {
         let event = 7_u32;
         let erased = AnyEvent::of(&event);
-        assert!(std::ptr::eq(erased.downcast::<u32>().expect("a u32"), &event));
+        assert!(std::ptr::eq(
+            erased.downcast::<u32>().expect("a u32"),
+            &event
+        ));
         assert!(erased.downcast::<i32>().is_none());
 
         let typed = TypedEvent::new(String::from("p-1"));
