@@ -87,11 +87,15 @@ impl fmt::Debug for AnyEvent<'_> {
 /// A typed event, shared, with the id of its type: the event as recorded in this process or
 /// decoded from its JSON, which the dispatcher hands to the event's handlers.
 ///
+/// What [`Decode::decode`](crate::registry::Decode::decode) returns; read it back with
+/// [`downcast_ref`](Self::downcast_ref).
+///
 /// ```
 /// use tidings::store::TypedEvent;
 ///
 /// let typed = TypedEvent::new(7_u32);
-/// assert!(format!("{typed:?}").starts_with("TypedEvent"));
+/// assert_eq!(typed.downcast_ref::<u32>(), Some(&7));
+/// assert!(typed.downcast_ref::<i64>().is_none());
 /// ```
 #[derive(Clone)]
 pub struct TypedEvent {
@@ -107,6 +111,11 @@ impl TypedEvent {
             event: Arc::new(event),
             type_id: type_id_of::<E>(),
         }
+    }
+
+    /// The event, if it is an `E`.
+    pub fn downcast_ref<E: Any>(&self) -> Option<&E> {
+        self.event().downcast()
     }
 
     /// The event, as a handler's entry takes it.
