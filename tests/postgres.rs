@@ -521,7 +521,7 @@ async fn migrations_apply_once_from_processes_starting_together() {
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(applied, 5, "each of the five migrations once");
+    assert_eq!(applied, 6, "each of the six migrations once");
     let refused = PostgresStore::connect_with(pool.clone(), "Bad-Name").await;
     let error = refused.unwrap_err().to_string();
     assert!(error.contains("not a schema name"), "{error}");

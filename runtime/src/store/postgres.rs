@@ -256,7 +256,8 @@ macro_rules! unflushed {
 
 /// The ids of the deliveries of ids `$1` that `tidings_complete` completed, each only if still
 /// claimed at its attempt in `$2` (at any, for a null attempt). The statements of completions
-/// and claims are functions of the schema: see the migration `0005_claim_in_one_call`.
+/// and claims are functions of the schema: see the migrations `0005_claim_in_one_call` and
+/// `0006_completion_plan_kept`.
 macro_rules! complete_sql {
     () => {
         "SELECT c.id FROM {schema}.tidings_complete($1, $2) AS c(id)"
