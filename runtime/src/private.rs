@@ -44,12 +44,13 @@ pub trait CallHandler {
         slot: Pin<&'s mut FutureSlot<'a>>,
     ) -> HandlerCall<'a, 's>;
 
-    /// Calls the handler with `event`, in a [`FutureSlot`] of the call's own: for tests.
+    /// Calls the handler with `event`, in a [`FutureSlot`] of the call's own, and gives the
+    /// integration events it produced as a `Vec` (empty for none): for tests.
     fn call<'a, E: Any + Send + Sync>(
         &self,
         event: &'a E,
         ctx: HandlerContext<'a>,
-    ) -> impl Future<Output = HandlerResult> + Send + 'a;
+    ) -> impl Future<Output = Result<Vec<Box<dyn DynIntegrationEvent>>, Box<HandlerError>>> + Send + 'a;
 }
 
 impl CallHandler for HandlerInfo {
@@ -72,11 +73,15 @@ impl CallHandler for HandlerInfo {
         &self,
         event: &'a E,
         ctx: HandlerContext<'a>,
-    ) -> impl Future<Output = HandlerResult> + Send + 'a {
+    ) -> impl Future<Output = Result<Vec<Box<dyn DynIntegrationEvent>>, Box<HandlerError>>> + Send + 'a
+    {
         let handler = self.handler_fn();
         async move {
             let mut slot = std::pin::pin!(FutureSlot::new());
-            handler.call(AnyEvent::of(event), &ctx, slot.as_mut()).await
+            let emitted = handler
+                .call(AnyEvent::of(event), &ctx, slot.as_mut())
+                .await?;
+            Ok(emitted.map_or_else(Vec::new, |events| *events))
         }
     }
 }
@@ -378,22 +383,27 @@ impl<I: IntegrationEvent> Returnable for I {
 /// A handler that returns nothing produced nothing.
 #[inline]
 pub fn emit_nothing(_: ()) -> HandlerResult {
-    Ok(Box::new([]))
+    Ok(None)
 }
 
 /// A handler that returns `I` produced one event.
 pub fn emit_one<I: Returnable>(event: I) -> HandlerResult {
-    Ok(Box::new([event.boxed()]))
+    Ok(Some(Box::new(vec![event.boxed()])))
 }
 
 /// A handler that returns `Option<I>` produced zero or one event.
 pub fn emit_option<I: Returnable>(event: Option<I>) -> HandlerResult {
-    Ok(event.into_iter().map(Returnable::boxed).collect())
+    Ok(event.map(|event| Box::new(vec![event.boxed()])))
 }
 
 /// A handler that returns `Vec<I>` produced these events.
 pub fn emit_vec<I: Returnable>(events: Vec<I>) -> HandlerResult {
-    Ok(events.into_iter().map(Returnable::boxed).collect())
+    if events.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Box::new(
+        events.into_iter().map(Returnable::boxed).collect(),
+    )))
 }
 
 /// The error type of a handler.

@@ -454,7 +454,7 @@ mod tests {
             None,
             Some(db),
             false,
-            HandlerFn::Sync(|_, _| Ok(Box::new([]))),
+            HandlerFn::Sync(|_, _| Ok(None)),
             Origin::new("shop::catalog", "src/catalog.rs", 12, 1),
         )))
     }

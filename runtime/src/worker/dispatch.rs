@@ -452,7 +452,7 @@ async fn handle(
                 translation,
                 source,
             } => match translation.translate(typed.event()) {
-                Some(produced) => Ok(Box::new([produced]) as Emitted),
+                Some(produced) => Ok(Some(Box::new(vec![produced])) as Emitted),
                 None => Err(Box::new(HandlerError::WrongEvent {
                     handler: "From translation",
                     expected: source,
@@ -462,9 +462,9 @@ async fn handle(
     }
     .instrument(span.clone())
     .await?;
-    if emitted.is_empty() {
+    let Some(emitted) = emitted else {
         return Ok(Vec::new());
-    }
+    };
     let traceparent = trace::of(&span, event.meta.traceparent.as_deref());
     emitted
         .iter()
