@@ -250,14 +250,19 @@ impl<'a> HandlerContext<'a> {
 /// that produced none.
 ///
 /// One pointer, so that a [`HandlerResult`] is a tag and a pointer, which the handler's entry
-/// returns in two registers: a boxed slice here made it a pair that Rust returns through memory,
-/// written by the entry and read back by the caller, on every call. A handler that produces
-/// events pays an allocation more (the `Box` beside the `Vec`).
+/// returns in two registers. A boxed slice (a pointer and a length) made it 16 bytes that are
+/// not two like scalars, which Rust returns through memory: written by the entry and read back
+/// by the caller, on every call. A handler that produces events pays an allocation more (the
+/// `Box` beside the `Vec`).
 pub type Emitted = Option<Box<Vec<Box<dyn DynIntegrationEvent>>>>;
 
 /// The result of one handler call: two words, the error boxed (failing is the rare path), where
 /// `Result<Vec<_>, HandlerError>` is five, each moved at every step of every call.
 pub type HandlerResult = Result<Emitted, Box<HandlerError>>;
+
+// Two words, as an `async fn` handler's poll returns it too: a larger result goes through memory.
+const _: () =
+    assert!(std::mem::size_of::<Poll<HandlerResult>>() == 2 * std::mem::size_of::<usize>());
 
 /// Starts the call of an `async fn` handler: builds the handler's future in `slot`, where it
 /// stays until it completes or the call is dropped, and polls it once. Generated per handler by
