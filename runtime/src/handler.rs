@@ -50,6 +50,14 @@ pub enum HandlerError {
 }
 
 impl HandlerError {
+    /// The error of `handler`, which handles `expected`, called with an event of another type.
+    /// Out of line, so that a handler entry's own path needs no stack frame for building it.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn wrong_event(handler: &'static str, expected: &'static str) -> Box<Self> {
+        Box::new(HandlerError::WrongEvent { handler, expected })
+    }
+
     /// The error of a handler that panicked with `payload`.
     pub(crate) fn panicked(payload: Box<dyn std::any::Any + Send>) -> Self {
         HandlerError::Panicked(panic_message(payload))

@@ -346,16 +346,8 @@ pub fn downcast<'a, E: 'static>(
 ) -> Result<&'a E, Box<HandlerError>> {
     match event.downcast::<E>() {
         Some(event) => Ok(event),
-        None => Err(wrong_event(handler, expected)),
+        None => Err(HandlerError::wrong_event(handler, expected)),
     }
-}
-
-/// The error of a call with an event of another type: out of line, so that an entry's own
-/// path needs no stack frame for building it.
-#[cold]
-#[inline(never)]
-fn wrong_event(handler: &'static str, expected: &'static str) -> Box<HandlerError> {
-    Box::new(HandlerError::WrongEvent { handler, expected })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -453,10 +453,7 @@ async fn handle(
                 source,
             } => match translation.translate(typed.event()) {
                 Some(produced) => Ok(Some(Box::new(vec![produced]))),
-                None => Err(Box::new(HandlerError::WrongEvent {
-                    handler: "From translation",
-                    expected: source,
-                })),
+                None => Err(HandlerError::wrong_event("From translation", source)),
             },
         }
     }
