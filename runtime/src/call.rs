@@ -256,6 +256,11 @@ impl<'a> HandlerContext<'a> {
 /// `Box` beside the `Vec`).
 pub type Emitted = Option<Box<Vec<Box<dyn DynIntegrationEvent>>>>;
 
+/// `events` as [`Emitted`]: `None` for none.
+pub(crate) fn emitted(events: Vec<Box<dyn DynIntegrationEvent>>) -> Emitted {
+    (!events.is_empty()).then(|| Box::new(events))
+}
+
 /// The result of one handler call: two words, the error boxed (failing is the rare path), where
 /// `Result<Vec<_>, HandlerError>` is five, each moved at every step of every call.
 pub type HandlerResult = Result<Emitted, Box<HandlerError>>;

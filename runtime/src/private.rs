@@ -12,6 +12,8 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 
+use crate::call::emitted;
+
 pub use inventory;
 pub use schemars::{self, JsonSchema};
 pub use serde_json;
@@ -50,8 +52,11 @@ pub trait CallHandler {
         &self,
         event: &'a E,
         ctx: HandlerContext<'a>,
-    ) -> impl Future<Output = Result<Vec<Box<dyn DynIntegrationEvent>>, Box<HandlerError>>> + Send + 'a;
+    ) -> impl Future<Output = Called> + Send + 'a;
 }
+
+/// What [`CallHandler::call`] gives: the integration events produced, or the handler's error.
+pub type Called = Result<Vec<Box<dyn DynIntegrationEvent>>, Box<HandlerError>>;
 
 impl CallHandler for HandlerInfo {
     #[inline(always)]
@@ -73,8 +78,7 @@ impl CallHandler for HandlerInfo {
         &self,
         event: &'a E,
         ctx: HandlerContext<'a>,
-    ) -> impl Future<Output = Result<Vec<Box<dyn DynIntegrationEvent>>, Box<HandlerError>>> + Send + 'a
-    {
+    ) -> impl Future<Output = Called> + Send + 'a {
         let handler = self.handler_fn();
         async move {
             let mut slot = std::pin::pin!(FutureSlot::new());
@@ -380,22 +384,17 @@ pub fn emit_nothing(_: ()) -> HandlerResult {
 
 /// A handler that returns `I` produced one event.
 pub fn emit_one<I: Returnable>(event: I) -> HandlerResult {
-    Ok(Some(Box::new(vec![event.boxed()])))
+    Ok(emitted(vec![event.boxed()]))
 }
 
 /// A handler that returns `Option<I>` produced zero or one event.
 pub fn emit_option<I: Returnable>(event: Option<I>) -> HandlerResult {
-    Ok(event.map(|event| Box::new(vec![event.boxed()])))
+    Ok(emitted(event.into_iter().map(Returnable::boxed).collect()))
 }
 
 /// A handler that returns `Vec<I>` produced these events.
 pub fn emit_vec<I: Returnable>(events: Vec<I>) -> HandlerResult {
-    if events.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(Box::new(
-        events.into_iter().map(Returnable::boxed).collect(),
-    )))
+    Ok(emitted(events.into_iter().map(Returnable::boxed).collect()))
 }
 
 /// The error type of a handler.

@@ -197,7 +197,8 @@ fn valid_schema(schema: &str) -> bool {
 /// channel and `$13` the store's id): the deliveries are inserted in order, only where
 /// `tidings_store` holds this store's id, and the listeners are notified at commit. `$inbox`
 /// is a CTE before the insert and `$received` a condition of its rows, for integration events:
-/// the inbox keeps a handler from an event it already received. The last column reads
+/// the inbox keeps a handler from an event it already received (`$inbox` ends with `", "` and
+/// `$received` starts with a space, or both are empty). The last column reads
 /// `notified`, so that the notification is sent (a CTE that modifies nothing runs only when
 /// read).
 macro_rules! insert_deliveries {

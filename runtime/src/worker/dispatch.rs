@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tracing::{Instrument, info_span};
 
 use super::Shared;
-use crate::call::{FutureSlot, HandlerContext, TransactionSlot};
+use crate::call::{FutureSlot, HandlerContext, TransactionSlot, emitted};
 use crate::envelope;
 use crate::error::{ErrorKind, StoreError, error_chain};
 use crate::handler::HandlerError;
@@ -452,7 +452,7 @@ async fn handle(
                 translation,
                 source,
             } => match translation.translate(typed.event()) {
-                Some(produced) => Ok(Some(Box::new(vec![produced]))),
+                Some(produced) => Ok(emitted(vec![produced])),
                 None => Err(HandlerError::wrong_event("From translation", source)),
             },
         }
